@@ -1,0 +1,149 @@
+"""Recording submissions: one code path for the CLI, the drop folder and the web upload.
+
+Files are written to the blob store (complete, by checksum) before the row that
+points at them is committed. The newest submission of an item is current and
+the older ones remain as history. Re-sending the current content is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from kiemdiem.errors import NotFound, Refused
+from kiemdiem.plan import Plan
+from kiemdiem.store.blobs import BlobStore
+from kiemdiem.store.db import UnitOfWork
+from kiemdiem.store.models import EventLog, Member, Submission, SubmissionFile, Unit
+from kiemdiem.submission import content_key, is_on_time, item_key, resolve_target, safe_filename
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    filename: str
+    path: Path | None = None
+    data: bytes | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionOutcome:
+    submission_id: int
+    created: bool  # False: identical to the current submission, nothing changed
+    on_time: bool
+    phase_id: str
+    deadline: dt.datetime
+    supersedes_id: int | None
+    item_key: str
+    unit_code: str
+
+
+def find_unit(uow: UnitOfWork, campaign_id: str, code: str) -> Unit:
+    unit = uow.session.scalar(select(Unit).where(Unit.campaign_id == campaign_id, Unit.code == code))
+    if unit is None:
+        raise NotFound(f"đơn vị không tồn tại: '{code}'")
+    return unit
+
+
+def find_member(uow: UnitOfWork, campaign_id: str, code: str) -> Member:
+    member = uow.session.scalar(select(Member).where(Member.campaign_id == campaign_id, Member.member_code == code))
+    if member is None:
+        raise NotFound(f"đảng viên không tồn tại: '{code}'")
+    return member
+
+
+def record_submission(
+    uow: UnitOfWork,
+    blobs: BlobStore,
+    plan: Plan,
+    campaign_id: str,
+    unit_code: str,
+    doc_type: str,
+    files: list[IncomingFile],
+    received_at: dt.datetime,
+    source: str,
+    *,
+    member_code: str | None = None,
+    phase_id: str | None = None,
+    actor: str | None = None,
+) -> SubmissionOutcome:
+    """Validate the item, store the files, and add a submission row (the caller commits)."""
+    if not files:
+        raise Refused("không có tệp nào được nộp")
+    unit = find_unit(uow, campaign_id, unit_code)
+    member = None
+    if member_code is not None:
+        member = find_member(uow, campaign_id, member_code)
+        if member.unit_id != unit.id:
+            raise Refused(f"đảng viên '{member_code}' không sinh hoạt ở '{unit_code}'")
+    target = resolve_target(plan, unit.kind, doc_type, member is not None, phase_id)
+    key = item_key(unit.code, target.phase.id, doc_type, member.member_code if member else None)
+
+    stored: list[tuple[str, int, str, str | None]] = []
+    for incoming in files:
+        if incoming.data is not None:
+            sha, size = blobs.put_bytes(incoming.data)
+        elif incoming.path is not None:
+            sha, size = blobs.put_file(incoming.path)
+        else:
+            raise Refused(f"tệp '{incoming.filename}' không có nội dung")
+        stored.append((sha, size, safe_filename(incoming.filename), incoming.content_type))
+    content = content_key([sha for sha, *_ in stored])
+
+    session = uow.session
+    current = session.scalar(
+        select(Submission)
+        .where(Submission.campaign_id == campaign_id, Submission.item_key == key)
+        .order_by(Submission.received_at.desc(), Submission.id.desc())
+        .limit(1)
+    )
+    if current is not None and current.content_key == content:
+        return SubmissionOutcome(current.id, False, current.on_time, target.phase.id, target.phase.deadline, current.supersedes_id, key, unit.code)
+
+    on_time = is_on_time(received_at, target.phase.deadline)
+    submission = Submission(
+        campaign_id=campaign_id,
+        unit_id=unit.id,
+        phase_id=target.phase.id,
+        doc_type=doc_type,
+        member_id=member.id if member else None,
+        item_key=key,
+        content_key=content,
+        received_at=received_at,
+        on_time=on_time,
+        source=source,
+        submitted_by=actor,
+        supersedes_id=current.id if current else None,
+    )
+    session.add(submission)
+    session.flush()
+    for sha, size, name, content_type in stored:
+        session.add(SubmissionFile(submission_id=submission.id, sha256=sha, size=size, filename=name, content_type=content_type))
+    session.add(
+        EventLog(
+            campaign_id=campaign_id,
+            at=received_at,
+            actor=actor or source,
+            action="submission.received",
+            subject=key,
+            detail={"submission_id": submission.id, "on_time": on_time, "files": [s[0] for s in stored], "source": source},
+        )
+    )
+    return SubmissionOutcome(submission.id, True, on_time, target.phase.id, target.phase.deadline, submission.supersedes_id, key, unit.code)
+
+
+def submission_history(uow: UnitOfWork, campaign_id: str, unit_id: int) -> list[tuple[Submission, list[SubmissionFile]]]:
+    session = uow.session
+    subs = list(
+        session.scalars(
+            select(Submission).where(Submission.campaign_id == campaign_id, Submission.unit_id == unit_id).order_by(Submission.received_at.desc(), Submission.id.desc())
+        )
+    )
+    files: dict[int, list[SubmissionFile]] = {}
+    if subs:
+        for f in session.scalars(select(SubmissionFile).where(SubmissionFile.submission_id.in_([s.id for s in subs]))):
+            files.setdefault(f.submission_id, []).append(f)
+    return [(s, files.get(s.id, [])) for s in subs]

@@ -1,0 +1,79 @@
+"""What a submission is for: resolving the item a unit delivers, and whether it is on time. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
+from kiemdiem.errors import Refused
+from kiemdiem.plan import DocumentRequirement, Phase, Plan
+
+SOURCES = ("cli", "drop", "web")
+
+
+@dataclass(frozen=True)
+class Target:
+    phase: Phase
+    requirement: DocumentRequirement
+
+
+def resolve_target(plan: Plan, unit_kind: str, doc_type: str, per_member: bool, phase_id: str | None = None) -> Target:
+    """Find the phase in which a unit of this kind owes this document; refuse with a reason otherwise."""
+    if doc_type not in DOCUMENTS:
+        raise Refused(f"loại văn bản không có trong danh mục: '{doc_type}'")
+    if phase_id is not None:
+        try:
+            phase = plan.phase(phase_id)
+        except KeyError:
+            raise Refused(f"giai đoạn không tồn tại: '{phase_id}' (có: {', '.join(p.id for p in plan.phases)})") from None
+        candidates = [phase]
+    else:
+        candidates = list(plan.phases)
+    owed_kind = [p for p in candidates if unit_kind in p.applies_to]
+    matches = [(p, p.requirement(doc_type, per_member)) for p in owed_kind]
+    matches = [(p, r) for p, r in matches if r is not None]
+    who = "từng đảng viên" if per_member else "đơn vị"
+    if not matches:
+        kind_name = UNIT_KINDS.get(unit_kind, unit_kind)
+        other = [p for p in owed_kind if p.requirement(doc_type, not per_member)]
+        if other:
+            hint = " (văn bản này nộp theo từng đảng viên: hãy nêu --member)" if not per_member else " (văn bản này nộp theo đơn vị: bỏ --member)"
+        else:
+            hint = ""
+        where = f" trong giai đoạn '{phase_id}'" if phase_id else ""
+        raise Refused(f"{kind_name} không phải nộp '{DOCUMENTS[doc_type].name}' ({who}){where}{hint}")
+    if len(matches) > 1:
+        raise Refused(
+            f"'{doc_type}' thuộc nhiều giai đoạn ({', '.join(p.id for p, _ in matches)}): hãy nêu --phase"
+        )
+    phase, requirement = matches[0]
+    return Target(phase, requirement)
+
+
+def item_key(unit_code: str, phase_id: str, doc_type: str, member_code: str | None) -> str:
+    return f"{unit_code}:{phase_id}:{doc_type}:{member_code or '-'}"
+
+
+def content_key(sha256s: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(sha256s)).encode()).hexdigest()
+
+
+def is_on_time(received_at: dt.datetime, deadline: dt.datetime) -> bool:
+    # Deadlines are whole seconds (23:59:59); a fraction of a second more is still that second.
+    return received_at.replace(microsecond=0) <= deadline
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()\-]+")
+
+
+def safe_filename(name: str) -> str:
+    """A file name with no directories, no control characters and no leading dots; Vietnamese letters folded."""
+    base = name.replace("\\", "/").split("/")[-1]
+    base = unicodedata.normalize("NFKD", base).replace("đ", "d").replace("Đ", "D")
+    base = "".join(ch for ch in base if not unicodedata.combining(ch))
+    base = _UNSAFE.sub("_", base).strip(" .")
+    return base[:200] or "tep"

@@ -1,0 +1,52 @@
+"""Helpers shared by tests (not fixtures)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import text
+
+from kiemdiem.store.db import Store
+from kiemdiem.store.models import Base
+
+REPO = Path(__file__).resolve().parent.parent
+PLANS = REPO / "plans"
+ICT = dt.timezone(dt.timedelta(hours=7))
+
+
+def ict(year, month, day, hour=0, minute=0, second=0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=ICT)
+
+
+def table_counts(store: Store) -> dict[str, int]:
+    """Row counts of every table: the 'nothing changed' check for refused input."""
+    with store.engine.connect() as conn:
+        return {t.name: conn.execute(text(f'SELECT count(*) FROM "{t.name}"')).scalar_one() for t in Base.metadata.sorted_tables}
+
+
+SMALL_UNITS = """code,name,kind,parent,emails
+SCT,Đảng bộ Sở Công Thương,dang_bo_co_so,,vanphong@sct.example.vn
+VP1,Chi bộ Văn phòng 1,chi_bo_truc_thuoc,SCT,vp1@sct.example.vn
+VP2,Chi bộ Văn phòng 2,chi_bo_truc_thuoc,SCT,vp2@sct.example.vn;bithu.vp2@sct.example.vn
+KC,Chi bộ Khuyến công,chi_bo_truc_thuoc,SCT,kc@sct.example.vn
+"""
+
+SMALL_MEMBERS = """member_id,full_name,unit,email,joined_on,status,temporary_unit,positions
+DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
+DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
+DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
+DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu
+DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
+DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
+"""
+
+
+def write_small_org(directory: Path, units: str = SMALL_UNITS, members: str = SMALL_MEMBERS) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    units_path = directory / "units.csv"
+    members_path = directory / "members.csv"
+    units_path.write_text(units, encoding="utf-8")
+    members_path.write_text(members, encoding="utf-8")
+    return units_path, members_path
