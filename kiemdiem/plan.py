@@ -14,10 +14,10 @@ import hashlib
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator
 
 from kiemdiem.calendar import Swap, WorkCalendar, format_date
 from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
@@ -55,11 +55,23 @@ class DocumentSpec(_Strict):
     note: str | None = None
 
 
+def _deadline_form(value) -> str:
+    # Choose the deadline's form by its keys, so a typo yields one message about that key.
+    if isinstance(value, dict):
+        return "relative" if ({"after", "before", "working_days"} & value.keys()) else "date"
+    if isinstance(value, (DateSpec, RelativeSpec)):
+        return "date" if isinstance(value, DateSpec) else "relative"
+    return "str"
+
+
 class PhaseSpec(_Strict):
     id: str
     name: str
     kind: str
-    deadline: str | DateSpec | RelativeSpec
+    deadline: Annotated[
+        Annotated[str, Tag("str")] | Annotated[DateSpec, Tag("date")] | Annotated[RelativeSpec, Tag("relative")],
+        Discriminator(_deadline_form),
+    ]
     applies_to: list[str]
     documents: list[DocumentSpec] = []
     after: list[str] = []  # phases that must come first (lower levels before upper)
@@ -266,6 +278,20 @@ def _stringify_dates(value):
     return value
 
 
+PYDANTIC_REASONS = {
+    "string_type": "phải là một chuỗi văn bản",
+    "int_type": "phải là một số nguyên",
+    "int_parsing": "phải là một số nguyên",
+    "bool_type": "phải là true hoặc false",
+    "bool_parsing": "phải là true hoặc false",
+    "list_type": "phải là một danh sách",
+    "dict_type": "phải là một bảng khóa: giá trị",
+    "model_type": "phải là một bảng khóa: giá trị",
+    "model_attributes_type": "phải là một bảng khóa: giá trị",
+    "union_tag_invalid": "dạng hạn không hợp lệ",
+}
+
+
 def _problem_from_pydantic(source: str, err: dict) -> Problem:
     loc = _format_loc(err["loc"])
     kind = err["type"]
@@ -275,6 +301,10 @@ def _problem_from_pydantic(source: str, err: dict) -> Problem:
         reason = "thiếu trường bắt buộc"
     elif kind == "literal_error":
         reason = f"giá trị không hợp lệ; chỉ nhận: {err.get('ctx', {}).get('expected', '')}"
+    elif kind in PYDANTIC_REASONS:
+        reason = PYDANTIC_REASONS[kind]
+    elif kind == "value_error":
+        reason = str(err.get("ctx", {}).get("error", err["msg"]))
     else:
         reason = err["msg"]
     return Problem(source, reason, field=loc)
@@ -286,7 +316,7 @@ def _format_loc(loc) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in {"str", "DateSpec", "RelativeSpec"}:
+        elif item in {"str", "date", "relative", "DateSpec", "RelativeSpec"}:
             continue
         else:
             parts.append(str(item))
@@ -441,8 +471,7 @@ def _build_calendar(spec: PlanSpec, source: str, problems: list[Problem]) -> Wor
             swaps.append(Swap(off, on, s.note))
     try:
         return WorkCalendar(timezone=spec.timezone, extra_holidays=holidays, extra_working_days=working, swaps=swaps)
-    except Exception as exc:  # an unknown time zone is reported by _resolve
-        problems.append(Problem(source, f"không dựng được lịch làm việc: {exc}", field="calendar"))
+    except ValueError:  # an unknown time zone is reported by _resolve, on its own field
         return WorkCalendar(extra_holidays=holidays, extra_working_days=working, swaps=swaps)
 
 
