@@ -254,22 +254,38 @@ class Outbox(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_error: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {type, code, message}
+    gave_up: Mapped[bool] = mapped_column(Boolean, default=False)  # permanent failure or attempts exhausted: kept, not retried
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
-class OutboxItem(Base):
-    """The outstanding items one email covered: who was told about what, for the log and for dedupe."""
+class Notice(Base):
+    """One outstanding item someone must be told about: planned by a phase step, composed into a digest.
 
-    __tablename__ = "outbox_items"
-    __table_args__ = (Index("ix_outbox_items_unit", "unit_id"),)
+    Unique per (recipient, kind, item, step), so a reminder for an offset or an escalation
+    step is never planned twice. ``outbox_id`` links it to the digest that carried it.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "recipient", "kind", "item_key", "step", name="uq_notice"),
+        Index("ix_notices_pending", "campaign_id", "outbox_id"),
+        Index("ix_notices_unit", "unit_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    recipient: Mapped[str] = mapped_column(String(256))
+    recipient_name: Mapped[str] = mapped_column(String(256), default="")
+    kind: Mapped[str] = mapped_column(String(32))  # reminder | escalation
+    step: Mapped[int] = mapped_column(Integer)  # reminder offset in working days, or escalation step
+    item_key: Mapped[str] = mapped_column(String(256))
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     phase_id: Mapped[str] = mapped_column(String(64))
     doc_type: Mapped[str] = mapped_column(String(64))
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    step: Mapped[int] = mapped_column(Integer, default=0)  # reminder offset or escalation step
+    planned_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), nullable=True)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # delivered before it was sent
 
 
 class EventLog(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 05:12:34.352013
+Create Date: 2026-11-21 05:19:56.663396
 """
 from alembic import op
 import sqlalchemy as sa
@@ -79,6 +79,7 @@ def upgrade() -> None:
     sa.Column('claim_token', sa.String(length=64), nullable=True),
     sa.Column('sent_at', kiemdiem.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.JSON(), nullable=True),
+    sa.Column('gave_up', sa.Boolean(), nullable=False),
     sa.Column('created_at', kiemdiem.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
@@ -160,22 +161,31 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email', name='uq_user_email')
     )
-    op.create_table('outbox_items',
+    op.create_table('notices',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('outbox_id', sa.Integer(), nullable=False),
+    sa.Column('campaign_id', sa.String(length=64), nullable=False),
+    sa.Column('recipient', sa.String(length=256), nullable=False),
+    sa.Column('recipient_name', sa.String(length=256), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('item_key', sa.String(length=256), nullable=False),
     sa.Column('unit_id', sa.Integer(), nullable=False),
     sa.Column('phase_id', sa.String(length=64), nullable=False),
     sa.Column('doc_type', sa.String(length=64), nullable=False),
     sa.Column('member_id', sa.Integer(), nullable=True),
-    sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('planned_at', kiemdiem.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('outbox_id', sa.Integer(), nullable=True),
+    sa.Column('cancelled_at', kiemdiem.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
-    sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], ),
     sa.ForeignKeyConstraint(['unit_id'], ['units.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('campaign_id', 'recipient', 'kind', 'item_key', 'step', name='uq_notice')
     )
-    with op.batch_alter_table('outbox_items', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_items_outbox_id'), ['outbox_id'], unique=False)
-        batch_op.create_index('ix_outbox_items_unit', ['unit_id'], unique=False)
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.create_index('ix_notices_pending', ['campaign_id', 'outbox_id'], unique=False)
+        batch_op.create_index('ix_notices_unit', ['unit_id'], unique=False)
 
     op.create_table('sign_in_tokens',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -206,7 +216,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
     sa.ForeignKeyConstraint(['supersedes_id'], ['submissions.id'], ),
     sa.ForeignKeyConstraint(['unit_id'], ['units.id'], ),
-    sa.PrimaryKeyConstraint('id'),
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.create_index('ix_submissions_item', ['campaign_id', 'item_key', 'received_at'], unique=False)
@@ -301,11 +311,11 @@ def downgrade() -> None:
 
     op.drop_table('submissions')
     op.drop_table('sign_in_tokens')
-    with op.batch_alter_table('outbox_items', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_items_unit')
-        batch_op.drop_index(batch_op.f('ix_outbox_items_outbox_id'))
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.drop_index('ix_notices_unit')
+        batch_op.drop_index('ix_notices_pending')
 
-    op.drop_table('outbox_items')
+    op.drop_table('notices')
     op.drop_table('users')
     with op.batch_alter_table('snapshots', schema=None) as batch_op:
         batch_op.drop_index('ix_snapshots_latest')

@@ -1,0 +1,234 @@
+"""The outbox: every email is a row, keyed for idempotency, moved queued → sending → sent | failed.
+
+Composing ends when a row is saved (``enqueue``). Sending (``send_due``) claims due rows in
+a short transaction, delivers each through the transport, and marks each one right after
+the server answers, so a crash can repeat at most the one message in flight, with the same
+Message-ID. A reaper returns rows left in "sending" by a dead process once their lease ends.
+A failed row is retried with exponential backoff and never dropped. Tuned by
+``ReminderSettings`` (batch_size, max_attempts, backoff_seconds, sending_lease_seconds).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from kiemdiem.notify.messages import Attachment, ComposedMessage, build_mime, make_message_id
+from kiemdiem.settings import ReminderSettings, SmtpSettings
+from kiemdiem.store.db import Store, UnitOfWork
+from kiemdiem.store.models import EventLog, Outbox
+
+SENDABLE = ("queued", "failed")
+
+
+class Transport(Protocol):
+    async def __aenter__(self): ...
+    async def __aexit__(self, *exc): ...
+    async def send(self, message): ...
+
+
+def idempotency_key(material: str) -> str:
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def enqueue(
+    uow: UnitOfWork,
+    *,
+    campaign_id: str,
+    kind: str,
+    recipient: str,
+    recipient_name: str,
+    message: ComposedMessage,
+    key_material: str,
+    reason: str,
+    now: dt.datetime,
+    not_before: dt.datetime | None = None,
+    domain: str = "kiemdiem.local",
+) -> int | None:
+    """Save a composed message. Returns its row id, or None when that key is already queued or sent."""
+    key = idempotency_key(key_material)
+    values = dict(
+        campaign_id=campaign_id,
+        idempotency_key=key,
+        key_material=key_material,
+        kind=kind,
+        recipient=recipient,
+        recipient_name=recipient_name,
+        subject=message.subject,
+        body_text=message.text,
+        body_html=message.html,
+        attachments=[
+            {"filename": a.filename, "content_type": a.content_type, "data_b64": base64.b64encode(a.data).decode()}
+            for a in message.attachments
+        ],
+        message_id=make_message_id(key, domain),
+        reason=reason,
+        status="queued",
+        attempts=0,
+        not_before=not_before or now,
+        next_attempt_at=not_before or now,
+        gave_up=False,
+        created_at=now,
+    )
+    session = uow.session
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Outbox).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Outbox.id)
+    return session.execute(statement).scalar_one_or_none()
+
+
+def composed_from_row(row: Outbox) -> ComposedMessage:
+    return ComposedMessage(
+        subject=row.subject,
+        text=row.body_text,
+        html=row.body_html,
+        attachments=tuple(Attachment(a["filename"], a["content_type"], base64.b64decode(a["data_b64"])) for a in row.attachments or []),
+    )
+
+
+def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:
+    """Return rows stuck in 'sending' past their lease to the queue (their process died)."""
+    cutoff = now - dt.timedelta(seconds=lease_seconds)
+    result = uow.session.execute(
+        update(Outbox)
+        .where(Outbox.status == "sending", Outbox.claimed_at <= cutoff)
+        .values(status="queued", claim_token=None, next_attempt_at=now)
+    )
+    return result.rowcount or 0
+
+
+def claim_due(store: Store, now: dt.datetime, limit: int, campaign_id: str | None = None) -> tuple[str, list[int]]:
+    """Atomically mark up to ``limit`` due rows as 'sending' for this claimant; returns (token, ids)."""
+    token = uuid.uuid4().hex
+    due = (
+        select(Outbox.id)
+        .where(
+            Outbox.status.in_(SENDABLE),
+            Outbox.gave_up.is_(False),
+            Outbox.next_attempt_at <= now,
+            Outbox.not_before <= now,
+        )
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(limit)
+    )
+    if campaign_id is not None:
+        due = due.where(Outbox.campaign_id == campaign_id)
+    with store.uow() as uow:
+        if store.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)  # two ticks never claim the same row
+        ids = list(uow.session.scalars(due))
+        if ids:
+            uow.session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(ids), Outbox.status.in_(SENDABLE))
+                .values(status="sending", claim_token=token, claimed_at=now)
+            )
+            uow.commit()
+        claimed = list(uow.session.scalars(select(Outbox.id).where(Outbox.claim_token == token).order_by(Outbox.id))) if ids else []
+    return token, claimed
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    gave_up: int = 0
+    reaped: int = 0
+    sent_ids: list[int] = field(default_factory=list)
+
+
+async def send_due(
+    store: Store,
+    transport: Transport,
+    now: dt.datetime,
+    *,
+    smtp: SmtpSettings,
+    settings: ReminderSettings,
+    campaign_id: str | None = None,
+    before_send=None,
+) -> SendReport:
+    """Deliver every due row, batch by batch. ``before_send(row_id)`` is a test hook for crash points."""
+    report = SendReport()
+    with store.uow() as uow:
+        report.reaped = reap_stale(uow, now, settings.sending_lease_seconds)
+        uow.commit()
+    async with transport:
+        while True:
+            token, ids = claim_due(store, now, settings.batch_size, campaign_id)
+            if not ids:
+                break
+            for row_id in ids:
+                with store.uow() as uow:
+                    row = uow.session.get(Outbox, row_id)
+                    if row is None or row.claim_token != token:
+                        continue
+                    mime = build_mime(composed_from_row(row), sender=smtp.from_, recipient=row.recipient, message_id=row.message_id, date=now)
+                if before_send is not None:
+                    before_send(row_id)
+                outcome = await transport.send(mime)
+                with store.uow() as uow:
+                    _mark(uow, row_id, token, outcome, now, settings, report)
+                    uow.commit()
+    return report
+
+
+def _mark(uow: UnitOfWork, row_id: int, token: str, outcome, now: dt.datetime, settings: ReminderSettings, report: SendReport) -> None:
+    row = uow.session.get(Outbox, row_id)
+    if row is None or row.claim_token != token:
+        return  # reaped and re-claimed elsewhere; that claimant owns the row now
+    row.attempts += 1
+    row.claim_token = None
+    if outcome.accepted:
+        row.status = "sent"
+        row.sent_at = now
+        row.last_error = None
+        report.sent += 1
+        report.sent_ids.append(row_id)
+        uow.session.add(
+            EventLog(
+                campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.sent", subject=row.recipient,
+                detail={"outbox_id": row.id, "kind": row.kind, "message_id": row.message_id, "subject": row.subject, "reason": row.reason},
+            )
+        )
+        return
+    row.status = "failed"
+    row.last_error = outcome.as_dict()
+    if outcome.permanent or row.attempts >= settings.max_attempts:
+        row.gave_up = True
+        report.gave_up += 1
+    else:
+        delay = settings.backoff_seconds * (2 ** (row.attempts - 1))
+        row.next_attempt_at = now + dt.timedelta(seconds=min(delay, 6 * 3600))
+        report.failed += 1
+    uow.session.add(
+        EventLog(
+            campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.failed", subject=row.recipient,
+            detail={"outbox_id": row.id, "attempts": row.attempts, "error": row.last_error, "gave_up": row.gave_up},
+        )
+    )
+
+
+def retry_given_up(uow: UnitOfWork, outbox_ids: list[int], now: dt.datetime, actor: str) -> int:
+    """An operator puts given-up rows back in the queue (after fixing an address, say)."""
+    result = uow.session.execute(
+        update(Outbox).where(Outbox.id.in_(outbox_ids), Outbox.gave_up.is_(True)).values(gave_up=False, status="queued", next_attempt_at=now)
+    )
+    uow.session.add(EventLog(at=now, actor=actor, action="mail.retry", subject=",".join(map(str, outbox_ids)), detail={}))
+    return result.rowcount or 0
+
+
+def outbox_counts(uow: UnitOfWork, campaign_id: str) -> dict[str, int]:
+    rows = uow.session.execute(select(Outbox.kind, Outbox.status, Outbox.gave_up).where(Outbox.campaign_id == campaign_id))
+    counts: dict[str, int] = {}
+    for kind, status, gave_up in rows:
+        key = f"{kind}.{'gave_up' if gave_up else status}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
