@@ -1,0 +1,1 @@
+"""Mail: composing messages (messages, ics), sending them (transport), a local sink (sink)."""

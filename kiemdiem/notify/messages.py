@@ -1,0 +1,748 @@
+"""Composing emails: from domain values to a subject, a text body, an HTML body and attachments.
+
+Pure: no database, no sending, no settings except where the templates live
+(``templates_dir() / "email"``). Each purpose (``reminder``, ``escalation``,
+``consolidation_diff``, ``invite``) declares its placeholders up front, each with a sample
+value, in ``PURPOSES``; ``validate_templates()`` renders every template against those samples
+with ``StrictUndefined``, so a broken template is found by a test, not at send time.
+
+A purpose has two templates, ``<purpose>.txt.j2`` and ``<purpose>.html.j2``. The text template
+also sets the subject (``{% set subject %}…{% endset %}``), so the wording of a message lives in
+one place. ``_calendar.txt.j2`` holds the macros that word the ICS events attached to reminders.
+
+``build_mime`` turns a composed message into an ``EmailMessage`` whose Message-ID is given by
+the caller: the outbox stores it, so a resend reuses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    meta,
+    select_autoescape,
+)
+
+from kiemdiem.notify import ics
+from kiemdiem.settings import templates_dir
+
+LOCAL_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+CALENDAR_TEMPLATE = "_calendar.txt.j2"
+DROP_FOLDER_PATTERN = "<mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]"
+
+
+# ---------------------------------------------------------------------------- input values
+
+
+@dataclass(frozen=True)
+class OutstandingItem:
+    """One missing document: per unit (``member_id`` None) or per member."""
+
+    unit_code: str
+    unit_name: str
+    doc_type: str
+    doc_name: str
+    member_id: str | None = None
+    member_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PhaseDue:
+    """A phase of a plan with its deadline and what the recipient's units still owe for it."""
+
+    plan_number: str
+    issuer: str
+    phase_id: str
+    phase_name: str
+    deadline: datetime
+    deadline_reading: str
+    items: tuple[OutstandingItem, ...]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. "text/calendar; method=PUBLISH"
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ComposedMessage:
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+# ---------------------------------------------------------------- views handed to templates
+
+
+@dataclass(frozen=True)
+class MissingMember:
+    member_id: str
+    member_name: str
+    folder: str
+
+
+@dataclass(frozen=True)
+class MissingDocument:
+    doc_type: str
+    doc_name: str
+    folder: str  # "<unit>/<doc type>/"; per-member documents add "<member id>/"
+    per_member: bool
+    members: tuple[MissingMember, ...]
+
+
+@dataclass(frozen=True)
+class UnitOutstanding:
+    unit_code: str
+    unit_name: str
+    documents: tuple[MissingDocument, ...]
+    item_count: int
+
+
+@dataclass(frozen=True)
+class PhaseOutstanding:
+    plan_number: str
+    issuer: str
+    phase_id: str
+    phase_name: str
+    deadline: datetime
+    deadline_reading: str
+    units: tuple[UnitOutstanding, ...]
+    item_count: int
+
+
+def drop_folder(unit_code: str, doc_type: str, member_id: str | None = None) -> str:
+    """The drop-folder path for a document: ``<unit code>/<doc type>/[<member id>/]``."""
+    parts = [unit_code, doc_type] + ([member_id] if member_id else [])
+    return "/".join(parts) + "/"
+
+
+def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
+    """Group each phase's items by unit, then by document; phases ordered by deadline.
+
+    Units, documents and members keep the order in which the caller listed them.
+    """
+    phases = []
+    for due in sorted(dues, key=lambda d: (d.deadline, d.plan_number, d.phase_id)):
+        units: dict[str, dict[str, list[OutstandingItem]]] = {}
+        names: dict[str, str] = {}
+        for item in due.items:
+            names.setdefault(item.unit_code, item.unit_name)
+            units.setdefault(item.unit_code, {}).setdefault(item.doc_type, []).append(item)
+        unit_views = []
+        for unit_code, documents in units.items():
+            doc_views = []
+            for doc_type, items in documents.items():
+                members = tuple(
+                    MissingMember(
+                        i.member_id,
+                        i.member_name or i.member_id,
+                        drop_folder(unit_code, doc_type, i.member_id),
+                    )
+                    for i in items
+                    if i.member_id
+                )
+                doc_views.append(
+                    MissingDocument(
+                        doc_type=doc_type,
+                        doc_name=items[0].doc_name,
+                        folder=drop_folder(unit_code, doc_type),
+                        per_member=bool(members),
+                        members=members,
+                    )
+                )
+            unit_views.append(
+                UnitOutstanding(
+                    unit_code, names[unit_code], tuple(doc_views),
+                    sum(len(v) for v in documents.values()),
+                )
+            )
+        phases.append(
+            PhaseOutstanding(
+                plan_number=due.plan_number,
+                issuer=due.issuer,
+                phase_id=due.phase_id,
+                phase_name=due.phase_name,
+                deadline=due.deadline,
+                deadline_reading=due.deadline_reading,
+                units=tuple(unit_views),
+                item_count=len(due.items),
+            )
+        )
+    return tuple(phases)
+
+
+# ------------------------------------------------------------------ purposes and placeholders
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """A variable a purpose's templates may use: its name, what it holds, a sample value."""
+
+    name: str
+    description: str
+    sample: Any
+
+
+@dataclass(frozen=True)
+class Purpose:
+    name: str
+    description: str
+    placeholders: tuple[Placeholder, ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.placeholders)
+
+    def samples(self) -> dict[str, Any]:
+        return {p.name: p.sample for p in self.placeholders}
+
+    @property
+    def text_template(self) -> str:
+        return f"{self.name}.txt.j2"
+
+    @property
+    def html_template(self) -> str:
+        return f"{self.name}.html.j2"
+
+
+_SAMPLE_NOW = datetime(2023, 11, 30, 8, 0, tzinfo=LOCAL_ZONE)
+_SAMPLE_DUES = (
+    PhaseDue(
+        plan_number="187-KH/ĐU",
+        issuer="Đảng ủy Sở Công Thương",
+        phase_id="kiem_diem_chi_bo",
+        phase_name="Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại",
+        deadline=datetime(2023, 12, 5, 23, 59, tzinfo=LOCAL_ZONE),
+        deadline_reading="trước 23:59 ngày 05/12/2023",
+        items=(
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "bao_cao_kiem_diem_tap_the",
+                            "Báo cáo kiểm điểm tập thể"),
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "ban_kiem_diem_ca_nhan",
+                            "Bản kiểm điểm cá nhân", "DV0007", "Nguyễn Thị Hạnh"),
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "ban_kiem_diem_ca_nhan",
+                            "Bản kiểm điểm cá nhân", "DV0012", "Trần Văn Đức"),
+            OutstandingItem("CB02", "Chi bộ Phòng Quản lý Công nghiệp & <Năng lượng>",
+                            "bien_ban_hoi_nghi", "Biên bản hội nghị"),
+        ),
+    ),
+    PhaseDue(
+        plan_number="187-KH/ĐU",
+        issuer="Đảng ủy Sở Công Thương",
+        phase_id="khac_phuc_chi_bo",
+        phase_name="Chi bộ gửi kế hoạch khắc phục hạn chế, khuyết điểm",
+        deadline=datetime(2023, 12, 28, 17, 0, tzinfo=LOCAL_ZONE),
+        deadline_reading="trước 17:00 ngày 28/12/2023",
+        items=(
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "ke_hoach_khac_phuc",
+                            "Kế hoạch khắc phục hạn chế, khuyết điểm"),
+        ),
+    ),
+)
+_SAMPLE_PHASES = summarize_dues(_SAMPLE_DUES)
+
+
+def _digest_placeholders() -> tuple[Placeholder, ...]:
+    return (
+        Placeholder("recipient_name", "How the recipient is addressed.", "Đồng chí Bí thư Chi bộ"),
+        Placeholder("plan_numbers", "Plan numbers concerned, in order, without repeats.",
+                    ("187-KH/ĐU",)),
+        Placeholder("phases", "PhaseOutstanding values: each phase with its missing items "
+                    "grouped by unit and document.", _SAMPLE_PHASES),
+        Placeholder("phase_count", "Number of phases listed.", len(_SAMPLE_PHASES)),
+        Placeholder("unit_count", "Number of distinct units with something missing.", 2),
+        Placeholder("item_count", "Number of missing items over all phases.", 5),
+        Placeholder("earliest_deadline", "The nearest deadline (aware datetime).",
+                    _SAMPLE_PHASES[0].deadline),
+        Placeholder("submit_url", "Where units submit (web portal).", "http://127.0.0.1:8080"),
+        Placeholder("drop_folder_pattern", "The drop-folder convention.", DROP_FOLDER_PATTERN),
+        Placeholder("now", "When the message is composed (aware datetime).", _SAMPLE_NOW),
+    )
+
+
+PURPOSES: dict[str, Purpose] = {
+    p.name: p
+    for p in (
+        Purpose(
+            name="reminder",
+            description="Digest reminder before deadlines: every outstanding item of every "
+            "unit the recipient answers for, one message per recipient per tick.",
+            placeholders=_digest_placeholders() + (
+                Placeholder("offset_working_days",
+                            "Working days left before the deadline (0 = due today).", 3),
+            ),
+        ),
+        Purpose(
+            name="escalation",
+            description="Digest sent after a deadline to a parent unit or committee member.",
+            placeholders=_digest_placeholders() + (
+                Placeholder("step", "Rung of the escalation ladder (1 = first).", 1),
+                Placeholder("overdue_working_days", "Working days past the deadline.", 2),
+            ),
+        ),
+        Purpose(
+            name="consolidation_diff",
+            description="A late result changed a consolidation; the office gets the difference.",
+            placeholders=(
+                Placeholder("recipient_name", "How the recipient is addressed.",
+                            "Văn phòng Đảng ủy"),
+                Placeholder("plan_number", "Plan number.", "187-KH/ĐU"),
+                Placeholder("unit_name", "Unit whose consolidation changed.",
+                            "Đảng bộ Sở Công Thương"),
+                Placeholder("version", "Number of the new consolidation snapshot.", 3),
+                Placeholder("diff_text", "Human-readable difference (multi-line, preformatted).",
+                            "Đảng viên Trần Văn Đức: HTNV → HTTNV\n"
+                            "HTTNV: 41 → 42\nHTXSNV/HTTNV: 19,5% → 19,0%"),
+                Placeholder("member_change_count",
+                            "Members whose level changed (len of diff['members']).", 1),
+                Placeholder("new_finding_count", "Rule findings that appeared "
+                            "(len of diff['findings_appeared']), e.g. a 20% cap breach.", 1),
+                Placeholder("has_structured_diff",
+                            "Whether the structured difference is attached as JSON.", True),
+                Placeholder("now", "When the message is composed (aware datetime).", _SAMPLE_NOW),
+            ),
+        ),
+        Purpose(
+            name="invite",
+            description="A sign-in link to the web portal for a unit's secretary or office.",
+            placeholders=(
+                Placeholder("recipient_name", "How the recipient is addressed.",
+                            "Đồng chí Nguyễn Thị Hạnh"),
+                Placeholder("unit_name", "Unit the link signs in for.", "Chi bộ Văn phòng Sở"),
+                Placeholder("link", "The one-time sign-in link.",
+                            "http://127.0.0.1:8080/dang-nhap?token=abc&x=1"),
+                Placeholder("expires_at", "When the link stops working (aware datetime).",
+                            datetime(2023, 12, 3, 8, 0, tzinfo=LOCAL_ZONE)),
+            ),
+        ),
+    )
+}
+
+
+# -------------------------------------------------------------------------------- rendering
+
+
+def _local(value: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: give it a zone")
+    return value.astimezone(LOCAL_ZONE)
+
+
+def format_date(value: datetime) -> str:
+    """dd/mm/yyyy in Asia/Ho_Chi_Minh."""
+    return _local(value).strftime("%d/%m/%Y")
+
+
+def format_time(value: datetime) -> str:
+    """HH:MM (24 h) in Asia/Ho_Chi_Minh."""
+    return _local(value).strftime("%H:%M")
+
+
+def make_environment(directory: Path) -> Environment:
+    """Jinja2 environment: StrictUndefined; ``*.html.j2`` autoescaped, ``*.txt.j2`` not."""
+    env = Environment(
+        loader=FileSystemLoader(str(directory)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(
+            enabled_extensions=("html.j2",), disabled_extensions=("txt.j2",),
+            default_for_string=False, default=False,
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["date_vn"] = format_date
+    env.filters["time_vn"] = format_time
+    return env
+
+
+@lru_cache(maxsize=4)
+def _environment_for(directory: str) -> Environment:
+    return make_environment(Path(directory))
+
+
+def environment() -> Environment:
+    return _environment_for(str(templates_dir() / "email"))
+
+
+def _one_line(value: str) -> str:
+    return " ".join(str(value).split())
+
+
+def _render(env: Environment, purpose: Purpose, context: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Render a purpose's templates; returns (subject, text, html)."""
+    module = env.get_template(purpose.text_template).make_module(dict(context))
+    subject = _one_line(getattr(module, "subject", ""))
+    if not subject:
+        raise TemplateError(f"{purpose.text_template} does not set a subject")
+    text = str(module).strip() + "\n"
+    html = env.get_template(purpose.html_template).render(dict(context), subject=subject)
+    return subject, text, html
+
+
+def _compose(
+    purpose_name: str, context: Mapping[str, Any], attachments: tuple[Attachment, ...] = ()
+) -> ComposedMessage:
+    purpose = PURPOSES[purpose_name]
+    if set(context) != purpose.names:
+        # The declaration and the code drifted apart: a programming error, caught by tests.
+        raise ValueError(
+            f"{purpose_name}: context {sorted(context)} differs from the declared "
+            f"placeholders {sorted(purpose.names)}"
+        )
+    subject, text, html = _render(environment(), purpose, context)
+    return ComposedMessage(subject, text, html, attachments)
+
+
+def _calendar_texts(env: Environment, phase: PhaseOutstanding, submit_url: str) -> tuple[str, str]:
+    """(summary, description) of a phase's ICS event, from the macros in _calendar.txt.j2."""
+    module = env.get_template(CALENDAR_TEMPLATE).make_module({})
+    summary = _one_line(module.event_summary(phase))
+    description = str(module.event_description(phase, submit_url)).strip()
+    if not summary or not description:
+        raise TemplateError(f"{CALENDAR_TEMPLATE}: an event summary or description is empty")
+    return summary, description
+
+
+def _digest_context(
+    recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime
+) -> dict[str, Any]:
+    phases = summarize_dues(dues)
+    if not phases:
+        raise ValueError("nothing outstanding: a digest needs at least one phase")
+    return {
+        "recipient_name": recipient_name,
+        "plan_numbers": tuple(dict.fromkeys(p.plan_number for p in phases)),
+        "phases": phases,
+        "phase_count": len(phases),
+        "unit_count": len({u.unit_code for p in phases for u in p.units}),
+        "item_count": sum(p.item_count for p in phases),
+        "earliest_deadline": min(p.deadline for p in phases),
+        "submit_url": submit_url,
+        "drop_folder_pattern": DROP_FOLDER_PATTERN,
+        "now": now,
+    }
+
+
+def slug(value: str) -> str:
+    """ASCII slug for file names and UIDs: diacritics dropped, đ→d, other runs → '-'."""
+    value = value.replace("đ", "d").replace("Đ", "D")
+    value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9]+", "-", value).strip("-").lower() or "x"
+
+
+def phase_event_uid(plan_number: str, phase_id: str, deadline: datetime) -> str:
+    """Stable UID: the same phase and deadline always update the same calendar event."""
+    return f"kiemdiem-{slug(plan_number)}-{slug(phase_id)}-{ics.format_utc(deadline)}@kiemdiem.local"
+
+
+def deadline_attachments(
+    phases: Iterable[PhaseOutstanding], *, submit_url: str, now: datetime
+) -> tuple[Attachment, ...]:
+    """One ICS file per phase, worded by the macros in ``_calendar.txt.j2``."""
+    env = environment()
+    attachments = []
+    for phase in phases:
+        summary, description = _calendar_texts(env, phase, submit_url)
+        data = ics.deadline_event(
+            phase_event_uid(phase.plan_number, phase.phase_id, phase.deadline),
+            summary,
+            description,
+            phase.deadline,
+            now=now,
+            url=submit_url,
+        )
+        filename = f"han-{slug(phase.plan_number)}-{slug(phase.phase_id)}.ics"
+        attachments.append(Attachment(filename, "text/calendar; method=PUBLISH", data))
+    return tuple(attachments)
+
+
+# ------------------------------------------------------------------------------- composing
+
+
+def compose_reminder(
+    recipient_name: str,
+    dues: list[PhaseDue],
+    *,
+    submit_url: str,
+    offset_working_days: int,
+    now: datetime,
+) -> ComposedMessage:
+    """One digest listing every outstanding item of every unit the recipient answers for.
+
+    Each phase comes with an ICS attachment for its deadline.
+    """
+    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
+    context["offset_working_days"] = offset_working_days
+    attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now)
+    return _compose("reminder", context, attachments)
+
+
+def compose_escalation(
+    recipient_name: str,
+    dues: list[PhaseDue],
+    *,
+    step: int,
+    overdue_working_days: int,
+    submit_url: str,
+    now: datetime,
+) -> ComposedMessage:
+    """A digest of overdue items for a parent unit or committee member at ladder ``step``."""
+    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
+    context["step"] = step
+    context["overdue_working_days"] = overdue_working_days
+    return _compose("escalation", context)
+
+
+def compose_consolidation_diff(
+    recipient_name: str,
+    plan_number: str,
+    unit_name: str,
+    version: int,
+    diff_text: str,
+    diff: dict,
+    now: datetime,
+) -> ComposedMessage:
+    """The office's notice that a late result changed a consolidation.
+
+    ``diff_text`` is shown as is; the structured ``diff`` (``consolidation.diff``'s shape;
+    any JSON-serialisable dict works) is attached as ``chenh-lech-v<version>.json`` when it is
+    not empty, and its ``members`` and ``findings_appeared`` lists are counted in the summary.
+    """
+    attachments: tuple[Attachment, ...] = ()
+    if diff:
+        data = json.dumps(diff, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        attachments = (
+            Attachment(f"chenh-lech-v{version}.json", "application/json", data.encode("utf-8")),
+        )
+    context = {
+        "recipient_name": recipient_name,
+        "plan_number": plan_number,
+        "unit_name": unit_name,
+        "version": version,
+        "diff_text": diff_text,
+        "member_change_count": len(diff.get("members") or ()),
+        "new_finding_count": len(diff.get("findings_appeared") or ()),
+        "has_structured_diff": bool(attachments),
+        "now": now,
+    }
+    return _compose("consolidation_diff", context, attachments)
+
+
+def compose_invite(
+    recipient_name: str, unit_name: str, link: str, expires_at: datetime
+) -> ComposedMessage:
+    """A sign-in link to the portal, with when it expires."""
+    context = {
+        "recipient_name": recipient_name,
+        "unit_name": unit_name,
+        "link": link,
+        "expires_at": expires_at,
+    }
+    return _compose("invite", context)
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def validate_templates(directory: Path | None = None) -> list[str]:
+    """Render every purpose's templates against its declared samples; list what is wrong.
+
+    Checks: both files exist; they use no variable that is not declared; they render with
+    StrictUndefined; the text template sets a one-line subject; the calendar macros render;
+    no stray template without a purpose. An empty list means all is well.
+    """
+    directory = directory or templates_dir() / "email"
+    env = make_environment(directory)
+    problems: list[str] = []
+    known = {CALENDAR_TEMPLATE}
+    for purpose in PURPOSES.values():
+        for name in (purpose.text_template, purpose.html_template):
+            known.add(name)
+            problems += _check_variables(env, name, purpose.names)
+        try:
+            subject, text, html = _render(env, purpose, purpose.samples())
+        except (TemplateError, TypeError, ValueError, AttributeError) as error:
+            problems.append(f"{purpose.name}: {type(error).__name__}: {error}")
+            continue
+        if not text.strip():
+            problems.append(f"{purpose.text_template}: empty body")
+        if not html.strip():
+            problems.append(f"{purpose.html_template}: empty body")
+    problems += _check_calendar(env)
+    for path in sorted(directory.glob("*.j2")):
+        if path.name not in known and not path.name.startswith("_"):
+            problems.append(f"{path.name}: no purpose declares this template")
+    return problems
+
+
+def _check_variables(env: Environment, name: str, declared: frozenset[str]) -> list[str]:
+    """Variables a template (and what it extends or includes) uses but nobody declared."""
+    problems: list[str] = []
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            source = env.loader.get_source(env, current)[0]  # type: ignore[union-attr]
+            ast = env.parse(source)
+        except TemplateError as error:
+            problems.append(f"{current} (from {name}): {type(error).__name__}: {error}")
+            continue
+        unknown = meta.find_undeclared_variables(ast) - declared - set(env.globals) - {"subject"}
+        problems += [f"{current} (from {name}): uses undeclared variable '{v}'" for v in sorted(unknown)]
+        pending += [t for t in meta.find_referenced_templates(ast) if t]
+    return problems
+
+
+def _check_calendar(env: Environment) -> list[str]:
+    try:
+        for phase in _SAMPLE_PHASES:
+            _calendar_texts(env, phase, "http://127.0.0.1:8080")
+    except (TemplateError, TypeError, ValueError, AttributeError) as error:
+        return [f"{CALENDAR_TEMPLATE}: {type(error).__name__}: {error}"]
+    return []
+
+
+# ----------------------------------------------------------------------------------- MIME
+
+
+def make_message_id(idempotency_key: str, domain: str = "kiemdiem.local") -> str:
+    """A Message-ID derived from the outbox row's idempotency key: ``<sha256[:32]@domain>``."""
+    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def build_mime(
+    msg: ComposedMessage, *, sender: str, recipient: str, message_id: str, date: datetime
+) -> EmailMessage:
+    """multipart/alternative (text, HTML), wrapped in multipart/mixed when there are
+    attachments; headers RFC 2047-encoded where needed; Message-ID exactly ``message_id``."""
+    mime = EmailMessage()
+    _set_address(mime, "From", sender)
+    _set_address(mime, "To", recipient)
+    _set_text_header(mime, "Subject", msg.subject)
+    mime["Date"] = format_datetime(_aware(date))
+    mime["Message-ID"] = message_id
+    mime["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+    mime.set_content(msg.text, subtype="plain", charset="utf-8")
+    mime.add_alternative(msg.html, subtype="html", charset="utf-8")
+    for attachment in msg.attachments:
+        maintype, subtype, params = _split_content_type(attachment.content_type)
+        if maintype == "text":
+            params.setdefault("charset", "utf-8")
+        mime.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype,
+            filename=attachment.filename, params=params,
+        )
+    return mime
+
+
+# Non-ASCII header text is encoded here, not by the email package: CPython 3.11's folder can
+# drop the space between two encoded words when it folds a long Vietnamese subject
+# ("nộp hồ sơ" arrives as "nộphồ sơ"). Each encoded word below carries its own spaces, is cut
+# at a character boundary and is short enough that the generator never refolds the line.
+_ENCODED_WORD_MAX_BYTES = 39  # base64 → 52 chars → a 64-char word; "Subject: " + word < 78
+_MAX_LINE = 78
+
+
+def encode_words(text: str, max_bytes: int = _ENCODED_WORD_MAX_BYTES) -> list[str]:
+    """RFC 2047 base64 encoded words for ``text``, split only between characters.
+
+    A word ends after a space where one is near, with the space inside the word: decoders
+    that follow RFC 2047 drop the fold between two encoded words, so the text is exact.
+    (Python's own address parser keeps the fold as a space: a long display name read back by
+    Python may show a double space there; the subject, an unstructured header, is exact.)
+    """
+    chunks: list[str] = []
+    current = ""
+    for char in text:
+        if len((current + char).encode("utf-8")) > max_bytes:
+            cut = current.rfind(" ") + 1
+            if 0 < cut < len(current):
+                chunks.append(current[:cut])
+                current = current[cut:]
+            else:
+                chunks.append(current)
+                current = ""
+        current += char
+    chunks.append(current)
+    return [
+        f"=?utf-8?b?{base64.b64encode(c.encode('utf-8')).decode('ascii')}?=" for c in chunks
+    ]
+
+
+def _one_header_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"line break in header value {value!r}")
+    return value
+
+
+def _set_text_header(mime: EmailMessage, name: str, value: str) -> None:
+    value = _one_header_line(value)
+    if value.isascii():
+        mime[name] = value
+    else:
+        mime.set_raw(name, "\n ".join(encode_words(value)))
+
+
+def _set_address(mime: EmailMessage, name: str, value: str) -> None:
+    value = _one_header_line(value)
+    display, address = parseaddr(value)
+    if not address or "@" not in address:
+        raise ValueError(f"{name}: not an email address: {value!r}")
+    if display.isascii() or not address.isascii():
+        mime[name] = formataddr((display, address)) if display.isascii() else value
+        return
+    # The first word shares its line with "<name>: "; an encoded word is at most 75 chars.
+    word_chars = min(75, _MAX_LINE - len(name) - 2)
+    lines = encode_words(display, 3 * ((word_chars - 12) // 4))
+    last = f"{lines[-1]} <{address}>"
+    room = _MAX_LINE - (len(name) + 2 if len(lines) == 1 else 1)
+    if len(last) <= room:
+        lines[-1] = last
+    else:
+        lines.append(f"<{address}>")
+    mime.set_raw(name, "\n ".join(lines))
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: a Date header needs a zone")
+    return value
+
+
+def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
+    kind, *rest = [part.strip() for part in content_type.split(";")]
+    maintype, _, subtype = kind.partition("/")
+    if not maintype or not subtype:
+        raise ValueError(f"bad content type {content_type!r}")
+    params = {}
+    for part in rest:
+        if part:
+            key, _, value = part.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+    return maintype.lower(), subtype.lower(), params

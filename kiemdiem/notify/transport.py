@@ -1,0 +1,235 @@
+"""The SMTP transport: hands one ``EmailMessage`` at a time to an SMTP server.
+
+It only talks SMTP. It writes nothing to a database and never retries: each ``send`` returns
+a ``SendOutcome`` (accepted, temporary failure, permanent failure, with the SMTP code and
+text) and the outbox decides what to do with it. Within ``async with SmtpTransport(...)`` one
+connection is reused for a batch; a connection the server dropped is reopened before the
+next message, which is a reconnection, not a retry: that message has not been sent yet.
+
+Tuned by ``SmtpSettings`` (``KIEMDIEM_SMTP_*``): host, port, user, password or
+password_block (a Prefect Secret block), starttls, timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from enum import StrEnum
+from typing import Any
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPNotSupported,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from kiemdiem.settings import SmtpSettings
+
+
+class SendStatus(StrEnum):
+    ACCEPTED = "accepted"
+    TEMPORARY = "temporary"  # 4xx, connection refused or lost, timeout: try again later
+    PERMANENT = "permanent"  # 5xx or a message no server will take: do not try again
+
+
+@dataclass(frozen=True)
+class RefusedRecipient:
+    recipient: str
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to one message, as data the outbox can store on its row."""
+
+    status: SendStatus
+    code: int | None = None  # SMTP reply code, None when no reply (connection, timeout)
+    message: str = ""  # server reply text or the error's description
+    error_type: str | None = None  # e.g. "SMTPDataError", "SMTPConnectError"; None if accepted
+    refused: tuple[RefusedRecipient, ...] = field(default=())  # recipients the server refused
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is SendStatus.ACCEPTED
+
+    @property
+    def temporary(self) -> bool:
+        return self.status is SendStatus.TEMPORARY
+
+    @property
+    def permanent(self) -> bool:
+        return self.status is SendStatus.PERMANENT
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "code": self.code,
+            "message": self.message,
+            "error_type": self.error_type,
+            "refused": [
+                {"recipient": r.recipient, "code": r.code, "message": r.message}
+                for r in self.refused
+            ],
+        }
+
+
+def resolve_password(settings: SmtpSettings) -> str | None:
+    """The SMTP password: from the Prefect Secret block ``password_block`` if named, else
+    ``settings.password``."""
+    if not settings.password_block:
+        return settings.password
+    # The one place kiemdiem's core touches prefect: imported here, only when a block is
+    # named, so that importing kiemdiem never imports prefect (STYLE.md: the core is
+    # independent of the orchestrator).
+    from prefect.blocks.system import Secret
+
+    # _sync=True: Secret.load would otherwise return a coroutine inside an async context.
+    return str(Secret.load(settings.password_block, _sync=True).get())
+
+
+def _classify_code(code: int) -> SendStatus:
+    return SendStatus.PERMANENT if 500 <= code < 600 else SendStatus.TEMPORARY
+
+
+def outcome_from_error(error: BaseException) -> SendOutcome:
+    """Map an aiosmtplib (or socket) error to a SendOutcome."""
+    kind = type(error).__name__
+    if isinstance(error, SMTPRecipientsRefused):
+        refused = tuple(
+            RefusedRecipient(r.recipient, r.code, r.message) for r in error.recipients
+        )
+        # Permanent only if every refusal is permanent; any 4xx means "maybe later".
+        status = (
+            SendStatus.PERMANENT
+            if refused and all(_classify_code(r.code) is SendStatus.PERMANENT for r in refused)
+            else SendStatus.TEMPORARY
+        )
+        first = refused[0] if refused else None
+        return SendOutcome(
+            status, first.code if first else None, first.message if first else str(error),
+            kind, refused,
+        )
+    if isinstance(error, SMTPAuthenticationError):
+        # A rejected login is about our configuration, not this message: once fixed, the
+        # message can go. Temporary, so the outbox keeps it.
+        return SendOutcome(SendStatus.TEMPORARY, error.code, error.message, kind)
+    if isinstance(error, SMTPResponseException):
+        return SendOutcome(_classify_code(error.code), error.code, error.message, kind)
+    if isinstance(error, SMTPNotSupported):
+        # e.g. a non-ASCII address and no SMTPUTF8: resending will not help.
+        return SendOutcome(SendStatus.PERMANENT, None, str(error), kind)
+    if isinstance(error, ValueError):
+        # aiosmtplib refuses a message without sender/recipients or with a malformed address.
+        return SendOutcome(SendStatus.PERMANENT, None, str(error), kind)
+    # Connection refused/lost, timeouts, other SMTP protocol trouble.
+    return SendOutcome(SendStatus.TEMPORARY, None, str(error) or kind, kind)
+
+
+_CONNECTION_ERRORS = (SMTPException, OSError, asyncio.TimeoutError)
+
+
+class SmtpTransport:
+    """A thin aiosmtplib wrapper. Use as ``async with SmtpTransport(settings) as t:``.
+
+    The connection opens on the first ``send`` (so a server that is down yields an outcome,
+    not an exception) and is reused until the block ends.
+    """
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._password: str | None = None
+        self._password_resolved = False
+
+    async def __aenter__(self) -> SmtpTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def connected(self) -> bool:
+        return self._smtp is not None and self._smtp.is_connected
+
+    async def aclose(self) -> None:
+        """QUIT politely; a connection that is already gone is just forgotten."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if smtp.is_connected:
+                await smtp.quit()
+        except _CONNECTION_ERRORS:
+            smtp.close()
+
+    async def send(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+    ) -> SendOutcome:
+        """Deliver one message to the server. Envelope from the headers unless given."""
+        if not self._password_resolved:
+            try:
+                self._password = await asyncio.to_thread(resolve_password, self.settings)
+            except Exception as error:  # noqa: BLE001 - whatever Prefect raises (no block, no API)
+                return SendOutcome(
+                    SendStatus.TEMPORARY, None, f"password lookup failed: {error}",
+                    "PasswordLookupError",
+                )
+            self._password_resolved = True
+        try:
+            smtp = await self._connection()
+        except _CONNECTION_ERRORS as error:
+            self._forget()
+            return outcome_from_error(error)
+        try:
+            errors, response = await smtp.send_message(
+                message, sender=sender, recipients=recipients
+            )
+        except (SMTPServerDisconnected, SMTPTimeoutError, OSError, asyncio.TimeoutError) as error:
+            self._forget()
+            return outcome_from_error(error)
+        except (SMTPException, ValueError) as error:
+            if not smtp.is_connected:  # e.g. a 421 reply closes the connection
+                self._forget()
+            return outcome_from_error(error)
+        refused = tuple(
+            RefusedRecipient(address, reply.code, reply.message)
+            for address, reply in errors.items()
+        )
+        return SendOutcome(SendStatus.ACCEPTED, 250, response, None, refused)
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            try:
+                await self._smtp.noop()  # the server may have dropped an idle connection
+                return self._smtp
+            except _CONNECTION_ERRORS:
+                self._forget()
+        self._forget()
+        s = self.settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.user or None,
+            password=self._password if s.user else None,
+            start_tls=s.starttls,
+            timeout=s.timeout,
+        )
+        await smtp.connect()
+        self._smtp = smtp
+        return smtp
+
+    def _forget(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()

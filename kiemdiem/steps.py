@@ -1,0 +1,117 @@
+"""The periodic steps of a campaign, each one pass at a given ``now``.
+
+Prefect tasks in ``tasks/`` are thin wrappers over these; tests call them directly. Every
+step is idempotent: running it again at the same ``now`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kiemdiem.notify.transport import SmtpTransport
+from kiemdiem.plan import Plan
+from kiemdiem.reminders import phase_is_open
+from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
+from kiemdiem.status import STATE_NAMES
+from kiemdiem.store.db import Store
+from kiemdiem.store.intake import collect_drop_folder
+from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save
+from kiemdiem.store.outbox import SendReport, send_due
+from kiemdiem.store.queries import campaign_status
+
+REMINDER = frozenset({"reminder"})
+ESCALATION = frozenset({"escalation"})
+
+
+def open_phase_ids(plan: Plan, now: dt.datetime) -> list[str]:
+    return [p.id for p in plan.phases if phase_is_open(plan, p, now)]
+
+
+def collect_submissions(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, inbox: Path | None = None) -> dict:
+    """Take files from the drop folder. Web uploads are recorded when they arrive; nothing to fetch for them."""
+    folder = inbox or store.settings.inbox_dir / campaign_id
+    report = collect_drop_folder(store, plan, campaign_id, folder, now)
+    return {
+        "accepted": len(report.accepted),
+        "unchanged": len(report.unchanged),
+        "refused": [{"folder": f, "reason": r} for f, r in report.refused],
+        "units": sorted({o.unit_code for o in report.accepted}),
+    }
+
+
+def _plan(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], kinds: frozenset[str], settings: ReminderSettings) -> int:
+    with store.uow() as uow:
+        status = campaign_status(uow, plan, campaign_id, now, due_soon_working_days=settings.due_soon_working_days)
+        created = plan_and_save(uow, plan, campaign_id, status, now, set(phase_ids), kinds)
+        uow.commit()
+    return created
+
+
+def plan_reminders(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None) -> int:
+    """Plan reminder notices for items still owed before their deadline. Returns new notices."""
+    return _plan(store, plan, campaign_id, now, phase_ids, REMINDER, settings or reminder_settings())
+
+
+def escalate_overdue(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None) -> int:
+    """Plan escalation notices for overdue items, step by step up the ladder. Returns new notices."""
+    return _plan(store, plan, campaign_id, now, phase_ids, ESCALATION, settings or reminder_settings())
+
+
+def compose(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, settings: ReminderSettings | None = None) -> ComposeReport:
+    settings = settings or reminder_settings()
+    return compose_digests(store, plan, campaign_id, now, submit_url=settings.submit_url)
+
+
+async def send_outbox(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime,
+    smtp: SmtpSettings | None = None, settings: ReminderSettings | None = None, before_send=None,
+) -> SendReport:
+    """Deliver due outbox rows, only within working hours: mail waits for the next working morning."""
+    if not plan.calendar.is_working_time(now):
+        return SendReport()
+    smtp = smtp or smtp_settings()
+    settings = settings or reminder_settings()
+    return await send_due(store, SmtpTransport(smtp), now, smtp=smtp, settings=settings, campaign_id=campaign_id, before_send=before_send)
+
+
+@dataclass
+class PhaseProgress:
+    phase_id: str
+    name: str
+    deadline: str
+    units: int
+    states: dict[str, int]
+    percent: float
+    overdue: list[dict] = field(default_factory=list)
+
+
+def progress(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str] | None = None) -> list[dict]:
+    """Per phase: units by state, items complete over the whole tree, and the overdue units."""
+    with store.uow() as uow:
+        status = campaign_status(uow, plan, campaign_id, now)
+    result = []
+    for phase in plan.phases:
+        if phase_ids is not None and phase.id not in phase_ids:
+            continue
+        states = {s: 0 for s in STATE_NAMES}
+        required = present = 0
+        overdue = []
+        for code, rows in status.by_unit.items():
+            for row in rows:
+                if row.phase_id != phase.id:
+                    continue
+                states[row.state] += 1
+                required += row.required
+                present += row.present
+                if row.state == "overdue":
+                    overdue.append(
+                        {"unit": code, "name": status.units[code].name, "missing": len(row.missing), "present": row.present, "required": row.required}
+                    )
+        units = sum(states.values())
+        if units == 0:
+            continue
+        percent = 100.0 if required == 0 else round(100.0 * present / required, 1)
+        result.append(asdict(PhaseProgress(phase.id, phase.name, phase.deadline.isoformat(), units, states, percent, overdue)))
+    return result

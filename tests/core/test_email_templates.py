@@ -1,0 +1,337 @@
+"""Email composition: declared placeholders, every template rendered strictly, MIME round trip."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2 import UndefinedError
+
+from aiosmtplib.email import flatten_message
+from kiemdiem.notify import messages
+from kiemdiem.notify.messages import (
+    PURPOSES,
+    ComposedMessage,
+    OutstandingItem,
+    PhaseDue,
+    build_mime,
+    compose_consolidation_diff,
+    compose_escalation,
+    compose_invite,
+    compose_reminder,
+    format_date,
+    format_time,
+    make_message_id,
+    validate_templates,
+)
+from kiemdiem.settings import templates_dir
+
+HCM = ZoneInfo("Asia/Ho_Chi_Minh")
+NOW = datetime(2023, 11, 30, 8, 0, tzinfo=HCM)
+SUBMIT_URL = "http://127.0.0.1:8080"
+SENDER = "Văn phòng Đảng ủy <vanphong@kiemdiem.local>"
+
+
+def _item(unit="CB01", unit_name="Chi bộ Văn phòng Sở", doc="bao_cao_kiem_diem_tap_the",
+          doc_name="Báo cáo kiểm điểm tập thể", member_id=None, member_name=None):
+    return OutstandingItem(unit, unit_name, doc, doc_name, member_id, member_name)
+
+
+@pytest.fixture
+def two_phases_five_items() -> list[PhaseDue]:
+    """A branch secretary answering for two branches, owing five items in two phases."""
+    review = PhaseDue(
+        "187-KH/ĐU", "Đảng ủy Sở Công Thương", "kiem_diem_chi_bo",
+        "Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại",
+        datetime(2023, 12, 5, 23, 59, tzinfo=HCM), "trước 23:59 ngày 05/12/2023",
+        (
+            _item(),
+            _item(doc="ban_kiem_diem_ca_nhan", doc_name="Bản kiểm điểm cá nhân",
+                  member_id="DV0007", member_name="Nguyễn Thị Hạnh"),
+            _item(doc="ban_kiem_diem_ca_nhan", doc_name="Bản kiểm điểm cá nhân",
+                  member_id="DV0012", member_name="Trần Văn Đức"),
+            _item(unit="CB02", unit_name="Chi bộ Kế hoạch & <Tài chính>",
+                  doc="bien_ban_hoi_nghi", doc_name="Biên bản hội nghị"),
+        ),
+    )
+    remediation = PhaseDue(
+        "187-KH/ĐU", "Đảng ủy Sở Công Thương", "khac_phuc_chi_bo",
+        "Chi bộ gửi kế hoạch khắc phục", datetime(2023, 12, 28, 17, 0, tzinfo=HCM),
+        "trước 17:00 ngày 28/12/2023",
+        (_item(doc="ke_hoach_khac_phuc", doc_name="Kế hoạch khắc phục hạn chế, khuyết điểm"),),
+    )
+    return [remediation, review]  # out of order on purpose: the digest sorts by deadline
+
+
+def _parse(mime) -> email.message.EmailMessage:
+    raw = flatten_message(mime, utf8=False, cte_type="7bit")  # what aiosmtplib puts on the wire
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+# ------------------------------------------------------------------- declared placeholders
+
+
+def test_every_template_renders_strictly_against_the_declared_samples():
+    assert validate_templates() == []
+
+
+def test_every_purpose_has_both_templates_and_samples():
+    assert set(PURPOSES) == {"reminder", "escalation", "consolidation_diff", "invite"}
+    for purpose in PURPOSES.values():
+        assert (templates_dir() / "email" / purpose.text_template).is_file()
+        assert (templates_dir() / "email" / purpose.html_template).is_file()
+        for placeholder in purpose.placeholders:
+            assert placeholder.description and placeholder.sample is not None
+
+
+@pytest.fixture
+def template_copy(tmp_path):
+    target = tmp_path / "email"
+    shutil.copytree(templates_dir() / "email", target)
+    return target
+
+
+def test_validation_reports_an_undeclared_variable(template_copy):
+    path = template_copy / "invite.txt.j2"
+    path.write_text(path.read_text(encoding="utf-8") + "{{ secret_token }}\n", encoding="utf-8")
+    problems = validate_templates(template_copy)
+    assert any("secret_token" in p and "invite.txt.j2" in p for p in problems), problems
+
+
+def test_validation_reports_a_bad_attribute_in_an_included_template(template_copy):
+    path = template_copy / "_outstanding.html.j2"
+    path.write_text(path.read_text(encoding="utf-8").replace("unit.unit_name", "unit.unitname"),
+                    encoding="utf-8")
+    problems = validate_templates(template_copy)
+    assert any("unitname" in p for p in problems), problems
+
+
+def test_validation_reports_a_missing_template_and_a_stray_one(template_copy):
+    (template_copy / "escalation.html.j2").unlink()
+    (template_copy / "farewell.txt.j2").write_text("x", encoding="utf-8")
+    problems = validate_templates(template_copy)
+    assert any("escalation.html.j2" in p for p in problems), problems
+    assert any("farewell.txt.j2" in p for p in problems), problems
+
+
+def test_validation_reports_a_missing_subject(template_copy):
+    path = template_copy / "invite.txt.j2"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.split("\n", 1)[1], encoding="utf-8")
+    assert any("subject" in p for p in validate_templates(template_copy))
+
+
+def test_strict_undefined_is_on():
+    env = messages.environment()
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ nothing_here }}").render()
+
+
+# ------------------------------------------------------------------------------- filters
+
+
+def test_date_filters_use_vietnam_time():
+    utc_evening = datetime(2023, 12, 5, 17, 30, tzinfo=UTC)  # 00:30 next day in Hà Nội
+    assert format_date(utc_evening) == "06/12/2023"
+    assert format_time(utc_evening) == "00:30"
+    with pytest.raises(ValueError):
+        format_date(datetime(2023, 12, 5))
+
+
+# ---------------------------------------------------------------------------------- reminder
+
+
+def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items):
+    msg = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
+                           offset_working_days=3, now=NOW)
+    assert msg.subject == (
+        "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
+    )
+    text = msg.text
+    assert "Kính gửi: Đồng chí Bí thư" in text
+    assert "Còn 3 ngày làm việc" in text
+    # phases in deadline order, each with date, hour and the reading of the deadline
+    first = text.index("Chi bộ kiểm điểm và gửi hồ sơ")
+    second = text.index("Chi bộ gửi kế hoạch khắc phục")
+    assert first < second
+    assert "Hạn: 05/12/2023 lúc 23:59 (trước 23:59 ngày 05/12/2023)" in text
+    assert "Hạn: 28/12/2023 lúc 17:00 (trước 17:00 ngày 28/12/2023)" in text
+    # grouped by unit, members named for per-member documents, drop folders shown
+    assert "Chi bộ Văn phòng Sở (mã CB01)" in text
+    assert "Chi bộ Kế hoạch & <Tài chính> (mã CB02)" in text  # text is not escaped
+    assert "Bản kiểm điểm cá nhân – còn thiếu của 2 đảng viên" in text
+    assert "Nguyễn Thị Hạnh (mã DV0007) → thư mục CB01/ban_kiem_diem_ca_nhan/DV0007/" in text
+    assert "Trần Văn Đức (mã DV0012)" in text
+    assert "CB02/bien_ban_hoi_nghi/" in text
+    assert SUBMIT_URL in text
+    assert "<mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]" in text
+    assert text.count("Chi bộ Văn phòng Sở (mã CB01)") == 2  # once per phase
+    # HTML says the same, escaped
+    html = msg.html
+    assert "Chi bộ Kế hoạch &amp; &lt;Tài chính&gt;" in html
+    assert "<Tài chính>" not in html
+    assert "Nguyễn Thị Hạnh" in html and "05/12/2023 lúc 23:59" in html
+    assert f'href="{SUBMIT_URL}"' in html
+    assert [a.filename for a in msg.attachments] == [
+        "han-187-kh-du-kiem-diem-chi-bo.ics", "han-187-kh-du-khac-phuc-chi-bo.ics",
+    ]
+    assert all(a.content_type == "text/calendar; method=PUBLISH" for a in msg.attachments)
+
+
+def test_reminder_on_the_deadline_day(two_phases_five_items):
+    msg = compose_reminder("A", two_phases_five_items[1:], submit_url=SUBMIT_URL,
+                           offset_working_days=0, now=NOW)
+    assert "Hôm nay là hạn nộp (23:59 ngày 05/12/2023)" in msg.text
+    assert msg.subject == "[187-KH/ĐU] Nhắc hạn: 1 giai đoạn, 4 mục còn thiếu – hạn 05/12/2023"
+
+
+def test_member_without_a_name_is_shown_by_id():
+    due = PhaseDue("1-KH", "X", "p", "P", datetime(2023, 12, 1, 17, tzinfo=HCM), "trước 17:00",
+                   (_item(doc="ban_cam_ket", doc_name="Bản cam kết", member_id="DV9"),))
+    msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, offset_working_days=1, now=NOW)
+    assert "DV9 (mã DV9) → thư mục CB01/ban_cam_ket/DV9/" in msg.text
+
+
+def test_a_digest_needs_something_to_say():
+    with pytest.raises(ValueError):
+        compose_reminder("A", [], submit_url=SUBMIT_URL, offset_working_days=1, now=NOW)
+
+
+def test_composition_is_deterministic(two_phases_five_items):
+    a = compose_reminder("A", two_phases_five_items, submit_url=SUBMIT_URL,
+                         offset_working_days=2, now=NOW)
+    b = compose_reminder("A", list(reversed(two_phases_five_items)), submit_url=SUBMIT_URL,
+                         offset_working_days=2, now=NOW)
+    assert a == b
+
+
+# -------------------------------------------------------------------------- other purposes
+
+
+def test_escalation_names_the_delay_and_the_step(two_phases_five_items):
+    msg = compose_escalation("Văn phòng Đảng ủy", two_phases_five_items[1:], step=2,
+                             overdue_working_days=3, submit_url=SUBMIT_URL,
+                             now=datetime(2023, 12, 8, 9, 0, tzinfo=HCM))
+    assert msg.subject == ("[187-KH/ĐU] Quá hạn 3 ngày làm việc: 4 mục còn thiếu tại 2 đơn vị "
+                           "(đôn đốc bước 2)")
+    assert "quá hạn 3 ngày làm việc" in msg.text
+    assert "bước 2" in msg.text and "bước 2" in msg.html
+    assert "Tính đến 09:00 ngày 08/12/2023" in msg.text
+    assert "Nguyễn Thị Hạnh" in msg.text
+    assert msg.attachments == ()
+
+
+def test_consolidation_diff_shows_the_text_and_attaches_the_data():
+    diff = {"members": [{"member_id": "DV0012", "old_level": "HTNV", "new_level": "HTTNV"}],
+            "totals": [{"unit_code": "DB01", "changes": [{"field": "HTTNV", "old": 41, "new": 42}]}],
+            "findings_appeared": [{"rule": "cap_20", "unit_code": "DB01"}]}
+    msg = compose_consolidation_diff("Văn phòng Đảng ủy", "187-KH/ĐU", "Đảng bộ Sở Công Thương",
+                                     4, "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42", diff, NOW)
+    assert msg.subject == ("[187-KH/ĐU] Kết quả tổng hợp của Đảng bộ Sở Công Thương thay đổi "
+                           "(phiên bản 4) – 1 vi phạm mới")
+    assert "Tóm tắt: 1 đảng viên thay đổi mức xếp loại; 1 vi phạm quy định mới" in msg.text
+    assert "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42" in msg.text
+    assert "<pre" in msg.html and "HTTNV: 41 → 42" in msg.html
+    (attachment,) = msg.attachments
+    assert attachment.filename == "chenh-lech-v4.json"
+    assert json.loads(attachment.data) == diff
+    empty = compose_consolidation_diff("A", "1", "U", 1, "không đổi", {}, NOW)
+    assert empty.attachments == () and "JSON" not in empty.text and "Tóm tắt" not in empty.text
+    assert empty.subject == "[1] Kết quả tổng hợp của U thay đổi (phiên bản 1)"
+
+
+def test_invite_gives_the_link_and_its_expiry():
+    link = "http://127.0.0.1:8080/dang-nhap?token=abc&unit=CB01"
+    msg = compose_invite("Đồng chí Hạnh", "Chi bộ Văn phòng Sở", link,
+                         datetime(2023, 12, 3, 8, 0, tzinfo=HCM))
+    assert msg.subject == "Đường dẫn đăng nhập cổng nộp hồ sơ – Chi bộ Văn phòng Sở"
+    assert link in msg.text
+    assert "08:00 ngày 03/12/2023" in msg.text
+    assert 'href="http://127.0.0.1:8080/dang-nhap?token=abc&amp;unit=CB01"' in msg.html
+
+
+# ----------------------------------------------------------------------------------- MIME
+
+
+def test_make_message_id_is_deterministic():
+    a = make_message_id("reminder:CB01:2023-12-02:3")
+    assert a == make_message_id("reminder:CB01:2023-12-02:3")
+    assert a != make_message_id("reminder:CB01:2023-12-02:2")
+    assert a.startswith("<") and a.endswith("@kiemdiem.local>")
+    assert make_message_id("k", "example.vn").endswith("@example.vn>")
+
+
+def test_build_mime_round_trip(two_phases_five_items):
+    composed = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
+                                offset_working_days=3, now=NOW)
+    message_id = make_message_id("reminder:1")
+    mime = build_mime(composed, sender=SENDER, recipient="Nguyễn Thị Hạnh <hanh@example.vn>",
+                      message_id=message_id, date=NOW)
+    raw = flatten_message(mime, utf8=False, cte_type="7bit")
+    assert raw.isascii()  # headers encoded, bodies transfer-encoded
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
+    assert parsed["Message-ID"] == message_id
+    assert parsed["From"].addresses == (Address("Văn phòng Đảng ủy", addr_spec="vanphong@kiemdiem.local"),)
+    assert parsed["To"].addresses == (Address("Nguyễn Thị Hạnh", addr_spec="hanh@example.vn"),)
+    assert parsed["Date"].datetime == NOW
+    assert parsed.get_content_type() == "multipart/mixed"
+    alternative = parsed.get_payload()[0]
+    assert alternative.get_content_type() == "multipart/alternative"
+    def body(kind: str) -> str:  # MIME text is CRLF on the wire
+        return parsed.get_body((kind,)).get_content().replace("\r\n", "\n")
+
+    assert body("plain") == composed.text
+    assert body("html") == composed.html
+    calendars = [p for p in parsed.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert len(calendars) == 2 and calendars[0].get_param("method") == "PUBLISH"
+    assert calendars[0].get_payload(decode=True) == composed.attachments[0].data
+
+
+def test_build_mime_without_attachments_is_multipart_alternative():
+    mime = build_mime(compose_invite("A", "Chi bộ", "http://x/y", NOW), sender=SENDER,
+                      recipient="a@example.vn", message_id="<x@y>", date=NOW)
+    parsed = _parse(mime)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Đường dẫn đăng nhập cổng nộp hồ sơ – Chi bộ Văn phòng Sở",
+        "[187-KH/ĐU] Quá hạn 3 ngày làm việc: 14 mục còn thiếu tại 6 đơn vị (đôn đốc bước 2)",
+        "Kết quả tổng hợp của Đảng bộ Khối các cơ quan và doanh nghiệp tỉnh thay đổi  (phiên bản 12) ",
+        "ASCII only subject, long enough to be folded by the generator at least once or twice ok",
+        "ệ" * 90,
+    ],
+)
+def test_vietnamese_subjects_decode_exactly(subject):
+    mime = build_mime(ComposedMessage(subject, "t", "<p>h</p>"), sender=SENDER,
+                      recipient="a@example.vn", message_id="<x@y>", date=NOW)
+    raw = flatten_message(mime, utf8=False, cte_type="7bit")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+
+
+def test_headers_refuse_line_breaks():
+    with pytest.raises(ValueError):
+        build_mime(ComposedMessage("a\r\nBcc: x@y", "t", "h"), sender=SENDER,
+                   recipient="a@example.vn", message_id="<x@y>", date=NOW)
+    with pytest.raises(ValueError):
+        build_mime(ComposedMessage("s", "t", "h"), sender=SENDER, recipient="not an address",
+                   message_id="<x@y>", date=NOW)
+
+
+def test_validation_reports_a_broken_calendar_macro(template_copy):
+    path = template_copy / "_calendar.txt.j2"
+    path.write_text(path.read_text(encoding="utf-8").replace("phase.phase_name", "phase.title"),
+                    encoding="utf-8")
+    assert any("_calendar.txt.j2" in p for p in validate_templates(template_copy))
