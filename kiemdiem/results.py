@@ -1,0 +1,271 @@
+"""Parse classification result files (CSV or XLSX, English or Vietnamese headers).
+
+Two documents:
+- ``tong_hop_xep_loai_dang_vien``: the member classification list of a unit
+  (``parse_member_results``);
+- ``ket_qua_xep_loai_chi_bo`` or a committee's decision on organizations
+  (``parse_org_results``).
+
+Every bad row is reported at once (row number, column, reason) in one InvalidInput, so a
+secretary can fix the whole file in one go. Nothing is returned unless the file is clean.
+
+``has_self_review`` (has the member written a self-review, Mẫu 02?) is decided as follows:
+1. a ``self_review`` / "Có bản kiểm điểm" cell with a yes/no value wins;
+2. otherwise, if the file fills in self-levels for anyone, a member with an empty
+   self-level is taken as having no self-review (the self-level is the conclusion of the
+   self-review, so a blank one means none was presented);
+3. otherwise (no self-level anywhere: the file simply does not carry that information)
+   it is True, so a list that only gives decisions does not accuse every member.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from kiemdiem.consolidation import MemberResult, OrgResult
+from kiemdiem.errors import InvalidInput, Problem
+from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
+from kiemdiem.tabular import fold, read_table
+
+__all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results"]
+
+MEMBER_COLUMNS: dict[str, list[str]] = {
+    "member_id": ["Mã đảng viên", "Mã ĐV", "Mã số đảng viên", "Số thẻ đảng viên", "ma_dv", "member"],
+    "self_level": ["Tự xếp loại", "Tự nhận mức xếp loại", "Tự đánh giá xếp loại", "Cá nhân tự xếp loại"],
+    "proposed_level": ["Chi bộ đề xuất", "Đề xuất xếp loại", "Chi bộ đề xuất xếp loại", "Đề nghị xếp loại", "Mức đề xuất"],
+    "final_level": [
+        "Quyết định xếp loại", "Xếp loại chính thức", "Kết quả xếp loại", "Cấp ủy quyết định", "Xếp loại", "level",
+    ],
+    "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật", "Kỷ luật trong năm"],
+    "sick_leave_months": ["Số tháng nghỉ ốm", "Nghỉ ốm (tháng)", "Nghỉ ốm", "sick_leave"],
+    "absent": ["Vắng mặt", "Vắng"],
+    "score": ["Điểm", "Tổng điểm", "Điểm đánh giá"],
+    "note": ["Ghi chú"],
+    "self_review": ["Có bản kiểm điểm", "Đã nộp bản kiểm điểm", "Bản kiểm điểm", "has_self_review"],
+    # Accepted so that ordinary office lists load; not used.
+    "row_number": ["STT", "TT", "Số thứ tự", "no"],
+    "full_name": ["Họ và tên", "Họ tên", "name"],
+    "position": ["Chức vụ", "positions"],
+}
+
+ORG_COLUMNS: dict[str, list[str]] = {
+    "unit": ["Mã đơn vị", "Tổ chức đảng", "Mã tổ chức đảng", "Đơn vị", "unit_code", "Mã chi bộ"],
+    "self_level": ["Tự xếp loại", "Tự đánh giá xếp loại", "Tự đánh giá"],
+    "level": ["Xếp loại", "Kết quả xếp loại", "Quyết định xếp loại", "Xếp loại chính thức", "final_level"],
+    "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật"],
+    "note": ["Ghi chú"],
+    "row_number": ["STT", "TT", "Số thứ tự", "no"],
+    "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên chi bộ"],
+}
+
+
+def _squash(text: str) -> str:
+    return fold(text).replace("_", "")
+
+
+# Codes, full names, and the short forms offices write ("Xuất sắc", "HTT", ...).
+_LEVEL_LOOKUP: dict[str, str] = {}
+for _code, _name in LEVEL_NAMES.items():
+    _LEVEL_LOOKUP[_squash(_code)] = _code
+    _LEVEL_LOOKUP[_squash(_name)] = _code
+for _alias, _code in {
+    "HTXS": "HTXSNV", "Xuất sắc": "HTXSNV",
+    "HTT": "HTTNV", "Tốt": "HTTNV",
+    "HT": "HTNV", "Hoàn thành": "HTNV",
+    "KHT": "KHTNV", "Không hoàn thành": "KHTNV",
+}.items():
+    _LEVEL_LOOKUP[_squash(_alias)] = _code
+
+_YES = {"x", "co", "1", "true", "yes", "y", "dung", "c"}
+_NO = {"khong", "0", "false", "no", "n", "k", "sai"}
+
+SCORE_MIN, SCORE_MAX = 0.0, 100.0
+SICK_LEAVE_MAX = 12.0
+
+
+def parse_level(text: str) -> str | None:
+    """'HTTNV', 'hoàn thành tốt nhiệm vụ', 'Tốt' → 'HTTNV'; '' → None; ValueError if unknown."""
+    if not text or not text.strip():
+        return None
+    code = _LEVEL_LOOKUP.get(_squash(text))
+    if code is None:
+        raise ValueError(
+            f"mức xếp loại không hợp lệ '{text}' (dùng {', '.join(LEVELS)} hoặc tên đầy đủ, "
+            "ví dụ 'Hoàn thành tốt nhiệm vụ')"
+        )
+    return code
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """x/có/1/true/yes → True; không/0/false/no → False; '' → None; ValueError otherwise."""
+    if not text or not text.strip():
+        return None
+    key = _squash(text)
+    if key in _YES:
+        return True
+    if key in _NO:
+        return False
+    raise ValueError(f"giá trị có/không không hợp lệ '{text}' (dùng x, có, không, 1, 0)")
+
+
+def _parse_number(text: str) -> float | None:
+    if not text or not text.strip():
+        return None
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        raise ValueError(f"không phải là số: '{text}'") from None
+    if not math.isfinite(value):
+        raise ValueError(f"không phải là số: '{text}'")
+    return value
+
+
+class _Collector:
+    """Collects one row's values and the problems found, so every problem is reported."""
+
+    def __init__(self, source: str, row, problems: list[Problem]):
+        self.source, self.row, self.problems = source, row, problems
+
+    def fail(self, field: str, reason: str) -> None:
+        self.problems.append(Problem(self.source, reason, row=self.row.number, field=field))
+
+    def level(self, field: str):
+        try:
+            return parse_level(self.row.values[field])
+        except ValueError as exc:
+            self.fail(field, str(exc))
+            return None
+
+    def yes_no(self, field: str):
+        try:
+            return parse_yes_no(self.row.values[field])
+        except ValueError as exc:
+            self.fail(field, str(exc))
+            return None
+
+    def number(self, field: str, low: float, high: float, what: str):
+        try:
+            value = _parse_number(self.row.values[field])
+        except ValueError as exc:
+            self.fail(field, str(exc))
+            return None
+        if value is not None and not low <= value <= high:
+            self.fail(field, f"{what} phải từ {low:g} đến {high:g}, nhận được {value:g}")
+            return None
+        return value
+
+
+def parse_member_results(
+    path: Path,
+    unit_code: str,
+    known_member_ids: set[str] | None = None,
+    data: bytes | None = None,
+    not_evaluated_ids: set[str] | None = None,
+) -> list[MemberResult]:
+    """Parse a member classification list submitted by ``unit_code``.
+
+    ``known_member_ids``: when given, an id outside it is an error.
+    ``not_evaluated_ids``: members (exempt, suspended, new) who may be listed without a level.
+    Raises InvalidInput listing every bad row.
+    """
+    source = str(path)
+    rows = read_table(path, MEMBER_COLUMNS, required={"member_id"}, data=data)
+    problems: list[Problem] = []
+    file_has_self_levels = any(row.values["self_level"].strip() for row in rows)
+    seen: dict[str, int] = {}
+    results: list[MemberResult] = []
+    for row in rows:
+        before = len(problems)
+        cell = _Collector(source, row, problems)
+        member_id = row.values["member_id"].strip()
+        if not member_id:
+            cell.fail("member_id", "thiếu mã đảng viên")
+        elif member_id in seen:
+            cell.fail("member_id", f"đảng viên {member_id} bị lặp (đã có ở dòng {seen[member_id]})")
+        elif known_member_ids is not None and member_id not in known_member_ids:
+            cell.fail("member_id", f"mã đảng viên {member_id} không có trong danh sách đảng viên của đơn vị")
+        if member_id and member_id not in seen:
+            seen[member_id] = row.number
+        self_level = cell.level("self_level")
+        proposed = cell.level("proposed_level")
+        final = cell.level("final_level")
+        disciplined = cell.yes_no("disciplined")
+        absent = cell.yes_no("absent")
+        self_review = cell.yes_no("self_review")
+        sick = cell.number("sick_leave_months", 0.0, SICK_LEAVE_MAX, "số tháng nghỉ ốm")
+        score = cell.number("score", SCORE_MIN, SCORE_MAX, "điểm")
+        exempt = not_evaluated_ids is not None and member_id in not_evaluated_ids
+        if (
+            proposed is None and final is None and not absent and not exempt
+            and not row.values["proposed_level"].strip() and not row.values["final_level"].strip()
+        ):
+            cell.fail(
+                "final_level",
+                "chưa có mức xếp loại (đề xuất hoặc quyết định); nếu đảng viên vắng mặt, ghi 'x' ở cột Vắng mặt",
+            )
+        if len(problems) > before:
+            continue
+        if self_review is not None:
+            has_review = self_review
+        elif file_has_self_levels:
+            has_review = self_level is not None
+        else:
+            has_review = True
+        results.append(
+            MemberResult(
+                member_id=member_id,
+                unit_code=unit_code,
+                self_level=self_level,
+                proposed_level=proposed,
+                final_level=final,
+                disciplined=bool(disciplined),
+                sick_leave_months=sick or 0.0,
+                absent=bool(absent),
+                score=score,
+                note=row.values["note"].strip(),
+                has_self_review=has_review,
+            )
+        )
+    if problems:
+        raise InvalidInput(problems)
+    return results
+
+
+def parse_org_results(
+    path: Path,
+    decided_by: str | None,
+    known_unit_codes: set[str] | None,
+    data: bytes | None = None,
+) -> list[OrgResult]:
+    """Parse organization results decided by ``decided_by`` (a unit code; None for a
+    self-assessment not yet decided). A row needs a level or a self-level.
+    The note column is accepted but not kept (OrgResult has no note)."""
+    source = str(path)
+    rows = read_table(path, ORG_COLUMNS, required={"unit"}, data=data)
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    results: list[OrgResult] = []
+    for row in rows:
+        before = len(problems)
+        cell = _Collector(source, row, problems)
+        code = row.values["unit"].strip()
+        if not code:
+            cell.fail("unit", "thiếu mã tổ chức đảng")
+        elif code in seen:
+            cell.fail("unit", f"tổ chức đảng {code} bị lặp (đã có ở dòng {seen[code]})")
+        elif known_unit_codes is not None and code not in known_unit_codes:
+            cell.fail("unit", f"mã tổ chức đảng {code} không có trong cây tổ chức")
+        if code and code not in seen:
+            seen[code] = row.number
+        self_level = cell.level("self_level")
+        level = cell.level("level")
+        disciplined = cell.yes_no("disciplined")
+        if level is None and self_level is None and not row.values["level"].strip() and not row.values["self_level"].strip():
+            cell.fail("level", "chưa có mức xếp loại (xếp loại hoặc tự xếp loại)")
+        if len(problems) > before:
+            continue
+        results.append(OrgResult(code, level, decided_by, bool(disciplined), self_level))
+    if problems:
+        raise InvalidInput(problems)
+    return results

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import task
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact
+from prefect.cache_policies import NONE
+
+from kiemdiem import steps
+from kiemdiem.status import STATE_NAMES
+from tasks.context import get_plan, get_store, to_instant
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    raw = "-".join(parts).lower()
+    return "".join(ch if ch.isalnum() and ch.isascii() else "-" for ch in raw).strip("-")
+
+
+@task(name="publish-progress", cache_policy=NONE)
+async def publish_progress(campaign_id: str, phase_ids: list[str], now: str | dt.datetime) -> list[dict]:
+    """A progress artifact per phase and one table of overdue units for the tick."""
+    store = get_store()
+    rows = steps.progress(store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
+    overdue = []
+    for row in rows:
+        await acreate_progress_artifact(
+            progress=row["percent"],
+            key=artifact_key(campaign_id, row["phase_id"], "progress"),
+            description=f"{row['name']}: " + ", ".join(f"{STATE_NAMES[s]} {n}" for s, n in row["states"].items() if n),
+        )
+        overdue += [{"giai_doan": row["phase_id"], "don_vi": o["unit"], "ten": o["name"], "con_thieu": o["missing"]} for o in row["overdue"]]
+    await acreate_table_artifact(
+        key=artifact_key(campaign_id, "overdue-units"),
+        table=overdue or [{"giai_doan": "", "don_vi": "", "ten": "Không có đơn vị quá hạn", "con_thieu": 0}],
+        description=f"Đơn vị quá hạn lúc {to_instant(now):%d/%m/%Y %H:%M}",
+    )
+    return rows
