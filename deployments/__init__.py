@@ -1,0 +1,1 @@
+"""Deployments: schedules built from a plan's dates, serving, and the demo."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.clock import run_now
 from tasks.notify import escalate_overdue, plan_reminders
 from tasks.progress import publish_progress
 
@@ -71,11 +72,23 @@ PHASE_STEPS = {
     "summary_report": report_upward_steps,
 }
 
-prepare_reports = flow(name="phase-prepare-reports")(prepare_reports_steps)
-branch_meeting = flow(name="phase-branch-meeting")(branch_meeting_steps)
-committee_review = flow(name="phase-committee-review")(committee_review_steps)
-report_upward = flow(name="phase-report-upward")(report_upward_steps)
-remediation = flow(name="phase-remediation")(remediation_steps)
+
+
+def phase_flow(name: str, steps):
+    """A phase as its own flow run, for running or scheduling one phase alone."""
+
+    @flow(name=name, description=steps.__doc__)
+    async def run(campaign_id: str, phase_id: str, now: str | None = None) -> dict:
+        return await steps(campaign_id, phase_id, run_now(now).isoformat())
+
+    return run
+
+
+prepare_reports = phase_flow("phase-prepare-reports", prepare_reports_steps)
+branch_meeting = phase_flow("phase-branch-meeting", branch_meeting_steps)
+committee_review = phase_flow("phase-committee-review", committee_review_steps)
+report_upward = phase_flow("phase-report-upward", report_upward_steps)
+remediation = phase_flow("phase-remediation", remediation_steps)
 
 PHASE_FLOWS = {
     "prepare_reports": prepare_reports,
