@@ -1,0 +1,135 @@
+"""The command line end to end, in-process, on SQLite and PostgreSQL: exit codes, messages, stored data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from deployments.cli import app
+from kiemdiem.store.db import open_store
+from tests.support import PLANS, table_counts, write_small_org
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def campaign(store_env, store, tmp_path):
+    units, members = write_small_org(tmp_path / "org")
+    assert run("campaign", "create", str(PLANS / "187-KH-DU-2023.yaml"), "--id", "c187").exit_code == 0
+    result = run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members))
+    assert result.exit_code == 0, result.output
+    assert "thêm 4" in result.output and "thêm 7" in result.output
+    return "c187"
+
+
+def test_plan_check_prints_exact_deadlines():
+    result = run("plan", "check", str(PLANS / "187-KH-DU-2023.yaml"))
+    assert result.exit_code == 0
+    for day in ("05/12/2023 23:59:59", "10/12/2023 23:59:59", "28/12/2023 23:59:59", "31/12/2023 23:59:59"):
+        assert day in result.output
+    assert "được hiểu là" in result.output
+
+
+def test_plan_check_json_and_bad_plan(tmp_path):
+    ok = run("plan", "check", str(PLANS / "897-CV-DUK-2021.yaml"), "--json")
+    data = json.loads(ok.output)
+    assert data["ok"] and any(p["deadline"] == "2021-11-25T23:59:59+07:00" for p in data["plan"]["phases"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((PLANS / "897-CV-DUK-2021.yaml").read_text(encoding="utf-8").replace("rule_set:", "rule_sets:"), encoding="utf-8")
+    refused = run("plan", "check", str(bad), "--json")
+    assert refused.exit_code == 2
+    errors = json.loads(refused.output)["errors"]
+    assert {"rule_sets", "rule_set"} <= {e["field"] for e in errors}
+
+
+def test_campaign_create_with_bad_plan_changes_nothing(store_env, store, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((PLANS / "187-KH-DU-2023.yaml").read_text(encoding="utf-8").replace('date: "05/12/2023"', 'date: "31/11/2023"'), encoding="utf-8")
+    before = table_counts(store)
+    result = run("campaign", "create", str(bad))
+    assert result.exit_code == 2
+    assert "31/11/2023" in result.output and "deadline" in result.output
+    assert table_counts(store) == before
+
+
+def test_import_error_exit_code_and_message(campaign, store, tmp_path):
+    units, members = write_small_org(tmp_path / "bad", members="member_id,full_name,unit\nDV900,Ngô Văn A,SCT\n")
+    before = table_counts(store)
+    result = run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members))
+    assert result.exit_code == 2
+    assert "dòng 2" in result.output and "'unit'" in result.output and "không phải chi bộ" in result.output
+    assert table_counts(store) == before
+
+
+def test_import_unknown_campaign(store_env, store, tmp_path):
+    units, members = write_small_org(tmp_path / "org")
+    result = run("org", "import", "--campaign", "nope", "--units", str(units), "--members", str(members))
+    assert result.exit_code == 3 and "không có đợt kiểm điểm 'nope'" in result.output
+
+
+def test_submit_status_and_json(campaign, tmp_path):
+    pdf = tmp_path / "bien_ban.pdf"
+    pdf.write_bytes(b"%PDF-1.4 minutes")
+    result = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(pdf), "--at", "04/12/2023 10:00")
+    assert result.exit_code == 0 and "đúng hạn" in result.output
+    again = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(pdf), "--at", "2023-12-04T11:00")
+    assert again.exit_code == 0 and "Không thay đổi" in again.output
+    late = run("submit", "--campaign", "c187", "--unit", "VP2", "--doc", "bien_ban_hoi_nghi", str(pdf), "--at", "06/12/2023 08:00")
+    assert "trễ hạn" in late.output
+    status = run("status", "--campaign", "c187", "--unit", "VP2", "--at", "07/12/2023 09:00", "--json")
+    data = json.loads(status.output)
+    assert [u["code"] for u in data["units"]] == ["VP2"]
+    meeting = next(p for p in data["units"][0]["phases"] if p["phase"] == "chi_bo_kiem_diem")
+    assert meeting["state"] == "overdue" and meeting["late"] == 1
+    assert {"Lê Xuân Tiến", "Phạm Minh Đức"} <= {m["member_name"] for m in meeting["missing"]}
+    table = run("status", "--campaign", "c187", "--at", "07/12/2023 09:00")
+    assert table.exit_code == 0 and "Quá hạn" in table.output
+
+
+BAD_SUBMITS = [
+    (["--unit", "NOPE", "--doc", "bien_ban_hoi_nghi"], 3, "đơn vị không tồn tại"),
+    (["--unit", "VP1", "--doc", "bien_ban_la"], 4, "không có trong danh mục"),
+    (["--unit", "VP1", "--doc", "ban_kiem_diem_ca_nhan", "--member", "DV999"], 3, "đảng viên không tồn tại"),
+    (["--unit", "VP1", "--doc", "bien_ban_hoi_nghi", "--phase", "khong_co"], 4, "giai đoạn không tồn tại"),
+    (["--unit", "VP1", "--doc", "bien_ban_hoi_nghi", "--at", "32/12/2023"], 2, "--at"),
+]
+
+
+@pytest.mark.parametrize("args, code, reason", BAD_SUBMITS)
+def test_bad_submit_exit_codes(campaign, store, tmp_path, args, code, reason):
+    pdf = tmp_path / "x.pdf"
+    pdf.write_bytes(b"%PDF x")
+    before = table_counts(store)
+    result = run("submit", "--campaign", "c187", *args, str(pdf))
+    assert result.exit_code == code and reason in result.output
+    assert table_counts(store) == before
+
+
+def test_submit_missing_file(campaign, store, tmp_path):
+    before = table_counts(store)
+    result = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(tmp_path / "missing.pdf"))
+    assert result.exit_code == 2 and "không tìm thấy tệp" in result.output
+    assert table_counts(store) == before
+
+
+def test_gen_is_deterministic(tmp_path):
+    a = run("gen", "--preset", "khoi", "--seed", "7", "--out", str(tmp_path / "a"))
+    b = run("gen", "--preset", "khoi", "--seed", "7", "--out", str(tmp_path / "b"))
+    assert a.exit_code == b.exit_code == 0
+    assert (tmp_path / "a" / "members.csv").read_bytes() == (tmp_path / "b" / "members.csv").read_bytes()
+    assert run("gen", "--preset", "lang", "--out", str(tmp_path / "c")).exit_code == 2
+
+
+def test_generated_khoi_imports(store_env, store, tmp_path):
+    run("gen", "--preset", "khoi", "--seed", "3", "--out", str(tmp_path / "g"))
+    run("campaign", "create", str(PLANS / "KH-DUK-HT-2022.yaml"), "--id", "ht")
+    result = run("org", "import", "--campaign", "ht", "--units", str(tmp_path / "g" / "units.csv"), "--members", str(tmp_path / "g" / "members.csv"))
+    assert result.exit_code == 0, result.output
+    counts = table_counts(open_store())
+    assert counts["members"] >= 4000 and counts["units"] >= 300
