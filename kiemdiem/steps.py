@@ -115,3 +115,18 @@ def progress(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase
         percent = 100.0 if required == 0 else round(100.0 * present / required, 1)
         result.append(asdict(PhaseProgress(phase.id, phase.name, phase.deadline.isoformat(), units, states, percent, overdue)))
     return result
+
+
+async def tick_once(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime,
+    smtp: SmtpSettings | None = None, settings: ReminderSettings | None = None, before_send=None,
+) -> dict:
+    """The tick's steps in the tick flow's order, without Prefect (tests, benchmarks, one-off runs)."""
+    settings = settings or reminder_settings()
+    collected = collect_submissions(store, plan, campaign_id, now)
+    open_ids = open_phase_ids(plan, now)
+    reminders = plan_reminders(store, plan, campaign_id, now, open_ids, settings)
+    escalations = escalate_overdue(store, plan, campaign_id, now, open_ids, settings)
+    composed = compose(store, plan, campaign_id, now, settings)
+    sent = await send_outbox(store, plan, campaign_id, now, smtp, settings, before_send)
+    return {"collected": collected, "reminders": reminders, "escalations": escalations, "composed": composed, "sent": sent}

@@ -8,6 +8,7 @@ KIEMDIEM_REQUIRE_POSTGRES=1 (as .ci/run sets), which makes them fail instead.
 from __future__ import annotations
 
 import os
+import socket
 
 import psycopg
 import pytest
@@ -110,3 +111,11 @@ def store(store_env, backend) -> Store:
 @pytest.fixture
 def plan_187():
     return load_plan(PLANS / "187-KH-DU-2023.yaml")
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on: an SMTP server that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
