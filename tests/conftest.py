@@ -52,8 +52,9 @@ def require_postgres() -> None:
 
 
 def _worker_db_name() -> str:
+    # Per process: concurrent pytest runs on one machine must not drop each other's database.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"kiemdiem_test_{worker}"
+    return f"kiemdiem_test_{worker}_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
