@@ -59,9 +59,13 @@ def escalate_overdue(store: Store, plan: Plan, campaign_id: str, now: dt.datetim
     return _plan(store, plan, campaign_id, now, phase_ids, ESCALATION, settings or reminder_settings())
 
 
-def compose(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, settings: ReminderSettings | None = None) -> ComposeReport:
+def compose(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime,
+    settings: ReminderSettings | None = None, smtp: SmtpSettings | None = None,
+) -> ComposeReport:
     settings = settings or reminder_settings()
-    return compose_digests(store, plan, campaign_id, now, submit_url=settings.submit_url)
+    smtp = smtp or smtp_settings()
+    return compose_digests(store, plan, campaign_id, now, submit_url=settings.submit_url, sender=smtp.from_)
 
 
 async def send_outbox(
@@ -127,6 +131,6 @@ async def tick_once(
     open_ids = open_phase_ids(plan, now)
     reminders = plan_reminders(store, plan, campaign_id, now, open_ids, settings)
     escalations = escalate_overdue(store, plan, campaign_id, now, open_ids, settings)
-    composed = compose(store, plan, campaign_id, now, settings)
+    composed = compose(store, plan, campaign_id, now, settings, smtp)
     sent = await send_outbox(store, plan, campaign_id, now, smtp, settings, before_send)
     return {"collected": collected, "reminders": reminders, "escalations": escalations, "composed": composed, "sent": sent}

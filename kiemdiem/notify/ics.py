@@ -127,6 +127,9 @@ def fold_line(line: str) -> bytes:
     Continuation lines start with one space, which counts toward their 75 octets. A chunk
     boundary never falls inside a multi-octet UTF-8 character.
     """
+    whole = line.encode("utf-8")
+    if len(whole) <= MAX_LINE_OCTETS:
+        return whole  # most lines need no folding
     out: list[bytes] = []
     current = bytearray()
     limit = MAX_LINE_OCTETS

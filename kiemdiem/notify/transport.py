@@ -13,6 +13,7 @@ password_block (a Prefect Secret block), starttls, timeout.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum
@@ -135,6 +136,9 @@ def outcome_from_error(error: BaseException) -> SendOutcome:
 _CONNECTION_ERRORS = (SMTPException, OSError, asyncio.TimeoutError)
 
 
+IDLE_CHECK_SECONDS = 15.0  # a connection used more recently than this is trusted without a NOOP
+
+
 class SmtpTransport:
     """A thin aiosmtplib wrapper. Use as ``async with SmtpTransport(settings) as t:``.
 
@@ -147,6 +151,7 @@ class SmtpTransport:
         self._smtp: aiosmtplib.SMTP | None = None
         self._password: str | None = None
         self._password_resolved = False
+        self._last_used = 0.0
 
     async def __aenter__(self) -> SmtpTransport:
         return self
@@ -177,6 +182,13 @@ class SmtpTransport:
         recipients: list[str] | None = None,
     ) -> SendOutcome:
         """Deliver one message to the server. Envelope from the headers unless given."""
+        return await self._deliver(lambda smtp: smtp.send_message(message, sender=sender, recipients=recipients))
+
+    async def send_bytes(self, data: bytes, *, sender: str, recipients: list[str]) -> SendOutcome:
+        """Deliver an already rendered message (CRLF line endings) as is."""
+        return await self._deliver(lambda smtp: smtp.sendmail(sender, recipients, data))
+
+    async def _deliver(self, transmit) -> SendOutcome:
         if not self._password_resolved:
             try:
                 self._password = await asyncio.to_thread(resolve_password, self.settings)
@@ -192,9 +204,8 @@ class SmtpTransport:
             self._forget()
             return outcome_from_error(error)
         try:
-            errors, response = await smtp.send_message(
-                message, sender=sender, recipients=recipients
-            )
+            errors, response = await transmit(smtp)
+            self._last_used = time.monotonic()
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError, asyncio.TimeoutError) as error:
             self._forget()
             return outcome_from_error(error)
@@ -210,8 +221,11 @@ class SmtpTransport:
 
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
+            if time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
+                return self._smtp
             try:
-                await self._smtp.noop()  # the server may have dropped an idle connection
+                await self._smtp.noop()  # the server may have dropped a connection left idle
+                self._last_used = time.monotonic()
                 return self._smtp
             except _CONNECTION_ERRORS:
                 self._forget()
@@ -227,6 +241,7 @@ class SmtpTransport:
         )
         await smtp.connect()
         self._smtp = smtp
+        self._last_used = time.monotonic()
         return smtp
 
     def _forget(self) -> None:

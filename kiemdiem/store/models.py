@@ -11,6 +11,7 @@ import datetime as dt
 from sqlalchemy import (
     JSON,
     BigInteger,
+    LargeBinary,
     Boolean,
     Date,
     DateTime,
@@ -243,7 +244,9 @@ class Outbox(Base):
     subject: Mapped[str] = mapped_column(String(998))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
-    attachments: Mapped[list] = mapped_column(JSON, default=list)  # [{filename, content_type, data_b64}]
+    attachments: Mapped[list] = mapped_column(JSON, default=list)  # [{filename, content_type, size}] for display
+    # The whole message as sent, built once when composed: a resend is byte-identical.
+    mime: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     message_id: Mapped[str] = mapped_column(String(256))
     reason: Mapped[str] = mapped_column(Text, default="")  # why this was sent, in words
     status: Mapped[str] = mapped_column(String(16), default="queued")
@@ -268,7 +271,7 @@ class Notice(Base):
     __tablename__ = "notices"
     __table_args__ = (
         UniqueConstraint("campaign_id", "recipient", "kind", "item_key", "step", name="uq_notice"),
-        Index("ix_notices_pending", "campaign_id", "outbox_id"),
+        Index("ix_notices_pending", "campaign_id", "outbox_id", "recipient", "kind"),
         Index("ix_notices_unit", "unit_id"),
     )
 

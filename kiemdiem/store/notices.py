@@ -119,7 +119,7 @@ class ComposeReport:
     deferred: bool = False  # quiet hours: nothing composed
 
 
-def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, *, submit_url: str) -> ComposeReport:
+def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, *, submit_url: str, sender: str) -> ComposeReport:
     report = ComposeReport()
     if not plan.calendar.is_working_time(now):
         report.deferred = True
@@ -152,6 +152,7 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
             report.cancelled = len(stale)
         stale_ids = set(stale)
         live = [n for n in pending if n.id not in stale_ids]
+        max_seen = max(n.id for n in pending)
         units = {uid: (code, name) for uid, code, name in session.execute(select(Unit.id, Unit.code, Unit.name).where(Unit.campaign_id == campaign_id))}
         member_ids = {n.member_id for n in live if n.member_id}
         members = {}
@@ -167,15 +168,21 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         with store.uow() as uow:
             outbox_id = enqueue(
                 uow, campaign_id=campaign_id, kind=kind, recipient=recipient, recipient_name=notices[0].recipient_name,
-                message=message, key_material=material, reason=reason, now=now,
+                message=message, key_material=material, reason=reason, now=now, sender=sender,
             )
             if outbox_id is None:
                 continue  # the same digest was saved by a concurrent tick
-            ids = [n.id for n in notices]
+            # The digest carries every live pending notice of this recipient and kind seen above;
+            # a notice planned since has a higher id and waits for the next digest.
             linked = uow.session.execute(
-                update(Notice).where(Notice.id.in_(ids), Notice.outbox_id.is_(None)).values(outbox_id=outbox_id)
+                update(Notice)
+                .where(
+                    Notice.campaign_id == campaign_id, Notice.recipient == recipient, Notice.kind == kind,
+                    Notice.outbox_id.is_(None), Notice.cancelled_at.is_(None), Notice.id <= max_seen,
+                )
+                .values(outbox_id=outbox_id)
             ).rowcount
-            if linked != len(ids):
+            if linked != len(notices):
                 continue  # another tick took some of these notices: roll back this digest
             uow.commit()
         report.digests += 1

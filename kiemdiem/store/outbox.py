@@ -10,8 +10,8 @@ A failed row is retried with exponential backoff and never dropped. Tuned by
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
+import email.policy
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -20,18 +20,24 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kiemdiem.notify.messages import Attachment, ComposedMessage, build_mime, make_message_id
-from kiemdiem.settings import ReminderSettings, SmtpSettings
+from email.utils import parseaddr
+
+from kiemdiem.notify.messages import ComposedMessage, build_mime, make_message_id
+from kiemdiem.notify.transport import SendOutcome, SendStatus
+from kiemdiem.settings import ReminderSettings, SmtpSettings, smtp_settings
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import EventLog, Outbox
 
 SENDABLE = ("queued", "failed")
 
 
+MISSING_MIME = SendOutcome(SendStatus.PERMANENT, None, "row has no rendered message", "MissingMime")
+
+
 class Transport(Protocol):
     async def __aenter__(self): ...
     async def __aexit__(self, *exc): ...
-    async def send(self, message): ...
+    async def send_bytes(self, data: bytes, *, sender: str, recipients: list[str]): ...
 
 
 def idempotency_key(material: str) -> str:
@@ -49,11 +55,15 @@ def enqueue(
     key_material: str,
     reason: str,
     now: dt.datetime,
+    sender: str | None = None,
     not_before: dt.datetime | None = None,
     domain: str = "kiemdiem.local",
 ) -> int | None:
-    """Save a composed message. Returns its row id, or None when that key is already queued or sent."""
+    """Save a composed message, rendered once. Returns its row id, or None when that key exists."""
     key = idempotency_key(key_material)
+    message_id = make_message_id(key, domain)
+    sender = sender or smtp_settings().from_
+    mime = build_mime(message, sender=sender, recipient=recipient, message_id=message_id, date=now)
     values = dict(
         campaign_id=campaign_id,
         idempotency_key=key,
@@ -64,11 +74,9 @@ def enqueue(
         subject=message.subject,
         body_text=message.text,
         body_html=message.html,
-        attachments=[
-            {"filename": a.filename, "content_type": a.content_type, "data_b64": base64.b64encode(a.data).decode()}
-            for a in message.attachments
-        ],
-        message_id=make_message_id(key, domain),
+        attachments=[{"filename": a.filename, "content_type": a.content_type, "size": len(a.data)} for a in message.attachments],
+        mime=mime.as_bytes(policy=email.policy.SMTP),
+        message_id=message_id,
         reason=reason,
         status="queued",
         attempts=0,
@@ -82,15 +90,6 @@ def enqueue(
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Outbox).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Outbox.id)
     return session.execute(statement).scalar_one_or_none()
-
-
-def composed_from_row(row: Outbox) -> ComposedMessage:
-    return ComposedMessage(
-        subject=row.subject,
-        text=row.body_text,
-        html=row.body_html,
-        attachments=tuple(Attachment(a["filename"], a["content_type"], base64.b64decode(a["data_b64"])) for a in row.attachments or []),
-    )
 
 
 def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:
@@ -159,20 +158,23 @@ async def send_due(
     with store.uow() as uow:
         report.reaped = reap_stale(uow, now, settings.sending_lease_seconds)
         uow.commit()
+    envelope_from = parseaddr(smtp.from_)[1] or smtp.from_
     async with transport:
         while True:
             token, ids = claim_due(store, now, settings.batch_size, campaign_id)
             if not ids:
                 break
-            for row_id in ids:
-                with store.uow() as uow:
-                    row = uow.session.get(Outbox, row_id)
-                    if row is None or row.claim_token != token:
-                        continue
-                    mime = build_mime(composed_from_row(row), sender=smtp.from_, recipient=row.recipient, message_id=row.message_id, date=now)
+            with store.uow() as uow:
+                rows = uow.session.execute(
+                    select(Outbox.id, Outbox.recipient, Outbox.mime).where(Outbox.id.in_(ids), Outbox.claim_token == token).order_by(Outbox.id)
+                ).all()
+            for row_id, recipient, mime in rows:
                 if before_send is not None:
                     before_send(row_id)
-                outcome = await transport.send(mime)
+                if mime is None:
+                    outcome = MISSING_MIME
+                else:
+                    outcome = await transport.send_bytes(mime, sender=envelope_from, recipients=[recipient])
                 with store.uow() as uow:
                     _mark(uow, row_id, token, outcome, now, settings, report)
                     uow.commit()
@@ -180,37 +182,37 @@ async def send_due(
 
 
 def _mark(uow: UnitOfWork, row_id: int, token: str, outcome, now: dt.datetime, settings: ReminderSettings, report: SendReport) -> None:
-    row = uow.session.get(Outbox, row_id)
-    if row is None or row.claim_token != token:
-        return  # reaped and re-claimed elsewhere; that claimant owns the row now
-    row.attempts += 1
-    row.claim_token = None
+    """Record one answer from the server. The row itself is the log of what was sent, when and why."""
+    session = uow.session
+    owned = (Outbox.id == row_id) & (Outbox.claim_token == token)
     if outcome.accepted:
-        row.status = "sent"
-        row.sent_at = now
-        row.last_error = None
-        report.sent += 1
-        report.sent_ids.append(row_id)
-        uow.session.add(
-            EventLog(
-                campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.sent", subject=row.recipient,
-                detail={"outbox_id": row.id, "kind": row.kind, "message_id": row.message_id, "subject": row.subject, "reason": row.reason},
-            )
+        done = session.execute(
+            update(Outbox).where(owned).values(status="sent", sent_at=now, last_error=None, claim_token=None, attempts=Outbox.attempts + 1)
         )
+        if done.rowcount:
+            report.sent += 1
+            report.sent_ids.append(row_id)
+        return  # otherwise the row was reaped and re-claimed elsewhere: that claimant owns it now
+    row = session.execute(select(Outbox.attempts, Outbox.campaign_id, Outbox.recipient).where(owned)).first()
+    if row is None:
         return
-    row.status = "failed"
-    row.last_error = outcome.as_dict()
-    if outcome.permanent or row.attempts >= settings.max_attempts:
-        row.gave_up = True
+    attempts = row.attempts + 1
+    gave_up = outcome.permanent or attempts >= settings.max_attempts
+    delay = settings.backoff_seconds * (2 ** (attempts - 1))
+    session.execute(
+        update(Outbox).where(owned).values(
+            status="failed", attempts=attempts, claim_token=None, last_error=outcome.as_dict(), gave_up=gave_up,
+            next_attempt_at=now + dt.timedelta(seconds=min(delay, 6 * 3600)),
+        )
+    )
+    if gave_up:
         report.gave_up += 1
     else:
-        delay = settings.backoff_seconds * (2 ** (row.attempts - 1))
-        row.next_attempt_at = now + dt.timedelta(seconds=min(delay, 6 * 3600))
         report.failed += 1
-    uow.session.add(
+    session.add(
         EventLog(
             campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.failed", subject=row.recipient,
-            detail={"outbox_id": row.id, "attempts": row.attempts, "error": row.last_error, "gave_up": row.gave_up},
+            detail={"outbox_id": row_id, "attempts": attempts, "error": outcome.as_dict(), "gave_up": gave_up},
         )
     )
 

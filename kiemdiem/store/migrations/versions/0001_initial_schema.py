@@ -69,6 +69,7 @@ def upgrade() -> None:
     sa.Column('body_text', sa.Text(), nullable=False),
     sa.Column('body_html', sa.Text(), nullable=False),
     sa.Column('attachments', sa.JSON(), nullable=False),
+    sa.Column('mime', sa.LargeBinary(), nullable=True),
     sa.Column('message_id', sa.String(length=256), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -184,7 +185,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('campaign_id', 'recipient', 'kind', 'item_key', 'step', name='uq_notice')
     )
     with op.batch_alter_table('notices', schema=None) as batch_op:
-        batch_op.create_index('ix_notices_pending', ['campaign_id', 'outbox_id'], unique=False)
+        batch_op.create_index('ix_notices_pending', ['campaign_id', 'outbox_id', 'recipient', 'kind'], unique=False)
         batch_op.create_index('ix_notices_unit', ['unit_id'], unique=False)
 
     op.create_table('sign_in_tokens',
