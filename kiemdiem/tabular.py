@@ -7,8 +7,10 @@ name it. Unknown headers are reported, never silently dropped.
 from __future__ import annotations
 
 import csv
+import functools
 import datetime as dt
 import io
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ class Row:
     values: dict[str, str]
 
 
+@functools.lru_cache(maxsize=4096)
 def fold(text: str) -> str:
     """Compare headers without case, accents or spacing: 'Mã đơn vị' == 'ma_don_vi'."""
     text = unicodedata.normalize("NFD", text.strip().lower()).replace("đ", "d")
@@ -70,17 +73,22 @@ def read_table(
     if problems:
         raise InvalidInput(problems)
     rows: list[Row] = []
+    blank = dict.fromkeys(columns, "")
+    pairs = list(mapping.items())
     for number, raw in enumerate(raw_rows[1:], start=2):
-        if all(_cell_text(c) == "" for c in raw):
-            continue
-        values = {name: "" for name in columns}
-        for index, canonical in mapping.items():
-            values[canonical] = _cell_text(raw[index]) if index < len(raw) else ""
-        rows.append(Row(number, values))
+        values = blank.copy()
+        width = len(raw)
+        for index, canonical in pairs:
+            if index < width:
+                values[canonical] = _cell_text(raw[index])
+        if any(values.values()):  # blank lines are skipped, not errors
+            rows.append(Row(number, values))
     return rows
 
 
 def _cell_text(cell) -> str:
+    if cell.__class__ is str:
+        return cell.strip()
     if cell is None:
         return ""
     if isinstance(cell, dt.datetime):
@@ -120,14 +128,22 @@ def _raw_rows(path: Path, data: bytes | None) -> list[list]:
     raise InvalidInput(Problem(str(path), f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
 
 
+_DATE_FORMS = (
+    (re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$"), (3, 2, 1)),  # dd/mm/yyyy, dd-mm-yyyy, dd.mm.yyyy
+    (re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$"), (1, 2, 3)),  # ISO yyyy-mm-dd
+)
+
+
 def parse_date(text: str) -> dt.date:
     """Accept dd/mm/yyyy (what offices type) or ISO yyyy-mm-dd; raise ValueError otherwise."""
     text = text.strip()
-    for fmt in ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y"):
-        try:
-            return dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
+    for pattern, (y, m, d) in _DATE_FORMS:
+        match = pattern.match(text)
+        if match:
+            try:
+                return dt.date(int(match.group(y)), int(match.group(m)), int(match.group(d)))
+            except ValueError:
+                break  # a real-looking but impossible date, e.g. 31/02/2001
     raise ValueError(f"ngày không hợp lệ '{text}' (dùng dd/mm/yyyy)")
 
 

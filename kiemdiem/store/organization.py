@@ -9,6 +9,7 @@ submissions point at them, and nothing a unit sent may be lost.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,9 +227,13 @@ def _write_members(uow: UnitOfWork, campaign_id: str, members: list[MemberRow]) 
             ).where(Member.campaign_id == campaign_id)
         )
     }
-    new_rows = []
+    new_rows: list[MemberRow] = []
     updated = 0
     for m in members:
+        old = stored.get(m.member_id)
+        if old is None:
+            new_rows.append(m)
+            continue
         values = {
             "full_name": m.full_name,
             "unit_id": unit_ids[m.unit],
@@ -238,10 +243,6 @@ def _write_members(uow: UnitOfWork, campaign_id: str, members: list[MemberRow]) 
             "temporary_unit_id": unit_ids[m.temporary_unit] if m.temporary_unit else None,
             "positions": list(m.positions),
         }
-        old = stored.get(m.member_id)
-        if old is None:
-            new_rows.append({"campaign_id": campaign_id, "member_code": m.member_id, **values})
-            continue
         current = {
             "full_name": old.full_name, "unit_id": old.unit_id, "email": old.email, "joined_on": old.joined_on,
             "status": old.status, "temporary_unit_id": old.temporary_unit_id, "positions": list(old.positions or []),
@@ -250,5 +251,27 @@ def _write_members(uow: UnitOfWork, campaign_id: str, members: list[MemberRow]) 
             session.execute(update(Member).where(Member.id == old.id).values(**values))
             updated += 1
     if new_rows:
-        session.execute(insert(Member), new_rows)
+        _insert_members(uow, campaign_id, new_rows, unit_ids)
     return len(new_rows), updated
+
+
+MEMBER_COLUMNS = ("campaign_id", "member_code", "full_name", "unit_id", "email", "joined_on", "status", "temporary_unit_id", "positions")
+
+
+def _insert_members(uow: UnitOfWork, campaign_id: str, rows: list[MemberRow], unit_ids: dict[str, int]) -> None:
+    """One driver-level executemany: the rows are validated already, and SQLAlchemy's per-row
+    type processing would cost more than the insert itself at 90,000 members."""
+    connection = uow.session.connection()
+    sqlite_dialect = connection.dialect.name == "sqlite"
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join([marker] * len(MEMBER_COLUMNS))})"
+    params = [
+        (
+            campaign_id, m.member_id, m.full_name, unit_ids[m.unit], m.email,
+            (m.joined_on.isoformat() if sqlite_dialect else m.joined_on) if m.joined_on else None,
+            m.status, unit_ids[m.temporary_unit] if m.temporary_unit else None,
+            json.dumps(list(m.positions), ensure_ascii=False),
+        )
+        for m in rows
+    ]
+    connection.exec_driver_sql(sql, params)
