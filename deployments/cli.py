@@ -17,13 +17,15 @@ from deployments.demo import run_demo
 from deployments.schedules import describe_schedules, phase_rrule, tick_rrule
 from flows.phases import PHASE_FLOWS
 from flows.tick import tick as tick_flow
-from kiemdiem.cli import app, console, dossier_cmd, fail, main as core_main, resolve_now
+from kiemdiem.cli import app, consolidate_cmd, console, dossier_cmd, fail, main as core_main, resolve_now, web_cmd
 from kiemdiem.errors import KiemdiemError
 from kiemdiem.plan import load_plan
 from kiemdiem.settings import web_settings
 
 
 dossier_cmd.register(app)
+consolidate_cmd.register(app)
+web_cmd.register(app)
 
 
 @app.command("tick")

@@ -25,12 +25,13 @@ from kiemdiem.calendar import format_instant
 from kiemdiem.notify.sink import MailSink
 from kiemdiem.plan import Plan, load_plan
 from kiemdiem.settings import StoreSettings, plans_dir
-from kiemdiem.simulation import SimEvent, build_scenario, demo_ticks
+from kiemdiem.simulation import SimEvent, build_scenario, demo_ticks, with_results
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.outbox import outbox_counts
 from kiemdiem.store.queries import campaign_status, load_members, load_units
+from kiemdiem.store.snapshots import latest_snapshots
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.synth import generate
 
@@ -49,6 +50,8 @@ class DemoSummary:
     messages: int
     counts: dict[str, int]
     overdue: list[tuple[str, str, str, int]] = field(default_factory=list)
+    root_version: int = 0
+    dossier_dir: Path | None = None
 
 
 def prepare(home: Path, seed: int) -> tuple[Store, Plan]:
@@ -93,7 +96,7 @@ async def simulate(store: Store, plan: Plan, seed: int, console: Console) -> int
     with store.uow() as uow:
         units = load_units(uow, CAMPAIGN)
         members = load_members(uow, CAMPAIGN)
-    events = build_scenario(plan, units, members, seed)
+    events, supplement = with_results(plan, build_scenario(plan, units, members, seed), units, members, seed)
     ticks = demo_ticks(plan, START, END)
     inbox = store.settings.inbox_dir / CAMPAIGN
     pending = list(events)
@@ -124,13 +127,18 @@ def run_demo(home: Path, seed: int = 2023, console: Console | None = None) -> De
     with store.uow() as uow:
         counts = outbox_counts(uow, CAMPAIGN)
         status = campaign_status(uow, plan, CAMPAIGN, end)
+        snapshots = latest_snapshots(uow, CAMPAIGN)
     overdue = [
         (code, status.units[code].name, row.phase_id, len(row.missing))
         for code, rows in status.by_unit.items()
         for row in rows
         if row.state == "overdue"
     ]
-    summary = DemoSummary(home, ticks, time.monotonic() - started, mail_dir, messages, counts, overdue)
+    root = next(code for code, info in status.units.items() if info.parent_code is None)
+    summary = DemoSummary(
+        home, ticks, time.monotonic() - started, mail_dir, messages, counts, overdue,
+        snapshots.get(root, {}).get("version", 0), store.settings.output_dir / CAMPAIGN / "dossiers",
+    )
     print_summary(summary, console)
     return summary
 
@@ -147,5 +155,8 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     for code, name, phase_id, missing in summary.overdue:
         table.add_row(code, name, phase_id, str(missing))
     console.print(table if summary.overdue else f"Không còn đơn vị nào {STATE_NAMES['overdue'].lower()}.")
+    diffs = summary.counts.get("consolidation_diff.sent", 0)
+    console.print(f"Tổng hợp kết quả: phiên bản mới nhất của đảng bộ v{summary.root_version}; thư báo thay đổi do kết quả nộp muộn: [bold]{diffs}[/]")
+    console.print(f"Hồ sơ (danh mục, tệp nén kèm bảng kê, văn bản tổng hợp): {summary.dossier_dir}")
     console.print(f"Thư (.eml): {summary.mail_dir}")
     console.print(f"Dữ liệu (SQLite, tệp đã nộp): {summary.home}")

@@ -15,6 +15,9 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.clock import run_now
+from kiemdiem import steps
+from tasks.consolidation import assemble_dossiers, consolidate
+from tasks.context import get_plan, get_store, to_instant
 from tasks.notify import escalate_overdue, plan_reminders
 from tasks.progress import publish_progress
 
@@ -40,16 +43,29 @@ async def branch_meeting_steps(campaign_id: str, phase_id: str, now: str) -> dic
     return planned
 
 
+async def consolidate_when_due(campaign_id: str, phase_id: str, now: str) -> dict:
+    """The committee's first consolidation, once the branches' meetings are past their deadline."""
+    store = get_store()
+    if not steps.consolidation_due(get_plan(store, campaign_id), phase_id, to_instant(now)):
+        return {"mode": "not_yet", "units_updated": []}
+    report = await consolidate(campaign_id, now, [], True)
+    if report["units_updated"]:
+        await assemble_dossiers(campaign_id, now, report["units_updated"])
+    return report
+
+
 async def committee_review_steps(campaign_id: str, phase_id: str, now: str) -> dict:
     """Cấp ủy xem xét, quyết định: committees decide on their organizations and members."""
     planned = await chase(campaign_id, phase_id, now)
+    planned["consolidation"] = await consolidate_when_due(campaign_id, phase_id, now)
     await publish_progress(campaign_id, [phase_id], now)
     return planned
 
 
 async def report_upward_steps(campaign_id: str, phase_id: str, now: str) -> dict:
-    """Báo cáo cấp trên: the committee's report and dossier go up by the deadline."""
+    """Báo cáo cấp trên: the committee consolidates, and its report and dossier go up by the deadline."""
     planned = await chase(campaign_id, phase_id, now)
+    planned["consolidation"] = await consolidate_when_due(campaign_id, phase_id, now)
     await publish_progress(campaign_id, [phase_id], now)
     return planned
 

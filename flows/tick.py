@@ -10,6 +10,7 @@ from flows.clock import run_now
 from flows.phases import PHASE_STEPS
 from kiemdiem import steps
 from tasks.collect import collect_submissions
+from tasks.consolidation import assemble_dossiers, consolidate, finish_tick, take_results
 from tasks.context import get_plan, get_store
 from tasks.notify import compose_digests, send_outbox
 
@@ -21,10 +22,18 @@ async def tick(campaign_id: str, now: str | None = None) -> dict:
     store = get_store()
     plan = get_plan(store, campaign_id)
     collected = await collect_submissions(campaign_id, at)
+    results = await take_results(campaign_id, at)
+    # Late results rerun the consolidation of their ancestors, once a committee has consolidated.
+    consolidated = await consolidate(campaign_id, at, results["changed_units"], False)
     open_ids = steps.open_phase_ids(plan, instant)
     # Phases are independent: run their steps together so Prefect's API round-trips overlap.
     results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at) for pid in open_ids))
     phases = dict(zip(open_ids, results))
+    dossiers = await assemble_dossiers(campaign_id, at, consolidated["units_updated"])
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)
-    return {"now": at, "collected": collected, "phases": phases, "composed": composed, "sent": sent}
+    await finish_tick(campaign_id, at, {"sent": sent["sent"]})
+    return {
+        "now": at, "collected": collected, "results": results, "consolidated": consolidated, "phases": phases,
+        "dossiers": dossiers, "composed": composed, "sent": sent,
+    }

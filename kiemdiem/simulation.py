@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from kiemdiem.consolidation import MemberRecord, UnitNode
 from kiemdiem.plan import Plan
 from kiemdiem.status import MemberInfo, UnitInfo, owed_items
+from kiemdiem.synth_results import MEMBER_HEADERS, generate_results, member_rows, table_bytes
 
 BEHAVIOURS = ("on_time", "late", "partial", "never")
 WEIGHTS = (0.55, 0.25, 0.12, 0.08)
@@ -102,3 +104,43 @@ def demo_ticks(plan: Plan, start: dt.date, end: dt.date) -> list[dt.datetime]:
             ticks.append(calendar.at(day, dt.time(18, 30)))
         day += dt.timedelta(days=1)
     return ticks
+
+
+def with_results(
+    plan: Plan,
+    events: list[SimEvent],
+    units: list[UnitInfo],
+    members: list[MemberInfo],
+    seed: int,
+) -> tuple[list[SimEvent], SimEvent | None]:
+    """Give every submitted classification list real rows, with one member absent from their
+    branch's meeting; that member's result follows as a supplement after the committee's deadline."""
+    nodes = [UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units]
+    records = [MemberRecord(m.code, m.full_name, m.unit_code, m.status, m.joined_on, m.positions) for m in members]
+    generated = generate_results(nodes, records, seed, plan.evaluation_date, rule_set=plan.rule_set)
+    names = {m.code: m.full_name for m in members}
+    absent_id: str | None = None
+    out: list[SimEvent] = []
+    supplement: SimEvent | None = None
+    for event in events:
+        if event.doc_type != "tong_hop_xep_loai_dang_vien":
+            out.append(event)
+            continue
+        rows = [r for r in generated.member_results if any(m.code == r.member_id and m.unit_code == event.unit_code for m in members)]
+        if absent_id is None and len(rows) > 2:
+            missing = rows[1]
+            absent_id = missing.member_id
+            rows[1] = replace(missing, self_level=None, proposed_level=None, final_level=None, absent=True, note="vắng mặt, đánh giá bổ sung")
+            later = max(p.deadline for p in plan.phases if p.kind in ("committee_review", "report_upward"))
+            day = plan.calendar.add_working_days(plan.calendar.local(later).date(), 1)
+            supplement = SimEvent(
+                plan.calendar.at(day, dt.time(9, 30)), event.unit_code, event.phase_id, event.doc_type, None, "web",
+                "bo_sung_ket_qua.csv", table_bytes(MEMBER_HEADERS, member_rows([missing], names), ".csv"),
+                "bổ sung kết quả của đảng viên vắng mặt",
+            )
+        content = table_bytes(MEMBER_HEADERS, member_rows(rows, names), ".csv")
+        out.append(replace(event, filename="tong_hop_xep_loai.csv", content=content))
+    if supplement is not None:
+        out.append(supplement)
+        out.sort(key=lambda e: (e.at, e.unit_code, e.phase_id, e.doc_type, e.member_code or ""))
+    return out, supplement

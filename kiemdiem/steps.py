@@ -14,13 +14,18 @@ from kiemdiem.notify.transport import SmtpTransport
 from kiemdiem.plan import Plan
 from kiemdiem.reminders import phase_is_open
 from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
-from kiemdiem.status import STATE_NAMES
+from kiemdiem.status import STATE_NAMES, CampaignStatus
 from kiemdiem.store.db import Store
+from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
 from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save
 from kiemdiem.store.outbox import SendReport, send_due
 from kiemdiem.store.queries import campaign_status
+from kiemdiem.store.results import ingest_results
+from kiemdiem.store.snapshots import consolidate_campaign, latest_hashes, latest_snapshots
+from kiemdiem.store.ticks import finish_tick, touched_units
 
+CONSOLIDATING_KINDS = frozenset({"committee_review", "report_upward"})
 REMINDER = frozenset({"reminder"})
 ESCALATION = frozenset({"escalation"})
 
@@ -39,6 +44,71 @@ def collect_submissions(store: Store, plan: Plan, campaign_id: str, now: dt.date
         "refused": [{"folder": f, "reason": r} for f, r in report.refused],
         "units": sorted({o.unit_code for o in report.accepted}),
     }
+
+
+def take_results(store: Store, plan: Plan, campaign_id: str, now: dt.datetime) -> dict:
+    """Parse newly received classification lists into results; a bad file stays stored, its rows are reported."""
+    report = ingest_results(store, plan, campaign_id, now)
+    return {**report.as_dict(), "changed_units": sorted(report.changed_units)}
+
+
+def consolidation_due(plan: Plan, phase_id: str, now: dt.datetime) -> bool:
+    """A committee consolidates once the phases it follows (the branches' meetings) are past their deadline."""
+    phase = plan.phase(phase_id)
+    before = [plan.phase(p).deadline for p in phase.after]
+    return now > max(before) if before else True
+
+
+def consolidate(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, changed_units: list[str], *, first_run: bool) -> dict:
+    """Roll results up the tree. Once a committee has consolidated, any late result reruns its
+    unit's ancestors only, stores new versions and mails the offices the difference."""
+    with store.uow() as uow:
+        consolidated = bool(latest_hashes(uow, campaign_id))
+    if not consolidated and not first_run:
+        return {"mode": "not_yet", "units_updated": [], "versions": {}, "outbox_ids": []}
+    report = consolidate_campaign(
+        store, plan, campaign_id, now, changed_units=set(changed_units), reason="kết quả nộp muộn" if consolidated else "tổng hợp lần đầu"
+    )
+    return {
+        "mode": report.mode, "units_updated": report.units_updated, "versions": report.versions,
+        "outbox_ids": report.outbox_ids, "diff_text": report.diff_text,
+    }
+
+
+def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, unit_codes: list[str]) -> list[dict]:
+    """Re-assemble the dossiers of the given units (checklist, archive, generated documents); unchanged ones are left alone."""
+    if not unit_codes:
+        return []
+    with store.uow() as uow:
+        status = campaign_status(uow, plan, campaign_id, now)
+        snapshots = latest_snapshots(uow, campaign_id)
+    payloads = {code: snap["payload"] for code, snap in snapshots.items()}
+    out_root = store.settings.output_dir / campaign_id / "dossiers"
+    results = []
+    for code in sorted(set(unit_codes)):
+        unit = status.units.get(code)
+        if unit is None:
+            continue
+        subtree = {c: p for c, p in payloads.items() if c == code or _within(status, c, code)}
+        for phase in plan.phases_for_kind(unit.kind):
+            if not phase.documents:
+                continue
+            consolidating = phase.kind in CONSOLIDATING_KINDS
+            result = assemble_dossier(
+                store, plan, campaign_id, code, phase.id, out_root / code / phase.id, now,
+                payloads.get(code) if consolidating else None, subtree=(subtree or None) if consolidating else None,
+            )
+            results.append({"unit": code, "phase": phase.id, "changed": result.changed, "archive": str(result.archive)})
+    return results
+
+
+def _within(status: CampaignStatus, code: str, ancestor: str) -> bool:
+    parent = status.units[code].parent_code if code in status.units else None
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = status.units[parent].parent_code if parent in status.units else None
+    return False
 
 
 def _plan(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], kinds: frozenset[str], settings: ReminderSettings) -> int:
@@ -128,9 +198,17 @@ async def tick_once(
     """The tick's steps in the tick flow's order, without Prefect (tests, benchmarks, one-off runs)."""
     settings = settings or reminder_settings()
     collected = collect_submissions(store, plan, campaign_id, now)
+    results = take_results(store, plan, campaign_id, now)
     open_ids = open_phase_ids(plan, now)
+    first_run = any(plan.phase(p).kind in CONSOLIDATING_KINDS and consolidation_due(plan, p, now) for p in open_ids)
+    consolidated = consolidate(store, plan, campaign_id, now, results["changed_units"], first_run=first_run)
     reminders = plan_reminders(store, plan, campaign_id, now, open_ids, settings)
     escalations = escalate_overdue(store, plan, campaign_id, now, open_ids, settings)
+    dossiers = assemble_dossiers(store, plan, campaign_id, now, touched_units(store, campaign_id, now) + consolidated["units_updated"])
     composed = compose(store, plan, campaign_id, now, settings, smtp)
     sent = await send_outbox(store, plan, campaign_id, now, smtp, settings, before_send)
-    return {"collected": collected, "reminders": reminders, "escalations": escalations, "composed": composed, "sent": sent}
+    finish_tick(store, campaign_id, now, {"sent": sent.sent})
+    return {
+        "collected": collected, "results": results, "consolidated": consolidated, "reminders": reminders,
+        "escalations": escalations, "dossiers": dossiers, "composed": composed, "sent": sent,
+    }

@@ -160,47 +160,53 @@ async def send_due(
         uow.commit()
     envelope_from = parseaddr(smtp.from_)[1] or smtp.from_
     async with transport:
-        while True:
-            token, ids = claim_due(store, now, settings.batch_size, campaign_id)
-            if not ids:
-                break
-            with store.uow() as uow:
-                rows = uow.session.execute(
-                    select(Outbox.id, Outbox.recipient, Outbox.mime).where(Outbox.id.in_(ids), Outbox.claim_token == token).order_by(Outbox.id)
+        # One connection for the marks: a Core update and commit per message, no ORM session.
+        with store.engine.connect() as connection:
+            while True:
+                token, ids = claim_due(store, now, settings.batch_size, campaign_id)
+                if not ids:
+                    break
+                rows = connection.execute(
+                    select(OUTBOX.c.id, OUTBOX.c.recipient, OUTBOX.c.mime)
+                    .where(OUTBOX.c.id.in_(ids), OUTBOX.c.claim_token == token)
+                    .order_by(OUTBOX.c.id)
                 ).all()
-            for row_id, recipient, mime in rows:
-                if before_send is not None:
-                    before_send(row_id)
-                if mime is None:
-                    outcome = MISSING_MIME
-                else:
-                    outcome = await transport.send_bytes(mime, sender=envelope_from, recipients=[recipient])
-                with store.uow() as uow:
-                    _mark(uow, row_id, token, outcome, now, settings, report)
-                    uow.commit()
+                connection.commit()
+                for row_id, recipient, mime in rows:
+                    if before_send is not None:
+                        before_send(row_id)
+                    if mime is None:
+                        outcome = MISSING_MIME
+                    else:
+                        outcome = await transport.send_bytes(mime, sender=envelope_from, recipients=[recipient])
+                    _mark(connection, row_id, token, outcome, now, settings, report)
+                    connection.commit()
     return report
 
 
-def _mark(uow: UnitOfWork, row_id: int, token: str, outcome, now: dt.datetime, settings: ReminderSettings, report: SendReport) -> None:
+OUTBOX = Outbox.__table__
+EVENTS = EventLog.__table__
+
+
+def _mark(connection, row_id: int, token: str, outcome, now: dt.datetime, settings: ReminderSettings, report: SendReport) -> None:
     """Record one answer from the server. The row itself is the log of what was sent, when and why."""
-    session = uow.session
-    owned = (Outbox.id == row_id) & (Outbox.claim_token == token)
+    owned = (OUTBOX.c.id == row_id) & (OUTBOX.c.claim_token == token)
     if outcome.accepted:
-        done = session.execute(
-            update(Outbox).where(owned).values(status="sent", sent_at=now, last_error=None, claim_token=None, attempts=Outbox.attempts + 1)
+        done = connection.execute(
+            update(OUTBOX).where(owned).values(status="sent", sent_at=now, last_error=None, claim_token=None, attempts=OUTBOX.c.attempts + 1)
         )
         if done.rowcount:
             report.sent += 1
             report.sent_ids.append(row_id)
         return  # otherwise the row was reaped and re-claimed elsewhere: that claimant owns it now
-    row = session.execute(select(Outbox.attempts, Outbox.campaign_id, Outbox.recipient).where(owned)).first()
+    row = connection.execute(select(OUTBOX.c.attempts, OUTBOX.c.campaign_id, OUTBOX.c.recipient).where(owned)).first()
     if row is None:
         return
     attempts = row.attempts + 1
     gave_up = outcome.permanent or attempts >= settings.max_attempts
     delay = settings.backoff_seconds * (2 ** (attempts - 1))
-    session.execute(
-        update(Outbox).where(owned).values(
+    connection.execute(
+        update(OUTBOX).where(owned).values(
             status="failed", attempts=attempts, claim_token=None, last_error=outcome.as_dict(), gave_up=gave_up,
             next_attempt_at=now + dt.timedelta(seconds=min(delay, 6 * 3600)),
         )
@@ -209,8 +215,8 @@ def _mark(uow: UnitOfWork, row_id: int, token: str, outcome, now: dt.datetime, s
         report.gave_up += 1
     else:
         report.failed += 1
-    session.add(
-        EventLog(
+    connection.execute(
+        EVENTS.insert().values(
             campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.failed", subject=row.recipient,
             detail={"outbox_id": row_id, "attempts": attempts, "error": outcome.as_dict(), "gave_up": gave_up},
         )

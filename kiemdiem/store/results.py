@@ -176,7 +176,14 @@ class _Tree:
         return out
 
 
-def _load_tree(uow: UnitOfWork, plan: Plan, campaign_id: str, with_members: bool = True) -> _Tree:
+def _load_tree(uow: UnitOfWork, plan: Plan, campaign_id: str, member_units: Iterable[str] | None = None) -> _Tree:
+    """Units, and the members of ``member_units`` (None: every member)."""
+    tree = _load_units(uow, campaign_id)
+    _load_members(uow, plan, campaign_id, tree, member_units)
+    return tree
+
+
+def _load_units(uow: UnitOfWork, campaign_id: str) -> _Tree:
     session = uow.session
     rows = session.execute(select(Unit.id, Unit.code, Unit.name, Unit.parent_id).where(Unit.campaign_id == campaign_id)).all()
     unit_code = {uid: code for uid, code, _, _ in rows}
@@ -195,18 +202,27 @@ def _load_tree(uow: UnitOfWork, plan: Plan, campaign_id: str, with_members: bool
         member_unit={},
         not_evaluated=set(),
     )
-    if with_members:
-        rule_set = get_rule_set(plan.rule_set)
-        cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
-        for pk, code, unit_id, status, joined_on in session.execute(
-            select(Member.id, Member.member_code, Member.unit_id, Member.status, Member.joined_on).where(Member.campaign_id == campaign_id)
-        ):
+    return tree
+
+
+def _load_members(uow: UnitOfWork, plan: Plan, campaign_id: str, tree: _Tree, member_units: Iterable[str] | None) -> None:
+    session = uow.session
+    unit_code = tree.unit_code
+    query = select(Member.id, Member.member_code, Member.unit_id, Member.status, Member.joined_on).where(Member.campaign_id == campaign_id)
+    if member_units is None:
+        batches = [query]
+    else:
+        ids = sorted(tree.unit_id[c] for c in set(member_units) if c in tree.unit_id)
+        batches = [query.where(Member.unit_id.in_(chunk)) for chunk in _chunks(ids)]
+    rule_set = get_rule_set(plan.rule_set)
+    cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
+    for batch in batches:
+        for pk, code, unit_id, status, joined_on in session.execute(batch):
             tree.member_pk[code] = pk
             tree.member_unit[code] = unit_code[unit_id]
             record = MemberRecord(code, "", unit_code[unit_id], status, joined_on, ())
             if rule_set.not_evaluated_reason_by_cutoff(record, cutoff) is not None:
                 tree.not_evaluated.add(code)
-    return tree
 
 
 # --------------------------------------------------------------------------- writing rows
@@ -416,7 +432,7 @@ def _parse_orgs(source: Path, data: bytes, submitter: str, tree: _Tree, decision
     return _Parsed(orgs=out, org_carried=_carried(rows, _ORG_COLUMN_FIELDS))
 
 
-def parse_submission_file(source: Path, data: bytes, doc_type: str, submitter: str, tree: _Tree) -> _Parsed:
+def _parse_file(source: Path, data: bytes, doc_type: str, submitter: str, tree: _Tree) -> _Parsed:
     """Parse one file of a structured submission; raises InvalidInput naming every bad row."""
     if doc_type == MEMBER_LIST:
         return _parse_members(source, data, submitter, tree)
@@ -462,7 +478,7 @@ def _parse_submission(blobs: BlobStore, files: list[SubmissionFile], doc_type: s
             problems.append(Problem(str(source), f"không đọc được tệp đã lưu ({f.sha256[:12]}…): {exc.strerror or exc}"))
             continue
         try:
-            result = parse_submission_file(source, data, doc_type, submitter, tree)
+            result = _parse_file(source, data, doc_type, submitter, tree)
         except InvalidInput as exc:
             problems.extend(exc.problems)
             continue
@@ -484,11 +500,10 @@ def _parse_submission(blobs: BlobStore, files: list[SubmissionFile], doc_type: s
 
 
 def _processed_submissions(uow: UnitOfWork, campaign_id: str, candidates: list[int]) -> set[int]:
+    """Submissions already read: logged as ingested or refused, or (written by other code) with result rows."""
     session = uow.session
     done: set[int] = set()
     for chunk in _chunks(candidates):
-        done.update(session.scalars(select(MemberResult.submission_id).where(MemberResult.submission_id.in_(chunk)).distinct()))
-        done.update(session.scalars(select(OrgResult.submission_id).where(OrgResult.submission_id.in_(chunk)).distinct()))
         subjects = [f"submission:{i}" for i in chunk]
         for subject in session.scalars(
             select(EventLog.subject).where(
@@ -498,6 +513,10 @@ def _processed_submissions(uow: UnitOfWork, campaign_id: str, candidates: list[i
             )
         ):
             done.add(int(subject.split(":", 1)[1]))
+    rest = [i for i in candidates if i not in done]
+    for chunk in _chunks(rest):
+        done.update(session.scalars(select(MemberResult.submission_id).where(MemberResult.submission_id.in_(chunk)).distinct()))
+        done.update(session.scalars(select(OrgResult.submission_id).where(OrgResult.submission_id.in_(chunk)).distinct()))
     return done
 
 
@@ -528,7 +547,9 @@ def ingest_pending(uow: UnitOfWork, blobs: BlobStore, plan: Plan, campaign_id: s
     if not pending:
         return report
     session = uow.session
-    tree = _load_tree(uow, plan, campaign_id)
+    tree = _load_units(uow, campaign_id)
+    submitters = {tree.unit_code[s.unit_id] for s in pending}
+    _load_members(uow, plan, campaign_id, tree, set().union(*(tree.subtree(c) for c in submitters)))
     files: dict[int, list[SubmissionFile]] = {}
     for chunk in _chunks([s.id for s in pending]):
         for f in session.scalars(select(SubmissionFile).where(SubmissionFile.submission_id.in_(chunk))):

@@ -31,8 +31,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy import Integer, String, and_, cast, func, or_, select, type_coerce
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from kiemdiem.consolidation import (
     ConsolidationInput,
@@ -132,6 +133,10 @@ def _chunked(values: list, size: int = ID_CHUNK):
         yield values[start:start + size]
 
 
+def _flag(column):
+    return type_coerce(column, Integer)
+
+
 def _date(text: str | None) -> dt.date | None:
     return dt.date.fromisoformat(text) if text else None
 
@@ -163,9 +168,10 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
     """Each member's result at ``now``: the newest received by then, unless cancelled by then."""
     r = MemberResultRow
     cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
+    # Flags read as plain numbers (SQLite) or booleans (PostgreSQL), no per-row conversion.
     query = (
-        select(r.member_id, r.unit_id, r.self_level, r.proposed_level, r.final_level, r.disciplined, r.sick_leave_months,
-               r.absent, r.score, r.note, r.has_self_review, cancelled)
+        select(r.member_id, r.unit_id, r.self_level, r.proposed_level, r.final_level, _flag(r.disciplined), r.sick_leave_months,
+               _flag(r.absent), r.score, r.note, _flag(r.has_self_review), _flag(cancelled))
         .where(r.campaign_id == campaign_id, r.received_at <= now)
         .order_by(r.member_id, r.received_at, r.id)
     )
@@ -202,7 +208,17 @@ def _org_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: d
     if related_to is None:
         batches = [query]
     else:
-        batches = [query.where(or_(r.unit_id.in_(chunk), r.decided_by_id.in_(chunk))) for chunk in _chunked(related_to)]
+        # Whole histories of the organizations concerned (a row decided by one of these units may
+        # have been superseded by a row that is not), so that the newest row is picked right.
+        decided = aliased(OrgResultRow)
+
+        def concerned(chunk):
+            return or_(
+                r.unit_id.in_(chunk),
+                r.unit_id.in_(select(decided.unit_id).where(decided.campaign_id == campaign_id, decided.decided_by_id.in_(chunk))),
+            )
+
+        batches = [query.where(concerned(chunk)) for chunk in _chunked(related_to)]
     latest: dict[int, tuple] = {}
     for batch in batches:
         latest.update({row[0]: row for row in _rows(uow, batch)})

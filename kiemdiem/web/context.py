@@ -1,0 +1,311 @@
+"""What every request handler shares: the store, settings, templates, the clock, caches, and
+the request plumbing (who is asking, the CSRF check, the session cookie, rendering).
+
+Access rule: a person is bound to one unit of one campaign and sees and acts only within
+that unit's subtree (``Unit.path`` prefix). Anything else, including a page their role may
+not open, answers 404 so nothing outside is even confirmed to exist.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import Depends, HTTPException, Request
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from sqlalchemy import select
+from starlette.datastructures import FormData
+from starlette.responses import HTMLResponse, Response
+
+from kiemdiem.calendar import format_date, format_instant
+from kiemdiem.catalogue import DOCUMENTS, LEVELS, MEMBER_STATUSES, PHASE_KINDS, UNIT_KINDS
+from kiemdiem.settings import WebSettings
+from kiemdiem.status import STATE_NAMES
+from kiemdiem.store.db import Store, UnitOfWork
+from kiemdiem.store.models import Unit, User
+from kiemdiem.web.auth import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    ROLE_NAMES,
+    SESSION_COOKIE,
+    LoginThrottle,
+    Session,
+    SessionCodec,
+    new_session,
+    password_fingerprint,
+)
+from kiemdiem.web.queries import NO_STATE, RenderCache, StatusCache, StatusView
+
+STATE_LABELS = {**STATE_NAMES, NO_STATE: "Không có hạn"}
+VIEWER_TTL_SECONDS = 5.0
+
+
+class LoginRequired(Exception):
+    """No valid session: pages redirect to the log-in form, scripts get 401."""
+
+
+class CsrfRefused(Exception):
+    """A POST without the session's CSRF token."""
+
+
+@dataclass
+class WebContext:
+    store: Store
+    settings: WebSettings
+    codec: SessionCodec
+    templates: Environment
+    clock: Callable[[], dt.datetime]
+    status: StatusCache
+    renders: RenderCache
+    throttle: LoginThrottle
+    refresh_seconds: int
+    submit_url: str
+    viewers: ViewerCache
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.settings.max_upload_mb * 1024 * 1024
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def view(self, uow: UnitOfWork, campaign_id: str) -> StatusView:
+        return self.status.get(uow, campaign_id, self.now())
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The person asking, with the subtree they may see."""
+
+    id: int
+    email: str
+    full_name: str
+    role: str
+    campaign_id: str
+    unit_id: int
+    unit_code: str
+    unit_name: str
+    unit_path: str
+    at_root: bool
+    session: Session
+    csrf: str
+
+    @property
+    def role_name(self) -> str:
+        return ROLE_NAMES.get(self.role, self.role)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ("admin", "office")
+
+    def sees(self, path: str) -> bool:
+        return path.startswith(self.unit_path)
+
+
+@lru_cache(maxsize=4)
+def shared_templates(directory: str) -> Environment:
+    """One compiled template environment per directory and process (environments are thread-safe)."""
+    return make_templates(Path(directory))
+
+
+def make_templates(directory: Path) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(directory)),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True, default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["d"] = lambda value: format_date(value) if value else "—"
+    env.filters["dt"] = lambda value: format_instant(value) if value else "—"
+    env.filters["pct"] = format_percent
+    env.filters["state"] = lambda s: STATE_LABELS.get(s, s)
+    env.filters["doc"] = lambda code: DOCUMENTS[code].name if code in DOCUMENTS else code
+    env.filters["kind"] = lambda code: UNIT_KINDS.get(code, code)
+    env.filters["phase_kind"] = lambda code: PHASE_KINDS.get(code, code)
+    env.filters["level"] = lambda code: LEVELS.get(code, code) if code else "—"
+    env.filters["member_status"] = lambda code: MEMBER_STATUSES.get(code, code)
+    env.filters["role"] = lambda code: ROLE_NAMES.get(code, code)
+    env.filters["urlq"] = lambda value: quote(str(value), safe="")
+    env.filters["num"] = format_number
+    env.filters["size"] = format_size
+    return env
+
+
+def format_percent(value: float | None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.1f}".rstrip("0").rstrip(".")
+    return text.replace(".", ",") + "%"
+
+
+def format_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f}".replace(".", ",") + " KB"
+    return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " MB"
+
+
+def format_number(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}".replace(".", ",")
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", ".")
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- dependencies
+
+
+def get_ctx(request: Request) -> WebContext:
+    return request.app.state.web
+
+
+def get_uow(request: Request) -> Iterator[UnitOfWork]:
+    with get_ctx(request).store.uow() as uow:
+        yield uow
+
+
+def read_session(request: Request) -> Session | None:
+    return get_ctx(request).codec.loads(request.cookies.get(SESSION_COOKIE))
+
+
+class ViewerCache:
+    """Who a session cookie belongs to, for a few seconds (a locked account stops working within that time)."""
+
+    def __init__(self, ttl: float = VIEWER_TTL_SECONDS, size: int = 4096):
+        self.ttl = ttl
+        self.size = size
+        self._items: dict[str, tuple[float, Viewer]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, cookie: str) -> Viewer | None:
+        item = self._items.get(cookie)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1]
+
+    def put(self, cookie: str, viewer: Viewer) -> None:
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[cookie] = (time.monotonic() + self.ttl, viewer)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def get_viewer(request: Request, uow: UnitOfWork = Depends(get_uow)) -> Viewer:
+    ctx = get_ctx(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    cached = ctx.viewers.get(cookie) if cookie else None
+    if cached is not None:
+        return cached
+    session = read_session(request)
+    if session is None or session.user_id is None:
+        raise LoginRequired()
+    row = uow.session.execute(
+        select(User, Unit.code, Unit.name, Unit.path, Unit.parent_id).join(Unit, Unit.id == User.unit_id).where(User.id == session.user_id)
+    ).first()
+    if row is None:
+        raise LoginRequired()
+    user, code, name, path, parent_id = row
+    if not user.active or password_fingerprint(user.password_hash) != session.fingerprint:
+        raise LoginRequired()
+    viewer = Viewer(
+        user.id, user.email, user.full_name, user.role, user.campaign_id, user.unit_id, code, name, path,
+        parent_id is None, session, ctx.codec.csrf_token(session),
+    )
+    ctx.viewers.put(cookie, viewer)
+    return viewer
+
+
+def as_viewer(request: Request, work: Callable[[UnitOfWork, Viewer], Response]) -> Response:
+    """Open a unit of work, find who is asking, and do ``work``: one thread-pool hop for a busy page."""
+    with get_ctx(request).store.uow() as uow:
+        return work(uow, get_viewer(request, uow))
+
+
+def campaign_of(viewer: Viewer, campaign_id: str) -> str:
+    """The campaign in the URL must be the viewer's; any other answers 404."""
+    if campaign_id != viewer.campaign_id:
+        raise HTTPException(404)
+    return campaign_id
+
+
+def require_role(viewer: Viewer, *roles: str) -> None:
+    if viewer.role not in roles:
+        raise HTTPException(404)
+
+
+async def checked_form(request: Request) -> FormData:
+    """The request's form, after the CSRF check (field ``csrf_token`` or header ``X-CSRF-Token``)."""
+    form = await request.form(max_files=0, max_fields=50)
+    check_csrf(request, form)
+    return form
+
+
+def check_csrf(request: Request, form: FormData | None) -> None:
+    token = request.headers.get(CSRF_HEADER) or (form.get(CSRF_FIELD) if form is not None else None)
+    if not isinstance(token, str) or not get_ctx(request).codec.check_csrf(read_session(request), token):
+        raise CsrfRefused()
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+def set_session_cookie(ctx: WebContext, response: Response, session: Session) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        ctx.codec.dumps(session),
+        max_age=ctx.codec.max_age,
+        httponly=True,
+        samesite="lax",
+        secure=ctx.settings.secure_cookies,
+        path="/",
+    )
+
+
+def anonymous_session(request: Request) -> tuple[Session, bool]:
+    """The visitor's session, or a new anonymous one (True: the cookie must be set)."""
+    session = read_session(request)
+    if session is not None:
+        return session, False
+    return new_session(), True
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    ctx = get_ctx(request)
+    html = render_text(ctx, template, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def render_text(ctx: WebContext, template: str, **context) -> str:
+    context.setdefault("now", ctx.now())
+    context.setdefault("refresh", ctx.refresh_seconds)
+    return ctx.templates.get_template(template).render(**context)
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only local paths are followed after log-in (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def markup(html: str) -> Markup:
+    return Markup(html)

@@ -1,0 +1,162 @@
+"""Log-in, log-out and the one-time sign-in links sent by invitation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import select
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from kiemdiem.errors import InvalidInput
+from kiemdiem.store.db import UnitOfWork
+from kiemdiem.store.models import User
+from kiemdiem.web.auth import (
+    audit,
+    authenticate,
+    find_sign_in_token,
+    new_session,
+    normalise_email,
+    password_fingerprint,
+    redeem_sign_in_token,
+    set_password,
+)
+from kiemdiem.web.context import (
+    LoginRequired,
+    anonymous_session,
+    checked_form,
+    client_ip,
+    get_ctx,
+    get_uow,
+    get_viewer,
+    read_session,
+    render,
+    safe_next,
+    set_session_cookie,
+)
+
+router = APIRouter()
+
+
+def home_of(user_campaign: str) -> str:
+    return f"/c/{user_campaign}"
+
+
+@router.get("/")
+def index(request: Request, uow: UnitOfWork = Depends(get_uow)):
+    try:
+        viewer = get_viewer(request, uow)
+    except LoginRequired:
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse(home_of(viewer.campaign_id), status_code=303)
+
+
+def login_page(request: Request, *, error: str | None = None, email: str = "", status_code: int = 200) -> Response:
+    ctx = get_ctx(request)
+    session, fresh = anonymous_session(request)
+    response = render(
+        request, "login.html", status_code=status_code, csrf=ctx.codec.csrf_token(session), error=error, email=email,
+        next=safe_next(request.query_params.get("next"), ""), viewer=None,
+    )
+    if fresh:
+        set_session_cookie(ctx, response, session)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request):
+    return login_page(request)
+
+
+@router.post("/login")
+def login(request: Request, form: FormData = Depends(checked_form), uow: UnitOfWork = Depends(get_uow)):
+    ctx = get_ctx(request)
+    email = normalise_email(str(form.get("email") or ""))
+    password = str(form.get("password") or "")
+    now = ctx.now()
+    if ctx.throttle.blocked(email):
+        audit(uow, campaign_id=None, actor=email or "?", action="web.login_failed", subject=email, now=now,
+              detail={"reason": "throttled", "ip": client_ip(request)})
+        uow.commit()
+        return login_page(request, error="Đăng nhập sai quá nhiều lần. Hãy thử lại sau 15 phút.", email=email, status_code=429)
+    user, why = authenticate(uow, email, password)
+    if user is None:
+        ctx.throttle.failed(email)
+        known = uow.session.scalar(select(User.campaign_id).where(User.email == email))
+        audit(uow, campaign_id=known, actor=email or "?", action="web.login_failed", subject=email, now=now,
+              detail={"reason": why, "ip": client_ip(request)})
+        uow.commit()
+        return login_page(request, error="Email hoặc mật khẩu không đúng.", email=email, status_code=401)
+    ctx.throttle.succeeded(email)
+    audit(uow, campaign_id=user.campaign_id, actor=user.email, action="web.login", subject=user.email, now=now,
+          detail={"method": "password", "ip": client_ip(request)})
+    uow.commit()
+    target = safe_next(str(form.get("next") or ""), home_of(user.campaign_id))
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(ctx, response, new_session(user.id, password_fingerprint(user.password_hash)))
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, form: FormData = Depends(checked_form), uow: UnitOfWork = Depends(get_uow)):
+    ctx = get_ctx(request)
+    session = read_session(request)
+    if session is not None and session.user_id is not None:
+        user = uow.session.get(User, session.user_id)
+        if user is not None:
+            audit(uow, campaign_id=user.campaign_id, actor=user.email, action="web.logout", subject=user.email, now=ctx.now(),
+                  detail={"ip": client_ip(request)})
+            uow.commit()
+    response = RedirectResponse("/login", status_code=303)
+    set_session_cookie(ctx, response, new_session())
+    return response
+
+
+@router.get("/signin/{token}")
+def signin_form(token: str, request: Request, uow: UnitOfWork = Depends(get_uow)):
+    """Shows a button: mail scanners that open links must not use up the one-time token."""
+    ctx = get_ctx(request)
+    found = find_sign_in_token(uow, token, ctx.now())
+    if found is None:
+        raise HTTPException(404, "Đường dẫn đăng nhập không hợp lệ, đã được dùng hoặc đã hết hạn.")
+    row, user = found
+    session, fresh = anonymous_session(request)
+    response = render(request, "signin.html", csrf=ctx.codec.csrf_token(session), user=user, expires_at=row.expires_at,
+                      token=token, error=None, viewer=None)
+    if fresh:
+        set_session_cookie(ctx, response, session)
+    return response
+
+
+@router.post("/signin/{token}")
+def signin(token: str, request: Request, form: FormData = Depends(checked_form), uow: UnitOfWork = Depends(get_uow)):
+    ctx = get_ctx(request)
+    now = ctx.now()
+    found = find_sign_in_token(uow, token, now)
+    if found is None:
+        audit(uow, campaign_id=None, actor="?", action="web.login_failed", subject="signin-link", now=now,
+              detail={"reason": "bad_or_used_link", "ip": client_ip(request)})
+        uow.commit()
+        raise HTTPException(404, "Đường dẫn đăng nhập không hợp lệ, đã được dùng hoặc đã hết hạn.")
+    row, user = found
+    password = str(form.get("password") or "")
+    if password:
+        if password != str(form.get("password2") or ""):
+            return _signin_error(request, token, row, user, "Hai lần nhập mật khẩu không khớp.")
+        try:
+            set_password(uow, user, password)
+        except InvalidInput as exc:
+            return _signin_error(request, token, row, user, str(exc.problems[0].reason).capitalize() + ".")
+    user = redeem_sign_in_token(uow, token, now)
+    audit(uow, campaign_id=user.campaign_id, actor=user.email, action="web.login", subject=user.email, now=now,
+          detail={"method": "signin_link", "password_set": bool(password), "ip": client_ip(request)})
+    uow.commit()
+    response = RedirectResponse(home_of(user.campaign_id), status_code=303)
+    set_session_cookie(ctx, response, new_session(user.id, password_fingerprint(user.password_hash)))
+    return response
+
+
+def _signin_error(request: Request, token: str, row, user: User, error: str) -> Response:
+    ctx = get_ctx(request)
+    session, _ = anonymous_session(request)
+    return render(request, "signin.html", status_code=422, csrf=ctx.codec.csrf_token(session), user=user,
+                  expires_at=row.expires_at, token=token, error=error, viewer=None)

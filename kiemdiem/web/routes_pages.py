@@ -1,0 +1,370 @@
+"""Pages: campaigns, the overview, the unit tree, a unit, its consolidation, people, the audit log.
+
+Pages that change while a campaign runs have a fragment (``/live/...``) or a JSON status
+that the page script fetches every few seconds, so they refresh without a full reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from kiemdiem.calendar import format_date
+from kiemdiem.catalogue import UNIT_KINDS
+from kiemdiem.consolidation import field_label
+from kiemdiem.errors import InvalidInput, KiemdiemError
+from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
+from kiemdiem.status import STATES
+from kiemdiem.store.db import UnitOfWork
+from kiemdiem.store.organization import list_campaigns
+from kiemdiem.store.submissions import submission_history
+from kiemdiem.web.auth import ROLES, invite_user, may_invite
+from kiemdiem.web.context import (
+    STATE_LABELS,
+    Viewer,
+    WebContext,
+    as_viewer,
+    campaign_of,
+    checked_form,
+    get_ctx,
+    get_uow,
+    get_viewer,
+    render,
+    render_text,
+    require_role,
+)
+from kiemdiem.web.queries import (
+    NO_STATE,
+    StatusView,
+    TreeFilter,
+    TreeUnit,
+    ancestors_in_scope,
+    audit_actions,
+    audit_events,
+    checklist,
+    compare_versions,
+    kinds_in,
+    latest_snapshots,
+    notices_sent,
+    overview,
+    scoped_unit,
+    snapshot_versions,
+    timeline,
+    tree_rows,
+    unit_members,
+    unit_notices,
+    unit_results,
+    users_in_scope,
+)
+
+router = APIRouter()
+
+MAX_QUERY_LENGTH = 100
+
+
+def resolve_root(view: StatusView, viewer: Viewer, code: str | None) -> TreeUnit:
+    unit = view.unit(code or viewer.unit_code)
+    if unit is None or not viewer.sees(unit.path):
+        raise HTTPException(404)
+    return unit
+
+
+# ----------------------------------------------------------------------------- campaigns, overview
+
+
+@router.get("/campaigns")
+def campaigns(request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    items = [c for c in list_campaigns(uow) if c.id == viewer.campaign_id]
+    return render(request, "campaigns.html", viewer=viewer, campaigns=items)
+
+
+OVERVIEW_MARKER = "<!--overview-->"
+
+
+def overview_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_id: str, root: str | None) -> tuple[dict, bytes]:
+    """The overview's context and its live part, rendered and encoded once per status view, scope, day and counts sent."""
+    view = ctx.view(uow, campaign_id)
+    root_unit = resolve_root(view, viewer, root)
+    summary = overview(view, root_unit.code)
+    sent = notices_sent(uow, campaign_id, root_unit.path, whole_campaign=root_unit.parent_code is None)
+    now = ctx.now()
+    context = dict(
+        viewer=viewer, campaign_id=campaign_id, view=view, plan=view.plan, root=root_unit, ov=summary, sent=sent,
+        line=timeline(view.plan, view.now), states=STATES, now=now,
+    )
+    key = ("overview", view.key, root_unit.code, tuple(sorted(sent.items())), format_date(now))
+    live = ctx.renders.get_or_make(key, lambda: render_text(ctx, "_overview_live.html", **context).encode())
+    return context, live
+
+
+@router.get("/c/{campaign_id}")
+async def overview_page(campaign_id: str, request: Request, root: str | None = None):
+    def work(uow: UnitOfWork, viewer: Viewer) -> Response:
+        campaign_of(viewer, campaign_id)
+        ctx = get_ctx(request)
+        context, live = overview_context(ctx, uow, viewer, campaign_id, root)
+        page = render_text(ctx, "overview.html", section="overview", live=Markup(OVERVIEW_MARKER), **context)
+        head, tail = page.split(OVERVIEW_MARKER, 1)
+        return Response(b"".join((head.encode(), live, tail.encode())), media_type="text/html; charset=utf-8")
+
+    return await run_in_threadpool(as_viewer, request, work)
+
+
+@router.get("/c/{campaign_id}/live/overview")
+async def overview_live(campaign_id: str, request: Request, root: str | None = None):
+    def work(uow: UnitOfWork, viewer: Viewer) -> Response:
+        campaign_of(viewer, campaign_id)
+        _context, live = overview_context(get_ctx(request), uow, viewer, campaign_id, root)
+        return fragment(request, live)
+
+    return await run_in_threadpool(as_viewer, request, work)
+
+
+def fragment(request: Request, html: str | bytes) -> Response:
+    """An HTML fragment for the page script; 304 when the script already has this one."""
+    body = html.encode() if isinstance(html, str) else html
+    etag = '"' + hashlib.sha1(body).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+
+# ----------------------------------------------------------------------------- tree
+
+
+def tree_filter(view: StatusView, phase: str, state: str, kind: str, q: str) -> TreeFilter:
+    phase_ids = {p.id for p in view.plan.phases}
+    return TreeFilter(
+        phase=phase if phase in phase_ids else "",
+        state=state if state in STATES or state == NO_STATE else "",
+        kind=kind if kind in UNIT_KINDS else "",
+        q=q.strip()[:MAX_QUERY_LENGTH],
+    )
+
+
+TREE_MARKER = "<!--tree-rows-->"
+
+
+@router.get("/c/{campaign_id}/tree")
+async def tree_page(campaign_id: str, request: Request, root: str | None = None, phase: str = "", state: str = "", kind: str = "",
+                    q: str = ""):
+    """Every unit of the viewer's subtree; the rows are rendered and encoded once per status view and filter."""
+
+    def work(uow: UnitOfWork, viewer: Viewer) -> Response:
+        campaign_of(viewer, campaign_id)
+        ctx = get_ctx(request)
+        view = ctx.view(uow, campaign_id)
+        root_unit = resolve_root(view, viewer, root)
+        flt = tree_filter(view, phase, state, kind, q)
+        def make() -> tuple[bytes, int]:
+            rows = tree_rows(view, root_unit.code, flt)
+            return render_text(ctx, "_tree_rows.html", rows=rows, campaign_id=campaign_id, flt=flt).encode(), len(rows)
+
+        body, count = ctx.renders.get_or_make(("tree", view.key, root_unit.code, flt), make)
+        page = render_text(
+            ctx, "tree.html", viewer=viewer, campaign_id=campaign_id, section="tree", root=root_unit, flt=flt,
+            plan=view.plan, kinds=kinds_in(view, root_unit.code), states=STATES, body=Markup(TREE_MARKER), count=count,
+            percent=view.subtree_percent(root_unit.code, flt.phase or None), view=view,
+        )
+        head, tail = page.split(TREE_MARKER, 1)
+        return Response(b"".join((head.encode(), body, tail.encode())), media_type="text/html; charset=utf-8")
+
+    return await run_in_threadpool(as_viewer, request, work)
+
+
+@router.get("/c/{campaign_id}/tree/status.json")
+async def tree_status(campaign_id: str, request: Request, root: str | None = None, phase: str = ""):
+    """Each unit's state and subtree percent, for the tree page to refresh its badges in place."""
+
+    def work(uow: UnitOfWork, viewer: Viewer) -> Response:
+        campaign_of(viewer, campaign_id)
+        ctx = get_ctx(request)
+        view = ctx.view(uow, campaign_id)
+        root_unit = resolve_root(view, viewer, root)
+        flt = tree_filter(view, phase, "", "", "")
+        etag = f'"{view.etag}-{root_unit.id}-{flt.phase}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        memo_key = ("status.json", root_unit.code, flt.phase)
+        body = view.memo.get(memo_key)
+        if body is None:
+            phase_id = flt.phase or None
+            units = {
+                u.code: [view.state(u.code, phase_id), view.subtree_percent(u.code, phase_id)]
+                for u in view.subtree_units(root_unit.code)
+            }
+            body = json.dumps({"labels": STATE_LABELS, "units": units}, ensure_ascii=False, separators=(",", ":")).encode()
+            with view.lock:
+                view.memo[memo_key] = body
+        return Response(body, media_type="application/json", headers=headers)
+
+    return await run_in_threadpool(as_viewer, request, work)
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def unit_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_id: str, code: str) -> dict:
+    unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
+    if unit is None:
+        raise HTTPException(404)
+    view = ctx.view(uow, campaign_id)
+    members = unit_members(uow, unit)
+    history = submission_history(uow, campaign_id, unit.id)
+    member_names = {m.id: (m.code, m.full_name) for m in members}
+    children = [u for u in view.subtree_units(unit.code) if u.depth == unit.depth + 1]
+    member_results, org_results = unit_results(uow, unit)
+    return dict(
+        viewer=viewer, campaign_id=campaign_id, unit=unit, view=view, plan=view.plan,
+        checklist=checklist(view, unit, members, history), history=history, members=members, member_names=member_names,
+        children=children, notices=unit_notices(uow, unit), member_results=member_results, org_results=org_results,
+        unit_state=view.state(unit.code), unit_percent=view.subtree_percent(unit.code),
+    )
+
+
+@router.get("/c/{campaign_id}/u/{code}")
+def unit_page(campaign_id: str, code: str, request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    campaign_of(viewer, campaign_id)
+    ctx = get_ctx(request)
+    context = unit_context(ctx, uow, viewer, campaign_id, code)
+    unit = context["unit"]
+    return render(
+        request, "unit.html", section="unit", ancestors=ancestors_in_scope(uow, unit, viewer.unit_path),
+        ics_token=ctx.codec.ics_token(campaign_id, unit.code), roles=ROLES, may_invite=may_invite,
+        invited=request.query_params.get("invited"), **context,
+    )
+
+
+@router.get("/c/{campaign_id}/u/{code}/live")
+def unit_live(campaign_id: str, code: str, request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    campaign_of(viewer, campaign_id)
+    ctx = get_ctx(request)
+    return fragment(request, render_text(ctx, "_unit_live.html", **unit_context(ctx, uow, viewer, campaign_id, code)))
+
+
+# ----------------------------------------------------------------------------- consolidation
+
+
+def level_rows(section: dict) -> list[dict]:
+    levels = section.get("levels", {}) if section else {}
+    return [
+        {"code": lv, "name": LEVEL_NAMES[lv], "count": (levels.get(lv) or {}).get("count", 0) or 0,
+         "percent": (levels.get(lv) or {}).get("percent")}
+        for lv in LEVELS
+    ]
+
+
+@router.get("/c/{campaign_id}/u/{code}/consolidation")
+def consolidation_page(campaign_id: str, code: str, request: Request, a: int | None = None, b: int | None = None,
+                       viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    campaign_of(viewer, campaign_id)
+    unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
+    if unit is None:
+        raise HTTPException(404)
+    versions = snapshot_versions(uow, campaign_id, unit.id)
+    context = dict(viewer=viewer, campaign_id=campaign_id, unit=unit, section="consolidation", versions=versions,
+                   ancestors=ancestors_in_scope(uow, unit, viewer.unit_path))
+    if not versions:
+        return render(request, "consolidation.html", latest=None, **context)
+    by_version = {s.version: s for s in versions}
+    latest = versions[0]
+    payload = latest.payload or {}
+    children = latest_snapshots(uow, campaign_id, unit.path, children_of=unit.id)
+    old = by_version.get(a) if a is not None else (versions[1] if len(versions) > 1 else None)
+    new = by_version.get(b) if b is not None else latest
+    changes, changes_source, compare_error = None, None, None
+    if old is not None and new is not None and old.version != new.version:
+        if old.version > new.version:
+            old, new = new, old
+        adjacent_stored = new.diff if new.version == old.version + 1 and new.diff else None
+        try:
+            changes, whole = compare_versions(uow, campaign_id, unit, old, new)
+            changes_source = "computed" if whole else "computed_own"
+            if not whole and adjacent_stored:
+                changes, changes_source = adjacent_stored, "stored"
+        except (KeyError, TypeError, AttributeError):
+            if adjacent_stored:
+                changes, changes_source = adjacent_stored, "stored"
+            else:
+                compare_error = "Không so sánh được hai phiên bản này (dữ liệu tổng hợp không đúng định dạng)."
+    members = payload.get("members") or {}
+    organizations = payload.get("organizations") or {}
+    child_rows = []
+    for child, snap in children:
+        child_members = (snap.payload or {}).get("members") or {}
+        child_rows.append({"unit": child, "snapshot": snap, "members": child_members, "levels": level_rows(child_members)})
+    return render(
+        request, "consolidation.html", latest=latest, payload=payload, members=members, organizations=organizations,
+        member_levels=level_rows(members), org_levels=level_rows(organizations), child_rows=child_rows,
+        old=old, new=new, changes=changes, changes_source=changes_source, compare_error=compare_error,
+        field_label=field_label, not_evaluated_names=NOT_EVALUATED_NAMES, not_evaluated_reasons=NOT_EVALUATED_REASONS,
+        level_names=LEVEL_NAMES, **context,
+    )
+
+
+# ----------------------------------------------------------------------------- people, audit
+
+
+@router.get("/c/{campaign_id}/users")
+def users_page(campaign_id: str, request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    campaign_of(viewer, campaign_id)
+    require_role(viewer, "admin", "office")
+    return render(
+        request, "users.html", viewer=viewer, campaign_id=campaign_id, section="users",
+        users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
+        invited=request.query_params.get("invited"), error=None, form={},
+    )
+
+
+@router.post("/c/{campaign_id}/users/invite")
+def invite(campaign_id: str, request: Request, form: FormData = Depends(checked_form),
+           viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
+    campaign_of(viewer, campaign_id)
+    require_role(viewer, "admin", "office")
+    ctx = get_ctx(request)
+    code = str(form.get("unit") or "").strip()
+    role = str(form.get("role") or "unit")
+    unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
+    if unit is None or not may_invite(viewer.role, role):
+        raise HTTPException(404)
+    try:
+        invitation = invite_user(
+            uow, campaign_id=campaign_id, unit_code=unit.code, email=str(form.get("email") or ""),
+            full_name=str(form.get("full_name") or ""), now=ctx.now(), hours=ctx.settings.invite_hours,
+            base_url=ctx.submit_url, actor=viewer.email, role=role,
+        )
+    except KiemdiemError as exc:
+        uow.rollback()
+        message = "; ".join(p.reason for p in exc.problems) if isinstance(exc, InvalidInput) else str(exc)
+        return render(
+            request, "users.html", status_code=422, viewer=viewer, campaign_id=campaign_id, section="users",
+            users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
+            invited=None, error=message, form={k: str(v) for k, v in form.items() if k != "csrf_token"},
+        )
+    uow.commit()
+    back = str(form.get("back") or "")
+    target = f"/c/{campaign_id}/u/{unit.code}" if back == "unit" else f"/c/{campaign_id}/users"
+    return RedirectResponse(f"{target}?invited={invitation.email}", status_code=303)
+
+
+@router.get("/c/{campaign_id}/audit")
+def audit_page(campaign_id: str, request: Request, action: str = "", viewer: Viewer = Depends(get_viewer),
+               uow: UnitOfWork = Depends(get_uow)):
+    """The campaign's event log: administrators at the campaign's root only (it is campaign-wide)."""
+    campaign_of(viewer, campaign_id)
+    require_role(viewer, "admin")
+    if not viewer.at_root:
+        raise HTTPException(404)
+    actions = audit_actions(uow, campaign_id)
+    return render(
+        request, "audit.html", viewer=viewer, campaign_id=campaign_id, section="audit",
+        events=audit_events(uow, campaign_id, action if action in actions else None), actions=actions, action=action,
+    )

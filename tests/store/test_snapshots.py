@@ -1,0 +1,335 @@
+"""Consolidation snapshots on SQLite and PostgreSQL: versions, reruns, diffs to the offices.
+
+The main scenario is the one the issue describes: results submitted, consolidation v1; a late
+result arrives after the committee's consolidation; the next ingest + consolidate stores v2
+only for the changed unit and its ancestors and queues the offices' emails; the same inputs
+make no new version; a cancelled result makes a new version and keeps the history.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import typer
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from kiemdiem.cli.consolidate_cmd import register
+from kiemdiem.consolidation import consolidate, unit_hash
+from kiemdiem.errors import NotFound
+from kiemdiem.store.models import EventLog, Outbox, Snapshot
+from kiemdiem.store.organization import import_organization
+from kiemdiem.store.results import cancel_result, ingest_results, override_finding
+from kiemdiem.store.snapshots import (
+    consolidate_campaign,
+    diff_versions,
+    latest_hashes,
+    latest_snapshots,
+    load_consolidation_input,
+    snapshot_history,
+)
+from tests.store.test_results_intake import DECISION_AT, NOW, campaign, submit  # noqa: F401  (fixture)
+from tests.store.test_results_intake import branch_lists_delivered, committee_decided  # noqa: F401  (fixtures)
+from tests.support import SMALL_MEMBERS, SMALL_UNITS, ict, table_counts, write_small_org
+
+LATE_AT = ict(2023, 12, 12, 9)
+LATE_NOW = ict(2023, 12, 12, 10)
+
+
+def tick(store, plan, now, changed_override=None):
+    """What the periodic tick does: ingest, then consolidate what the ingest changed."""
+    intake = ingest_results(store, plan, "c187", now)
+    changed = intake.changed_units if changed_override is None else changed_override
+    return intake, consolidate_campaign(store, plan, "c187", now, changed_units=changed)
+
+
+def versions(store) -> dict[str, int]:
+    with store.uow() as uow:
+        return {code: s["version"] for code, s in latest_snapshots(uow, "c187").items()}
+
+
+def outbox_rows(store) -> list[Outbox]:
+    with store.uow() as uow:
+        rows = list(uow.session.scalars(select(Outbox).where(Outbox.kind == "consolidation_diff").order_by(Outbox.id)))
+        uow.session.expunge_all()
+    return rows
+
+
+def full_recompute_hashes(store, plan, now) -> dict[str, str]:
+    with store.uow() as uow:
+        return {code: unit_hash(s) for code, s in consolidate(load_consolidation_input(uow, plan, "c187", now)).items()}
+
+
+def stored_hashes(store) -> dict[str, str]:
+    with store.uow() as uow:
+        return latest_hashes(uow, "c187")
+
+
+@pytest.fixture
+def consolidated_v1(store, plan_187, committee_decided):  # noqa: F811
+    intake, run = tick(store, plan_187, NOW)
+    assert run.mode == "full" and sorted(run.units_updated) == ["KC", "SCT", "VP1", "VP2"]
+    return run
+
+
+def submit_late_result(store, plan):
+    """DV007 was absent; KC evaluates her at its next meeting, the committee decides after."""
+    submit(store, plan, "KC", "tong_hop_xep_loai_dang_vien",
+           {"bo_sung.csv": "Mã đảng viên,Họ và tên,Tự xếp loại,Chi bộ đề xuất\nDV007,Hoàng Thị Lan,HTTNV,HTTNV\n"}, LATE_AT)
+    submit(store, plan, "SCT", "quyet_dinh_xep_loai",
+           {"qd_bo_sung.csv": "Mã đảng viên,Quyết định xếp loại\nDV007,HTTNV\n"}, LATE_AT)
+
+
+def test_first_consolidation_is_version_one_of_every_unit(store, plan_187, consolidated_v1):
+    assert consolidated_v1.versions == {"KC": 1, "SCT": 1, "VP1": 1, "VP2": 1}
+    assert consolidated_v1.units_updated[-1] == "SCT"  # deepest first
+    assert consolidated_v1.outbox_ids == []  # nothing to compare with yet
+    with store.uow() as uow:
+        sct = latest_snapshots(uow, "c187", ["SCT"])["SCT"]
+    members = sct["payload"]["members"]
+    assert (members["total"], members["evaluated"], members["classified"], members["missing"]) == (7, 5, 4, 1)
+    assert members["levels"]["HTTNV"]["count"] == 3 and members["levels"]["HTXSNV"]["count"] == 1
+    assert members["not_evaluated"] == {"exempt": 1, "suspended": 0, "new_member": 1}
+    assert sct["payload"]["missing_results"]["members"] == [{"member_id": "DV007", "full_name": "Hoàng Thị Lan", "unit_code": "KC"}]
+    assert members["quota"] == {"scope": "base_organization", "htxsnv": 1, "httnv": 3, "max_allowed": 0, "status": "breach"}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, NOW)
+
+
+def test_late_result_makes_v2_for_the_unit_and_its_ancestors_and_tells_their_offices(store, plan_187, consolidated_v1):
+    submit_late_result(store, plan_187)
+    intake, run = tick(store, plan_187, LATE_NOW)
+    assert intake.changed_units == {"KC"}
+    assert run.mode == "incremental"
+    assert run.units_updated == ["KC", "SCT"] and run.versions == {"KC": 2, "SCT": 2}
+    assert versions(store) == {"KC": 2, "SCT": 2, "VP1": 1, "VP2": 1}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
+
+    # The stored difference of each new version, against the one before.
+    with store.uow() as uow:
+        (sct_v1, sct_v2) = snapshot_history(uow, "c187", "SCT")
+    assert sct_v1["diff"] is None and sct_v2["version"] == 2
+    changes = {c["field"]: (c["old"], c["new"]) for t in sct_v2["diff"]["totals"] for c in t["changes"]}
+    assert changes["members.levels.HTTNV.count"] == (3, 4)
+    assert changes["members.missing"] == (1, 0)
+    assert changes["members.htxsnv_over_httnv_percent"] == (33.3, 25.0)
+    assert run.diff["members"] == [{
+        "member_id": "DV007", "full_name": "Hoàng Thị Lan", "unit_code": "KC", "unit_name": "Chi bộ Khuyến công",
+        "old_level": None, "new_level": "HTTNV",
+    }]
+    assert [t["unit_code"] for t in run.diff["totals"]] == ["KC", "SCT"]  # from the changed unit up to the root
+
+    # One email per affected office: the changed branch's and the committee's.
+    rows = outbox_rows(store)
+    assert sorted(r.id for r in rows) == sorted(run.outbox_ids)
+    by_recipient = {r.recipient: r for r in rows}
+    assert set(by_recipient) == {"kc@sct.example.vn", "vanphong@sct.example.vn"}
+    sct_mail = by_recipient["vanphong@sct.example.vn"]
+    assert sct_mail.key_material == "consolidation_diff:c187:SCT:2:vanphong@sct.example.vn"
+    assert "(phiên bản 2)" in sct_mail.subject and "Đảng bộ Sở Công Thương" in sct_mail.subject
+    body = sct_mail.body_text
+    assert "Hoàng Thị Lan (DV007), Chi bộ Khuyến công: chưa có kết quả → HTTNV (Hoàn thành tốt nhiệm vụ)" in body
+    assert "* Chi bộ Khuyến công (KC):" in body and "* Đảng bộ Sở Công Thương (SCT):" in body
+    assert body.index("(KC):") < body.index("(SCT):")
+    assert "Đảng viên HTTNV: số: 3 → 4" in body and "Đảng viên HTTNV: số: 1 → 2" in body
+    assert "Đảng viên: chưa có kết quả: 1 → 0" in body
+    assert "tỷ lệ HTXSNV/HTTNV (%): 33,3 → 25" in body
+    assert "Vi phạm, lưu ý không còn (1)" in body and "vắng mặt tại hội nghị" in body
+    kc_mail = by_recipient["kc@sct.example.vn"]
+    assert "(SCT):" not in kc_mail.body_text and "Đảng viên HTTNV: số: 1 → 2" in kc_mail.body_text
+    assert kc_mail.attachments[0]["filename"] == "chenh-lech-v2.json"
+
+
+def test_same_inputs_make_no_new_version(store, plan_187, consolidated_v1):
+    before = table_counts(store)
+    for changed in (None, set(), {"VP1", "KC"}):
+        run = consolidate_campaign(store, plan_187, "c187", NOW, changed_units=changed)
+        assert run.units_updated == [] and run.outbox_ids == []
+    _, run = tick(store, plan_187, NOW)
+    assert run.mode == "unchanged" and run.recomputed == 0
+    assert table_counts(store) == before
+
+
+def test_cancel_makes_a_new_version_and_keeps_the_history(store, plan_187, consolidated_v1):
+    cancelled_at = ict(2023, 12, 14, 9)
+    with store.uow() as uow:
+        outcome = cancel_result(uow, "c187", member_code="DV002", by="Đảng ủy Sở", reason="Hủy bỏ kết quả, xếp loại lại", now=cancelled_at)
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", cancelled_at, changed_units={outcome.changed_unit}, reason="Hủy kết quả DV002")
+    assert run.versions == {"VP1": 2, "SCT": 2}
+    # The history is kept: v1 still says HTXSNV, v2 says no result.
+    with store.uow() as uow:
+        history = snapshot_history(uow, "c187", "VP1")
+        assert [h["version"] for h in history] == [1, 2] and history[1]["reason"] == "Hủy kết quả DV002"
+        changes = diff_versions(uow, "c187", "VP1", 1, 2)
+        assert changes["members"][0]["member_id"] == "DV002"
+        assert (changes["members"][0]["old_level"], changes["members"][0]["new_level"]) == ("HTXSNV", None)
+        # Before the cancellation the result still counts (time travel).
+        inp = load_consolidation_input(uow, plan_187, "c187", ict(2023, 12, 14, 8))
+        assert "DV002" in {r.member_id for r in inp.member_results}
+    # The cap breach went away with the cancelled HTXSNV.
+    assert any(f["key"] == "cap_members:SCT:" for f in run.diff["findings_gone"])
+    # The re-decision comes as a new list: v3.
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd_lai.csv": "Mã đảng viên,Quyết định xếp loại\nDV002,HTTNV\n"}, ict(2023, 12, 15, 9))
+    _, again = tick(store, plan_187, ict(2023, 12, 15, 10))
+    assert again.versions == {"VP1": 3, "SCT": 3}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, ict(2023, 12, 15, 10))
+
+
+def test_changes_lost_by_a_crashed_tick_are_picked_up_from_the_log(store, plan_187, consolidated_v1):
+    submit_late_result(store, plan_187)
+    ingest_results(store, plan_187, "c187", LATE_NOW)  # the tick dies here, its change set with it
+    run = consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=set())
+    assert run.mode == "incremental" and run.versions == {"KC": 2, "SCT": 2}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
+    before = table_counts(store)
+    assert consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=set()).mode == "unchanged"
+    assert table_counts(store) == before
+
+
+def test_override_makes_a_new_version_with_the_finding_marked(store, plan_187, consolidated_v1):
+    at = ict(2023, 12, 9, 9)
+    with store.uow() as uow:
+        override_finding(uow, "c187", "cap_members:SCT:", "Đồng chí Bí thư", "Chấp thuận theo ý kiến Đảng ủy Khối", at)
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", at, changed_units=set())
+    assert run.versions == {"SCT": 2}
+    with store.uow() as uow:
+        sct = latest_snapshots(uow, "c187", ["SCT"])["SCT"]["payload"]
+    assert sct["members"]["quota"]["status"] == "overridden"
+    (finding,) = [f for f in sct["findings"] if f["key"] == "cap_members:SCT:"]
+    assert finding["overridden"]["by"] == "Đồng chí Bí thư"
+    assert run.diff["findings_changed"][0]["key"] == "cap_members:SCT:"
+    assert "đã được Đồng chí Bí thư chấp thuận" in outbox_rows(store)[0].body_text
+
+
+def test_reimported_organization_forces_a_full_run(store, plan_187, consolidated_v1, tmp_path):
+    moved = SMALL_MEMBERS.replace("DV002,Trần Thị Hoa,VP1,", "DV002,Trần Thị Hoa,VP2,")
+    units, members = write_small_org(tmp_path / "org2", SMALL_UNITS, moved)
+    with store.uow() as uow:
+        import_organization(uow, "c187", units, members, ict(2023, 12, 9, 8))
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", ict(2023, 12, 9, 9), changed_units=set())
+    assert run.mode == "full" and sorted(run.units_updated) == ["VP1", "VP2"]  # SCT's totals did not move
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, ict(2023, 12, 9, 9))
+
+
+def test_results_count_from_when_they_were_received(store, plan_187, consolidated_v1):
+    submit_late_result(store, plan_187)
+    ingest_results(store, plan_187, "c187", LATE_NOW)
+    with store.uow() as uow:
+        before = load_consolidation_input(uow, plan_187, "c187", NOW)
+        after = load_consolidation_input(uow, plan_187, "c187", LATE_NOW)
+    level = {r.member_id: r.final_level for r in before.member_results}
+    assert level["DV007"] is None and {r.member_id: r.final_level for r in after.member_results}["DV007"] == "HTTNV"
+    assert {u.code for u in before.units} == {"SCT", "VP1", "VP2", "KC"} and len(before.members) == 7
+
+
+def test_two_concurrent_runs_never_make_the_same_version_twice(store, plan_187, consolidated_v1):
+    submit_late_result(store, plan_187)
+    intake = ingest_results(store, plan_187, "c187", LATE_NOW)
+    outcomes, errors = [], []
+
+    def run():
+        try:
+            outcomes.append(consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=intake.changed_units))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(len(o.units_updated) for o in outcomes) == [0, 0, 2]
+    with store.uow() as uow:
+        counts = dict(uow.session.execute(select(Snapshot.version, func.count()).group_by(Snapshot.version)).all())
+    assert counts == {1: 4, 2: 2}
+    assert len(outbox_rows(store)) == 2
+
+
+def test_history_api_errors(store, plan_187, consolidated_v1):
+    with store.uow() as uow:
+        with pytest.raises(NotFound, match="không có phiên bản tổng hợp 3"):
+            diff_versions(uow, "c187", "SCT", 1, 3)
+        with pytest.raises(NotFound, match="đơn vị không tồn tại"):
+            snapshot_history(uow, "c187", "NOPE")
+        assert set(latest_snapshots(uow, "c187", ["VP1", "NOPE"])) == {"VP1"}
+    with pytest.raises(NotFound, match="không có đợt kiểm điểm"):
+        consolidate_campaign(store, plan_187, "nope", NOW)
+
+
+def test_consolidation_completed_is_logged_with_its_watermark(store, plan_187, consolidated_v1):
+    with store.uow() as uow:
+        (done,) = uow.session.scalars(select(EventLog).where(EventLog.action == "consolidation.completed")).all()
+        assert done.detail["mode"] == "full" and done.detail["units_updated"] == 4 and done.detail["event_id"] > 0
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def flat(output: str) -> str:
+    """The console wraps long lines; compare text with single spaces."""
+    return " ".join(output.split())
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """kiemdiem (test shell)."""
+
+    register(app)
+    return app
+
+
+def test_cli_consolidate_prints_the_summary_and_json(store, plan_187, committee_decided):  # noqa: F811
+    runner = CliRunner()
+    done = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "08/12/2023 12:00"])
+    assert done.exit_code == 0, done.output
+    out = flat(done.output)
+    assert "Đảng bộ Sở Công Thương (SCT)" in out and "phiên bản 1" in out
+    assert "HTTNV – Hoàn thành tốt nhiệm vụ" in out and "60" in out
+    assert "Tỷ lệ HTXSNV/HTTNV: 33,3%" in out
+    assert "tối đa được 0 HTXSNV — VƯỢT" in out
+    assert "Hoàng Thị Lan (DV007), KC" in out
+    assert "cap_members:SCT:" in out and "vượt 1" in out
+    as_json = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--unit", "KC", "--at", "08/12/2023 12:00", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
+    assert data["run"]["mode"] == "unchanged" and data["units"][0]["code"] == "KC" and data["units"][0]["version"] == 1
+    assert data["units"][0]["summary"]["members"]["missing"] == 1
+    missing = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--unit", "NOPE"])
+    assert missing.exit_code == NotFound.exit_code and "NOPE" in missing.output
+
+
+def test_cli_refused_file_exits_non_zero_and_names_the_row(store, plan_187, committee_decided):  # noqa: F811
+    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"sai.csv": "Mã đảng viên,Chi bộ đề xuất\nDV004,Giỏi\n"}, DECISION_AT)
+    runner = CliRunner()
+    done = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "08/12/2023 12:00"])
+    assert done.exit_code == 2
+    assert "VP2/tong_hop_xep_loai_dang_vien/sai.csv, dòng 2, cột/trường 'proposed_level'" in flat(done.output)
+    assert "Giỏi" in done.output
+    with store.uow() as uow:
+        assert "VP2" in latest_snapshots(uow, "c187")  # the valid lists were consolidated
+
+
+def test_cli_cancel_and_override(store, plan_187, consolidated_v1):
+    runner = CliRunner()
+    args = ["finding", "override", "--campaign", "c187", "--key", "cap_members:SCT:", "--by", "Bí thư", "--reason", "Đã báo cáo Khối", "--at", "09/12/2023 09:00"]
+    done = runner.invoke(_cli(), args)
+    assert done.exit_code == 0, done.output
+    assert "Đã ghi nhận" in done.output and "SCT v2" in flat(done.output)
+    bad = runner.invoke(_cli(), ["finding", "override", "--campaign", "c187", "--key", "cap_members:KC:", "--by", "A", "--reason", "B"])
+    assert bad.exit_code == NotFound.exit_code and "không có vi phạm" in flat(bad.output)
+    cancel = ["result", "cancel", "--campaign", "c187", "--member", "DV001", "--by", "Đảng ủy Sở", "--reason", "Xếp loại lại", "--at", "10/12/2023 09:00"]
+    done = runner.invoke(_cli(), cancel)
+    assert done.exit_code == 0, done.output
+    assert "lịch sử được giữ" in flat(done.output) and "VP1 v2" in done.output and "SCT v3" in done.output
+    again = runner.invoke(_cli(), cancel)
+    assert again.exit_code == NotFound.exit_code and "không có kết quả xếp loại hiện hành" in flat(again.output)
+    neither = runner.invoke(_cli(), ["result", "cancel", "--campaign", "c187", "--by", "A", "--reason", "B"])
+    assert neither.exit_code == 2 and "chọn đúng một" in flat(neither.output)

@@ -1,0 +1,159 @@
+"""The dashboard in a real browser (Debian's Chromium via Playwright) against a real uvicorn server.
+
+Screenshots of the overview, the tree, a unit and the consolidation go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from kiemdiem.store.submissions import IncomingFile, record_submission
+from tests.support import ict, table_counts
+from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, docx_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+HTML_AS_PDF = b"<!DOCTYPE html><html><body>not a pdf</body></html>"
+
+
+def log_in(page: Page, server, email: str) -> None:
+    page.goto(f"{server.url}/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"/c/{CAMPAIGN}$"))
+
+
+def test_unit_user_sees_only_their_subtree_and_two_files_complete_a_phase(page: Page, live_server, artifacts):
+    log_in(page, live_server, "vp1@sct.example.vn")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree")
+    rows = page.locator("#tree > li")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-c", "VP1")
+    assert "Chi bộ Văn phòng 2" not in page.content()
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/u/VP1")
+    phase = page.locator('section[data-phase="chuan_bi_chi_bo"]')
+    expect(phase.locator("h3 .b")).to_have_text("Sắp đến hạn")
+
+    page.click("text=Nộp hồ sơ")
+    page.select_option("#item", "chuan_bi_chi_bo|du_thao_bao_cao_kiem_diem|u")
+    expect(page.locator("#member-row")).to_be_hidden()
+    page.set_input_files("#files", [
+        {"name": "du_thao_bao_cao.pdf", "mimeType": "application/pdf", "buffer": PDF + b"draft"},
+        {"name": "phu_luc.docx", "mimeType": "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "buffer": docx_bytes()},
+    ])
+    expect(page.locator("#file-list li.ready")).to_have_count(2)
+    page.click("#submit")
+    expect(page.locator("#result-message")).to_contain_text("Đã nhận 2 tệp (đúng hạn")
+    expect(page.locator("#result li.accepted")).to_have_count(2)
+    expect(page.locator("#result li.accepted").first).to_contain_text("đúng hạn (hạn 30/11/2023 23:59)")
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/u/VP1")
+    expect(phase.locator("h3 .b")).to_have_text("Hoàn thành")
+    expect(page.locator("#files")).to_contain_text("du_thao_bao_cao.pdf")
+    expect(page.locator("#files")).to_contain_text("phu_luc.docx")
+    page.screenshot(path=str(artifacts / "unit.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree?phase=chuan_bi_chi_bo")
+    expect(page.locator('#tree li[data-c="VP1"] .b')).to_have_text("Hoàn thành")
+
+
+def test_refused_upload_shows_the_reason_and_stores_nothing(page: Page, live_server, artifacts):
+    log_in(page, live_server, "vp1@sct.example.vn")
+    before = table_counts(live_server.store)
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/u/VP1/upload")
+    page.select_option("#item", "chuan_bi_chi_bo|du_thao_bao_cao_kiem_diem|u")
+    page.set_input_files("#files", [
+        {"name": "du_thao.pdf", "mimeType": "application/pdf", "buffer": PDF + b"fine"},
+        {"name": "bao_cao.pdf", "mimeType": "application/pdf", "buffer": HTML_AS_PDF},
+        {"name": "chuong_trinh.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x90\x00"},
+    ])
+    expect(page.locator("#file-list li.bad")).to_contain_text("Loại tệp không được nhận (.exe)")  # checked before sending
+    page.click("#submit")
+    expect(page.locator("#result-message")).to_contain_text("2/3 tệp bị từ chối; không có tệp nào được lưu")
+    refused = page.locator("#result li.refused")
+    expect(refused).to_have_count(2)
+    expect(refused.nth(0)).to_contain_text("Nội dung tệp không phải PDF")
+    expect(refused.nth(0)).to_contain_text("HTML")
+    expect(page.locator("#result li.not_stored")).to_contain_text("du_thao.pdf")
+    page.screenshot(path=str(artifacts / "upload-refused.png"), full_page=True)
+    assert table_counts(live_server.store) == before
+
+
+def test_office_sees_overdue_units_the_tree_and_the_consolidation_diff(page: Page, live_server, artifacts):
+    live_server.clock.now = ict(2023, 12, 6, 10)
+    store, plan = live_server.store, live_server.campaign.plan
+    with store.uow() as uow:  # VP1 sent everything for the first phase in time, KC late
+        for code, at in (("VP1", ict(2023, 11, 29, 9)), ("KC", ict(2023, 12, 2, 9))):
+            record_submission(uow, store.blobs, plan, CAMPAIGN, code, "du_thao_bao_cao_kiem_diem",
+                              [IncomingFile("du_thao.pdf", data=PDF + code.encode())], at, "cli", actor="test")
+        uow.commit()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, live_server, "office@sct.example.vn")
+    overdue = page.locator("#overdue")
+    expect(overdue).to_contain_text("Chi bộ Văn phòng 2")
+    expect(overdue).to_contain_text("Chi bộ Đội Quản lý thị trường số 1")
+    expect(page.locator("#late-count .big")).to_have_text("1")
+    expect(page.locator("svg.timeline .today text")).to_contain_text("Hôm nay 06/12/2023")
+    page.screenshot(path=str(artifacts / "overview.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree")
+    expect(page.locator("#tree > li:visible")).to_have_count(5)  # SCT and its children; QL's branches folded
+    page.click('#tree li[data-c="QL"] button.t')
+    expect(page.locator("#tree > li:visible")).to_have_count(7)
+    page.fill("#q", "khuyen cong")
+    expect(page.locator("#tree > li:visible")).to_have_count(2)
+    page.fill("#q", "")
+    page.select_option("#state", "overdue")
+    expect(page.locator('#tree li[data-c="VP2"]')).to_be_visible()
+    expect(page.locator('#tree li[data-c="KC"]')).to_be_visible()
+    page.select_option("#state", "")
+    page.screenshot(path=str(artifacts / "tree.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/u/SCT/consolidation")
+    diff = page.locator("#diff")
+    expect(diff).to_contain_text("Thay đổi từ phiên bản 1")
+    expect(diff).to_contain_text("Trần Thị Hoa")
+    expect(diff).to_contain_text("HTXSNV")
+    expect(page.locator("#quota")).to_contain_text("vượt hạn mức")
+    page.screenshot(path=str(artifacts / "consolidation.png"), full_page=True)
+
+
+def test_pages_refresh_by_themselves(page: Page, live_server):
+    log_in(page, live_server, "office@sct.example.vn")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree?phase=chuan_bi_chi_bo")
+    badge = page.locator('#tree li[data-c="VP2"] .b')
+    expect(badge).to_have_text("Sắp đến hạn")
+    page.evaluate("window.__same_document = true")
+    store, plan = live_server.store, live_server.campaign.plan
+    with store.uow() as uow:
+        record_submission(uow, store.blobs, plan, CAMPAIGN, "VP2", "du_thao_bao_cao_kiem_diem",
+                          [IncomingFile("du_thao.pdf", data=PDF + b"live")], ict(2023, 11, 28, 8), "cli", actor="test")
+        uow.commit()
+    expect(badge).to_have_text("Hoàn thành", timeout=8000)
+    assert page.evaluate("window.__same_document") is True  # updated in place, no reload
+
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}")
+    expect(page.locator("#overdue-count .big")).to_have_text("0")
+    page.evaluate("window.__same_document = true")
+    live_server.clock.now = ict(2023, 12, 1, 9)
+    expect(page.locator("#overdue-count .big")).to_have_text("4", timeout=8000)  # VP1, KC, QL1, QL2 missed 30/11
+    assert page.evaluate("window.__same_document") is True
+
+
+def test_a_unit_user_gets_404_for_another_unit(page: Page, live_server):
+    log_in(page, live_server, "vp1@sct.example.vn")
+    other_file = live_server.campaign.files["VP2"]
+    for path in ("/u/VP2", f"/files/{other_file}", "/u/VP2/export/progress.xlsx", "/u/VP2/export/consolidation.csv",
+                 "/u/VP2/consolidation", "/u/VP2/calendar.ics", "/tree?root=SCT"):
+        response = page.request.get(f"{live_server.url}/c/{CAMPAIGN}{path}")
+        assert response.status == 404, path
+    response = page.goto(f"{live_server.url}/c/{CAMPAIGN}/u/VP2")
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("Không tìm thấy")
+    own = page.request.get(f"{live_server.url}/c/{CAMPAIGN}/files/{live_server.campaign.files['VP1']}")
+    assert own.status == 200 and own.body() == PDF + b"VP1"

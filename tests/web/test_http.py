@@ -1,0 +1,594 @@
+"""HTTP tests (starlette TestClient) on SQLite and PostgreSQL: who may see what, CSRF, sessions,
+sign-in links, pages, exports, the calendar feed, and the tree's fixed number of queries."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+
+import pytest
+import typer
+from openpyxl import load_workbook
+from sqlalchemy import event, select
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from kiemdiem.cli.web_cmd import register
+from kiemdiem.store.models import EventLog, Notice, Outbox, SignInToken, Snapshot, Unit, User
+from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.web.app import create_app
+from kiemdiem.web.auth import SESSION_COOKIE, hash_password, verify_password
+from kiemdiem.web.queries import StatusCache, build_view
+from tests.support import ict, table_counts, write_small_org
+from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, plan_187, session_for, submit
+
+# ----------------------------------------------------------------------------- the access matrix
+
+# One entry per route of the app that names a unit or a file; {code} is the target unit, {file} a stored file of it.
+ROUTES = {
+    "unit page": ("GET", "/c/c187/u/{code}"),
+    "unit fragment": ("GET", "/c/c187/u/{code}/live"),
+    "consolidation": ("GET", "/c/c187/u/{code}/consolidation"),
+    "upload form": ("GET", "/c/c187/u/{code}/upload"),
+    "upload": ("POST", "/c/c187/u/{code}/upload"),
+    "file download": ("GET", "/c/c187/files/{file}"),
+    "export": ("GET", "/c/c187/u/{code}/export/progress.xlsx"),
+    "calendar": ("GET", "/c/c187/u/{code}/calendar.ics"),
+    "tree": ("GET", "/c/c187/tree?root={code}"),
+    "tree status": ("GET", "/c/c187/tree/status.json?root={code}"),
+    "overview": ("GET", "/c/c187?root={code}"),
+    "overview fragment": ("GET", "/c/c187/live/overview?root={code}"),
+    "invite": ("POST", "/c/c187/users/invite"),
+}
+STAFF_ONLY = {"invite"}
+OK_STATUS = {"invite": 303}
+EXPORTS = ["progress.csv", "progress.xlsx", "consolidation.csv", "consolidation.xlsx"]
+
+
+def request_route(client, route: str, code: str, file_id: int):
+    method, template = ROUTES[route]
+    url = template.format(code=code, file=file_id)
+    if route == "upload":
+        return client.post(url, data={"csrf_token": client.csrf, "item": "chi_bo_kiem_diem|bien_ban_hoi_nghi|u"},
+                           files=[("files", ("bien_ban.pdf", PDF + b"matrix", "application/pdf"))])
+    if route == "invite":
+        return client.post(url, data={"csrf_token": client.csrf, "unit": code, "email": f"moi.{code.lower()}@sct.example.vn",
+                                      "full_name": "Người được mời", "role": "unit"})
+    return client.get(url)
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["own-subtree", "other-subtree"])
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("role", ["admin", "office", "unit"])
+def test_access_matrix(client_as, campaign, role, route, inside):
+    """People bound to QL: QL1 is in their subtree, VP1 is not; outside (or not for their role) is 404."""
+    client = client_as(ROLE_AT_QL[role])
+    code = "QL1" if inside else "VP1"
+    response = request_route(client, route, code, campaign.files[code])
+    allowed = inside and (route not in STAFF_ONLY or role in ("admin", "office"))
+    expected = OK_STATUS.get(route, 200) if allowed else 404
+    assert response.status_code == expected, response.text[:500]
+    if not allowed:
+        assert "Lê Xuân Tiến" not in response.text and "Chi bộ Văn phòng 1" not in response.text
+
+
+@pytest.mark.parametrize("inside", [True, False], ids=["own-subtree", "other-subtree"])
+def test_every_export_is_scoped(client_as, inside):
+    client = client_as("vp1@sct.example.vn")
+    code = "VP1" if inside else "VP2"
+    for name in EXPORTS:
+        assert client.get(f"/c/c187/u/{code}/export/{name}").status_code == (200 if inside else 404), name
+
+
+@pytest.mark.parametrize("email, allowed", [
+    ("admin@sct.example.vn", {"/c/c187/users", "/c/c187/audit"}),
+    ("office@sct.example.vn", {"/c/c187/users"}),
+    ("vp1@sct.example.vn", set()),
+    ("admin.ql@sct.example.vn", {"/c/c187/users"}),  # the audit log is campaign-wide: root administrators only
+    ("office.ql@sct.example.vn", {"/c/c187/users"}),
+    ("unit.ql@sct.example.vn", set()),
+], ids=["admin-root", "office-root", "unit-vp1", "admin-ql", "office-ql", "unit-ql"])
+def test_people_and_audit_pages_by_role(client_as, email, allowed):
+    client = client_as(email)
+    for url in ("/c/c187/users", "/c/c187/audit"):
+        assert client.get(url).status_code == (200 if url in allowed else 404), url
+
+
+def test_users_page_lists_only_the_subtree(client_as):
+    text = client_as("office.ql@sct.example.vn").get("/c/c187/users").text
+    assert "unit.ql@sct.example.vn" in text and "vp1@sct.example.vn" not in text and "admin@sct.example.vn" not in text
+
+
+def test_tree_of_a_unit_user_shows_only_their_subtree(client_as):
+    text = client_as("unit.ql@sct.example.vn").get("/c/c187/tree").text
+    assert "Chi bộ Đội Quản lý thị trường số 1" in text and "Chi bộ Đội Quản lý thị trường số 2" in text
+    assert "Chi bộ Văn phòng" not in text and 'data-c="SCT"' not in text
+
+
+def test_other_campaign_is_404(client_as, store, tmp_path):
+    units, members = write_small_org(tmp_path / "other")
+    with store.uow() as uow:
+        create_campaign(uow, plan_187(), "c2", ict(2023, 11, 20))
+        import_organization(uow, "c2", units, members, ict(2023, 11, 20))
+        uow.commit()
+    client = client_as("admin@sct.example.vn")
+    for url in ("/c/c2", "/c/c2/tree", "/c/c2/u/VP1", "/c/c2/u/VP1/export/progress.csv"):
+        assert client.get(url).status_code == 404, url
+    assert 'href="/c/c2"' not in client.get("/campaigns").text
+
+
+def test_anonymous_is_sent_to_login(client_as):
+    client = client_as()
+    response = client.get("/c/c187/u/VP1")
+    assert response.status_code == 303 and response.headers["location"].startswith("/login?next=/c/c187/u/VP1")
+    assert client.get("/c/c187/tree/status.json").status_code == 401
+    assert client.get("/c/c187/files/1").status_code == 303
+
+
+def test_unknown_pages_and_bad_ids_are_404(client_as):
+    client = client_as("office@sct.example.vn")
+    for url in ("/nope", "/c/c187/files/abc", "/c/c187/files/999999", "/c/c187/u/NOPE", "/c/c187/u/VP1/export/secret.csv",
+                "/c/c187/tree?root=NOPE", "/ics/forged.ics"):
+        assert client.get(url).status_code == 404, url
+
+
+# ----------------------------------------------------------------------------- log-in, sessions, CSRF
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def login(client, email: str, password: str):
+    page = client.get("/login")
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": csrf_of(page.text)})
+
+
+def events(store, action: str) -> list[EventLog]:
+    with store.uow() as uow:
+        rows = list(uow.session.scalars(select(EventLog).where(EventLog.action == action).order_by(EventLog.id)))
+        uow.session.expunge_all()
+        return rows
+
+
+def test_login_logout_and_audit(client_as, store):
+    client = client_as()
+    response = login(client, "VP1@sct.example.vn ", PASSWORD)
+    assert response.status_code == 303 and response.headers["location"] == "/c/c187"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower() and "Secure" not in cookie
+    assert client.get("/c/c187/u/VP1").status_code == 200
+    [logged_in] = events(store, "web.login")
+    assert logged_in.actor == "vp1@sct.example.vn" and logged_in.campaign_id == CAMPAIGN
+    page = client.get("/c/c187/u/VP1")
+    response = client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert response.status_code == 303
+    assert client.get("/c/c187/u/VP1").status_code == 303  # the new cookie is anonymous
+    assert len(events(store, "web.logout")) == 1
+
+
+def test_failed_logins_are_audited_with_one_message(client_as, store):
+    client = client_as()
+    wrong = login(client, "vp1@sct.example.vn", "sai-mat-khau-roi")
+    unknown = login(client, "ai.do@example.vn", PASSWORD)
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Email hoặc mật khẩu không đúng" in wrong.text and "Email hoặc mật khẩu không đúng" in unknown.text
+    failed = events(store, "web.login_failed")
+    assert [(e.subject, e.detail["reason"]) for e in failed] == [("vp1@sct.example.vn", "wrong_password"), ("ai.do@example.vn", "unknown_email")]
+    assert failed[0].campaign_id == CAMPAIGN and failed[1].campaign_id is None
+
+
+def test_repeated_failures_are_throttled(client_as):
+    client = client_as()
+    for _ in range(8):
+        assert login(client, "vp2@sct.example.vn", "doan-mo-mat-khau").status_code == 401
+    assert login(client, "vp2@sct.example.vn", PASSWORD).status_code == 429
+
+
+def test_secure_cookie_when_configured(store, campaign, clock, web_settings_for_tests, client_as):
+    app = create_app(store, web_settings_for_tests.model_copy(update={"secure_cookies": True}), clock=clock)
+    with TestClient(app, base_url="https://testserver") as client:
+        assert "Secure" in client.get("/login").headers["set-cookie"]
+
+
+def test_passwords_are_salted_scrypt_hashes(store, campaign):
+    with store.uow() as uow:
+        hashes = list(uow.session.scalars(select(User.password_hash).where(User.role == "unit")))
+    assert len(set(hashes)) == len(hashes) and all(h.startswith("scrypt$") for h in hashes)
+    assert all(PASSWORD not in h for h in hashes)
+    assert verify_password(PASSWORD, hashes[0]) and not verify_password(PASSWORD + "x", hashes[0])
+    assert hash_password("mot-mat-khau-dai") != hash_password("mot-mat-khau-dai")
+
+
+def test_tampered_or_foreign_session_cookie_is_anonymous(client_as, app):
+    client = client_as("office@sct.example.vn")
+    value = client.cookies.get(SESSION_COOKIE)
+    client.cookies.set(SESSION_COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    assert client.get("/c/c187").status_code == 303
+
+
+def flatten(routes):
+    """Routes with their paths (recent FastAPI wraps included routers; ours have no prefix)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from flatten(inner.routes)
+        else:
+            yield route
+
+
+def post_routes(app) -> list[str]:
+    return sorted({route.path for route in flatten(app.routes) if "POST" in (getattr(route, "methods", None) or set())})
+
+
+def test_every_post_route_is_known_to_the_csrf_test(app):
+    assert post_routes(app) == ["/c/{campaign_id}/u/{code}/upload", "/c/{campaign_id}/users/invite", "/login", "/logout", "/signin/{token}"]
+
+
+CSRF_POSTS = {
+    "/login": dict(data={"email": "vp1@sct.example.vn", "password": PASSWORD}),
+    "/logout": dict(data={}),
+    "/signin/{token}": dict(data={"password": ""}),
+    "/c/{campaign_id}/users/invite": dict(data={"unit": "QL1", "email": "x@sct.example.vn", "full_name": "X", "role": "unit"}),
+    "/c/{campaign_id}/u/{code}/upload": dict(data={"item": "chi_bo_kiem_diem|bien_ban_hoi_nghi|u"},
+                                             files=[("files", ("bb.pdf", PDF + b"csrf", "application/pdf"))]),
+}
+
+
+@pytest.mark.parametrize("path", sorted(CSRF_POSTS))
+def test_post_without_the_session_csrf_token_is_refused(client_as, store, path):
+    client = client_as("office@sct.example.vn")
+    other = client_as("vp1@sct.example.vn")
+    url = path.replace("{campaign_id}", CAMPAIGN).replace("{code}", "VP1").replace("{token}", invite_token(client, store))
+    before = table_counts(store)
+    for token in (None, other.csrf, "0" * 64):  # missing, another session's, made up
+        kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in CSRF_POSTS[path].items()}
+        if token is not None:
+            kwargs["data"]["csrf_token"] = token
+        response = client.post(url, **kwargs)
+        assert response.status_code == 403, token
+        assert "CSRF" in response.text
+    assert table_counts(store) == before
+
+
+def invite_token(client, store) -> str:
+    """Invite someone through the page and read the token from the queued e-mail."""
+    response = client.post("/c/c187/users/invite", data={"csrf_token": client.csrf, "unit": "QL2", "email": "bithu.ql2@sct.example.vn",
+                                                       "full_name": "Vũ Thị Mai", "role": "unit"})
+    assert response.status_code == 303, response.text[:300]
+    with store.uow() as uow:
+        body = uow.session.scalars(select(Outbox.body_text).where(Outbox.kind == "invite").order_by(Outbox.id.desc())).first()
+    return re.search(r"/signin/([A-Za-z0-9_\-]+)", body).group(1)
+
+
+def test_csrf_token_in_header_is_accepted_for_scripts(client_as, store):
+    client = client_as("vp1@sct.example.vn")
+    response = client.post("/c/c187/u/VP1/upload", headers={"X-CSRF-Token": client.csrf, "Accept": "application/json"},
+                           data={"item": "chuan_bi_chi_bo|du_thao_bao_cao_kiem_diem|u"},
+                           files=[("files", ("du_thao.pdf", PDF + b"header", "application/pdf"))])
+    assert response.status_code == 200 and response.json()["ok"]
+
+
+# ----------------------------------------------------------------------------- invitations
+
+
+def test_invite_stores_only_the_hash_queues_an_email_and_works_once(client_as, store, clock):
+    office = client_as("office@sct.example.vn")
+    token = invite_token(office, store)
+    with store.uow() as uow:
+        user = uow.session.scalar(select(User).where(User.email == "bithu.ql2@sct.example.vn"))
+        row = uow.session.scalar(select(SignInToken).where(SignInToken.user_id == user.id))
+        outbox = uow.session.scalar(select(Outbox).where(Outbox.kind == "invite"))
+        uow.session.expunge_all()
+    assert user.role == "unit" and user.password_hash is None
+    assert row.token_hash == hashlib.sha256(token.encode()).hexdigest() and row.used_at is None
+    assert row.expires_at == clock.now + dt.timedelta(hours=72)
+    assert outbox.recipient == "bithu.ql2@sct.example.vn" and outbox.status == "queued" and "Chi bộ Đội Quản lý thị trường số 2" in outbox.body_text
+    assert outbox.body_text.count(f"http://127.0.0.1:8080/signin/{token}") == 1
+    with store.engine.connect() as conn:  # the raw token is in the e-mail only, never in a table
+        for table in ("sign_in_tokens", "users", "event_log"):
+            assert token not in str(conn.exec_driver_sql(f"SELECT * FROM {table}").all())
+    [invited] = events(store, "web.invite")
+    assert invited.actor == "office@sct.example.vn" and invited.subject == "bithu.ql2@sct.example.vn"
+
+    guest = client_as()
+    page = guest.get(f"/signin/{token}")
+    assert page.status_code == 200 and "Vũ Thị Mai" in page.text
+    short = guest.post(f"/signin/{token}", data={"csrf_token": csrf_of(page.text), "password": "ngan", "password2": "ngan"})
+    assert short.status_code == 422 and "10 ký tự" in short.text
+    done = guest.post(f"/signin/{token}", data={"csrf_token": csrf_of(page.text), "password": "mat-khau-moi-dai", "password2": "mat-khau-moi-dai"})
+    assert done.status_code == 303
+    assert guest.get("/c/c187/u/QL2").status_code == 200
+    assert guest.get("/c/c187/u/QL1").status_code == 404
+    assert client_as().get(f"/signin/{token}").status_code == 404  # used once
+    assert login(client_as(), "bithu.ql2@sct.example.vn", "mat-khau-moi-dai").status_code == 303
+
+
+def test_invite_link_expires(client_as, store, clock):
+    token = invite_token(client_as("office@sct.example.vn"), store)
+    clock.now = clock.now + dt.timedelta(hours=72, seconds=1)
+    assert client_as().get(f"/signin/{token}").status_code == 404
+
+
+def test_office_cannot_invite_an_administrator_but_admin_can(client_as, store):
+    office = client_as("office@sct.example.vn")
+    data = {"unit": "VP2", "email": "new.admin@sct.example.vn", "full_name": "Quản trị mới", "role": "admin"}
+    assert office.post("/c/c187/users/invite", data={**data, "csrf_token": office.csrf}).status_code == 404
+    admin = client_as("admin@sct.example.vn")
+    assert admin.post("/c/c187/users/invite", data={**data, "csrf_token": admin.csrf}).status_code == 303
+
+
+def test_invite_with_bad_input_explains_and_stores_nothing(client_as, store):
+    office = client_as("office@sct.example.vn")
+    before = table_counts(store)
+    response = office.post("/c/c187/users/invite", data={"csrf_token": office.csrf, "unit": "VP2", "email": "khong-phai-email",
+                                                        "full_name": "A", "role": "unit"})
+    assert response.status_code == 422 and "email không hợp lệ" in response.text
+    taken = office.post("/c/c187/users/invite", data={"csrf_token": office.csrf, "unit": "VP2", "email": "vp1@sct.example.vn",
+                                                     "full_name": "A", "role": "unit"})
+    assert taken.status_code == 422 and "đơn vị khác" in taken.text
+    assert table_counts(store) == before
+
+
+# ----------------------------------------------------------------------------- pages
+
+
+def test_overview_counts_overdue_late_and_sent_notices(client_as, store, campaign, clock):
+    # VP1 sends its draft late (after 30/11), QL1 on time; reminders and an escalation were sent.
+    submit(store, campaign.plan, "QL1", "du_thao_bao_cao_kiem_diem", PDF + b"ql1", ict(2023, 11, 29, 9))
+    submit(store, campaign.plan, "VP1", "du_thao_bao_cao_kiem_diem", PDF + b"vp1", ict(2023, 12, 1, 9))
+    add_notices(store)
+    clock.now = ict(2023, 12, 1, 12)
+    client = client_as("office@sct.example.vn")
+    text = client.get("/c/c187").text
+    overdue = re.search(r'id="overdue-count">.*?class="big[^"]*">(\d+)<', text, re.S).group(1)
+    late = re.search(r'id="late-count">.*?class="big[^"]*">(\d+)<', text, re.S).group(1)
+    reminders = re.search(r'id="reminders-sent">.*?class="big">(\d+)<', text, re.S).group(1)
+    escalations = re.search(r'id="escalations-sent">.*?class="big">(\d+)<', text, re.S).group(1)
+    assert (overdue, late, reminders, escalations) == ("3", "1", "2", "1")  # VP2, KC, QL2 overdue; VP1 late
+    table = text[text.index('id="overdue"'):]
+    for name in ("Chi bộ Văn phòng 2", "Chi bộ Khuyến công", "Chi bộ Đội Quản lý thị trường số 2"):
+        assert name in table
+    assert "Hôm nay 01/12/2023" in text and "30/11/2023 23:59" in text
+    # a person bound to QL sees only what concerns QL's subtree
+    ql = client_as("office.ql@sct.example.vn").get("/c/c187").text
+    assert re.search(r'id="overdue-count">.*?class="big[^"]*">(\d+)<', ql, re.S).group(1) == "1"
+    assert re.search(r'id="reminders-sent">.*?class="big">(\d+)<', ql, re.S).group(1) == "1"
+    assert "Chi bộ Văn phòng 2" not in ql
+
+
+def add_notices(store) -> None:
+    """Two reminders (to VP2 and QL2) and one escalation about VP2, all sent, plus one still queued."""
+    with store.uow() as uow:
+        ids = dict(uow.session.execute(select(Unit.code, Unit.id).where(Unit.campaign_id == CAMPAIGN)).all())
+        at = ict(2023, 11, 27, 8)
+        for n, (kind, unit, status) in enumerate([("reminder", "VP2", "sent"), ("reminder", "QL2", "sent"),
+                                                   ("escalation", "VP2", "sent"), ("reminder", "KC", "queued")]):
+            row = Outbox(campaign_id=CAMPAIGN, idempotency_key=f"k{n}", key_material=f"k{n}", kind=kind, recipient=f"{unit.lower()}@sct.example.vn",
+                         recipient_name=unit, subject=f"{'Nhắc' if kind == 'reminder' else 'Chuyển cấp'}: hồ sơ của {unit}", body_text="-",
+                         body_html="-", attachments=[], message_id=f"<m{n}@x>", reason="", status=status, attempts=1 if status == "sent" else 0,
+                         not_before=at, next_attempt_at=at, sent_at=at if status == "sent" else None, created_at=at)
+            uow.session.add(row)
+            uow.session.flush()
+            uow.session.add(Notice(campaign_id=CAMPAIGN, recipient=row.recipient, recipient_name=unit, kind=kind, step=3 if kind == "reminder" else 1,
+                                   item_key=f"{unit}:chuan_bi_chi_bo:du_thao_bao_cao_kiem_diem:-", unit_id=ids[unit], phase_id="chuan_bi_chi_bo",
+                                   doc_type="du_thao_bao_cao_kiem_diem", planned_at=at, outbox_id=row.id))
+        uow.commit()
+
+
+def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, campaign, clock):
+    add_notices(store)
+    submit(store, campaign.plan, "VP2", "bien_ban_hoi_nghi", PDF + b"v2", ict(2023, 11, 27, 15), name="bien_ban_moi.pdf")
+    text = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2").text
+    assert 'data-phase="chi_bo_kiem_diem"' in text and "Bản kiểm điểm cá nhân" in text and "Phạm Minh Đức" in text
+    assert "bien_ban_moi.pdf" in text and "bien_ban_VP2.pdf" in text and "đã thay thế" in text
+    notices = text[text.index('id="notices"'):]
+    assert "Nhắc: hồ sơ của VP2" in notices and "Chuyển cấp: hồ sơ của VP2" in notices and "đã gửi 27/11/2023 08:00" in notices
+    assert "hồ sơ của KC" not in notices
+    assert "Chưa có kết quả xếp loại" in text
+    assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
+
+
+def test_tree_filters_on_the_server(client_as, clock):
+    clock.now = ict(2023, 12, 1, 12)
+    client = client_as("office@sct.example.vn")
+    overdue = client.get("/c/c187/tree?state=overdue&phase=chuan_bi_chi_bo").text
+    codes = re.findall(r'data-c="([^"]+)"', overdue)
+    assert codes == ["SCT", "KC", "QL", "QL1", "QL2", "VP1", "VP2"]  # path order; SCT and QL owe nothing in that phase
+    assert re.search(r'<li data-d=1 data-s=overdue data-k=chi_bo_truc_thuoc data-c="VP2">', overdue)
+    assert re.search(r'<li data-d=1 data-s=none data-k=dang_bo_bo_phan data-c="QL" class=ctx>', overdue)
+    found = re.findall(r'data-c="([^"]+)"', client.get("/c/c187/tree?q=quan ly thi truong so 2").text)
+    assert found == ["SCT", "QL", "QL2"]  # the match and its ancestors; diacritics ignored
+    kinds = re.findall(r'data-c="([^"]+)"', client.get("/c/c187/tree?kind=dang_bo_bo_phan").text)
+    assert kinds == ["SCT", "QL"]
+
+
+def test_tree_status_json_and_fragments_answer_304_when_unchanged(client_as, store, campaign):
+    client = client_as("office@sct.example.vn")
+    first = client.get("/c/c187/tree/status.json?phase=chuan_bi_chi_bo")
+    data = first.json()
+    assert data["units"]["VP1"][0] == "due_soon" and data["labels"]["done"] == "Hoàn thành"
+    again = client.get("/c/c187/tree/status.json?phase=chuan_bi_chi_bo", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    submit(store, campaign.plan, "VP1", "du_thao_bao_cao_kiem_diem", PDF + b"new", ict(2023, 11, 28, 8))
+    changed = client.get("/c/c187/tree/status.json?phase=chuan_bi_chi_bo", headers={"If-None-Match": first.headers["etag"]})
+    assert changed.status_code == 200 and changed.json()["units"]["VP1"] == ["done", 100.0]
+    fragment = client.get("/c/c187/live/overview")
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    assert client.get("/c/c187/live/overview", headers={"If-None-Match": fragment.headers["etag"]}).status_code == 304
+
+
+def count_queries(store):
+    statements = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    return statements, lambda: event.remove(store.engine, "before_cursor_execute", before)
+
+
+def test_tree_page_runs_the_same_queries_whatever_the_size(store, campaign, clock, web_settings_for_tests, tmp_path):
+    """No per-unit queries: 7 units or 307, the tree page issues the same statements."""
+
+    def tree_queries() -> tuple[int, int]:
+        app = create_app(store, web_settings_for_tests, clock=clock)
+        cookie, _ = session_for(app, store, "office@sct.example.vn")
+        with TestClient(app) as client:
+            client.cookies.set(SESSION_COOKIE, cookie)
+            statements, stop = count_queries(store)
+            try:
+                response = client.get("/c/c187/tree")
+            finally:
+                stop()
+        return len(statements), response.text.count("<li ")
+
+    small_queries, small_rows = tree_queries()
+    lines = ["code,name,kind,parent,emails"] + [f"X{i:03d},Chi bộ thử {i},chi_bo_truc_thuoc,QL," for i in range(300)]
+    path = tmp_path / "more.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with store.uow() as uow:
+        import_organization(uow, CAMPAIGN, path, None, ict(2023, 11, 21))
+        uow.commit()
+    big_queries, big_rows = tree_queries()
+    assert (small_rows, big_rows) == (7, 307)
+    assert big_queries == small_queries <= 10
+
+
+def test_consolidation_without_snapshots_says_so(client_as, store):
+    text = client_as("unit.ql@sct.example.vn").get("/c/c187/u/QL1/consolidation").text
+    assert "chưa có tổng hợp" in text
+
+
+def test_consolidation_shows_levels_quota_and_the_latest_changes(client_as):
+    text = client_as("office@sct.example.vn").get("/c/c187/u/SCT/consolidation").text
+    assert "Phiên bản <strong>2</strong>" in text and "<svg class=\"chart\"" in text
+    quota = text[text.index('id="quota"'):]
+    assert "vượt hạn mức" in quota  # 1 HTXSNV for 2 HTTNV: at most floor(0.4) = 0
+    diff = text[text.index('id="diff"'):]
+    assert "Trần Thị Hoa" in diff and "HTXSNV" in diff and "So sánh tính từ nội dung hai phiên bản" in diff
+    assert "Phạm Minh Đức" in diff  # a result that arrived late
+
+
+def test_consolidation_diff_between_any_two_versions(client_as, store):
+    """Version 3 cancels the results of version 2 everywhere (results found wrong are re-decided)."""
+    with store.uow() as uow:
+        for unit_id in uow.session.scalars(select(Unit.id).where(Unit.code.in_(["SCT", "VP1", "VP2"]))):
+            first = uow.session.scalar(select(Snapshot).where(Snapshot.unit_id == unit_id, Snapshot.version == 1))
+            uow.session.add(Snapshot(campaign_id=CAMPAIGN, unit_id=unit_id, version=3, content_hash=first.content_hash, payload=first.payload,
+                                     diff=None, created_at=ict(2023, 12, 8, 9), reason="hủy kết quả sai"))
+        uow.commit()
+    client = client_as("office@sct.example.vn")
+    same = client.get("/c/c187/u/SCT/consolidation?a=1&b=3").text
+    assert "Không có thay đổi giữa hai phiên bản" in same
+    back = client.get("/c/c187/u/SCT/consolidation?a=3&b=2").text  # either order
+    diff = back[back.index('id="diff"'):]
+    assert "từ phiên bản 2" in diff and "đến phiên bản 3" in diff
+    assert "Trần Thị Hoa" in diff and "Phạm Minh Đức" in diff and "So sánh tính từ nội dung hai phiên bản" in diff
+    assert "Đảng viên HTXSNV: số" in diff  # the totals of SCT, with their Vietnamese labels
+
+
+# ----------------------------------------------------------------------------- files, exports, calendar
+
+
+def test_download_returns_the_file_and_is_audited(client_as, store, campaign):
+    response = client_as("vp1@sct.example.vn").get(f"/c/c187/files/{campaign.files['VP1']}")
+    assert response.status_code == 200 and response.content == PDF + b"VP1"
+    assert 'attachment; filename="bien_ban_VP1.pdf"' in response.headers["content-disposition"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    [downloaded] = events(store, "web.download")
+    assert downloaded.actor == "vp1@sct.example.vn" and downloaded.detail["unit"] == "VP1"
+
+
+def test_progress_exports_cover_the_subtree_only(client_as, store):
+    client = client_as("unit.ql@sct.example.vn")
+    text = client.get("/c/c187/u/QL/export/progress.csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][:3] == ["Mã đơn vị", "Tên đơn vị", "Loại"]
+    assert {r[0] for r in rows[1:]} == {"QL1", "QL2"}  # QL itself owes nothing in plan 187
+    assert ["QL1", "chuan_bi_chi_bo", "30/11/2023 23:59", "Sắp đến hạn"] in [[r[0], r[5], r[7], r[8]] for r in rows[1:]]
+    book = load_workbook(io.BytesIO(client.get("/c/c187/u/QL/export/progress.xlsx").content))
+    sheet = book.active
+    assert sheet.cell(1, 1).value == "Mã đơn vị" and sheet.max_row == len(rows)
+    assert [e.subject for e in events(store, "web.export")] == ["progress.csv", "progress.xlsx"]
+
+
+def test_consolidation_export_lists_latest_versions(client_as):
+    client = client_as("office@sct.example.vn")
+    rows = list(csv.reader(io.StringIO(client.get("/c/c187/u/SCT/export/consolidation.csv").content.decode("utf-8-sig"))))
+    assert [r[0] for r in rows[1:]] == ["SCT", "VP1", "VP2"] and {r[3] for r in rows[1:]} == {"2"}
+    header = rows[0]
+    sct = dict(zip(header, rows[1]))
+    assert sct["HTXSNV (số)"] == "1" and sct["HTTNV (số)"] == "2" and sct["Hạn mức 20% đảng viên"] == "vượt"
+    book = load_workbook(io.BytesIO(client.get("/c/c187/u/SCT/export/consolidation.xlsx").content))
+    assert book.active.max_row == 4
+
+
+def test_calendar_feed_per_unit(client_as, store):
+    client = client_as("vp1@sct.example.vn")
+    body = client.get("/c/c187/u/VP1/calendar.ics")
+    assert body.headers["content-type"].startswith("text/calendar")
+    text = body.content.decode()
+    assert text.count("BEGIN:VEVENT") == 4  # the four phases of a chi bộ trực thuộc in plan 187
+    assert "DTEND:20231205T165959Z" in text and "X-WR-CALNAME:Hạn kiểm điểm – Chi bộ Văn phòng 1" in text
+    page = client.get("/c/c187/u/VP1").text
+    subscribe = re.search(r'href="(/ics/[^"]+\.ics)"', page).group(1)
+    feed = client_as().get(subscribe)  # a calendar client has no session
+    assert feed.status_code == 200 and feed.content == body.content
+    assert client_as().get(subscribe.replace(".ics", "x.ics")).status_code == 404
+
+
+def test_security_headers(client_as):
+    response = client_as("office@sct.example.vn").get("/c/c187")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
+    assert '<html lang="vi">' in response.text
+
+
+# ----------------------------------------------------------------------------- the command line for people
+
+
+def test_cli_adds_and_invites_people(store, campaign):
+    cli = typer.Typer()
+    register(cli)
+    runner = CliRunner()
+    added = runner.invoke(cli, ["user", "add", "--campaign", CAMPAIGN, "--email", "Van.Phong@sct.example.vn", "--name", "Văn phòng QL",
+                                "--role", "office", "--unit", "QL", "--password", "mat-khau-du-dai"])
+    assert added.exit_code == 0, added.output
+    invited = runner.invoke(cli, ["user", "invite", "--campaign", CAMPAIGN, "--email", "bithu.ql1@sct.example.vn", "--name", "Đỗ Văn Hùng",
+                                  "--unit", "QL1", "--show-link"])
+    assert invited.exit_code == 0, invited.output
+    assert "http://127.0.0.1:8080/signin/" in invited.output
+    refused = runner.invoke(cli, ["user", "add", "--campaign", CAMPAIGN, "--email", "x@sct.example.vn", "--name", "X", "--role", "boss",
+                                  "--unit", "NOPE", "--password", "ngan"])
+    assert refused.exit_code == 2 and "vai trò không hợp lệ" in refused.output and "đơn vị không tồn tại" in refused.output
+    with store.uow() as uow:
+        office = uow.session.scalar(select(User).where(User.email == "van.phong@sct.example.vn"))
+        assert office.role == "office" and verify_password("mat-khau-du-dai", office.password_hash)
+        secretary = uow.session.scalar(select(User).where(User.email == "bithu.ql1@sct.example.vn"))
+        assert secretary.role == "unit" and secretary.password_hash is None
+        assert uow.session.scalar(select(Outbox.recipient).where(Outbox.kind == "invite")) == "bithu.ql1@sct.example.vn"
+
+
+def test_status_after_new_submissions_equals_a_full_rebuild(store, campaign, clock):
+    """New submissions update only their units (and the ancestors' subtree counts), to the same result as a rebuild."""
+    clock.now = ict(2023, 12, 6, 10)
+    cache = StatusCache(check_seconds=0)
+    with store.uow() as uow:
+        cache.get(uow, CAMPAIGN, clock.now)
+    plan = campaign.plan
+    submit(store, plan, "VP1", "du_thao_bao_cao_kiem_diem", PDF + b"a", ict(2023, 11, 29, 9))  # on time
+    submit(store, plan, "QL2", "du_thao_bao_cao_kiem_diem", PDF + b"b", ict(2023, 12, 2, 9))  # late
+    submit(store, plan, "VP2", "ban_kiem_diem_ca_nhan", PDF + b"c", ict(2023, 12, 4, 9), member="DV004")
+    submit(store, plan, "QL1", "bien_ban_hoi_nghi", PDF + b"d", ict(2023, 12, 5, 9))  # a new version of a delivered item
+    submit(store, plan, "KC", "du_thao_bao_cao_kiem_diem", PDF + b"e", ict(2023, 12, 7, 9))  # after "now": not yet
+    with store.uow() as uow:
+        updated = cache.get(uow, CAMPAIGN, clock.now)
+        full = build_view(uow, updated.plan, CAMPAIGN, clock.now, updated.key, 3)
+    assert (cache.builds, cache.updates) == (1, 1)
+    assert updated.cells == full.cells
+    assert updated.subtree == full.subtree
+    assert updated.state("QL2", "chuan_bi_chi_bo") == "done_late" and updated.state("KC", "chuan_bi_chi_bo") == "overdue"
