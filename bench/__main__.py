@@ -1,0 +1,12 @@
+"""Run every benchmark in turn (make bench). Each writes bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ["import_bench", "mail_bench", "tick_bench", "consolidation_bench", "web_bench"]
+
+if __name__ == "__main__":
+    failed = [name for name in BENCHMARKS if subprocess.call([sys.executable, "-m", f"bench.{name}"]) != 0]
+    sys.exit(1 if failed else 0)
