@@ -17,7 +17,7 @@ from kiemdiem.errors import InvalidInput, KiemdiemError, Problem
 from kiemdiem.plan import describe, load_plan
 from kiemdiem.settings import reminder_settings
 from kiemdiem.status import STATE_NAMES
-from kiemdiem.store.db import open_store
+from kiemdiem.store.db import current_revision, migrate, open_store
 from kiemdiem.store.intake import collect_drop_folder
 from kiemdiem.store.organization import campaign_plan, create_campaign, import_organization, list_campaigns
 from kiemdiem.store.queries import campaign_status
@@ -31,6 +31,8 @@ org_app = typer.Typer(help="Tổ chức đảng và đảng viên.", no_args_is_
 app.add_typer(plan_app, name="plan")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(org_app, name="org")
+db_app = typer.Typer(help="Cơ sở dữ liệu (migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,6 +62,19 @@ def fail(exc: KiemdiemError) -> None:
     else:
         err_console.print(f"[bold red]Lỗi:[/] {exc}", highlight=False)
     raise typer.Exit(exc.exit_code)
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Đưa lược đồ cơ sở dữ liệu lên phiên bản mới nhất (Alembic); chạy khi nâng cấp."""
+    store = open_store(run_migrations=False)
+    before = current_revision(store.engine)
+    migrate(store.engine)
+    after = current_revision(store.engine)
+    console.print(f"Lược đồ: {before or 'trống'} → {after} ({store.dialect})")
 
 
 # --- plan -----------------------------------------------------------------------------

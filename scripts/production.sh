@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# kiemdiem in production on one or more machines: PostgreSQL for kiemdiem and for Prefect, a
+# Prefect server, a process work pool with several workers, the deployments from prefect.yaml,
+# and the dashboard under uvicorn with several worker processes. All configuration is by
+# environment (see the README, section "Production"). Usage:
+#
+#   scripts/production.sh setup     # venv, databases, migrations, work pool, deployments
+#   scripts/production.sh start     # server, workers, dashboard (background; pids and logs in $KIEMDIEM_RUN)
+#   scripts/production.sh status
+#   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store
+#   scripts/production.sh upgrade   # reinstall, migrate (Alembic), redeploy, restart
+#   scripts/production.sh stop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+: "${KIEMDIEM_HOME:=/var/lib/kiemdiem}"
+: "${KIEMDIEM_DATABASE_URL:=postgresql://postgres@127.0.0.1:5432/kiemdiem}"
+: "${PREFECT_DATABASE_URL:=postgresql+asyncpg://postgres@127.0.0.1:5432/prefect}"
+: "${PREFECT_PORT:=4200}"
+: "${KIEMDIEM_WORKERS:=2}"            # Prefect process workers
+: "${KIEMDIEM_WEB_WORKERS:=2}"        # uvicorn worker processes for the dashboard
+: "${KIEMDIEM_WEB_HOST:=127.0.0.1}"
+: "${KIEMDIEM_WEB_PORT:=8080}"
+: "${KIEMDIEM_RUN:=$KIEMDIEM_HOME/run}"
+: "${KIEMDIEM_BACKUPS:=$KIEMDIEM_HOME/backups}"
+: "${KIEMDIEM_CAMPAIGN:=}"            # the campaign the hourly tick deployment runs
+: "${VENV:=$REPO/.venv}"
+
+export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
+export KIEMDIEM_REPO="$REPO"
+export PREFECT_API_URL="http://127.0.0.1:${PREFECT_PORT}/api"
+export PREFECT_SERVER_DATABASE_CONNECTION_URL="$PREFECT_DATABASE_URL"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_HOME="${PREFECT_HOME:-$KIEMDIEM_HOME/prefect}"
+
+BIN="$VENV/bin"
+POOL=kiemdiem-process
+
+log() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*"; }
+
+database_name() { local url=${1%%\?*}; echo "${url##*/}"; }
+admin_url() { local url=${1%%\?*}; url=${url/postgresql+asyncpg:/postgresql:}; url=${url/postgresql+psycopg:/postgresql:}; echo "${url%/*}/postgres"; }
+
+ensure_database() {
+  local url=$1 name
+  name=$(database_name "$url")
+  if ! psql "$(admin_url "$url")" -tAc "SELECT 1 FROM pg_database WHERE datname='$name'" | grep -q 1; then
+    log "creating database $name"
+    psql "$(admin_url "$url")" -c "CREATE DATABASE \"$name\"" >/dev/null
+  fi
+}
+
+wait_for_api() {
+  for _ in $(seq 1 120); do
+    curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  log "Prefect server did not answer at $PREFECT_API_URL"; return 1
+}
+
+spawn() {  # spawn NAME COMMAND...: background, pid file, log file
+  local name=$1; shift
+  mkdir -p "$KIEMDIEM_RUN"
+  if [ -f "$KIEMDIEM_RUN/$name.pid" ] && kill -0 "$(cat "$KIEMDIEM_RUN/$name.pid")" 2>/dev/null; then
+    log "$name already running"; return 0
+  fi
+  setsid "$@" >>"$KIEMDIEM_RUN/$name.log" 2>&1 < /dev/null &
+  echo $! >"$KIEMDIEM_RUN/$name.pid"
+  log "started $name (pid $!)"
+}
+
+stop_one() {
+  local pidfile=$1 pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "stopped $(basename "$pidfile" .pid)"
+}
+
+migrate() { "$BIN/kiemdiem" db upgrade; }
+
+deploy() {
+  "$BIN/prefect" work-pool create "$POOL" --type process --overwrite >/dev/null
+  "$BIN/prefect" --no-prompt deploy --all
+}
+
+cmd_setup() {
+  [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; }
+  "$BIN/pip" install --quiet -e "$REPO"
+  mkdir -p "$KIEMDIEM_HOME" "$KIEMDIEM_RUN" "$KIEMDIEM_BACKUPS"
+  ensure_database "$KIEMDIEM_DATABASE_URL"
+  ensure_database "$PREFECT_DATABASE_URL"
+  migrate
+  spawn prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+  wait_for_api
+  deploy
+  log "setup done; next: scripts/production.sh start"
+}
+
+cmd_start() {
+  spawn prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+  wait_for_api
+  for i in $(seq 1 "$KIEMDIEM_WORKERS"); do
+    spawn "worker-$i" "$BIN/prefect" worker start --pool "$POOL" --name "$(hostname)-worker-$i"
+  done
+  spawn web "$BIN/uvicorn" --factory kiemdiem.web.app:create_app --host "$KIEMDIEM_WEB_HOST" --port "$KIEMDIEM_WEB_PORT" --workers "$KIEMDIEM_WEB_WORKERS"
+  for _ in $(seq 1 60); do curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && break; sleep 1; done
+  cmd_status
+}
+
+cmd_status() {
+  local ok=0
+  for pidfile in "$KIEMDIEM_RUN"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "up    $(basename "$pidfile" .pid)"; else echo "DOWN  $(basename "$pidfile" .pid)"; ok=1; fi
+  done
+  curl -fsS "$PREFECT_API_URL/health" >/dev/null && echo "prefect api: $PREFECT_API_URL" || { echo "prefect api: DOWN"; ok=1; }
+  curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null && echo "dashboard: http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT" || { echo "dashboard: DOWN"; ok=1; }
+  return $ok
+}
+
+cmd_stop() {
+  for pidfile in "$KIEMDIEM_RUN"/web.pid "$KIEMDIEM_RUN"/worker-*.pid "$KIEMDIEM_RUN"/prefect-server.pid; do
+    [ -e "$pidfile" ] && stop_one "$pidfile"
+  done
+  return 0
+}
+
+cmd_backup() {
+  local stamp target
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  target="$KIEMDIEM_BACKUPS/$stamp"
+  mkdir -p "$target"
+  pg_dump --format=custom --file "$target/kiemdiem.dump" "${KIEMDIEM_DATABASE_URL/postgresql+psycopg:/postgresql:}"
+  pg_dump --format=custom --file "$target/prefect.dump" "$(admin_url "$PREFECT_DATABASE_URL" | sed "s#/postgres\$#/$(database_name "$PREFECT_DATABASE_URL")#")"
+  # Submitted files live outside the database, content-addressed: copy new ones only.
+  if [ -d "$KIEMDIEM_HOME/blobs" ]; then
+    mkdir -p "$KIEMDIEM_BACKUPS/blobs"
+    cp -a -n "$KIEMDIEM_HOME/blobs/." "$KIEMDIEM_BACKUPS/blobs/"
+  fi
+  log "backup written to $target (restore: pg_restore --clean --dbname=... $target/kiemdiem.dump)"
+}
+
+cmd_upgrade() {
+  cmd_backup
+  "$BIN/pip" install --quiet -e "$REPO"
+  migrate
+  cmd_stop
+  cmd_start
+  deploy
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  start) cmd_start ;;
+  status) cmd_status ;;
+  stop) cmd_stop ;;
+  backup) cmd_backup ;;
+  upgrade) cmd_upgrade ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
