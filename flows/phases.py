@@ -49,8 +49,8 @@ async def consolidate_when_due(campaign_id: str, phase_id: str, now: str) -> dic
     if not steps.consolidation_due(get_plan(store, campaign_id), phase_id, to_instant(now)):
         return {"mode": "not_yet", "units_updated": []}
     report = await consolidate(campaign_id, now, [], True)
-    if report["units_updated"]:
-        await assemble_dossiers(campaign_id, now, report["units_updated"])
+    if steps.rerun_units(report):
+        await assemble_dossiers(campaign_id, now, steps.rerun_units(report))
     return report
 
 

@@ -29,7 +29,7 @@ async def tick(campaign_id: str, now: str | None = None) -> dict:
     # Phases are independent: run their steps together so Prefect's API round-trips overlap.
     results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at) for pid in open_ids))
     phases = dict(zip(open_ids, results))
-    dossiers = await assemble_dossiers(campaign_id, at, consolidated["units_updated"])
+    dossiers = await assemble_dossiers(campaign_id, at, steps.rerun_units(consolidated))
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)
     await finish_tick(campaign_id, at, {"sent": sent["sent"]})

@@ -14,7 +14,7 @@ from kiemdiem.notify.transport import SmtpTransport
 from kiemdiem.plan import Plan
 from kiemdiem.reminders import phase_is_open
 from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
-from kiemdiem.status import STATE_NAMES, CampaignStatus
+from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store
 from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
@@ -75,6 +75,13 @@ def consolidate(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, ch
     }
 
 
+def rerun_units(report: dict) -> list[str]:
+    """Units whose dossiers a consolidation makes stale in a tick: those a late result changed.
+    A first, full consolidation touches every unit; its dossiers are built on demand
+    (`kiemdiem dossier`, the dashboard), not all at once inside a tick."""
+    return list(report["units_updated"]) if report.get("mode") == "incremental" else []
+
+
 def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, unit_codes: list[str]) -> list[dict]:
     """Re-assemble the dossiers of the given units (checklist, archive, generated documents); unchanged ones are left alone."""
     if not unit_codes:
@@ -84,12 +91,16 @@ def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.dateti
         snapshots = latest_snapshots(uow, campaign_id)
     payloads = {code: snap["payload"] for code, snap in snapshots.items()}
     out_root = store.settings.output_dir / campaign_id / "dossiers"
+    children: dict[str, list[str]] = {}
+    for c, info in status.units.items():
+        if info.parent_code is not None:
+            children.setdefault(info.parent_code, []).append(c)
     results = []
     for code in sorted(set(unit_codes)):
         unit = status.units.get(code)
         if unit is None:
             continue
-        subtree = {c: p for c, p in payloads.items() if c == code or _within(status, c, code)}
+        subtree = {c: payloads[c] for c in _subtree(children, code) if c in payloads}
         for phase in plan.phases_for_kind(unit.kind):
             if not phase.documents:
                 continue
@@ -102,13 +113,13 @@ def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.dateti
     return results
 
 
-def _within(status: CampaignStatus, code: str, ancestor: str) -> bool:
-    parent = status.units[code].parent_code if code in status.units else None
-    while parent is not None:
-        if parent == ancestor:
-            return True
-        parent = status.units[parent].parent_code if parent in status.units else None
-    return False
+def _subtree(children: dict[str, list[str]], root: str) -> list[str]:
+    out, stack = [], [root]
+    while stack:
+        code = stack.pop()
+        out.append(code)
+        stack.extend(children.get(code, ()))
+    return out
 
 
 def _plan(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], kinds: frozenset[str], settings: ReminderSettings) -> int:
@@ -204,7 +215,7 @@ async def tick_once(
     consolidated = consolidate(store, plan, campaign_id, now, results["changed_units"], first_run=first_run)
     reminders = plan_reminders(store, plan, campaign_id, now, open_ids, settings)
     escalations = escalate_overdue(store, plan, campaign_id, now, open_ids, settings)
-    dossiers = assemble_dossiers(store, plan, campaign_id, now, touched_units(store, campaign_id, now) + consolidated["units_updated"])
+    dossiers = assemble_dossiers(store, plan, campaign_id, now, touched_units(store, campaign_id, now) + rerun_units(consolidated))
     composed = compose(store, plan, campaign_id, now, settings, smtp)
     sent = await send_outbox(store, plan, campaign_id, now, smtp, settings, before_send)
     finish_tick(store, campaign_id, now, {"sent": sent.sent})
