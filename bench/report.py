@@ -1,0 +1,148 @@
+"""Write bench/README.md from the latest bench/results/*.json, so the figures there are the runs'.
+
+    python -m bench.report
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+INTRO = """# Benchmarks
+
+Each benchmark measures kiemdiem against a baseline measured in the same run on the same
+machine (2 cores), and prints the ratio. `make bench` runs them all; `python -m bench.<name>`
+runs one; `python -m bench.report` rewrites this page from `bench/results/*.json`. The
+machine was shared with other work during some runs, so absolute times move between runs;
+the ratios are what to compare. A target that is missed says so.
+"""
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def section_import(data: dict) -> list[str]:
+    lines = [
+        "## Import (issue 2)",
+        "",
+        f"Preset `{data['preset']}`. Ours: `import_organization` reads the CSV files, validates every row and the tree, "
+        "and writes. Baseline: a plain DB-API `executemany` of the same rows, already parsed, into the same tables. "
+        f"Target: {data['target']}.",
+        "",
+        "| backend | units | members | baseline executemany | import | ratio | re-import (no change) | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        lines.append(
+            f"| {r['backend']} | {r['units']} | {r['members']} | {r['baseline_executemany_s']} s | {r['import_s']} s | "
+            f"{r['ratio_to_baseline']}× | {r['reimport_unchanged_s']} s | {verdict(r['ratio_to_baseline'] <= 3)} |"
+        )
+    lines += ["", f"Peak RSS of the benchmark process: {data.get('peak_rss_mib')} MiB.", ""]
+    return lines
+
+
+def section_mail(data: dict) -> list[str]:
+    return [
+        "## Reminder dispatch (issue 3)",
+        "",
+        f"{data['messages']} queued outbox rows sent to a null aiosmtpd server in another process. Baseline: a raw "
+        "aiosmtplib loop sending the same rendered messages over one connection. Ours claims rows in batches and marks "
+        "each row right after the server's answer (so a crash repeats at most one message).",
+        "",
+        "| raw aiosmtplib | outbox | raw msg/s | outbox msg/s | throughput ratio | target (≥ 0.8) |",
+        "|---|---|---|---|---|---|",
+        f"| {data['raw_aiosmtplib_s']} s | {data['outbox_send_s']} s | {data['raw_msgs_per_s']} | {data['outbox_msgs_per_s']} | "
+        f"{data['throughput_ratio']} | {verdict(data['throughput_ratio'] >= 0.8)} |",
+        "",
+    ]
+
+
+def section_tick(data: dict) -> list[str]:
+    return [
+        "## One tick for the province preset (issue 3)",
+        "",
+        f"A reminder morning ({data['now']}) of the Hà Tĩnh plan on the province preset: {data['notices_planned']} notices "
+        f"planned, {data['messages_sent']} digests composed and sent. The same state is run twice: as a Prefect flow "
+        "run with a task per phase step, and as the same steps without Prefect (`steps.tick_once`).",
+        "",
+        "| steps without Prefect | tick flow | Prefect's share | target (< 25%) |",
+        "|---|---|---|---|",
+        f"| {data['steps_without_prefect_s']} s | {data['tick_flow_s']} s | {data['prefect_share'] * 100:.1f}% | "
+        f"{verdict(data['prefect_share'] < 0.25)} |",
+        "",
+        f"Note: {data['note']}.",
+        "",
+    ]
+
+
+def section_consolidation(data: dict) -> list[str]:
+    lines = [
+        "## Consolidation (issue 4)",
+        "",
+        "Full consolidation of the province preset against one hand-written SQL rollup (GROUP BY over the tree by "
+        "path ranges) on the same data in the same run; and an incremental rerun after one late branch as a share of "
+        "the full run.",
+        "",
+        "| backend | SQL rollup | full run | full ÷ SQL (target ≤ 2) | incremental (median) | incremental ÷ full (target < 2%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, b in data.get("backends", {}).items():
+        sql = b["sql_rollup_seconds"]["range"]
+        full = b["full_seconds"]
+        incremental = b.get("incremental_median_seconds") or sorted(i["seconds"] for i in b["incremental"])[len(b["incremental"]) // 2]
+        ratio = full / sql
+        share = 100 * incremental / full
+        lines.append(
+            f"| {name} | {sql:.3f} s | {full:.2f} s | {ratio:.1f}× ({verdict(ratio <= 2)}) | {incremental:.3f} s | "
+            f"{share:.1f}% ({verdict(share < 2)}) |"
+        )
+    lines.append("")
+    return lines
+
+
+def section_web(data: dict) -> list[str]:
+    runs = data["runs"]
+    static = runs["static"]["requests_per_s"]
+    lines = [
+        "## Dashboard (issue 5)",
+        "",
+        f"Province preset ({data['dataset']['units']} units, {data['dataset']['members']} members) on SQLite, "
+        f"{data['server']['workers']} uvicorn workers, wrk with {data['load']['connections']} connections for "
+        f"{data['load']['seconds']} s per page; the baseline is a static file served by the same server in the same run. "
+        "Targets: ≥ 200 req/s and p95 ≤ 150 ms.",
+        "",
+        "| page | req/s | p50 | p95 | ratio to static | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        ok = r["requests_per_s"] >= 200 and r["p95_ms"] <= 150
+        lines.append(
+            f"| {name} | {r['requests_per_s']:.0f} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
+            f"{r['requests_per_s'] / static:.2f} | {verdict(ok) if name != 'static' else 'baseline'} |"
+        )
+    lines.append("")
+    return lines
+
+
+def main() -> None:
+    parts = [INTRO]
+    for name, render in (
+        ("import", section_import), ("mail", section_mail), ("tick", section_tick),
+        ("consolidation", section_consolidation), ("web", section_web),
+    ):
+        data = load(name)
+        parts.append("\n".join(render(data)) if data else f"## {name}\n\nNot run yet.\n")
+    (HERE / "README.md").write_text("\n".join(parts), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
