@@ -6,26 +6,13 @@ import datetime as dt
 
 import typer
 import uvicorn
-from rich.console import Console
 
 from kiemdiem.calendar import format_instant
-from kiemdiem.errors import InvalidInput, KiemdiemError
+from kiemdiem.cli import console, fail
+from kiemdiem.errors import KiemdiemError
 from kiemdiem.settings import reminder_settings, web_settings
 from kiemdiem.store.db import open_store
 from kiemdiem.web.auth import ROLES, create_user, invite_user
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(exc: KiemdiemError) -> None:
-    if isinstance(exc, InvalidInput):
-        err_console.print(f"[bold red]Lỗi:[/] {len(exc.problems)} vấn đề, không có gì được lưu:")
-        for problem in exc.problems:
-            err_console.print(f"  • {problem}", highlight=False, markup=False)
-    else:
-        err_console.print(f"[bold red]Lỗi:[/] {exc}", highlight=False)
-    raise typer.Exit(exc.exit_code)
 
 
 def web(
@@ -60,7 +47,7 @@ def user_add(
                                now=now, password=password, actor="cli")
             uow.commit()
     except KiemdiemError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print(f"Đã thêm {user.email} ({role}) thuộc đơn vị {unit}.")
     if password is None:
@@ -86,7 +73,7 @@ def user_invite(
             )
             uow.commit()
     except KiemdiemError as exc:
-        _fail(exc)
+        fail(exc)
         return
     created = "đã tạo người dùng mới, " if invitation.created_user else ""
     console.print(f"Thư mời cho {invitation.email}: {created}đường dẫn hết hạn lúc {format_instant(invitation.expires_at)} (giờ Việt Nam).")
