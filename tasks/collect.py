@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from prefect import task
@@ -13,4 +14,4 @@ from tasks.context import get_plan, get_store, to_instant
 async def collect_submissions(campaign_id: str, now: str | dt.datetime) -> dict:
     """Take the drop folder's files in; web uploads are already recorded by the portal."""
     store = get_store()
-    return steps.collect_submissions(store, get_plan(store, campaign_id), campaign_id, to_instant(now))
+    return await asyncio.to_thread(steps.collect_submissions, store, get_plan(store, campaign_id), campaign_id, to_instant(now))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from prefect import task
@@ -16,14 +17,14 @@ from tasks.context import get_plan, get_store, to_instant
 async def take_results(campaign_id: str, now: str | dt.datetime) -> dict:
     """Parse newly received classification lists into results."""
     store = get_store()
-    return steps.take_results(store, get_plan(store, campaign_id), campaign_id, to_instant(now))
+    return await asyncio.to_thread(steps.take_results, store, get_plan(store, campaign_id), campaign_id, to_instant(now))
 
 
 @task(name="consolidate", cache_policy=NONE)
 async def consolidate(campaign_id: str, now: str | dt.datetime, changed_units: list[str], first_run: bool) -> dict:
     """Roll results up; when late results change a consolidation, tell Prefect's event stream too."""
     store = get_store()
-    report = steps.consolidate(store, get_plan(store, campaign_id), campaign_id, to_instant(now), changed_units, first_run=first_run)
+    report = await asyncio.to_thread(steps.consolidate, store, get_plan(store, campaign_id), campaign_id, to_instant(now), changed_units, first_run=first_run)
     if any(version > 1 for version in report["versions"].values()):
         emit_event(
             event="kiemdiem.consolidation.updated",
@@ -38,10 +39,10 @@ async def assemble_dossiers(campaign_id: str, now: str | dt.datetime, unit_codes
     """Checklists, archives and generated documents of units with new submissions or a new consolidation."""
     store = get_store()
     instant = to_instant(now)
-    units = sorted(set(unit_codes) | set(touched_units(store, campaign_id, instant)))
-    return steps.assemble_dossiers(store, get_plan(store, campaign_id), campaign_id, instant, units)
+    units = sorted(set(unit_codes) | set(await asyncio.to_thread(touched_units, store, campaign_id, instant)))
+    return await asyncio.to_thread(steps.assemble_dossiers, store, get_plan(store, campaign_id), campaign_id, instant, units)
 
 
 @task(name="finish-tick", cache_policy=NONE)
 async def finish_tick(campaign_id: str, now: str | dt.datetime, summary: dict) -> None:
-    record_finished_tick(get_store(), campaign_id, to_instant(now), summary)
+    await asyncio.to_thread(record_finished_tick, get_store(), campaign_id, to_instant(now), summary)

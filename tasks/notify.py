@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from prefect import task
@@ -12,19 +13,19 @@ from tasks.context import get_plan, get_store, to_instant
 @task(name="plan-reminders", cache_policy=NONE)
 async def plan_reminders(campaign_id: str, phase_ids: list[str], now: str | dt.datetime) -> int:
     store = get_store()
-    return steps.plan_reminders(store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
+    return await asyncio.to_thread(steps.plan_reminders, store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
 
 
 @task(name="escalate-overdue", cache_policy=NONE)
 async def escalate_overdue(campaign_id: str, phase_ids: list[str], now: str | dt.datetime) -> int:
     store = get_store()
-    return steps.escalate_overdue(store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
+    return await asyncio.to_thread(steps.escalate_overdue, store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
 
 
 @task(name="compose-digests", cache_policy=NONE)
 async def compose_digests(campaign_id: str, now: str | dt.datetime) -> dict:
     store = get_store()
-    report = steps.compose(store, get_plan(store, campaign_id), campaign_id, to_instant(now))
+    report = await asyncio.to_thread(steps.compose, store, get_plan(store, campaign_id), campaign_id, to_instant(now))
     return {"digests": report.digests, "notices": report.notices, "cancelled": report.cancelled, "deferred": report.deferred}
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from prefect import task
@@ -21,7 +22,7 @@ def artifact_key(*parts: str) -> str:
 async def publish_progress(campaign_id: str, phase_ids: list[str], now: str | dt.datetime) -> list[dict]:
     """A progress artifact per phase and one table of overdue units for the tick."""
     store = get_store()
-    rows = steps.progress(store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
+    rows = await asyncio.to_thread(steps.progress, store, get_plan(store, campaign_id), campaign_id, to_instant(now), phase_ids)
     overdue = []
     for row in rows:
         await acreate_progress_artifact(
