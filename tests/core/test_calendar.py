@@ -407,10 +407,9 @@ def test_format_date_and_instant():
         format_instant(dt.datetime(2024, 12, 5, 7, 5))
 
 
-def test_many_lookups_are_fast(cal):
-    # 100k calls over a few hundred days must stay well under a second or two.
+def test_long_spans_round_trip(cal):
+    # Forward and back over a year and more, across two Tết breaks, lands where it started.
     start = D(2024, 11, 1)
-    t0 = time.perf_counter()
-    for i in range(100_000):
-        cal.add_working_days(start, 300 if i % 2 else -300)
-    assert time.perf_counter() - t0 < 5
+    for n in (1, 37, 300, 520):
+        assert cal.add_working_days(cal.add_working_days(start, n), -n) == start
+        assert cal.working_days_between(start, cal.add_working_days(start, n)) == n

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import json
 import random
-import time
 
 from kiemdiem.consolidation import (
     ConsolidationInput,
@@ -380,16 +379,13 @@ def province(n_base=1000, branches=3, n_members=90_000, seed=3):
     return ConsolidationInput(tuple(units), tuple(members), tuple(results), tuple(orgs), "124/25", EVAL)
 
 
-def test_province_scale_consolidates_fast():
+def test_province_scale_consolidation_and_incremental_rerun():
+    # Speed is measured in bench/consolidation_bench.py; this checks the results at province size.
     inp = province()
     assert len(inp.units) == 4021
-    start = time.perf_counter()
     out = consolidate(inp)
-    elapsed = time.perf_counter() - start
     assert out["TU"].members_total == 90_000
     assert sum(out[f"K{k}"].members_total for k in range(20)) == 90_000
-    # "Well under a second" on a quiet machine; the bound leaves room for a busy CI runner.
-    assert elapsed < 2.5, f"consolidate took {elapsed:.2f}s"
 
     # A late result in one branch rebuilds only that branch and its three ancestors.
     with_result = {r.member_id for r in inp.member_results}
