@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import openpyxl
 import pytest
 from sqlalchemy import select
@@ -183,3 +185,178 @@ def test_unsupported_file_type(store, campaign, tmp_path):
     with pytest.raises(InvalidInput) as info:
         do_import(store, odd, members)
     assert "không được hỗ trợ" in str(info.value)
+
+
+# The bulk path reads a well-formed CSV column by column and checks a whole column at once;
+# anything unusual (blank or ragged lines, a bad cell) goes row by row. Both must agree.
+
+MEMBER_FIELDS = ("full_name", "unit", "email", "joined_on", "status", "temporary_unit", "positions")
+
+
+def stored_members(store) -> dict[str, tuple]:
+    with store.uow() as uow:
+        code_of = dict(uow.session.execute(select(Unit.id, Unit.code)).all())
+        return {
+            m.member_code: (
+                m.full_name, code_of[m.unit_id], m.email, m.joined_on, m.status,
+                code_of.get(m.temporary_unit_id), tuple(m.positions),
+            )
+            for m in uow.session.scalars(select(Member))
+        }
+
+
+MEMBER_VARIANTS = {
+    "columns reordered": """unit,member_id,positions,full_name,status,email,temporary_unit,joined_on
+VP1,DV001,dang_uy_vien;bi_thu,Nguyễn Sỹ Chín,active,chin@sct.example.vn,,12/05/1995
+VP1,DV002,,Trần Thị Hoa,active,,,03/02/2010
+VP1,DV003,,Lê Văn Nam,exempt,,,2001-07-19
+VP2,DV004,pho_bi_thu,Lê Xuân Tiến,active,tien@sct.example.vn,,1998-09-02
+VP2,DV005,,Phạm Minh Đức,probationary,,,2023-09-01
+KC,DV006,bi_thu,Nguyễn Trọng Thức,active,thuc@sct.example.vn,,2005-01-10
+KC,DV007,,Hoàng Thị Lan,active,,VP2,2012-11-20
+""",
+    "vietnamese headers and values, padded cells": """Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
+ DV001 , Nguyễn Sỹ Chín ,VP1, chin@sct.example.vn ,1995-05-12,Chính thức,,"Đảng ủy viên, Bí thư"
+DV002,Trần Thị Hoa,VP1,,03.02.2010,,,
+DV003,Lê Văn Nam,VP1,,19-07-2001,Miễn sinh hoạt,,
+DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,02/09/1998,Đang sinh hoạt,,Phó Bí thư
+DV005,Phạm Minh Đức,VP2,,2023-9-1,Dự bị,,
+DV006,Nguyễn Trọng Thức, KC ,thuc@sct.example.vn,10/01/2005,active,,bi_thu
+DV007,Hoàng Thị Lan,KC,,20/11/2012,active, VP2 ,
+""",
+    "blank and ragged lines": """member_id,full_name,unit,email,joined_on,status,temporary_unit,positions
+DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
+
+DV002,Trần Thị Hoa,VP1,,03/02/2010
+,,,,,,,
+DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
+DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu,
+DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
+DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
+""",
+    "semicolon delimited, a blank row": """member_id;full_name;unit;email;joined_on;status;temporary_unit;positions
+DV001;Nguyễn Sỹ Chín;VP1;chin@sct.example.vn;12/05/1995;active;;"dang_uy_vien,bi_thu"
+DV002;Trần Thị Hoa;VP1;;03/02/2010;active;;
+DV003;Lê Văn Nam;VP1;;2001-07-19;exempt;;
+;;;;;;;
+DV004;Lê Xuân Tiến;VP2;tien@sct.example.vn;1998-09-02;active;;pho_bi_thu
+DV005;Phạm Minh Đức;VP2;;2023-09-01;probationary;;
+DV006;Nguyễn Trọng Thức;KC;thuc@sct.example.vn;2005-01-10;active;;bi_thu
+DV007;Hoàng Thị Lan;KC;;2012-11-20;active;VP2;
+""",
+}
+
+
+@pytest.mark.parametrize("variant", list(MEMBER_VARIANTS))
+def test_member_file_variants_store_the_same_members(store, campaign, tmp_path, variant):
+    units, members = write_small_org(tmp_path / "canonical")
+    do_import(store, units, members)
+    expected = stored_members(store)
+    assert len(expected) == 7
+    with store.engine.begin() as conn:
+        conn.execute(Member.__table__.delete())
+    units, members = write_small_org(tmp_path / "variant", members=MEMBER_VARIANTS[variant])
+    report = do_import(store, units, members)
+    assert report.members_added == 7
+    assert stored_members(store) == expected
+    assert not do_import(store, units, members).changed
+
+
+def test_bad_row_after_blank_line_keeps_its_file_row_number(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path, members=SMALL_MEMBERS + "\n" + "DV100,Ngô Văn A,VP1,,31/02/2001,active,,\n")
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    assert [(p.row, p.field) for p in info.value.problems] == [(10, "joined_on")]
+    assert str(info.value.problems[0]) == f"{members}, dòng 10, cột/trường 'joined_on': ngày không hợp lệ '31/02/2001' (dùng dd/mm/yyyy)"
+
+
+def test_every_bad_cell_of_a_member_file_is_reported_in_file_order(store, campaign, tmp_path):
+    extra = (
+        "bad id,,VP1,x@,99/99/2001,nghi_huu,,tong_bi_thu\n"
+        "DV101,Ngô Văn B,VP1,,2001-02-30,active,,\n"
+        "DV001,Nguyễn Sỹ Chín,SCT,,,active,VP1,\n"
+    )
+    units, members = write_small_org(tmp_path, members=SMALL_MEMBERS + extra)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    assert [(p.row, p.field) for p in info.value.problems] == [
+        (9, "member_id"), (9, "full_name"), (9, "email"), (9, "joined_on"), (9, "status"), (9, "positions"),
+        (10, "joined_on"),
+        (11, "member_id"), (11, "unit"),
+    ]
+    reasons = [p.reason for p in info.value.problems]
+    assert reasons[0] == "mã đảng viên không hợp lệ 'bad id'"
+    assert reasons[2] == "email không hợp lệ 'x@'"
+    assert reasons[7] == "đảng viên 'DV001' bị lặp (đã có ở dòng 2)"
+    assert reasons[8] == "'SCT' là Đảng bộ cơ sở, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ"
+
+
+def test_read_members_agrees_on_the_column_and_row_by_row_paths(tmp_path):
+    from kiemdiem.org import MemberRow, read_members  # noqa: PLC0415
+
+    _, members = write_small_org(tmp_path / "good")
+    clean = read_members(members)  # no bad cell: checked a column at a time
+    assert all(type(m) is MemberRow for m in clean)
+    assert clean[0] == MemberRow(2, "DV001", "Nguyễn Sỹ Chín", "VP1", "chin@sct.example.vn", dt.date(1995, 5, 12), "active", None, ("dang_uy_vien", "bi_thu"))
+    assert clean[6].temporary_unit == "VP2" and clean[6].email is None and clean[4].status == "probationary"
+    _, members = write_small_org(tmp_path / "bad", members=SMALL_MEMBERS + "DV100,Ngô Văn A,VP1,,31/02/2001,active,,\n")
+    problems = []
+    checked = read_members(members, problems=problems)  # one bad row: checked row by row
+    assert checked == clean and [p.row for p in problems] == [9]
+
+
+def test_reimport_updates_each_changed_field(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path)
+    do_import(store, units, members)
+    changed = (
+        SMALL_MEMBERS.replace("DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,", "DV002,Trần Thị Hoa,VP1,,04/02/2010,active,,")
+        .replace("DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,", "DV003,Lê Văn Nam,VP1,nam@sct.example.vn,2001-07-19,exempt,,")
+        .replace("pho_bi_thu", "pho_bi_thu;dang_uy_vien")
+        .replace("probationary", "active")
+        .replace("active,VP2,", "active,VP1,")
+        + "DV008,Đỗ Văn Mới,KC,,,,,\n"
+    )
+    units2, members2 = write_small_org(tmp_path / "v2", members=changed)
+    report = do_import(store, units2, members2)
+    assert (report.members_added, report.members_updated) == (1, 5)
+    after = stored_members(store)
+    assert after["DV002"][3] == dt.date(2010, 2, 4) and after["DV003"][2] == "nam@sct.example.vn"
+    assert after["DV004"][6] == ("pho_bi_thu", "dang_uy_vien") and after["DV005"][4] == "active"
+    assert after["DV007"][5] == "VP1" and after["DV008"] == ("Đỗ Văn Mới", "KC", None, None, "active", None, ())
+    assert not do_import(store, units2, members2).changed
+
+
+TABLES = {
+    "quoted newline and padding": 'a,b,c\n" x ","two\nlines", z \n',
+    "blank lines": "a,b,c\n\n1,2,3\n,,\n  ,\t, \n4,5,6\n",
+    "ragged": "a,b,c\n1,2\n3,4,5,6\n7,8,9\n",
+    "reordered": "c,a,b\n3,1,2\n6,4,5\n",
+    "missing column": "b,a\n2,1\n,4\n",
+    "header only": "a,b,c\n",
+}
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_read_columns_is_read_table_transposed(tmp_path, name):
+    from kiemdiem.tabular import read_columns, read_table  # noqa: PLC0415
+
+    path = tmp_path / "t.csv"
+    path.write_text(TABLES[name], encoding="utf-8")
+    columns = {"a": [], "b": [], "c": []}
+    rows = read_table(path, columns, required={"a"})
+    numbers, cells = read_columns(path, columns, required={"a"})
+    assert list(numbers) == [r.number for r in rows]
+    assert [list(c) for c in cells] == [[r.values[name] for r in rows] for name in columns]
+
+
+def test_read_table_cells():
+    from pathlib import Path  # noqa: PLC0415
+
+    from kiemdiem.tabular import read_table  # noqa: PLC0415
+
+    data = TABLES["quoted newline and padding"].encode() + TABLES["blank lines"].split("\n", 1)[1].encode()
+    rows = read_table(Path("t.csv"), {"a": [], "b": [], "c": []}, required={"a"}, data=data)
+    assert [(r.number, tuple(r.values.values())) for r in rows] == [
+        (2, ("x", "two\nlines", "z")), (4, ("1", "2", "3")), (7, ("4", "5", "6")),
+    ]
