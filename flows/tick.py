@@ -1,12 +1,19 @@
-"""The tick: one pass over a campaign at its ``now``. Scheduled hourly during a campaign."""
+"""The tick: one pass over a campaign at its ``now``. Scheduled hourly during a campaign.
+
+With ``fan_out`` > 1 (or ``KIEMDIEM_TICK_PARTS`` > 1) the tick shares its work with other
+workers: it plans by batches of subtrees in ``kiemdiem-tick-part`` runs (``flows/fanout.py``)
+and gives the same notices, emails and snapshots as the tick without fan-out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from prefect import flow
 
 from flows.clock import run_now
+from flows.fanout import fanned_tick, tick_parts_setting
 from flows.phases import PHASE_STEPS
 from kiemdiem import steps
 from tasks.collect import collect_submissions
@@ -16,8 +23,17 @@ from tasks.notify import compose_digests, send_outbox
 
 
 @flow(name="kiemdiem-tick")
-async def tick(campaign_id: str, now: str | None = None) -> dict:
+async def tick(
+    campaign_id: str, now: str | None = None, fan_out: int | None = None, part_timeout: float | None = None,
+    fan_out_on: Literal["auto", "deployments", "tasks"] = "auto",
+) -> dict:
+    """``fan_out``: parts to split the tick into (default ``KIEMDIEM_TICK_PARTS``, else 1: no split);
+    ``fan_out_on``: where the parts run (``auto``: runs of the tick-part deployment when it exists,
+    else this run's task runner); ``part_timeout``: seconds before a part's batch is run here."""
     instant = run_now(now)
+    parts = fan_out if fan_out is not None else tick_parts_setting()
+    if parts > 1:
+        return await fanned_tick(campaign_id, instant, parts, part_timeout, fan_out_on)
     at = instant.isoformat()
     store = get_store()
     plan = get_plan(store, campaign_id)

@@ -10,17 +10,21 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from kiemdiem.notify.transport import SmtpTransport
 from kiemdiem.plan import Plan
-from kiemdiem.reminders import phase_is_open
+from kiemdiem.reminders import phase_is_open, plan_notices
+from kiemdiem.rules.base import BASE_KINDS
 from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
-from kiemdiem.status import STATE_NAMES
+from kiemdiem.status import STATE_NAMES, CampaignStatus, compute_status
 from kiemdiem.store.db import Store
 from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
-from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save
+from kiemdiem.store.models import Member
+from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save, recipient_directory, save_notices
 from kiemdiem.store.outbox import SendReport, send_due
-from kiemdiem.store.queries import campaign_status
+from kiemdiem.store.queries import campaign_status, load_deliveries, load_members, load_units
 from kiemdiem.store.results import ingest_results
 from kiemdiem.store.snapshots import consolidate_campaign, latest_hashes, latest_snapshots
 from kiemdiem.store.ticks import finish_tick, touched_units
@@ -138,6 +142,131 @@ def plan_reminders(store: Store, plan: Plan, campaign_id: str, now: dt.datetime,
 def escalate_overdue(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None) -> int:
     """Plan escalation notices for overdue items, step by step up the ladder. Returns new notices."""
     return _plan(store, plan, campaign_id, now, phase_ids, ESCALATION, settings or reminder_settings())
+
+
+# --------------------------------------------------------------------------- a tick fanned out by subtree
+#
+# A distributed tick splits the tree into batches of subtree roots (the base organizations);
+# each batch is planned by its own run, and the units above every batch (the committees over
+# the base organizations) by the tick itself. A unit's notices depend only on its own items and
+# on who answers for it (its office, its ancestors' offices, the plan's ladder), so planning
+# the batches one by one gives exactly the notices planning the whole campaign gives: the
+# status is computed for the batch's units, the recipients are looked up in the whole tree.
+
+
+def split_tree(store: Store, campaign_id: str, parts: int) -> dict:
+    """Split the campaign's tree into at most ``parts`` batches of subtree roots of about equal work.
+
+    Returns ``{"batches": [[root codes]], "rest": [codes], "owner": {code: batch index or -1}}``:
+    every unit belongs to exactly one batch (it lies in one of its roots' subtrees) or to the
+    rest (units above the roots). Roots are the topmost base organizations; when there are fewer
+    of those than ``parts``, the biggest root is replaced by its children (and joins the rest)
+    until there are enough. Deterministic: the same tree gives the same split.
+    """
+    with store.uow() as uow:
+        units = load_units(uow, campaign_id)  # parents before children (ordered by path)
+        members = dict(
+            uow.session.execute(select(Member.unit_id, func.count()).where(Member.campaign_id == campaign_id).group_by(Member.unit_id)).all()
+        )
+    if not units:
+        return {"batches": [], "rest": [], "owner": {}}
+    order = {u.code: i for i, u in enumerate(units)}
+    children: dict[str, list[str]] = {}
+    for u in units:
+        if u.parent_code is not None and u.parent_code in order:
+            children.setdefault(u.parent_code, []).append(u.code)
+    weight = {u.code: 1 + members.get(u.id, 0) for u in units}  # a unit's own work: its items and its members' items
+    for u in reversed(units):  # children come after their parents: add each subtree's weight to its parent
+        if u.parent_code in weight:
+            weight[u.parent_code] += weight[u.code]
+    by_code = {u.code: u for u in units}
+
+    def topmost_base(code: str) -> bool:
+        parent = by_code[code].parent_code
+        while parent is not None and parent in by_code:
+            if by_code[parent].kind in BASE_KINDS:
+                return False
+            parent = by_code[parent].parent_code
+        return True
+
+    roots = [u.code for u in units if u.kind in BASE_KINDS and topmost_base(u.code)]
+    if not roots:
+        roots = [u.code for u in units if u.parent_code is None or u.parent_code not in by_code]
+    while len(roots) < parts:
+        expandable = [r for r in roots if children.get(r)]
+        if not expandable:
+            break
+        biggest = max(expandable, key=lambda r: (weight[r], -order[r]))
+        at = roots.index(biggest)
+        roots[at:at + 1] = children[biggest]
+    # Largest subtree first, each to the lightest batch so far (ties: the lower index).
+    count = max(1, min(parts, len(roots)))
+    loads = [0] * count
+    batches: list[list[str]] = [[] for _ in range(count)]
+    for root in sorted(roots, key=lambda r: (-weight[r], order[r])):
+        index = min(range(count), key=lambda i: (loads[i], i))
+        batches[index].append(root)
+        loads[index] += weight[root]
+    batches = [sorted(b, key=order.__getitem__) for b in batches if b]
+    owner = {code: -1 for code in order}
+    for index, batch in enumerate(batches):
+        for root in batch:
+            for code in _descendants(children, root):
+                owner[code] = index
+    rest = [code for code in order if owner[code] == -1]
+    return {"batches": batches, "rest": rest, "owner": owner}
+
+
+SAVE_CHUNK = 30_000  # notices per save_notices call
+
+
+def plan_units(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], *,
+    roots: list[str] | tuple[str, ...] = (), units: list[str] | tuple[str, ...] = (),
+    kinds: frozenset[str] = REMINDER | ESCALATION, settings: ReminderSettings | None = None,
+) -> int:
+    """Plan the notices due at ``now`` for the units in the subtrees of ``roots`` and for ``units``
+    themselves: the same notices ``plan_reminders`` and ``escalate_overdue`` plan for those units
+    over the whole campaign. Idempotent; concurrent calls on disjoint units do not collide.
+    Returns new notices (under concurrent planners, an estimate: it counts the table)."""
+    if not phase_ids or not (roots or units):
+        return 0
+    settings = settings or reminder_settings()
+    with store.uow() as uow:
+        tree = load_units(uow, campaign_id)
+        children: dict[str, list[str]] = {}
+        for u in tree:
+            if u.parent_code is not None:
+                children.setdefault(u.parent_code, []).append(u.code)
+        known = {u.code for u in tree}
+        chosen_codes = set(units) & known
+        for root in roots:
+            if root in known:
+                chosen_codes.update(_descendants(children, root))
+        chosen = [u for u in tree if u.code in chosen_codes]
+        members = load_members(uow, campaign_id, {u.id for u in chosen})
+        deliveries = load_deliveries(uow, campaign_id, now)
+        status = compute_status(
+            plan, chosen, members, deliveries, now, due_soon_working_days=settings.due_soon_working_days, phase_ids=set(phase_ids)
+        )
+        # Who answers for a unit is looked up in the whole tree: escalations climb above the batch.
+        whole = CampaignStatus(now=now, units={u.code: u for u in tree}, by_unit={})
+        directory = recipient_directory(uow, plan, campaign_id, whole)
+        notices = plan_notices(plan, status, directory, now, set(phase_ids), kinds)
+        # save_notices looks the members up with one IN list: keep it under the driver's 65,535 parameters.
+        created = sum(save_notices(uow, campaign_id, notices[i:i + SAVE_CHUNK], now) for i in range(0, len(notices), SAVE_CHUNK))
+        uow.commit()
+    return created
+
+
+def _descendants(children: dict[str, list[str]], root: str) -> list[str]:
+    """``root`` and every unit below it."""
+    out, stack = [], [root]
+    while stack:
+        code = stack.pop()
+        out.append(code)
+        stack.extend(children.get(code, ()))
+    return out
 
 
 def compose(

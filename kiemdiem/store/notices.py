@@ -49,12 +49,10 @@ def save_notices(uow: UnitOfWork, campaign_id: str, notices: list[PlannedNotice]
         return 0
     session = uow.session
     unit_ids = dict(session.execute(select(Unit.code, Unit.id).where(Unit.campaign_id == campaign_id)).all())
-    member_codes = {n.item.member_code for n in notices if n.item.member_code}
     member_ids = {}
-    if member_codes:
-        member_ids = dict(
-            session.execute(select(Member.member_code, Member.id).where(Member.campaign_id == campaign_id, Member.member_code.in_(member_codes))).all()
-        )
+    if any(n.item.member_code for n in notices):
+        # The campaign's whole id map: an IN list of 80,000 codes exceeds PostgreSQL's parameter limit.
+        member_ids = dict(session.execute(select(Member.member_code, Member.id).where(Member.campaign_id == campaign_id)).all())
     rows = [
         {
             "campaign_id": campaign_id,
