@@ -11,7 +11,11 @@ On the same data in the same run, for each backend:
   run the rule set, roll up, hash and store one snapshot per unit.
 - ``full_recompute``: ``consolidate_campaign(changed_units=None)`` again: load, compute and
   compare every hash; nothing is written.
-- ``compute_only``: ``load_consolidation_input`` + ``consolidate`` (no hashing, no writing).
+- ``compute_only``: ``load_consolidation_input`` + ``consolidate``: every member's full record
+  (no hashing, no writing). ``compute_lines``: what a full run computes instead: member lines
+  read set-based, full records only where a rule must look, ``consolidate_lines``.
+- ``read_members``: reading every member's id, name and unit, nothing else: the least any run
+  that lists each unit's members (as the snapshots do) must read; for scale against the rollup.
 - ``incremental``: a branch held back from the first run delivers its results late;
   ``consolidate_campaign(changed_units={branch})`` stores new versions for the branch and its
   ancestors and queues the offices' emails. Done for several late branches; the median counts.
@@ -46,6 +50,7 @@ from kiemdiem.settings import StoreSettings, plans_dir
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.results import record_results
+from kiemdiem.store import snapshots
 from kiemdiem.store.snapshots import consolidate_campaign, latest_hashes, latest_snapshots, load_consolidation_input
 from kiemdiem.synth import generate
 from kiemdiem.synth_results import generate_results, results_of_units
@@ -90,6 +95,14 @@ def sql_rollup(store: Store, form: str) -> dict[str, dict[str, int]]:
         for code, level, n in conn.execute(statement, {"campaign": CAMPAIGN}):
             out.setdefault(code, {})[level] = int(n)
     return out
+
+
+def read_members(store: Store) -> int:
+    """Every member's code, name and unit, fetched by the driver (no row objects)."""
+    with store.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(f"SELECT member_code, full_name, unit_id FROM members WHERE campaign_id = '{CAMPAIGN}'")
+        return len(cursor.fetchall())
 
 
 def drop_pg_database() -> None:
@@ -175,6 +188,13 @@ def run_backend(name: str, store: Store, plan, org_dir: Path, late_count: int) -
 
     report["compute_only_seconds"] = round(min(timed(compute_only)[0] for _ in range(2)), 3)
 
+    def compute_lines():
+        with store.uow() as uow:
+            return snapshots._full(uow, plan, CAMPAIGN, FIRST_RUN_AT, snapshots._units(uow, CAMPAIGN))
+
+    report["compute_lines_seconds"] = round(min(timed(compute_lines)[0] for _ in range(2)), 3)
+    report["read_members_seconds"] = round(min(timed(lambda: read_members(store))[0] for _ in range(3)), 4)
+
     incremental = []
     for i, branch in enumerate(late, start=1):
         at = FIRST_RUN_AT + dt.timedelta(days=i)
@@ -204,6 +224,8 @@ def run_backend(name: str, store: Store, plan, org_dir: Path, late_count: int) -
     report["ratio_full_to_sql_by_form"] = {form: round(full / seconds, 2) for form, seconds in rollups.items()}
     report["ratio_full_recompute_to_sql"] = round(report["full_recompute_seconds"] / baseline, 2)
     report["ratio_compute_only_to_sql"] = round(report["compute_only_seconds"] / baseline, 2)
+    report["ratio_compute_lines_to_sql"] = round(report["compute_lines_seconds"] / baseline, 2)
+    report["ratio_read_members_to_sql"] = round(report["read_members_seconds"] / baseline, 2)
     report["ratio_incremental_to_full_percent"] = round(100 * median / full, 2)
     without_mail = statistics.median(r["seconds"] - r["steps"].get("notify", 0.0) for r in incremental)
     report["ratio_incremental_without_emails_to_full_percent"] = round(100 * without_mail / full, 2)

@@ -5,6 +5,13 @@
 and findings combined with its children's summaries. That shape is what makes
 ``reconsolidate`` cheap and exact: only changed units and their ancestors are rebuilt,
 everything else is reused from the previous run.
+
+The store reads members set-based (``LinesInput``): every member as one ``MemberLine`` (what
+the rollup counts and lists) and full records only for the members a rule must look at;
+``consolidate_lines`` gives the same summaries as ``consolidate`` from that. For a late result,
+``reconsolidate_lines`` rebuilds the changed units and their ancestors from their previous
+summaries alone (totals adjusted by the difference each changed child made), so it reads and
+touches O(depth × children) units whatever the size of the tree.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ import datetime as dt
 import gc
 import hashlib
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
-from operator import attrgetter
+from json.encoder import encode_basestring as _json_string
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from kiemdiem.rules.base import (
@@ -28,10 +37,15 @@ from kiemdiem.rules.base import (
     UNCLASSIFIED_KINDS,
     Finding,
     RuleContext,
+    RuleSet,
     build_context,
     cap_max_allowed,
+    disciplined_org,
     get_rule_set,
+    member_cap,
+    org_cap,
     unit_of_key,
+    unknown_member_results,
 )
 
 Level = str  # "HTXSNV" | "HTTNV" | "HTNV" | "KHTNV"; ordering HTXSNV > HTTNV > HTNV > KHTNV
@@ -101,6 +115,28 @@ class ConsolidationInput:
     overrides: tuple[Override, ...] = ()
 
 
+@dataclass(frozen=True)
+class LinesInput:
+    """The input with each member reduced to its line: what the store reads set-based.
+
+    ``lines``: unit code -> its own members as ``MemberLine`` (member id, full name, final level
+    of the current result or None, not-evaluated reason or None), each member once. ``members``
+    and ``member_results``: full records of the members a member rule must look at - at least
+    every member some member rule of the rule set could report; more is harmless - and their
+    current results. A result whose id is in no line is an unknown member's (reported, never
+    counted). The rule set's group rules must be the shared ones (``lines_supported``).
+    """
+
+    units: tuple[UnitNode, ...]
+    lines: Mapping[str, Sequence[MemberLine]]
+    members: tuple[MemberRecord, ...]
+    member_results: tuple[MemberResult, ...]
+    org_results: tuple[OrgResult, ...]
+    rule_set: str
+    evaluation_date: dt.date
+    overrides: tuple[Override, ...] = ()
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -159,54 +195,101 @@ class UnitSummary:
     def org_classified(self) -> int:
         return sum(self.org_level_counts)
 
-    def to_dict(self) -> dict:
+    def _parts(self) -> tuple[dict, dict, dict, dict, list, list]:
+        """unit, members, organizations, missing_results, findings, children of ``to_dict``."""
         node, own = self.unit, self.own_result
         classified = self.classified
         htxsnv, httnv = self.level_counts[0], self.level_counts[1]
+        unit = {
+            "code": node.code,
+            "name": node.name,
+            "kind": node.kind,
+            "parent": node.parent_code,
+            "result": None if own is None else {
+                "level": own.level,
+                "self_level": own.self_level,
+                "decided_by": own.decided_by,
+                "disciplined": own.disciplined,
+            },
+        }
+        members = {
+            "total": self.members_total,
+            "evaluated": self.evaluated,
+            "not_evaluated": dict(zip(NOT_EVALUATED_REASONS, self.not_evaluated)),
+            "classified": classified,
+            "missing": self.evaluated - classified,
+            "levels": _levels_dict(self.level_counts, self.evaluated),
+            "htxsnv_over_httnv_percent": _percent(htxsnv, httnv) if httnv else None,
+            "quota": self.member_quota.to_dict(),
+        }
+        organizations = {
+            "total": self.org_total,
+            "classified": self.org_classified,
+            "missing": self.org_total - self.org_classified,
+            "levels": _levels_dict(self.org_level_counts, self.org_total),
+            "quota": self.org_quota.to_dict(),
+        }
+        missing = {
+            "members": [
+                {"member_id": m.member_id, "full_name": m.full_name, "unit_code": m.unit_code}
+                for m in self.missing_members
+            ],
+            "organizations": list(self.missing_orgs),
+        }
+        return unit, members, organizations, missing, [f.to_dict() for f in self.findings], list(self.children)
+
+    def to_dict(self) -> dict:
+        unit, members, organizations, missing, findings, children = self._parts()
         return {
-            "unit": {
-                "code": node.code,
-                "name": node.name,
-                "kind": node.kind,
-                "parent": node.parent_code,
-                "result": None if own is None else {
-                    "level": own.level,
-                    "self_level": own.self_level,
-                    "decided_by": own.decided_by,
-                    "disciplined": own.disciplined,
-                },
-            },
-            "members": {
-                "total": self.members_total,
-                "evaluated": self.evaluated,
-                "not_evaluated": dict(zip(NOT_EVALUATED_REASONS, self.not_evaluated)),
-                "classified": classified,
-                "missing": self.evaluated - classified,
-                "levels": _levels_dict(self.level_counts, self.evaluated),
-                "htxsnv_over_httnv_percent": _percent(htxsnv, httnv) if httnv else None,
-                "quota": self.member_quota.to_dict(),
-            },
-            "organizations": {
-                "total": self.org_total,
-                "classified": self.org_classified,
-                "missing": self.org_total - self.org_classified,
-                "levels": _levels_dict(self.org_level_counts, self.org_total),
-                "quota": self.org_quota.to_dict(),
-            },
-            "missing_results": {
-                "members": [
-                    {"member_id": m.member_id, "full_name": m.full_name, "unit_code": m.unit_code}
-                    for m in self.missing_members
-                ],
-                "organizations": list(self.missing_orgs),
-            },
-            "findings": [f.to_dict() for f in self.findings],
-            "children": list(self.children),
+            "unit": unit,
+            "members": members,
+            "organizations": organizations,
+            "missing_results": missing,
+            "findings": findings,
+            "children": children,
             "member_results": [
                 {"member_id": m[0], "full_name": m[1], "level": m[2], "not_evaluated": m[3]}
                 for m in self.member_lines
             ],
         }
+
+    def canonical_json(self) -> str:
+        """``to_dict()`` as canonical JSON (what ``unit_hash`` hashes): sorted keys, lists in
+        canonical order, compact, UTF-8 text. Written directly rather than through dicts and the
+        encoder: the shape is fixed, and a province has 3,800 summaries and 90,000 member lines.
+        (The tests check it against ``json.dumps`` of ``to_dict``, so the two cannot drift.)"""
+        node, own = self.unit, self.own_result
+        counts, org_counts = self.level_counts, self.org_level_counts
+        evaluated, classified, org_classified = self.evaluated, sum(counts), sum(org_counts)
+        htxsnv, httnv = counts[0], counts[1]
+        exempt, suspended, new_member = self.not_evaluated
+        members = (
+            f'{{"classified":{_j(classified)},"evaluated":{_j(evaluated)},'
+            f'"htxsnv_over_httnv_percent":{_j(_percent(htxsnv, httnv)) if httnv else "null"},'
+            f'"levels":{_levels_json(counts, evaluated)},"missing":{_j(evaluated - classified)},'
+            f'"not_evaluated":{{"exempt":{_j(exempt)},"new_member":{_j(new_member)},"suspended":{_j(suspended)}}},'
+            f'"quota":{_quota_json(self.member_quota)},"total":{_j(self.members_total)}}}'
+        )
+        organizations = (
+            f'{{"classified":{_j(org_classified)},"levels":{_levels_json(org_counts, self.org_total)},'
+            f'"missing":{_j(self.org_total - org_classified)},"quota":{_quota_json(self.org_quota)},"total":{_j(self.org_total)}}}'
+        )
+        result = "null" if own is None else (
+            f'{{"decided_by":{_j(own.decided_by)},"disciplined":{_j(own.disciplined)},'
+            f'"level":{_j(own.level)},"self_level":{_j(own.self_level)}}}'
+        )
+        unit = f'{{"code":{_j(node.code)},"kind":{_j(node.kind)},"name":{_j(node.name)},"parent":{_j(node.parent_code)},"result":{result}}}'
+        missing_members = ",".join(
+            f'{{"full_name":{_j(m.full_name)},"member_id":{_j(m.member_id)},"unit_code":{_j(m.unit_code)}}}'
+            for m in sorted(self.missing_members, key=_MISSING_ORDER)
+        )
+        missing = f'{{"members":[{missing_members}],"organizations":[{",".join(map(_j, sorted(self.missing_orgs)))}]}}'
+        findings = _CANONICAL.encode(sorted((f.to_dict() for f in self.findings), key=_KEY_OF)) if self.findings else "[]"
+        return (
+            f'{{"children":[{",".join(map(_j, sorted(self.children)))}],"findings":{findings},'
+            f'"member_results":{_member_lines_json(self.member_lines)},"members":{members},'
+            f'"missing_results":{missing},"organizations":{organizations},"unit":{unit}}}'
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> UnitSummary:
@@ -267,6 +350,61 @@ def _levels_dict(counts, total: int) -> dict:
     return {lv: {"count": c, "percent": _percent(c, total)} for lv, c in zip(LEVELS, counts)}
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_KEY_OF = itemgetter("key")
+_MEMBER_ID = itemgetter(0)
+_SHORT_JSON = {None: "null", **{v: _json_string(v) for v in (*LEVELS, *NOT_EVALUATED_REASONS)}}
+
+
+def _j(value) -> str:
+    """One scalar as canonical JSON, exactly as the encoder writes it."""
+    kind = type(value)
+    if kind is str:
+        return _json_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    return _CANONICAL.encode(value)
+
+
+def _levels_json(counts, total: int) -> str:
+    """``_levels_dict(counts, total)`` as canonical JSON (keys sorted: HTNV, HTTNV, HTXSNV, KHTNV)."""
+    htxsnv, httnv, htnv, khtnv = counts  # LEVELS order
+    return (
+        f'{{"HTNV":{{"count":{_j(htnv)},"percent":{_j(_percent(htnv, total))}}},'
+        f'"HTTNV":{{"count":{_j(httnv)},"percent":{_j(_percent(httnv, total))}}},'
+        f'"HTXSNV":{{"count":{_j(htxsnv)},"percent":{_j(_percent(htxsnv, total))}}},'
+        f'"KHTNV":{{"count":{_j(khtnv)},"percent":{_j(_percent(khtnv, total))}}}}}'
+    )
+
+
+def _quota_json(quota: Quota) -> str:
+    return (
+        f'{{"httnv":{_j(quota.httnv)},"htxsnv":{_j(quota.htxsnv)},"max_allowed":{_j(quota.max_allowed)},'
+        f'"scope":{_j(quota.scope)},"status":{_j(quota.status)}}}'
+    )
+
+
+def _member_lines_json(lines: Sequence[MemberLine]) -> str:
+    """The canonical JSON of ``member_results``: ordered by member id, keys sorted."""
+    lines = sorted(lines, key=_MEMBER_ID)
+    short, string = _SHORT_JSON.get, _json_string
+    try:
+        return "[" + ",".join([
+            f'{{"full_name":{string(name)},"level":{short(level) or string(level)},'
+            f'"member_id":{string(member_id)},"not_evaluated":{short(reason) or string(reason)}}}'
+            for member_id, name, level, reason in lines
+        ]) + "]"
+    except TypeError:  # a value that is not text: leave it to the encoder
+        return _CANONICAL.encode([
+            {"full_name": name, "level": level, "member_id": member_id, "not_evaluated": reason}
+            for member_id, name, level, reason in lines
+        ])
+
+
 # --------------------------------------------------------------------------- rollup
 
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(LEVELS)}
@@ -277,9 +415,10 @@ _ZERO4 = (0, 0, 0, 0)
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The rollup allocates ~one tuple per member and creates no reference cycles; the cyclic
-    collector would rescan the whole input many times meanwhile (about half the run time)."""
+    collector would rescan the whole input many times meanwhile (about half the run time).
+    Nests; the collector runs again once the outermost pause ends."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -292,10 +431,10 @@ def _gc_paused() -> Iterator[None]:
 def consolidate(inp: ConsolidationInput) -> dict[str, UnitSummary]:
     """One summary per unit, each rolling up its whole subtree. O(units + members)."""
     rule_set = get_rule_set(inp.rule_set)
-    with _gc_paused():
+    with gc_paused():
         ctx = _context(inp, rule_set)
         findings = rule_set.check(ctx)
-        return _summarize(ctx, findings, targets=None, previous={})
+        return _summarize(ctx, _entry_lines(ctx, ctx.units), findings, targets=None, previous={})
 
 
 def reconsolidate(
@@ -312,12 +451,12 @@ def reconsolidate(
     overridden findings are detected here and need not be listed.
     """
     rule_set = get_rule_set(inp.rule_set)
-    with _gc_paused():
+    with gc_paused():
         ctx = _context(inp, rule_set)
         prev = {code: s if isinstance(s, UnitSummary) else UnitSummary.from_dict(s) for code, s in previous.items()}
         affected = _affected(ctx, prev, changed_unit_codes, inp.overrides)
         findings = rule_set.check(ctx.with_scope(affected))
-        return _summarize(ctx, findings, targets=affected, previous=prev)
+        return _summarize(ctx, _entry_lines(ctx, affected), findings, targets=affected, previous=prev)
 
 
 def affected_units(units, changed_unit_codes) -> set[str]:
@@ -335,6 +474,15 @@ def _context(inp: ConsolidationInput, rule_set) -> RuleContext:
     return build_context(
         rule_set, inp.units, inp.members, inp.member_results, inp.org_results, inp.evaluation_date, inp.overrides
     )
+
+
+def _entry_lines(ctx: RuleContext, codes: Iterable[str]) -> dict[str, list[MemberLine]]:
+    """The ``MemberLine`` of each member attached to the given units."""
+    return {
+        code: [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in ctx.entries[code]]
+        for code in codes
+        if code in ctx.entries
+    }
 
 
 def _affected(ctx: RuleContext, prev: dict[str, UnitSummary], changed: set[str], overrides) -> set[str]:
@@ -372,7 +520,8 @@ def _affected(ctx: RuleContext, prev: dict[str, UnitSummary], changed: set[str],
 
 
 def _summarize(
-    ctx: RuleContext, findings: list[Finding], targets: set[str] | None, previous: dict[str, UnitSummary]
+    ctx: RuleContext, lines_of: Mapping[str, Sequence[MemberLine]], findings: list[Finding], targets: set[str] | None,
+    previous: dict[str, UnitSummary],
 ) -> dict[str, UnitSummary]:
     own_findings: dict[str, list[Finding]] = {}
     for finding in findings:
@@ -383,31 +532,44 @@ def _summarize(
             out[code] = previous[code]
             continue
         kids = [out[c] for c in ctx.children[code]]
-        out[code] = _summarize_unit(ctx, code, own_findings.get(code, []), kids)
+        out[code] = _summarize_unit(ctx, code, _tally(code, lines_of.get(code, ())), own_findings.get(code, []), kids)
     return out
 
 
-def _summarize_unit(ctx: RuleContext, code: str, own_findings: list[Finding], kids: list[UnitSummary]) -> UnitSummary:
-    node = ctx.units[code]
-    # Own members.
-    total = evaluated = 0
+class _Tally(NamedTuple):
+    """A unit's own members, counted from their lines."""
+
+    total: int
+    evaluated: int
+    not_evaluated: list[int]  # in NOT_EVALUATED_REASONS order
+    counts: list[int]  # in LEVELS order
+    missing: list[MissingMember]  # evaluated without a valid final level
+    lines: Sequence[MemberLine]
+
+
+def _tally(code: str, lines: Sequence[MemberLine]) -> _Tally:
     not_eval = [0, 0, 0]
     counts = [0, 0, 0, 0]
     missing: list[MissingMember] = []
-    lines: list[MemberLine] = []
-    for member, result, reason in ctx.entries[code]:
-        total += 1
-        level = result.final_level if result is not None else None
-        lines.append((member.member_id, member.full_name, level, reason))
+    level_index, reason_index = _LEVEL_INDEX.get, _REASON_INDEX
+    for line in lines:
+        reason = line[3]
         if reason is not None:
-            not_eval[_REASON_INDEX[reason]] += 1
+            not_eval[reason_index[reason]] += 1
             continue
-        evaluated += 1
-        index = _LEVEL_INDEX.get(level) if level is not None else None
+        index = level_index(line[2]) if line[2] is not None else None
         if index is None:
-            missing.append(MissingMember(member.member_id, member.full_name, code))
+            missing.append(MissingMember(line[0], line[1], code))
         else:
             counts[index] += 1
+    return _Tally(len(lines), len(lines) - sum(not_eval), not_eval, counts, missing, lines)
+
+
+def _summarize_unit(ctx: RuleContext, code: str, own: _Tally, own_findings: list[Finding], kids: list[UnitSummary]) -> UnitSummary:
+    node = ctx.units[code]
+    # Own members.
+    total, evaluated = own.total, own.evaluated
+    not_eval, counts = list(own.not_evaluated), list(own.counts)
 
     # Children: their subtrees, and themselves as organizations.
     org_total = 0
@@ -433,26 +595,11 @@ def _summarize_unit(ctx: RuleContext, code: str, own_findings: list[Finding], ki
 
     own_findings = sorted(own_findings, key=_FINDING_ORDER)
     if kids:
-        missing_all = tuple(sorted(chain(missing, *(k.missing_members for k in kids)), key=_MISSING_ORDER))
+        missing_all = tuple(sorted(chain(own.missing, *(k.missing_members for k in kids)), key=_MISSING_ORDER))
         findings_all = tuple(sorted(chain(own_findings, *(k.findings for k in kids)), key=_FINDING_ORDER))
     else:
-        missing_all = tuple(sorted(missing, key=_MISSING_ORDER))
+        missing_all = tuple(sorted(own.missing, key=_MISSING_ORDER))
         findings_all = tuple(own_findings)
-
-    member_quota = _quota(
-        "base_organization" if node.kind in BASE_KINDS else "subtree",
-        counts, node.kind in BASE_KINDS, [f for f in own_findings if f.rule == "cap_members"],
-    )
-    committee = ctx.committees.get(code)
-    if committee is not None and committee[0] == code:
-        decided = [0, 0, 0, 0]
-        for result in committee[1]:
-            if result.level in _LEVEL_INDEX:
-                decided[_LEVEL_INDEX[result.level]] += 1
-        cap = [f for f in own_findings if f.rule == "cap_organizations" and f.data.get("committee") == code]
-        org_quota = _quota("committee", decided, True, cap)
-    else:
-        org_quota = _quota("subtree", org_counts, False, [])
 
     return UnitSummary(
         unit=node,
@@ -461,15 +608,278 @@ def _summarize_unit(ctx: RuleContext, code: str, own_findings: list[Finding], ki
         evaluated=evaluated,
         not_evaluated=tuple(not_eval),
         level_counts=tuple(counts),
-        member_quota=member_quota,
+        member_quota=_member_quota(node, counts, own_findings),
         org_total=org_total,
         org_level_counts=tuple(org_counts),
-        org_quota=org_quota,
+        org_quota=_org_quota(ctx, code, org_counts, own_findings),
         missing_members=missing_all,
         missing_orgs=tuple(sorted(missing_orgs)),
         findings=findings_all,
         children=ctx.children[code],
-        member_lines=tuple(sorted(lines)),
+        member_lines=tuple(sorted(own.lines)),
+    )
+
+
+def _member_quota(node: UnitNode, counts, own_findings: list[Finding]) -> Quota:
+    base = node.kind in BASE_KINDS
+    return _quota("base_organization" if base else "subtree", counts, base, [f for f in own_findings if f.rule == "cap_members"])
+
+
+def _org_quota(ctx: RuleContext, code: str, org_counts, own_findings: list[Finding]) -> Quota:
+    committee = ctx.committees.get(code)
+    if committee is not None and committee[0] == code:
+        decided = [0, 0, 0, 0]
+        for result in committee[1]:
+            if result.level in _LEVEL_INDEX:
+                decided[_LEVEL_INDEX[result.level]] += 1
+        cap = [f for f in own_findings if f.rule == "cap_organizations" and f.data.get("committee") == code]
+        return _quota("committee", decided, True, cap)
+    return _quota("subtree", org_counts, False, [])
+
+
+# --------------------------------------------------------------------------- from member lines
+
+# Group rules that read no member entry (org_cap, disciplined_org, unknown_member_results) or
+# only how many evaluated members of each unit hold each final level (member_cap, fed counts).
+_LINES_GROUP_RULES = frozenset({member_cap, org_cap, disciplined_org, unknown_member_results})
+
+
+class NeedsFullRun(ValueError):
+    """The previous summaries do not fit the partial input: consolidate the whole campaign."""
+
+
+def lines_supported(rule_set: RuleSet | str) -> bool:
+    """Whether ``consolidate_lines`` / ``reconsolidate_lines`` handle this rule set: its group
+    rules must be the shared ones (a rule reading other member data needs every record)."""
+    rule_set = get_rule_set(rule_set) if isinstance(rule_set, str) else rule_set
+    return all(rule in _LINES_GROUP_RULES for rule in rule_set.group_rules)
+
+
+def consolidate_lines(inp: LinesInput) -> dict[str, UnitSummary]:
+    """``consolidate`` from member lines: the same summaries, O(units + members) with a small constant.
+
+    The member rules look only at ``inp.members``; the 20% member cap counts the lines.
+    """
+    rule_set = _lines_rule_set(inp.rule_set)
+    with gc_paused():
+        ctx = _lines_context(inp, rule_set)
+        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in ctx.units}
+        findings = _check_with_counts(rule_set, ctx, {code: t.counts for code, t in tallies.items()})
+        own_findings: dict[str, list[Finding]] = {}
+        for finding in findings:
+            own_findings.setdefault(finding.unit_code, []).append(finding)
+        out: dict[str, UnitSummary] = {}
+        for code in ctx.order:  # children before parents
+            kids = [out[c] for c in ctx.children[code]]
+            out[code] = _summarize_unit(ctx, code, tallies[code], own_findings.get(code, []), kids)
+        return out
+
+
+def reconsolidate_lines(
+    inp: LinesInput, previous: Mapping[str, UnitSummary | dict], affected: Iterable[str]
+) -> dict[str, UnitSummary]:
+    """New summaries of the ``affected`` units from their previous ones: O(affected × children).
+
+    Each affected unit's totals and lists are its previous ones with its own members and
+    findings, and each affected child's contribution, replaced; unaffected children are never
+    looked at. Equal to ``consolidate_lines`` of the whole campaign, restricted to ``affected``,
+    provided that:
+
+    - ``affected`` holds every unit whose own members, member results or organization result
+      changed since ``previous``, the committees that decided a changed organization result
+      (before and after), the units of findings whose override changed, and every ancestor of
+      each of these;
+    - ``inp.units`` holds the affected units, all their children and every unit whose result an
+      affected committee decided (committees are units of the tree); ``inp.lines`` and
+      ``inp.members`` the own members of the affected units (as for ``consolidate_lines``);
+      ``inp.org_results`` the results of the affected units and every result decided by one;
+    - ``previous`` holds the affected units' summaries from the same tree, rule set and date.
+
+    Raises ``NeedsFullRun`` when ``previous`` does not fit (a unit without a summary, or whose
+    children differ).
+    """
+    rule_set = _lines_rule_set(inp.rule_set)
+    affected = set(affected)
+    with gc_paused():
+        ctx = _lines_context(inp, rule_set)
+        unknown = affected - ctx.units.keys()
+        if unknown:
+            raise NeedsFullRun(f"không có đơn vị: {', '.join(sorted(unknown)[:5])}")
+        # Only the affected committees' decisions are complete in a partial input.
+        ctx = replace(
+            ctx, scope=frozenset(affected), committees={c: v for c, v in ctx.committees.items() if c in affected}
+        )
+        prev: dict[str, UnitSummary] = {}
+        for code in affected:
+            old = previous.get(code)
+            old = UnitSummary.from_dict(old) if isinstance(old, dict) else old
+            if old is None or old.unit != ctx.units[code] or old.children != ctx.children[code]:
+                raise NeedsFullRun(f"tổng hợp trước không khớp với cây tổ chức: {code}")
+            parent = old.unit.parent_code
+            if parent is not None and parent in ctx.units and parent not in affected:
+                raise NeedsFullRun(f"thiếu đơn vị cấp trên của {code}: {parent}")
+            prev[code] = old
+        order = [code for code in ctx.order if code in affected]  # children before parents
+
+        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in order}
+        sums: dict[str, list[int]] = {}
+        for code in order:
+            total = _subtree_vector(prev[code])
+            _add(total, _own_vector(_tally(code, prev[code].member_lines)), -1)
+            _add(total, _own_vector(tallies[code]), 1)
+            for kid in ctx.children[code]:
+                if kid in affected:
+                    _add(total, _contribution(prev[kid], prev[kid].own_result, _subtree_vector(prev[kid])), -1)
+                    _add(total, _contribution(prev[kid], ctx.org_result_of.get(kid), sums[kid]), 1)
+            sums[code] = total
+
+        findings = _check_with_counts(rule_set, ctx, _own_share_of_counts(ctx, order, affected, sums))
+        own_findings: dict[str, list[Finding]] = {}
+        for finding in findings:
+            own_findings.setdefault(finding.unit_code, []).append(finding)
+        out: dict[str, UnitSummary] = {}
+        for code in order:
+            out[code] = _update_unit(ctx, code, prev, out, sums[code], tallies[code], own_findings.get(code, []), affected)
+        return out
+
+
+def _lines_rule_set(code: str) -> RuleSet:
+    rule_set = get_rule_set(code)
+    if not lines_supported(rule_set):
+        raise ValueError(f"bộ quy tắc {rule_set.code} cần toàn bộ hồ sơ đảng viên; dùng consolidate")
+    return rule_set
+
+
+def _lines_context(inp: LinesInput, rule_set: RuleSet) -> RuleContext:
+    """Indexes over the examined members; a result of a member known only by line is no orphan."""
+    examined = {m.member_id for m in inp.members}
+    results = list(inp.member_results)
+    stray = [r for r in results if r.member_id not in examined]
+    if stray:
+        known = {line[0] for lines in inp.lines.values() for line in lines}
+        results = [r for r in results if r.member_id in examined or r.member_id not in known]
+    return build_context(rule_set, inp.units, inp.members, results, inp.org_results, inp.evaluation_date, inp.overrides)
+
+
+# Stand-ins for member_cap, which only reads final levels and reasons of each unit's entries.
+_CAP_ENTRIES = tuple(
+    (None, MemberResult("", "", None, None, level, False, 0.0, False, None, "", True), None) for level in LEVELS[:2]
+)
+
+
+def _check_with_counts(rule_set: RuleSet, ctx: RuleContext, own_counts: Mapping[str, Sequence[int]]) -> list[Finding]:
+    """``rule_set.check(ctx)`` where the member cap counts ``own_counts`` (each unit's evaluated
+    members by final level, the members its subtree adds excluded) instead of member records."""
+    htxsnv, httnv = _CAP_ENTRIES
+    counted = {code: [] for code in ctx.units}
+    counted.update({code: [htxsnv] * c[0] + [httnv] * c[1] for code, c in own_counts.items()})
+
+    def member_cap_on_counts(rs, context):
+        return member_cap(rs, replace(context, entries=counted))
+
+    group_rules = tuple(member_cap_on_counts if rule is member_cap else rule for rule in rule_set.group_rules)
+    return replace(rule_set, group_rules=group_rules).check(ctx)
+
+
+# A subtree as one vector: members total, evaluated, not evaluated (3), levels (4), organizations
+# total, organization levels (4).
+_VECTOR = 14
+
+
+def _subtree_vector(s: UnitSummary) -> list[int]:
+    return [s.members_total, s.evaluated, *s.not_evaluated, *s.level_counts, s.org_total, *s.org_level_counts]
+
+
+def _own_vector(t: _Tally) -> list[int]:
+    return [t.total, t.evaluated, *t.not_evaluated, *t.counts, 0, 0, 0, 0, 0]
+
+
+def _contribution(kid: UnitSummary, own_result: OrgResult | None, subtree: list[int]) -> list[int]:
+    """What a child adds to its parent: its subtree, and itself as an organization."""
+    out = list(subtree)
+    if kid.unit.kind not in UNCLASSIFIED_KINDS:
+        out[9] += 1
+        level = own_result.level if own_result is not None else None
+        if level in _LEVEL_INDEX:
+            out[10 + _LEVEL_INDEX[level]] += 1
+    return out
+
+
+def _add(total: list[int], vector: list[int], sign: int) -> None:
+    for i in range(_VECTOR):
+        total[i] += sign * vector[i]
+
+
+def _own_share_of_counts(ctx: RuleContext, order, affected: set[str], sums) -> dict[str, list[int]]:
+    """Level counts that make every affected unit's subtree sum right when unaffected units count
+    nothing: the unit's new subtree counts less those of its affected children."""
+    out = {}
+    for code in order:
+        counts = sums[code][5:9]
+        for kid in ctx.children[code]:
+            if kid in affected:
+                counts = [a - b for a, b in zip(counts, sums[kid][5:9])]
+        out[code] = counts
+    return out
+
+
+def _update_unit(
+    ctx: RuleContext, code: str, prev: dict[str, UnitSummary], new: dict[str, UnitSummary], total: list[int],
+    own: _Tally, own_findings: list[Finding], affected: set[str],
+) -> UnitSummary:
+    node, old = ctx.units[code], prev[code]
+    kids = [k for k in ctx.children[code] if k in affected]
+    own_findings = sorted(own_findings, key=_FINDING_ORDER)
+
+    # Every list item names the unit it is about, and every unit's items come from one child's
+    # subtree: drop the unit's own and the affected children's old items, add their new ones.
+    gone = {code}
+    for kid in kids:
+        gone.update(f.unit_code for f in prev[kid].findings)
+    findings = sorted(
+        chain((f for f in old.findings if f.unit_code not in gone), own_findings, *(new[k].findings for k in kids)),
+        key=_FINDING_ORDER,
+    )
+    for before, after in zip(findings, findings[1:]):
+        if before.unit_code != after.unit_code and before.key == after.key:
+            # Equal keys of two units (codes with ':'): their order follows the tree; rebuild it whole.
+            raise NeedsFullRun(f"hai vi phạm cùng khóa {after.key}")
+
+    gone = {code}
+    for kid in kids:
+        gone.update(m.unit_code for m in prev[kid].missing_members)
+    missing = sorted(
+        chain((m for m in old.missing_members if m.unit_code not in gone), own.missing, *(new[k].missing_members for k in kids)),
+        key=_MISSING_ORDER,
+    )
+
+    gone = set(kids)
+    for kid in kids:
+        gone.update(prev[kid].missing_orgs)
+    missing_orgs = [o for o in old.missing_orgs if o not in gone]
+    for kid in kids:
+        missing_orgs.extend(new[kid].missing_orgs)
+        result = new[kid].own_result
+        if new[kid].unit.kind not in UNCLASSIFIED_KINDS and (result is None or result.level not in _LEVEL_INDEX):
+            missing_orgs.append(kid)
+
+    counts, org_counts = total[5:9], total[10:14]
+    return UnitSummary(
+        unit=node,
+        own_result=ctx.org_result_of.get(code),
+        members_total=total[0],
+        evaluated=total[1],
+        not_evaluated=tuple(total[2:5]),
+        level_counts=tuple(counts),
+        member_quota=_member_quota(node, counts, own_findings),
+        org_total=total[9],
+        org_level_counts=tuple(org_counts),
+        org_quota=_org_quota(ctx, code, org_counts, own_findings),
+        missing_members=tuple(missing),
+        missing_orgs=tuple(sorted(missing_orgs)),
+        findings=tuple(findings),
+        children=ctx.children[code],
+        member_lines=tuple(sorted(own.lines)),
     )
 
 
@@ -517,10 +927,16 @@ def _as_dict(summary: UnitSummary | dict) -> dict:
     return summary.to_dict() if isinstance(summary, UnitSummary) else summary
 
 
+def canonical_json(summary: UnitSummary | dict) -> str:
+    """The summary as canonical JSON: sorted keys, lists in canonical order, compact, UTF-8 text."""
+    if isinstance(summary, UnitSummary):
+        return summary.canonical_json()
+    return json.dumps(_canonical_dict(summary), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def unit_hash(summary: UnitSummary | dict) -> str:
     """sha256 of the summary as canonical JSON: sorted keys, lists in canonical order."""
-    text = json.dumps(_canonical_dict(_as_dict(summary)), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(summary).encode()).hexdigest()
 
 
 def snapshot_hash(summaries: dict[str, UnitSummary] | dict[str, dict]) -> str:
@@ -636,13 +1052,27 @@ def _unit_name(new: dict, old: dict, code: str) -> str:
     return summary["unit"]["name"] if summary else code
 
 
+# The order ``to_dict`` writes the totals in (stored payloads may come back in another order:
+# canonical JSON sorts keys). Differences list fields in this order; unknown keys come last.
+_TOTALS_ORDER = {
+    key: rank for rank, key in enumerate((
+        "total", "evaluated", "not_evaluated", "classified", "missing", "levels", "htxsnv_over_httnv_percent", "quota",
+        *NOT_EVALUATED_REASONS, *LEVELS, "count", "percent", "scope", "htxsnv", "httnv", "max_allowed", "status",
+    ))
+}
+
+
+def _totals_rank(key: str) -> int:
+    return _TOTALS_ORDER.get(key, len(_TOTALS_ORDER))
+
+
 def _flatten_totals(summary: dict) -> dict[str, object]:
     out: dict[str, object] = {}
 
     def walk(prefix: str, value) -> None:
         if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}", inner)
+            for key in sorted(value, key=_totals_rank):
+                walk(f"{prefix}.{key}", value[key])
         elif not isinstance(value, list):
             out[prefix] = value
 

@@ -6,14 +6,19 @@
    its ingest changed) plus every change logged in the event log since the last run's watermark
    (``kiemdiem.store.results.CHANGE_ACTIONS``), so a crash between ingest and consolidation
    loses nothing;
-2. a full run (``consolidate``) when there is no snapshot yet, when the caller passes None, when
-   the organization or the plan was re-imported, or when the tree differs from the last run's;
-   otherwise an incremental run (``reconsolidate``) of the changed units and their ancestors,
-   which loads only those units' members and the stored summaries it reuses (see
-   ``_incremental``; it checks its own reach and falls back to a full run if it fell short);
+2. a full run when there is no snapshot yet, when the caller passes None, when the organization
+   or the plan was re-imported, or when the tree differs from the last run's; otherwise an
+   incremental run of the changed units and their ancestors (see ``_incremental``), which reads
+   only those units' members, results and stored summaries and rebuilds each summary from its
+   stored one (``reconsolidate_lines``; a full run instead when the stored ones do not fit).
+   Both read members set-based (``_member_lines``): one line per member (id, name, final level,
+   reason) with the reason and the newest result worked out in SQL, and full records only for
+   the members a member rule could report (``_examine_masks``); ``consolidate_lines`` rolls up.
+   A rule set with a member rule the store cannot pre-select for is consolidated from every
+   member's full record (``consolidate``);
 3. each recomputed unit whose ``unit_hash`` differs from its newest ``Snapshot.content_hash``
-   gets version n+1 with the summary as payload and the difference from version n; the same
-   inputs make no new row;
+   gets version n+1 with the summary as payload (the hashed canonical JSON text, written as is)
+   and the difference from version n; the same inputs make no new row;
 4. when versions above 1 were made, every affected office (the emails of each updated unit)
    gets one ``consolidation_diff`` email in the outbox: whose result changed, which totals moved
    from the changed unit up to that office's unit, which findings appeared or went away.
@@ -30,32 +35,52 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from sqlalchemy import Integer, String, and_, cast, func, or_, select, type_coerce
+from sqlalchemy import Integer, String, and_, any_, case, cast, func, literal, or_, select, text, tuple_, type_coerce
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from kiemdiem.consolidation import (
     ConsolidationInput,
+    LinesInput,
+    MemberLine,
     MemberRecord,
     MemberResult,
+    NeedsFullRun,
     OrgResult,
     Override,
-    Quota,
     UnitNode,
     UnitSummary,
-    affected_units,
     consolidate,
+    consolidate_lines,
     diff,
     diff_is_empty,
-    reconsolidate,
+    gc_paused,
+    lines_supported,
+    reconsolidate_lines,
     render_diff_text,
-    unit_hash,
 )
 from kiemdiem.errors import NotFound
 from kiemdiem.notify.messages import compose_consolidation_diff
 from kiemdiem.plan import Plan
-from kiemdiem.rules.base import BASE_KINDS, unit_of_key
+from kiemdiem.rules import r132_21, r366_43
+from kiemdiem.rules.base import (
+    HEAD_POSITION,
+    LEVELS,
+    NEW_MEMBER_MONTHS,
+    RuleSet,
+    absent_pending,
+    disciplined_member,
+    get_rule_set,
+    head_above_unit,
+    invalid_level,
+    months_before,
+    no_self_review,
+    not_evaluated_classified,
+    unit_of_key,
+)
 from kiemdiem.settings import smtp_settings
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import EventLog, FindingOverride, Member, Snapshot, Unit
@@ -70,8 +95,7 @@ COMPLETED_ACTION = "consolidation.completed"
 FULL_RUN_ACTIONS = ("org.imported", "plan.updated")
 MAX_ATTEMPTS = 3
 SNAPSHOT_INSERT_BATCH = 500  # snapshot rows per INSERT (payloads are large)
-
-_NO_QUOTA = Quota("subtree", 0, 0, 0, "n/a")
+COPY_ROWS = 100  # PostgreSQL: from this many snapshot rows, COPY rather than INSERT
 
 
 @dataclass
@@ -106,8 +130,7 @@ class ConsolidationReport:
 # --------------------------------------------------------------------------- loading the input
 
 
-@dataclass(frozen=True, slots=True)
-class _UnitRow:
+class _UnitRow(NamedTuple):
     id: int
     code: str
     name: str
@@ -121,11 +144,19 @@ def _rows(uow: UnitOfWork, statement):
 
 
 def _units(uow: UnitOfWork, campaign_id: str) -> list[_UnitRow]:
-    rows = _rows(
-        uow, select(Unit.id, Unit.code, Unit.name, Unit.kind, Unit.parent_id).where(Unit.campaign_id == campaign_id).order_by(Unit.path)
-    )
-    code_of = {uid: code for uid, code, *_ in rows}
-    return [_UnitRow(uid, code, name, kind, code_of.get(pid)) for uid, code, name, kind, pid in rows]
+    """Every unit of the campaign (in no particular order: consolidation does not depend on it)."""
+    rows = _raw_rows(uow, select(Unit.id, Unit.code, Unit.name, Unit.kind, Unit.parent_id).where(Unit.campaign_id == campaign_id))
+    code_of = {row[0]: row[1] for row in rows}.get
+    return [_UnitRow(uid, code, name, kind, code_of(pid)) for uid, code, name, kind, pid in rows]
+
+
+def _among(uow: UnitOfWork, column, ids: list[int]) -> list:
+    """Conditions, one per query, selecting the rows whose ``column`` is one of ``ids``: a single
+    array parameter on PostgreSQL (thousands of bound values cost more to send and plan), IN
+    lists of ``ID_CHUNK`` elsewhere (bound-parameter limits)."""
+    if uow.session.get_bind().dialect.name == "postgresql":
+        return [column == any_(literal(ids, ARRAY(Integer)))]
+    return [column.in_(chunk) for chunk in _chunked(ids)]
 
 
 def _chunked(values: list, size: int = ID_CHUNK):
@@ -148,23 +179,30 @@ def _positions(text: str | None) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-def _members(uow: UnitOfWork, campaign_id: str, code_of: dict[int, str], unit_ids: list[int] | None) -> dict[int, MemberRecord]:
+def _members(uow: UnitOfWork, campaign_id: str, code_of: dict[int, str], unit_ids: list[int] | None,
+             member_pks: list[int] | None = None) -> dict[int, MemberRecord]:
+    """Full member records: all, or those of ``unit_ids``, or those with the ids ``member_pks``."""
     # Dates and positions are read as text and parsed here rather than by the column types and
-    # the driver, row by row: this is the biggest read of a consolidation (one row per member).
+    # the driver, row by row.
     query = select(
         Member.id, Member.member_code, Member.full_name, Member.unit_id, Member.status,
         cast(Member.joined_on, String), cast(Member.positions, String),
     ).where(Member.campaign_id == campaign_id)
-    batches = [query] if unit_ids is None else [query.where(Member.unit_id.in_(chunk)) for chunk in _chunked(unit_ids)]
+    if member_pks is not None:
+        batches = [query.where(among) for among in _among(uow, Member.id, member_pks)]
+    elif unit_ids is not None:
+        batches = [query.where(Member.unit_id.in_(chunk)) for chunk in _chunked(unit_ids)]
+    else:
+        batches = [query]
     out: dict[int, MemberRecord] = {}
     for batch in batches:
-        for pk, code, name, unit_id, status, joined_on, positions in _rows(uow, batch):
+        for pk, code, name, unit_id, status, joined_on, positions in _raw_rows(uow, batch):
             out[pk] = MemberRecord(code, name, code_of[unit_id], status, _date(joined_on), _positions(positions))
     return out
 
 
 def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
-                    members: dict[int, MemberRecord], unit_ids: list[int] | None) -> list[MemberResult]:
+                    members: dict[int, MemberRecord], unit_ids: list[int] | None, *, by_member: bool = False) -> list[MemberResult]:
     """Each member's result at ``now``: the newest received by then, unless cancelled by then."""
     r = MemberResultRow
     cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
@@ -175,7 +213,9 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
         .where(r.campaign_id == campaign_id, r.received_at <= now)
         .order_by(r.member_id, r.received_at, r.id)
     )
-    if unit_ids is None:
+    if by_member:  # the results of ``members`` only
+        batches = [query.where(among) for among in _among(uow, r.member_id, sorted(members))]
+    elif unit_ids is None:
         batches = [query]
     else:  # driven by the members of those units (their index), not by every result of the campaign
         batches = [
@@ -184,7 +224,7 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
         ]
     latest: dict[int, tuple] = {}
     for batch in batches:
-        latest.update({row[0]: row for row in _rows(uow, batch)})  # ordered: the newest row of each member wins
+        latest.update({row[0]: row for row in _raw_rows(uow, batch)})  # ordered: the newest row of each member wins
     out = []
     for pk, unit_id, self_level, proposed, final, disciplined, sick, absent, score, note, review, is_cancelled in latest.values():
         member = members.get(pk)
@@ -236,6 +276,159 @@ def _overrides(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> list[Over
         )
     )
     return [Override(key, by, reason, at) for key, by, reason, at in rows]
+
+
+def _raw_rows(uow: UnitOfWork, statement) -> list[tuple]:
+    """All rows exactly as the driver returns them: plain tuples, no row objects, no type
+    processing. Only for columns whose driver values are final: text, integers, flags."""
+    result = uow.session.connection().execute(statement)
+    try:
+        strategy = getattr(result, "cursor_strategy", None)  # SQLAlchemy 2.0's fetch, minus the row objects
+        if strategy is None:
+            return [tuple(row) for row in result]
+        return strategy.fetchall(result, result.cursor)
+    finally:
+        result.close()
+
+
+def _not_evaluated_reason(rule_set: RuleSet, evaluation_date: dt.date):
+    """``RuleSet.not_evaluated_reason_by_cutoff`` as a SQL expression (None if a rule set defines its own)."""
+    if type(rule_set).not_evaluated_reason_by_cutoff is not RuleSet.not_evaluated_reason_by_cutoff:
+        return None
+    cutoff = months_before(evaluation_date, NEW_MEMBER_MONTHS)
+    return case(
+        (Member.status.in_(("exempt", "suspended")), Member.status),
+        (Member.joined_on > cutoff, literal("new_member", String)),
+        else_=literal(None, String),
+    )
+
+
+# For each member rule, a condition on the member row and one on its current result row (None:
+# always) that both hold whenever the rule can report the member: its first tests, or wider.
+# Every one of these rules judges a current result, so a member without one is never examined.
+# A member meeting both conditions of some rule is read in full and checked by the rules; the
+# others are counted by their lines.
+def _levels_invalid(r):
+    return or_(*(and_(column.is_not(None), column.not_in(LEVELS)) for column in (r.self_level, r.proposed_level, r.final_level)))
+
+
+def _has_level(r):
+    return or_(r.final_level.is_not(None), r.proposed_level.is_not(None))
+
+
+def _band_differs(rs: RuleSet, r):
+    if not rs.score_bands:
+        return literal(False)
+    band = case(*((r.score >= minimum, literal(level, String)) for minimum, level in rs.score_bands), else_=literal(None, String))
+    return and_(
+        r.score.is_not(None),
+        or_(and_(r.final_level.is_not(None), r.final_level != band), and_(r.proposed_level.is_not(None), r.proposed_level != band)),
+    )
+
+
+# Stands for "the member is not evaluated" (the reason column, already read): tested here, not in SQL.
+_NOT_EVALUATED = object()
+
+_EXAMINE = {
+    invalid_level: lambda rs, m, r, reason: (None, _levels_invalid(r)),
+    not_evaluated_classified: lambda rs, m, r, reason: (_NOT_EVALUATED, _has_level(r)),
+    disciplined_member: lambda rs, m, r, reason: (None, r.disciplined.is_(True)),
+    no_self_review: lambda rs, m, r, reason: (None, r.has_self_review.is_(False)),
+    # Positions are a JSON list of codes: the quoted code is in its text ("_" matches itself too).
+    head_above_unit: lambda rs, m, r, reason: (cast(m.positions, String).like(f'%"{HEAD_POSITION}"%'), _has_level(r)),
+    absent_pending: lambda rs, m, r, reason: (None, r.absent.is_(True)),
+    r132_21.sick_leave_ceiling: lambda rs, m, r, reason: (None, r.sick_leave_months >= r132_21.SICK_LEAVE_MONTHS),
+    r366_43.score_missing: lambda rs, m, r, reason: (None, and_(r.score.is_(None), _has_level(r))),
+    r366_43.score_band_mismatch: lambda rs, m, r, reason: (None, _band_differs(rs, r)),
+}
+
+
+def _examine_masks(rule_set: RuleSet, reason):
+    """(member mask, bits for a member not evaluated, result mask): a member needs its full
+    record when its member mask (plus those bits if it is not evaluated) and its current
+    result's mask share a bit. Bit 0: the rules with a condition on the result only; one more
+    bit per rule with a condition on the member. None when the rule set has a member rule with
+    no known conditions (then every record is read)."""
+    on_result_only, member_bits, result_bits = [], [], []
+    not_evaluated_bits = 0
+    for rule in rule_set.member_rules:
+        known = _EXAMINE.get(rule)
+        if known is None:
+            return None
+        on_member, on_result = known(rule_set, Member, MemberResultRow, reason)
+        if on_member is None:
+            on_result_only.append(on_result)
+            continue
+        bit = 2 << len(result_bits)
+        if on_member is _NOT_EVALUATED:
+            not_evaluated_bits |= bit
+        else:
+            member_bits.append(case((on_member, bit), else_=0))
+        result_bits.append(case((on_result, bit), else_=0) if on_result is not None else literal(bit, Integer))
+    member_mask = sum(member_bits[1:], member_bits[0]) if member_bits else literal(0, Integer)
+    result_mask = sum(result_bits, case((or_(*on_result_only), 1), else_=0) if on_result_only else literal(0, Integer))
+    return member_mask, not_evaluated_bits | 1, result_mask
+
+
+def _member_lines(
+    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, code_of: dict[int, str]
+) -> tuple[dict[str, list[MemberLine]], list[MemberRecord], list[MemberResult]] | None:
+    """Every member of the campaign as a line, and the full records and results of those a
+    member rule must look at; None when the rule set needs every full record.
+
+    Two plain reads, members and results received by ``now``, joined here; the reason a member
+    is not evaluated and whether a row needs a closer look are worked out by the database.
+    """
+    rule_set = get_rule_set(plan.rule_set)
+    reason = _not_evaluated_reason(rule_set, plan.evaluation_date)
+    masks = None if reason is None or not lines_supported(rule_set) else _examine_masks(rule_set, reason)
+    if masks is None:
+        return None
+    member_mask, not_evaluated_bits, result_mask = masks
+    r = MemberResultRow
+    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
+    member_query = select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask).where(
+        Member.campaign_id == campaign_id
+    )
+    # Each member's newest row received by ``now`` comes last and counts, unless cancelled by then.
+    result_query = (
+        select(r.member_id, case((cancelled, literal(None, String)), else_=r.final_level), case((cancelled, 0), else_=result_mask))
+        .where(r.campaign_id == campaign_id, r.received_at <= now)
+        .order_by(r.received_at, r.id)
+    )
+    member_rows, result_rows = _raw_rows(uow, member_query), _raw_rows(uow, result_query)
+    current = {row[0]: row for row in result_rows}.get
+
+    lines_of: dict[int, list[MemberLine]] = {}
+    examine: list[int] = []
+    evaluated_bits = 1  # bit 0: rules that look at the result only
+    for pk, unit_id, code, name, why, mask in member_rows:
+        result = current(pk)
+        if result is None:
+            level = None
+        else:
+            level = result[1]
+            if (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result[2]:
+                examine.append(pk)
+        bucket = lines_of.get(unit_id)
+        if bucket is None:
+            bucket = lines_of[unit_id] = []
+        bucket.append((code, name, level, why))
+    examined = _members(uow, campaign_id, code_of, None, examine) if examine else {}
+    results = _member_results(uow, campaign_id, now, code_of, examined, None, by_member=True) if examined else []
+    return {code_of[uid]: lines for uid, lines in lines_of.items()}, list(examined.values()), results
+
+
+def _lines_of_records(plan: Plan, members: Iterable[MemberRecord], results: Iterable[MemberResult]) -> dict[str, list[MemberLine]]:
+    """Member lines from full records, as ``consolidate`` would count them."""
+    rule_set = get_rule_set(plan.rule_set)
+    cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
+    final = {r.member_id: r.final_level for r in results}
+    lines: dict[str, list[MemberLine]] = {}
+    for m in members:
+        reason = rule_set.not_evaluated_reason_by_cutoff(m, cutoff)
+        lines.setdefault(m.unit_code, []).append((m.member_id, m.full_name, final.get(m.member_id), reason))
+    return lines
 
 
 def _input(plan: Plan, units: list[_UnitRow], members: dict[int, MemberRecord], member_results, org_results, overrides) -> ConsolidationInput:
@@ -291,21 +484,83 @@ def _content_hashes(uow: UnitOfWork, campaign_id: str, versions: dict[int, int])
 
 def _latest_payloads(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, dict]:
     """unit id -> payload of its newest snapshot, for the given units."""
-    out: dict[int, dict] = {}
+    return {uid: payload for uid, (_version, _content, payload) in _newest_rows(uow, campaign_id, unit_ids).items()}
+
+
+def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict]]:
+    """unit id -> (version, content hash, payload) of its newest snapshot, for the given units.
+
+    Two index lookups (newest versions, then exactly those rows) rather than a join on a
+    grouped subquery: right after a first run the planner's statistics still say the table is
+    empty, and the join then rescans it for every unit."""
+    out: dict[int, tuple[int, str, dict]] = {}
     for chunk in _chunked(sorted(set(unit_ids))):
-        newest = (
-            select(Snapshot.unit_id, func.max(Snapshot.version).label("version"))
+        newest = _raw_rows(uow, (
+            select(Snapshot.unit_id, func.max(Snapshot.version))
             .where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id.in_(chunk))
             .group_by(Snapshot.unit_id)
-            .subquery()
-        )
-        rows = uow.session.execute(
-            select(Snapshot.unit_id, Snapshot.payload)
-            .join(newest, (newest.c.unit_id == Snapshot.unit_id) & (newest.c.version == Snapshot.version))
-            .where(Snapshot.campaign_id == campaign_id)
-        )
-        out.update(dict(rows.all()))
+        ))
+        if not newest:
+            continue
+        rows = _rows(uow, (
+            select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload)
+            .where(Snapshot.campaign_id == campaign_id, tuple_(Snapshot.unit_id, Snapshot.version).in_(newest))
+        ))
+        out.update({uid: (version, content, payload) for uid, version, content, payload in rows})
     return out
+
+
+def _units_with_snapshots(uow: UnitOfWork, campaign_id: str) -> int:
+    return uow.session.scalar(select(func.count(func.distinct(Snapshot.unit_id))).where(Snapshot.campaign_id == campaign_id)) or 0
+
+
+_SNAPSHOT_COLUMNS = ("campaign_id", "unit_id", "version", "content_hash", "payload", "diff", "created_at", "reason")
+# PostgreSQL compresses large values (TOAST); lz4 does it several times faster than the default
+# pglz. Only for this transaction's writes, and only where the server was built with it.
+_LZ4_AVAILABLE = text(
+    "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+)
+
+
+def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows: list[tuple]) -> None:
+    """Insert (unit id, version, content hash, payload text, diff, reason) rows at driver level.
+
+    The payload is the summary's canonical JSON, written as is (the JSON column type would
+    serialise the summary again), and SQLAlchemy's per-row type processing is skipped: at a
+    province's 3,800 units it costs more than the insert. SQLite: one executemany; PostgreSQL:
+    COPY, with payloads compressed by lz4 when available (from ``COPY_ROWS`` rows: for a few, as
+    an incremental run writes, a plain INSERT is fewer round trips).
+    """
+    if not rows:
+        return
+    connection = uow.session.connection()
+    dialect = connection.dialect
+    table = Snapshot.__table__
+
+    def processor(column: str):
+        return table.c[column].type.bind_processor(dialect) or (lambda value: value)
+
+    if dialect.name == "postgresql" and len(rows) >= COPY_ROWS:
+        if connection.execute(_LZ4_AVAILABLE).scalar():
+            connection.exec_driver_sql("SET LOCAL default_toast_compression = 'lz4'")
+        json_null = "null"  # what the JSON column type writes for None
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) FROM STDIN") as copy:
+            for unit_id, version, content, payload, changes, why in rows:
+                changes_text = json_null if changes is None else json.dumps(changes)
+                copy.write_row((campaign_id, unit_id, version, content, payload, changes_text, now, why))
+        return
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    json_marker = marker if dialect.name == "sqlite" else f"CAST({marker} AS JSON)"
+    markers = [json_marker if column in ("payload", "diff") else marker for column in _SNAPSHOT_COLUMNS]
+    sql = f"INSERT INTO snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) VALUES ({', '.join(markers)})"
+    created_at, encode_diff = processor("created_at")(now), processor("diff")
+    params = [
+        (campaign_id, unit_id, version, content, payload, encode_diff(changes), created_at, why)
+        for unit_id, version, content, payload, changes, why in rows
+    ]
+    for chunk in _chunked(params, SNAPSHOT_INSERT_BATCH):
+        connection.exec_driver_sql(sql, chunk)
 
 
 def latest_hashes(uow: UnitOfWork, campaign_id: str) -> dict[str, str]:
@@ -426,86 +681,112 @@ def _tree_hash(units: list[_UnitRow]) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def _placeholder(node: UnitNode, children: tuple[str, ...]) -> UnitSummary:
-    """Stands in for a stored summary the incremental run does not read (only its unit and children are)."""
-    return UnitSummary(
-        unit=node, own_result=None, members_total=0, evaluated=0, not_evaluated=(0, 0, 0), level_counts=(0, 0, 0, 0),
-        member_quota=_NO_QUOTA, org_total=0, org_level_counts=(0, 0, 0, 0), org_quota=_NO_QUOTA, missing_members=(),
-        missing_orgs=(), findings=(), children=children, member_lines=(),
-    )
+@dataclass
+class _Stored:
+    """The newest stored snapshot of the units an incremental run rebuilds."""
+
+    versions: dict[str, int]
+    hashes: dict[str, str]
+    payloads: dict[str, dict]
+
+
+def _full(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow]) -> dict[str, UnitSummary]:
+    """Every unit's summary: from member lines when the rule set allows it, else from full records."""
+    code_of = {u.id: u.code for u in units}
+    loaded = _member_lines(uow, plan, campaign_id, now, code_of)
+    if loaded is None:
+        return consolidate(load_consolidation_input(uow, plan, campaign_id, now))
+    lines, members, results = loaded
+    return consolidate_lines(LinesInput(
+        units=tuple(UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units),
+        lines=lines,
+        members=tuple(members),
+        member_results=tuple(results),
+        org_results=tuple(_org_results(uow, campaign_id, now, code_of)),
+        rule_set=plan.rule_set,
+        evaluation_date=plan.evaluation_date,
+        overrides=tuple(_overrides(uow, campaign_id, now)),
+    ))
 
 
 def _incremental(
-    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow],
-    latest: dict[int, int], changed: set[str],
-) -> dict[str, UnitSummary] | None:
-    """Rebuild the changed units and their ancestors from a partial load; None when a full run is needed.
+    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow], changed: set[str]
+) -> tuple[dict[str, UnitSummary], _Stored] | None:
+    """Rebuild the changed units and their ancestors from their stored summaries; None when a
+    full run is needed (the rule set needs every record, or the stored summaries do not fit).
 
-    Loaded: every unit and override (small); for the affected units and the whole subtree of
-    each affected base organization (the 20% cap counts there), their members, results and
-    organization results, and the organization results their committees decided; the stored
-    summaries of the affected units and of their children. Every other unit gets a placeholder
-    that ``reconsolidate`` passes through untouched. After the run, the reach is checked: a unit
-    rebuilt outside what was loaded means a full run instead.
+    Seeds: the changed units, the units of overridden findings, and the committees that decided
+    a seed's organization result before (stored summary) or now; affected: the seeds and their
+    ancestors. Read: the affected units' stored snapshots, their own members and results (full
+    records: a few dozen), their organization results and those they decided. Nothing else of
+    the campaign is read but its unit list.
     """
-    nodes = {u.code: UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units}
+    if not lines_supported(plan.rule_set):
+        return None
     by_code = {u.code: u for u in units}
-    kids: dict[str, list[str]] = {code: [] for code in nodes}
-    for node in nodes.values():
-        if node.parent_code in kids:
-            kids[node.parent_code].append(node.code)
-    children = {code: tuple(sorted(k)) for code, k in kids.items()}
-
-    def subtree(code: str) -> set[str]:
-        out, stack = set(), [code]
-        while stack:
-            current = stack.pop()
-            out.add(current)
-            stack.extend(children[current])
-        return out
-
     code_of = {u.id: u.code for u in units}
+    kids: dict[str, list[str]] = {}
+    for u in units:
+        if u.parent_code is not None:
+            kids.setdefault(u.parent_code, []).append(u.code)
+
+    def with_ancestors(codes: Iterable[str], into: set[str]) -> set[str]:
+        for code in codes:
+            while code is not None and code in by_code and code not in into:
+                into.add(code)
+                code = by_code[code].parent_code
+        return into
+
     overrides = _overrides(uow, campaign_id, now)
-    seeds = {c for c in changed if c in nodes} | {c for c in nodes if by_code[c].id not in latest}
-    seeds |= {unit_of_key(o.finding_key) for o in overrides} & nodes.keys()
-    # A changed organization result also moves the quota of the committee that decided it.
-    seeds |= {
-        r.decided_by for r in _org_results(uow, campaign_id, now, code_of, sorted(by_code[c].id for c in seeds))
-        if r.unit_code in seeds and r.decided_by in nodes
-    }
-    roots = {c for c, n in nodes.items() if n.parent_code not in nodes}
-    needed = affected_units(nodes.values(), seeds) | roots
-    real = needed | {k for c in needed for k in children[c]}
-    member_units = set(needed)
-    for code in needed:
-        if nodes[code].kind in BASE_KINDS:
-            member_units |= subtree(code)
-    member_unit_ids = sorted(by_code[c].id for c in member_units)
-    # The results of these units and of those they decide on: all a rebuilt unit reads.
-    org_results = _org_results(uow, campaign_id, now, code_of, member_unit_ids)
+    seeds = {c for c in changed if c in by_code} | ({unit_of_key(o.finding_key) for o in overrides} & by_code.keys())
+    affected: set[str] = set()
+    stored: dict[int, tuple[int, str, dict]] = {}
+    org_results: dict[str, OrgResult] = {}
+    todo = with_ancestors(seeds, set())
+    while todo:  # committees found on the way join the affected units (usually already in)
+        affected |= todo
+        ids = [by_code[c].id for c in todo]
+        stored.update(_newest_rows(uow, campaign_id, ids))
+        org_results.update({r.unit_code: r for r in _org_results(uow, campaign_id, now, code_of, ids)})
+        if any(by_code[c].id not in stored for c in todo):
+            return None
+        committees = {r.decided_by for r in org_results.values() if r.unit_code in seeds and r.decided_by in by_code}
+        for code in seeds:
+            own = stored[by_code[code].id][2]["unit"].get("result") or {}
+            if own.get("decided_by") in by_code:
+                committees.add(own["decided_by"])
+        todo = with_ancestors(committees, set(affected)) - affected
 
-    stored = _latest_payloads(uow, campaign_id, (by_code[c].id for c in real if by_code[c].id in latest))
-    previous: dict[str, UnitSummary] = {}
-    for code, node in nodes.items():
-        uid = by_code[code].id
-        if uid in stored:
-            previous[code] = UnitSummary.from_dict(stored[uid])
-        elif uid in latest:
-            previous[code] = _placeholder(node, children[code])
-    members = _members(uow, campaign_id, code_of, member_unit_ids)
-    results = _member_results(uow, campaign_id, now, code_of, members, member_unit_ids)
-    inp = _input(plan, units, members, results, org_results, overrides)
-    out = reconsolidate(inp, previous, seeds)
-
-    rebuilt = {c: s for c, s in out.items() if previous.get(c) is not s}
-    for code in rebuilt:
-        if code not in member_units or (code in previous and code not in real):
-            return None
-        if any(k not in rebuilt and k not in real for k in children[code]):
-            return None
-        if nodes[code].kind in BASE_KINDS and not subtree(code) <= member_units:
-            return None
-    return rebuilt
+    # The affected units' own members, few: their full records, every one examined.
+    ids = sorted(by_code[c].id for c in affected)
+    records = _members(uow, campaign_id, code_of, ids)
+    results = _member_results(uow, campaign_id, now, code_of, records, ids)
+    lines = _lines_of_records(plan, records.values(), results)
+    members = list(records.values())
+    results_kept = [r for r in org_results.values() if r.unit_code in affected or r.decided_by in affected]
+    wanted = set(affected) | {r.unit_code for r in results_kept}
+    for code in affected:
+        wanted.update(kids.get(code, ()))
+    partial = LinesInput(
+        units=tuple(UnitNode(u.code, u.name, u.kind, u.parent_code) for u in (by_code[c] for c in sorted(wanted))),
+        lines=lines,
+        members=tuple(members),
+        member_results=tuple(results),
+        org_results=tuple(results_kept),
+        rule_set=plan.rule_set,
+        evaluation_date=plan.evaluation_date,
+        overrides=tuple(overrides),
+    )
+    before = {code_of[uid]: row for uid, row in stored.items()}
+    try:
+        summaries = reconsolidate_lines(partial, {code: row[2] for code, row in before.items()}, affected)
+    except NeedsFullRun:
+        return None
+    return summaries, _Stored(
+        versions={code: row[0] for code, row in before.items()},
+        hashes={code: row[1] for code, row in before.items()},
+        payloads={code: row[2] for code, row in before.items()},
+    )
 
 
 def _depth_order(codes: Iterable[str], parent: dict[str, str | None]) -> list[str]:
@@ -553,60 +834,67 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     units = _units(uow, campaign_id)
     by_code = {u.code: u for u in units}
     parent = {u.code: u.parent_code for u in units}
-    latest = _latest_versions(uow, campaign_id)
     pending = _pending_changes(uow, campaign_id, now)
     tree_hash = _tree_hash(units)
     changed = set(changed_units or ()) | pending.units
-    full = changed_units is None or not latest or pending.full or pending.tree_hash != tree_hash
+    with_snapshots = _units_with_snapshots(uow, campaign_id)
+    full = changed_units is None or not with_snapshots or pending.full or pending.tree_hash != tree_hash
 
     summaries: dict[str, UnitSummary] | None = None
+    stored: _Stored | None = None
     mode = "full" if full else "incremental"
-    if not full:
-        if not changed and all(u.id in latest for u in units):
-            summaries = {}
+    if not full and with_snapshots == len(units):  # a unit without a snapshot: only a full run is exact
+        if not changed:
+            summaries, stored = {}, _Stored({}, {}, {})
             mode = "unchanged"
         else:
-            summaries = _incremental(uow, plan, campaign_id, now, units, latest, changed)
+            rebuilt = _incremental(uow, plan, campaign_id, now, units, changed)
+            if rebuilt is not None:
+                summaries, stored = rebuilt
     if summaries is None:
         mode = "full"
-        summaries = consolidate(load_consolidation_input(uow, plan, campaign_id, now))
+        summaries = _full(uow, plan, campaign_id, now, units)
     clock.lap("compute")
 
-    old_hashes = _content_hashes(uow, campaign_id, {by_code[c].id: latest[by_code[c].id] for c in summaries if by_code[c].id in latest})
-    payloads: dict[str, dict] = {}
+    if stored is None:  # a full run: compare with every unit's newest snapshot, if any
+        latest = _latest_versions(uow, campaign_id) if with_snapshots else {}
+        hashes = _content_hashes(uow, campaign_id, latest)
+        code_of = {u.id: u.code for u in units}
+        stored = _Stored({code_of[uid]: v for uid, v in latest.items()}, {code_of[uid]: h for uid, h in hashes.items()}, {})
+    texts: dict[str, str] = {}
     hashes: dict[str, str] = {}
     for code, summary in summaries.items():
-        payload = summary.to_dict()
-        content = unit_hash(payload)
-        if old_hashes.get(by_code[code].id) != content:
-            payloads[code], hashes[code] = payload, content
+        text = summary.canonical_json()
+        content = hashlib.sha256(text.encode()).hexdigest()
+        if stored.hashes.get(code) != content:
+            texts[code], hashes[code] = text, content
     clock.lap("hash")
-    updated = _depth_order(payloads, parent)
-    stored_old = _latest_payloads(uow, campaign_id, (by_code[c].id for c in updated if by_code[c].id in latest))
-    old_payloads = {c: stored_old[by_code[c].id] for c in updated if by_code[c].id in stored_old}
+    updated = _depth_order(texts, parent)
+    again = [c for c in updated if c in stored.versions]  # units given a version above 1
+    missing = [c for c in again if c not in stored.payloads]
+    if missing:
+        loaded = _latest_payloads(uow, campaign_id, (by_code[c].id for c in missing))
+        stored.payloads.update({c: loaded[by_code[c].id] for c in missing})
+    # What the differences compare (none to make when every version is a first one).
+    payloads = {code: summaries[code].to_dict() for code in updated} if again else {}
+    compared = set(again)
 
     versions: dict[str, int] = {}
     rows = []
     for code in updated:
-        uid = by_code[code].id
-        version = latest.get(uid, 0) + 1
+        version = stored.versions.get(code, 0) + 1
         versions[code] = version
-        rows.append({
-            "campaign_id": campaign_id,
-            "unit_id": uid,
-            "version": version,
-            "content_hash": hashes[code],
-            "payload": payloads[code],
-            "diff": diff({code: old_payloads[code]}, {code: payloads[code]}) if code in old_payloads else None,
-            "created_at": now,
-            "reason": (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
-        })
-    for chunk in _chunked(rows, SNAPSHOT_INSERT_BATCH):
-        session.execute(Snapshot.__table__.insert(), chunk)
+        rows.append((
+            by_code[code].id, version, hashes[code], texts[code],
+            diff({code: stored.payloads[code]}, {code: payloads[code]}) if code in compared else None,
+            (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
+        ))
+    _insert_snapshots(uow, campaign_id, now, rows)
     clock.lap("store")
 
     report = ConsolidationReport(mode, len(summaries), sorted(changed), updated, versions, timings=clock.laps)
-    if old_payloads:
+    if again:
+        old_payloads = {c: stored.payloads[c] for c in again}
         changes = diff(old_payloads, {c: payloads[c] for c in updated})
         report.diff, report.diff_text = changes, render_diff_text(changes)
         report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason)
@@ -693,7 +981,9 @@ def consolidate_campaign(
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            with store.uow() as uow:
+            # A full run holds ~a million small objects at once: the cyclic collector would scan
+            # them again and again (a quarter of the run); it runs once the pass is over.
+            with gc_paused(), store.uow() as uow:
                 report = _run(uow, plan, campaign_id, now, changed_units, reason, actor)
                 uow.commit()
             return report

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import random
 
+import pytest
+
 from kiemdiem.consolidation import (
     ConsolidationInput,
+    LinesInput,
     MemberRecord,
     MemberResult,
+    NeedsFullRun,
     OrgResult,
     Override,
     UnitNode,
     UnitSummary,
     affected_units,
     consolidate,
+    consolidate_lines,
     diff,
     diff_is_empty,
     reconsolidate,
+    reconsolidate_lines,
     render_diff_text,
     snapshot_hash,
     unit_hash,
@@ -397,3 +404,72 @@ def test_province_scale_consolidation_and_incremental_rerun():
     assert {code for code in again if again[code] is not out[code]} == {branch, base, f"K{int(base[1:]) % 20}", "TU"}
     assert again["TU"].level_counts[2] == out["TU"].level_counts[2] + 1
     assert len(again["TU"].missing_members) == len(out["TU"].missing_members) - 1
+
+    # The same from member lines and the previous summaries alone: only the chain is handed over.
+    chain = {branch, base, f"K{int(base[1:]) % 20}", "TU"}
+    nodes = [u for u in changed.units if u.code in chain or u.parent_code in chain]
+    lines = {code: [(m.member_id, m.full_name, result_of.final_level if (result_of := finals.get(m.member_id)) else None,
+                     "exempt" if m.status == "exempt" else None) for m in changed.members if m.unit_code == code]
+             for finals in [{r.member_id: r for r in changed.member_results}] for code in chain}
+    orgs = [o for o in changed.org_results if o.unit_code in chain or o.decided_by in chain]
+    own = tuple(m for m in changed.members if m.unit_code in chain)  # full records: more than the rules need
+    own_results = tuple(r for r in changed.member_results if r.unit_code in chain)
+    partial = LinesInput(tuple(nodes), lines, own, own_results, tuple(orgs), "124/25", EVAL)
+    rebuilt = reconsolidate_lines(partial, {code: out[code].to_dict() for code in chain}, chain)
+    assert rebuilt == {code: again[code] for code in chain}
+
+
+def test_consolidate_lines_equals_consolidate():
+    for rule_set in ("132/21", "124/25", "366/43"):
+        inp = scenario(rule_set)
+        rs_reason = {"A06": "exempt", "B04": "suspended", "B05": "new_member"}
+        finals = {r.member_id: r.final_level for r in inp.member_results}
+        lines: dict[str, list] = {}
+        for m in inp.members:
+            lines.setdefault(m.unit_code, []).append((m.member_id, m.full_name, finals.get(m.member_id), rs_reason.get(m.member_id)))
+        expected = consolidate(inp)
+        reported = {f.member_id for s in expected.values() for f in s.findings}
+        examined = tuple(m for m in inp.members if m.member_id in reported)
+        results = tuple(r for r in inp.member_results if r.member_id in reported)
+        lines_input = LinesInput(inp.units, lines, examined, results, inp.org_results, rule_set, EVAL, inp.overrides)
+        assert consolidate_lines(lines_input) == expected
+
+
+def test_diff_lists_totals_in_the_same_order_however_the_payload_was_stored():
+    """Stored payloads are canonical JSON (sorted keys); a difference still reads total, evaluated,
+    ..., HTXSNV, HTTNV, HTNV, KHTNV as ``to_dict`` writes them."""
+    before = {code: s.to_dict() for code, s in consolidate(scenario("124/25")).items()}
+    after = {code: s.to_dict() for code, s in consolidate(late_result(scenario("124/25"))).items()}
+    stored = {code: json.loads(s.canonical_json()) for code, s in consolidate(scenario("124/25")).items()}
+    assert list(stored["DB01"]["members"]) != list(before["DB01"]["members"])  # keys come back sorted
+    assert diff(stored, after) == diff(before, after)
+    assert render_diff_text(diff(stored, after)) == render_diff_text(diff(before, after))
+    fields = [c["field"] for c in diff(stored, after)["totals"][1]["changes"]]
+    assert fields.index("members.levels.HTXSNV.count") < fields.index("members.levels.HTTNV.count")
+
+
+def test_canonical_json_is_what_unit_hash_hashes():
+    for code, summary in consolidate(scenario("366/43")).items():
+        text = summary.canonical_json()
+        assert hashlib.sha256(text.encode()).hexdigest() == unit_hash(summary) == unit_hash(summary.to_dict())
+        assert json.loads(text) == json.loads(json.dumps(summary.to_dict()))
+
+
+def test_reconsolidate_lines_rebuilds_whole_when_two_units_share_finding_keys():
+    """Finding keys are rule:unit:member; with ':' in codes two units can share one. Their order in
+    an ancestor's list then follows the tree, which a partial rebuild cannot see: it refuses."""
+    units = (
+        UnitNode("R", "Gốc", "dang_bo_co_so", None),
+        UnitNode("A", "Chi bộ A", "chi_bo_truc_thuoc", "R"),
+        UnitNode("A:B", "Chi bộ A:B", "chi_bo_truc_thuoc", "R"),
+    )
+    members = (member("B:x", "A"), member("x", "A:B"))
+    results = (result("B:x", "A", "HTTNV", disciplined=True), result("x", "A:B", "HTTNV", disciplined=True))
+    inp = ConsolidationInput(units, members, results, (), "124/25", EVAL)
+    before = consolidate(inp)
+    keys = [f.key for f in before["R"].findings]
+    assert keys == ["disciplined_member:A:B:x", "disciplined_member:A:B:x"]
+    lines = {"A": [("B:x", "Nguyễn Văn B:x", "HTTNV", None)], "R": []}
+    partial = LinesInput(units, lines, members[:1], results[:1], (), "124/25", EVAL)
+    with pytest.raises(NeedsFullRun):
+        reconsolidate_lines(partial, before, {"A", "R"})

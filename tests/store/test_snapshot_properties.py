@@ -1,7 +1,7 @@
 """Properties of consolidation at the store level (hypothesis), on SQLite and PostgreSQL.
 
 For small random trees, members and results, and random rounds of changes (new results from a
-branch or a committee, cancellations, overrides), after every incremental run:
+branch or a committee, cancellations, overrides), under each rule set, after every incremental run:
 
 - the newest stored snapshot of every unit equals a full recompute from the store;
 - it also equals the pure consolidation of the results the test itself knows to be current
@@ -14,10 +14,12 @@ Each example uses a fresh campaign in the same database, so examples never see e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -44,6 +46,7 @@ _campaigns = itertools.count(1)
 START = ict(2023, 12, 1, 9)
 MAYBE_LEVEL = st.sampled_from([None, *LEVELS])
 FINAL = st.sampled_from([None, "HTXSNV", "HTXSNV", "HTTNV", "HTTNV", "HTTNV", "HTNV", "KHTNV"])
+SCORE = st.sampled_from([None, 30.0, 50.0, 69.5, 75.0, 90.0, 96.0])  # 366/43 bands: 90, 70, 50
 
 
 @st.composite
@@ -101,7 +104,7 @@ def member_result(draw, units, member: MemberRecord):
     submitter = draw(st.sampled_from([member.unit_code, *_ancestors(units, member.unit_code)]))
     return MemberResult(
         member.member_id, submitter, draw(MAYBE_LEVEL), draw(MAYBE_LEVEL), draw(FINAL), draw(st.integers(0, 9)) == 0,
-        draw(st.sampled_from([0.0, 4.0])), draw(st.integers(0, 9)) == 0, None, "", draw(st.integers(0, 5)) > 0,
+        draw(st.sampled_from([0.0, 4.0])), draw(st.integers(0, 9)) == 0, draw(SCORE), "", draw(st.integers(0, 5)) > 0,
     )
 
 
@@ -125,6 +128,7 @@ def results(draw, units, members):
 
 @st.composite
 def scenarios(draw):
+    rule_set = draw(st.sampled_from(["124/25", "132/21", "366/43"]))
     units, members = draw(organizations())
     initial = draw(results(units, members))
     rounds = []
@@ -138,7 +142,7 @@ def scenarios(draw):
             "override": draw(st.integers(0, 2)) == 0,
             "lose_change_set": draw(st.integers(0, 3)) == 0,  # the tick crashed: changes come from the log
         })
-    return units, members, initial, rounds
+    return rule_set, units, members, initial, rounds
 
 
 def _csv(header: str, rows: list[list[str]]) -> bytes:
@@ -184,7 +188,8 @@ def _expected(units, members, plan, current_members: dict, current_orgs: dict, o
 @PROFILE
 @given(scenario=scenarios())
 def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, scenario):
-    units, members, (initial_members, initial_orgs), rounds = scenario
+    rule_set, units, members, (initial_members, initial_orgs), rounds = scenario
+    plan_187 = dataclasses.replace(plan_187, rule_set=rule_set)
     campaign_id = f"prop{next(_campaigns)}"
     _import(store, plan_187, campaign_id, units, members)
     current_members = {r.member_id: r for r in initial_members}
@@ -237,3 +242,56 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
         assert consolidate_campaign(store, plan_187, campaign_id, now, changed_units=changed).units_updated == []
         with store.uow() as uow:
             assert {c: s["version"] for c, s in latest_snapshots(uow, campaign_id).items()} == before
+
+
+# Each member rule reports one member whom no other condition would have the store read in full
+# (active, long a member, no position, self-review done, levels and score matching): a full run
+# from member lines must still find every one of them.
+RULE_TRIGGERS = {
+    "invalid_level": dict(self_level="XYZ"),
+    "not_evaluated_classified": dict(status="exempt"),
+    "disciplined_member": dict(disciplined=True),
+    "no_self_review": dict(review=False),
+    "head_above_unit": dict(positions=("bi_thu",), proposed="HTXSNV", final="HTXSNV", score=95.0),
+    "absent_pending": dict(absent=True, final=None),
+    "sick_leave_ceiling": dict(sick=4.0),
+    "score_missing": dict(score=None),
+    "score_band": dict(score=55.0),
+}
+RULES_OF = {
+    "124/25": ["invalid_level", "not_evaluated_classified", "disciplined_member", "no_self_review", "head_above_unit", "absent_pending"],
+    "132/21": ["invalid_level", "not_evaluated_classified", "disciplined_member", "no_self_review", "head_above_unit", "absent_pending",
+               "sick_leave_ceiling"],
+    "366/43": ["invalid_level", "not_evaluated_classified", "disciplined_member", "no_self_review", "head_above_unit", "absent_pending",
+               "score_missing", "score_band"],
+}
+
+
+@pytest.mark.parametrize("rule_set", sorted(RULES_OF))
+def test_full_run_from_member_lines_reads_every_member_a_rule_reports(store, plan_187, rule_set):
+    plan = dataclasses.replace(plan_187, rule_set=rule_set)
+    campaign_id = f"rules{next(_campaigns)}"
+    units = [UnitNode("R", "Đảng bộ R", "dang_bo_co_so", None), UnitNode("B", "Chi bộ B", "chi_bo_truc_thuoc", "R")]
+    members, results = [], []
+    for i in range(4):  # members nothing reports
+        members.append(MemberRecord(f"OK{i}", f"Đảng viên {i}", "B", "active", dt.date(2001, 1, 1), ()))
+        results.append(MemberResult(f"OK{i}", "B", "HTTNV", "HTTNV", "HTTNV", False, 0.0, False, 75.0, "", True))
+    for rule in RULES_OF[rule_set]:
+        t = RULE_TRIGGERS[rule]
+        members.append(MemberRecord(f"M-{rule}", f"Đảng viên {rule}", "B", t.get("status", "active"), dt.date(2001, 1, 1), t.get("positions", ())))
+        results.append(MemberResult(
+            f"M-{rule}", "B", t.get("self_level", "HTTNV"), t.get("proposed", "HTTNV"), t.get("final", "HTTNV"),
+            t.get("disciplined", False), t.get("sick", 0.0),
+            t.get("absent", False), t.get("score", 75.0), "", t.get("review", True),
+        ))
+    _import(store, plan, campaign_id, units, members)
+    with store.uow() as uow:
+        record_results(uow, plan, campaign_id, START, results, [OrgResult("B", "HTTNV", "R", False, "HTTNV")])
+        uow.commit()
+    consolidate_campaign(store, plan, campaign_id, START, changed_units=set())
+    with store.uow() as uow:
+        root = latest_snapshots(uow, campaign_id, ["R"])["R"]["payload"]
+    reported = {f["member_id"]: f["rule"] for f in root["findings"] if f["member_id"]}
+    assert reported == {f"M-{rule}": rule for rule in RULES_OF[rule_set]}
+    _check(store, plan, campaign_id, START, _expected(units, members, plan, {r.member_id: r for r in results},
+                                                        {"B": OrgResult("B", "HTTNV", "R", False, "HTTNV")}, []))

@@ -8,12 +8,13 @@ make no new version; a cancelled result makes a new version and keeps the histor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 
 import pytest
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from typer.testing import CliRunner
 
 from kiemdiem.cli.consolidate_cmd import register
@@ -333,3 +334,52 @@ def test_cli_cancel_and_override(store, plan_187, consolidated_v1):
     assert again.exit_code == NotFound.exit_code and "không có kết quả xếp loại hiện hành" in flat(again.output)
     neither = runner.invoke(_cli(), ["result", "cancel", "--campaign", "c187", "--by", "A", "--reason", "B"])
     assert neither.exit_code == 2 and "chọn đúng một" in flat(neither.output)
+
+
+def test_stored_payload_is_the_canonical_text_its_hash_covers(store, plan_187, consolidated_v1):
+    with store.uow() as uow:
+        rows = uow.session.execute(select(Snapshot.content_hash, cast(Snapshot.payload, String))).all()
+        summaries = consolidate(load_consolidation_input(uow, plan_187, "c187", NOW))
+    assert len(rows) == 4
+    for content_hash, text in rows:
+        assert hashlib.sha256(text.encode()).hexdigest() == content_hash
+        payload = json.loads(text)
+        assert payload == summaries[payload["unit"]["code"]].to_dict()
+
+
+def test_full_run_from_full_records_makes_the_same_snapshots(store, plan_187, consolidated_v1, monkeypatch):
+    """A rule set whose member rules the store cannot pre-select: every member record is read."""
+    import kiemdiem.store.snapshots as snapshots
+
+    monkeypatch.setattr(snapshots, "_member_lines", lambda *args, **kwargs: None)
+    before = table_counts(store)
+    run = consolidate_campaign(store, plan_187, "c187", NOW, changed_units=None)
+    assert run.mode == "full" and run.recomputed == 4 and run.units_updated == []
+    assert table_counts(store) == before
+    # A late result: the incremental run reads the few affected members in full anyway.
+    submit_late_result(store, plan_187)
+    _, late = tick(store, plan_187, LATE_NOW)
+    assert late.mode == "incremental" and late.versions == {"KC": 2, "SCT": 2}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
+
+
+def test_incremental_run_rebuilds_only_the_changed_branch_and_its_ancestors(store, plan_187, consolidated_v1, monkeypatch):
+    import kiemdiem.store.snapshots as snapshots
+
+    read: list[list[str]] = []
+    members = snapshots._members
+
+    def spy(uow, campaign_id, code_of, unit_ids, member_pks=None):
+        assert unit_ids is not None, "an incremental run read every member"
+        read.append(sorted(code_of[u] for u in unit_ids))
+        return members(uow, campaign_id, code_of, unit_ids, member_pks)
+
+    def every_member(*args, **kwargs):
+        raise AssertionError("an incremental run read every member's line")
+
+    monkeypatch.setattr(snapshots, "_members", spy)
+    monkeypatch.setattr(snapshots, "_member_lines", every_member)
+    submit_late_result(store, plan_187)
+    _, run = tick(store, plan_187, LATE_NOW)
+    assert run.mode == "incremental" and run.recomputed == 2  # KC and SCT; VP1 and VP2 untouched
+    assert read == [["KC", "SCT"]]  # only their own members were read
