@@ -1,10 +1,14 @@
-"""The SMTP transport: hands one ``EmailMessage`` at a time to an SMTP server.
+"""The SMTP transport: hands one message at a time to an SMTP server.
 
-It only talks SMTP. It writes nothing to a database and never retries: each ``send`` returns
+It only talks SMTP. It writes nothing to a database and never retries: each message ends in
 a ``SendOutcome`` (accepted, temporary failure, permanent failure, with the SMTP code and
-text) and the outbox decides what to do with it. Within ``async with SmtpTransport(...)`` one
-connection is reused for a batch; a connection the server dropped is reopened before the
-next message, which is a reconnection, not a retry: that message has not been sent yet.
+text) and the outbox decides what to do with it. A message goes whole (``send`` for an
+``EmailMessage``, ``send_bytes`` for rendered bytes) or in the two steps of its SMTP
+transaction, ``begin`` (MAIL FROM, RCPT TO) and ``finish`` (DATA), so that the caller can
+record the previous message's answer while the envelope goes out. Within ``async with
+SmtpTransport(...)`` one connection is reused for a batch; a connection the server dropped is
+reopened before the next message, which is a reconnection, not a retry: that message has
+not been sent yet.
 
 Tuned by ``SmtpSettings`` (``KIEMDIEM_SMTP_*``): host, port, user, password or
 password_block (a Prefect Secret block), starttls, timeout.
@@ -23,7 +27,9 @@ import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
     SMTPException,
+    SMTPHeloError,
     SMTPNotSupported,
+    SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPServerDisconnected,
@@ -142,8 +148,11 @@ IDLE_CHECK_SECONDS = 15.0  # a connection used more recently than this is truste
 class SmtpTransport:
     """A thin aiosmtplib wrapper. Use as ``async with SmtpTransport(settings) as t:``.
 
-    The connection opens on the first ``send`` (so a server that is down yields an outcome,
-    not an exception) and is reused until the block ends.
+    The connection opens on the first message (so a server that is down yields an outcome,
+    not an exception) and is reused until the block ends. A message goes either whole
+    (``send``, ``send_bytes``) or in the two steps of one SMTP transaction: ``begin`` (MAIL
+    FROM, RCPT TO) then ``finish`` (DATA). Only ``finish`` can deliver anything, so a caller
+    may do other work between the steps, such as recording the previous message's answer.
     """
 
     def __init__(self, settings: SmtpSettings):
@@ -152,6 +161,7 @@ class SmtpTransport:
         self._password: str | None = None
         self._password_resolved = False
         self._last_used = 0.0
+        self._refused: tuple[RefusedRecipient, ...] | None = None  # set while an envelope is open
 
     async def __aenter__(self) -> SmtpTransport:
         return self
@@ -164,7 +174,9 @@ class SmtpTransport:
         return self._smtp is not None and self._smtp.is_connected
 
     async def aclose(self) -> None:
-        """QUIT politely; a connection that is already gone is just forgotten."""
+        """QUIT politely (an open envelope is dropped by the server); a connection that is
+        already gone is just forgotten."""
+        self._refused = None
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
@@ -182,29 +194,90 @@ class SmtpTransport:
         recipients: list[str] | None = None,
     ) -> SendOutcome:
         """Deliver one message to the server. Envelope from the headers unless given."""
-        return await self._deliver(lambda smtp: smtp.send_message(message, sender=sender, recipients=recipients))
+
+        async def transmit(smtp: aiosmtplib.SMTP) -> SendOutcome:
+            errors, response = await smtp.send_message(message, sender=sender, recipients=recipients)
+            return _accepted(250, response, _refusals(errors))
+
+        return await self._exchange(transmit, connect=True)
 
     async def send_bytes(self, data: bytes, *, sender: str, recipients: list[str]) -> SendOutcome:
         """Deliver an already rendered message (CRLF line endings) as is."""
-        return await self._deliver(lambda smtp: smtp.sendmail(sender, recipients, data))
+        refused = await self.begin(sender, recipients, size=len(data))
+        return refused if refused is not None else await self.finish(data)
 
-    async def _deliver(self, transmit) -> SendOutcome:
-        if not self._password_resolved:
+    async def begin(self, sender: str, recipients: list[str], *, size: int | None = None) -> SendOutcome | None:
+        """Open the envelope of one message: MAIL FROM, then RCPT TO for each recipient.
+
+        ``None`` when the server takes it for at least one recipient: ``finish`` sends the
+        message. Otherwise the outcome of this message, of which nothing was sent.
+        """
+        if self._refused is not None:
+            raise RuntimeError("begin() while an envelope is open: finish() it first")
+
+        async def envelope(smtp: aiosmtplib.SMTP) -> None:
+            if not recipients:
+                raise ValueError("No recipients given")
+            options = [f"size={size}"] if size is not None and smtp.supports_extension("size") else []
+            refused: list[SMTPRecipientRefused] = []
             try:
-                self._password = await asyncio.to_thread(resolve_password, self.settings)
-            except Exception as error:  # noqa: BLE001 - whatever Prefect raises (no block, no API)
-                return SendOutcome(
-                    SendStatus.TEMPORARY, None, f"password lookup failed: {error}",
-                    "PasswordLookupError",
-                )
-            self._password_resolved = True
+                await smtp.mail(sender, options=options)
+                for address in recipients:
+                    try:
+                        await smtp.rcpt(address)
+                    except SMTPRecipientRefused as error:
+                        refused.append(error)
+                if len(refused) == len(recipients):
+                    raise SMTPRecipientsRefused(refused)
+            except Exception:
+                # Refused, or an address that cannot go on a command line (ValueError, raised
+                # before it is sent): leave no half-open envelope for the next message.
+                await _reset(smtp)
+                raise
+            self._refused = tuple(RefusedRecipient(e.recipient, e.code, e.message) for e in refused)
+
+        return await self._exchange(envelope, connect=True)
+
+    async def finish(self, data: bytes) -> SendOutcome:
+        """DATA for the envelope ``begin`` opened: the server's answer is the message's outcome."""
+        refused, self._refused = self._refused, None
+        if refused is None:
+            raise RuntimeError("finish() without an envelope: begin() first")
+
+        async def transmit(smtp: aiosmtplib.SMTP) -> SendOutcome:
+            try:
+                response = await smtp.data(data)
+            except SMTPResponseException:
+                await _reset(smtp)
+                raise
+            return _accepted(response.code, response.message, refused)
+
+        return await self._exchange(transmit, connect=False)
+
+    async def _exchange(self, step, *, connect: bool):
+        """Run one step on the connection (opened or reopened first when ``connect``).
+        Whatever goes wrong comes back as a SendOutcome, never as an exception."""
+        if connect:
+            if not self._password_resolved:
+                try:
+                    self._password = await asyncio.to_thread(resolve_password, self.settings)
+                except Exception as error:  # noqa: BLE001 - whatever Prefect raises (no block, no API)
+                    return SendOutcome(
+                        SendStatus.TEMPORARY, None, f"password lookup failed: {error}",
+                        "PasswordLookupError",
+                    )
+                self._password_resolved = True
+            try:
+                smtp = await self._connection()
+            except _CONNECTION_ERRORS as error:
+                self._forget()
+                return outcome_from_error(error)
+        elif self._smtp is not None:
+            smtp = self._smtp
+        else:  # the connection went away after begin()
+            return outcome_from_error(SMTPServerDisconnected("Connection lost"))
         try:
-            smtp = await self._connection()
-        except _CONNECTION_ERRORS as error:
-            self._forget()
-            return outcome_from_error(error)
-        try:
-            errors, response = await transmit(smtp)
+            result = await step(smtp)
             self._last_used = time.monotonic()
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError, asyncio.TimeoutError) as error:
             self._forget()
@@ -213,11 +286,7 @@ class SmtpTransport:
             if not smtp.is_connected:  # e.g. a 421 reply closes the connection
                 self._forget()
             return outcome_from_error(error)
-        refused = tuple(
-            RefusedRecipient(address, reply.code, reply.message)
-            for address, reply in errors.items()
-        )
-        return SendOutcome(SendStatus.ACCEPTED, 250, response, None, refused)
+        return result
 
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -240,11 +309,39 @@ class SmtpTransport:
             timeout=s.timeout,
         )
         await smtp.connect()
+        try:
+            if smtp.is_ehlo_or_helo_needed:  # the extensions (SIZE) are known after EHLO
+                try:
+                    await smtp.ehlo()
+                except SMTPHeloError:
+                    await smtp.helo()
+        except BaseException:
+            smtp.close()
+            raise
         self._smtp = smtp
         self._last_used = time.monotonic()
         return smtp
 
     def _forget(self) -> None:
+        self._refused = None
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
+
+
+def _refusals(errors: dict) -> tuple[RefusedRecipient, ...]:
+    return tuple(RefusedRecipient(address, reply.code, reply.message) for address, reply in errors.items())
+
+
+def _accepted(code: int, message: str, refused: tuple[RefusedRecipient, ...]) -> SendOutcome:
+    return SendOutcome(SendStatus.ACCEPTED, code, message, None, refused)
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    """RSET after a refusal, so the connection can carry the next message."""
+    if not smtp.is_connected:
+        return
+    try:
+        await smtp.rset()
+    except _CONNECTION_ERRORS:
+        pass  # the refusal is what to report; a connection this left broken is reopened next time

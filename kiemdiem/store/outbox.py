@@ -1,23 +1,27 @@
 """The outbox: every email is a row, keyed for idempotency, moved queued → sending → sent | failed.
 
 Composing ends when a row is saved (``enqueue``). Sending (``send_due``) claims due rows in
-a short transaction, delivers each through the transport, and marks each one right after
-the server answers, so a crash can repeat at most the one message in flight, with the same
-Message-ID. A reaper returns rows left in "sending" by a dead process once their lease ends.
-A failed row is retried with exponential backoff and never dropped. Tuned by
-``ReminderSettings`` (batch_size, max_attempts, backoff_seconds, sending_lease_seconds).
+a short transaction, delivers each through the transport, and marks each one, with a commit
+of its own, right after the server answers, so a crash can repeat at most the one message in
+flight, with the same Message-ID. That commit overlaps the next message's envelope (MAIL
+FROM, which delivers nothing); the next message's DATA waits for it. A reaper returns rows
+left in "sending" by a dead process once their lease ends. A failed row is retried with
+exponential backoff and never dropped. Tuned by ``ReminderSettings`` (batch_size,
+max_attempts, backoff_seconds, sending_lease_seconds).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.policy
 import hashlib
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from email.utils import parseaddr
@@ -29,15 +33,21 @@ from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import EventLog, Outbox
 
 SENDABLE = ("queued", "failed")
+OUTBOX = Outbox.__table__
+EVENTS = EventLog.__table__
 
 
 MISSING_MIME = SendOutcome(SendStatus.PERMANENT, None, "row has no rendered message", "MissingMime")
 
 
 class Transport(Protocol):
+    """One SMTP transaction in two steps (see ``SmtpTransport``): ``begin`` returns None when
+    the envelope is open, else the message's outcome; ``finish`` sends DATA."""
+
     async def __aenter__(self): ...
     async def __aexit__(self, *exc): ...
-    async def send_bytes(self, data: bytes, *, sender: str, recipients: list[str]): ...
+    async def begin(self, sender: str, recipients: list[str], *, size: int | None = None) -> SendOutcome | None: ...
+    async def finish(self, data: bytes) -> SendOutcome: ...
 
 
 def idempotency_key(material: str) -> str:
@@ -103,35 +113,39 @@ def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:
     return result.rowcount or 0
 
 
-def claim_due(store: Store, now: dt.datetime, limit: int, campaign_id: str | None = None) -> tuple[str, list[int]]:
-    """Atomically mark up to ``limit`` due rows as 'sending' for this claimant; returns (token, ids)."""
+def claim_due(connection: Connection, now: dt.datetime, limit: int, campaign_id: str | None = None) -> tuple[str, list[Row]]:
+    """Atomically mark up to ``limit`` due rows as 'sending' for this claimant, and commit.
+
+    Returns (token, rows): the rows this claim owns as (id, recipient, mime), in id order.
+    """
     token = uuid.uuid4().hex
     due = (
-        select(Outbox.id)
+        select(OUTBOX.c.id)
         .where(
-            Outbox.status.in_(SENDABLE),
-            Outbox.gave_up.is_(False),
-            Outbox.next_attempt_at <= now,
-            Outbox.not_before <= now,
+            OUTBOX.c.status.in_(SENDABLE),
+            OUTBOX.c.gave_up.is_(False),
+            OUTBOX.c.next_attempt_at <= now,
+            OUTBOX.c.not_before <= now,
         )
-        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
         .limit(limit)
     )
     if campaign_id is not None:
-        due = due.where(Outbox.campaign_id == campaign_id)
-    with store.uow() as uow:
-        if store.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)  # two ticks never claim the same row
-        ids = list(uow.session.scalars(due))
-        if ids:
-            uow.session.execute(
-                update(Outbox)
-                .where(Outbox.id.in_(ids), Outbox.status.in_(SENDABLE))
-                .values(status="sending", claim_token=token, claimed_at=now)
-            )
-            uow.commit()
-        claimed = list(uow.session.scalars(select(Outbox.id).where(Outbox.claim_token == token).order_by(Outbox.id))) if ids else []
-    return token, claimed
+        due = due.where(OUTBOX.c.campaign_id == campaign_id)
+    if connection.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)  # two ticks never claim the same row
+    ids = list(connection.scalars(due))
+    if not ids:
+        connection.rollback()
+        return token, []
+    rows = connection.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.id.in_(ids), OUTBOX.c.status.in_(SENDABLE))
+        .values(status="sending", claim_token=token, claimed_at=now)
+        .returning(OUTBOX.c.id, OUTBOX.c.recipient, OUTBOX.c.mime)
+    ).all()
+    connection.commit()
+    return token, sorted(rows, key=lambda row: row.id)
 
 
 @dataclass
@@ -160,47 +174,134 @@ async def send_due(
         uow.commit()
     envelope_from = parseaddr(smtp.from_)[1] or smtp.from_
     async with transport:
-        # One connection for the marks: a Core update and commit per message, no ORM session.
-        with store.engine.connect() as connection:
+        with _SendingPass(store, now, settings, report) as sending:
             while True:
-                token, ids = claim_due(store, now, settings.batch_size, campaign_id)
-                if not ids:
+                token, rows = sending.claim(settings.batch_size, campaign_id)
+                if not rows:
                     break
-                rows = connection.execute(
-                    select(OUTBOX.c.id, OUTBOX.c.recipient, OUTBOX.c.mime)
-                    .where(OUTBOX.c.id.in_(ids), OUTBOX.c.claim_token == token)
-                    .order_by(OUTBOX.c.id)
-                ).all()
-                connection.commit()
-                for row_id, recipient, mime in rows:
-                    if before_send is not None:
-                        before_send(row_id)
-                    if mime is None:
-                        outcome = MISSING_MIME
-                    else:
-                        outcome = await transport.send_bytes(mime, sender=envelope_from, recipients=[recipient])
-                    _mark(connection, row_id, token, outcome, now, settings, report)
-                    connection.commit()
+                await _deliver(rows, token, transport, sending, envelope_from, before_send)
     return report
 
 
-OUTBOX = Outbox.__table__
-EVENTS = EventLog.__table__
+async def _deliver(rows, token: str, transport: Transport, sending: _SendingPass, envelope_from: str, before_send) -> None:
+    """Send claimed rows in order, marking each one right after the server's answer.
+
+    The answer for one message is committed while the server reads the next one's MAIL FROM:
+    the envelope (MAIL FROM, RCPT TO) delivers nothing, and that message's DATA goes only
+    after the commit. So at any moment at most one accepted message is not yet marked, and a
+    crash repeats only that one.
+    """
+    answered = None  # (row_id, token, outcome) of the previous message, not yet marked
+    for row_id, recipient, mime in rows:
+        if before_send is not None:
+            before_send(row_id)
+        envelope = None if mime is None else asyncio.ensure_future(transport.begin(envelope_from, [recipient], size=len(mime)))
+        try:
+            if answered is not None:
+                if envelope is not None:
+                    await asyncio.sleep(0)  # the envelope's first step sends MAIL FROM
+                _mark(sending, *answered)
+        finally:
+            outcome = MISSING_MIME if envelope is None else await envelope  # never left running
+        if outcome is None:  # the server took the envelope
+            outcome = await transport.finish(mime)
+        answered = (row_id, token, outcome)
+    if answered is not None:
+        _mark(sending, *answered)
 
 
-def _mark(connection, row_id: int, token: str, outcome, now: dt.datetime, settings: ReminderSettings, report: SendReport) -> None:
-    """Record one answer from the server. The row itself is the log of what was sent, when and why."""
-    owned = (OUTBOX.c.id == row_id) & (OUTBOX.c.claim_token == token)
+# The one statement every message pays for: run on the DB-API cursor, where the driver keeps it
+# prepared, compiled once per sending pass from this text for the dialect.
+MARK_SENT = text(
+    "UPDATE outbox SET status = 'sent', sent_at = :now, last_error = NULL, claim_token = NULL, attempts = attempts + 1"
+    " WHERE id = :row_id AND claim_token = :token"
+).bindparams(bindparam("now", type_=OUTBOX.c.sent_at.type), bindparam("row_id"), bindparam("token"))
+
+
+class _SendingPass:
+    """One ``send_due`` call's own connection: it claims each batch and marks each row, with a
+    commit of its own per message (``_mark``).
+
+    On SQLite, none of these commits checkpoints the WAL (copying it into the database file
+    and syncing both, while the server would wait): after each claim, a thread of the pass
+    checkpoints the previous batch's marks and this claim while the batch goes out.
+    """
+
+    def __init__(self, store: Store, now: dt.datetime, settings: ReminderSettings, report: SendReport):
+        self.store, self.now, self.settings, self.report = store, now, settings, report
+        self.connection: Connection | None = None
+        self._autocheckpoint: int | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint: Future | None = None
+
+    def __enter__(self) -> _SendingPass:
+        self.connection = connection = self.store.engine.connect()
+        dialect = connection.dialect
+        compiled = MARK_SENT.compile(dialect=dialect)
+        self._sent_sql = compiled.string
+        self._sent_names = compiled.positiontup if compiled.positional else None
+        process = OUTBOX.c.sent_at.type.bind_processor(dialect)
+        self._sent_at = process(self.now) if process else self.now
+        if dialect.name == "sqlite":
+            self._autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            connection.commit()
+            self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-checkpoint")
+        self._dbapi = connection.connection
+        self._cursor = self._dbapi.cursor()
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        try:
+            if self._checkpointer is not None:
+                self._checkpointer.shutdown()
+                if self._checkpoint is not None and exc_type is None:
+                    self._checkpoint.result()
+        finally:
+            try:
+                self._cursor.close()
+                if self._autocheckpoint is not None:  # back to the pool as it came
+                    self.connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint)}")
+            finally:
+                self.connection.close()
+
+    def claim(self, limit: int, campaign_id: str | None) -> tuple[str, list[Row]]:
+        token, rows = claim_due(self.connection, self.now, limit, campaign_id)
+        if rows and self._checkpointer is not None and (self._checkpoint is None or self._checkpoint.done()):
+            if self._checkpoint is not None:
+                self._checkpoint.result()  # a failed checkpoint fails the pass
+            self._checkpoint = self._checkpointer.submit(_checkpoint, self.store)
+        return token, rows
+
+    def sent(self, row_id: int, token: str) -> bool:
+        """Mark a row sent and commit; False when this claim no longer owns it."""
+        values = {"now": self._sent_at, "row_id": row_id, "token": token}
+        self._cursor.execute(self._sent_sql, values if self._sent_names is None else tuple(values[name] for name in self._sent_names))
+        owned = self._cursor.rowcount == 1
+        self._dbapi.commit()
+        return owned
+
+
+def _checkpoint(store: Store) -> None:
+    """Copy the SQLite WAL into the database file, without blocking readers or writers."""
+    with store.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
+
+
+def _mark(sending: _SendingPass, row_id: int, token: str, outcome) -> None:
+    """Record one answer from the server, and commit. The row itself is the log of what was
+    sent, when and why."""
+    report = sending.report
     if outcome.accepted:
-        done = connection.execute(
-            update(OUTBOX).where(owned).values(status="sent", sent_at=now, last_error=None, claim_token=None, attempts=OUTBOX.c.attempts + 1)
-        )
-        if done.rowcount:
+        if sending.sent(row_id, token):
             report.sent += 1
             report.sent_ids.append(row_id)
         return  # otherwise the row was reaped and re-claimed elsewhere: that claimant owns it now
+    connection, now, settings = sending.connection, sending.now, sending.settings
+    owned = (OUTBOX.c.id == row_id) & (OUTBOX.c.claim_token == token)
     row = connection.execute(select(OUTBOX.c.attempts, OUTBOX.c.campaign_id, OUTBOX.c.recipient).where(owned)).first()
     if row is None:
+        connection.rollback()
         return
     attempts = row.attempts + 1
     gave_up = outcome.permanent or attempts >= settings.max_attempts
@@ -211,16 +312,17 @@ def _mark(connection, row_id: int, token: str, outcome, now: dt.datetime, settin
             next_attempt_at=now + dt.timedelta(seconds=min(delay, 6 * 3600)),
         )
     )
-    if gave_up:
-        report.gave_up += 1
-    else:
-        report.failed += 1
     connection.execute(
         EVENTS.insert().values(
             campaign_id=row.campaign_id, at=now, actor="outbox", action="mail.failed", subject=row.recipient,
             detail={"outbox_id": row_id, "attempts": attempts, "error": outcome.as_dict(), "gave_up": gave_up},
         )
     )
+    connection.commit()
+    if gave_up:
+        report.gave_up += 1
+    else:
+        report.failed += 1
 
 
 def retry_given_up(uow: UnitOfWork, outbox_ids: list[int], now: dt.datetime, actor: str) -> int:

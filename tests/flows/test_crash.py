@@ -40,6 +40,7 @@ def mark_then_hang(*args, **kwargs):
     calls.append(1)
     if len(calls) == 2:
         # The server has accepted message 2; the parent kills us before its row is marked.
+        # Message 3's envelope may be open by now, but its DATA waits for this mark.
         marker.write_text("accepted")
         time.sleep(120)
     return real_mark(*args, **kwargs)

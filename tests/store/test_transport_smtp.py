@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import socket
 import subprocess
 import sys
@@ -200,6 +201,118 @@ def test_a_message_without_recipients_is_permanent(sink):
     del mime["To"]
     (outcome,) = send_all(settings_for(sink.port), mime)
     assert outcome.permanent and outcome.error_type == "ValueError"
+
+
+# ---------------------------------------------------------------- one message in two steps
+
+
+def rendered(key: str = "invite:1", recipient: str = "hanh@example.vn") -> bytes:
+    return invite_mime(key, recipient).as_bytes(policy=email.policy.SMTP)
+
+
+def in_two_steps(settings: SmtpSettings, *messages: tuple[str, bytes], between=None):
+    """begin + finish for each (recipient, bytes); ``between(transport)`` runs between the steps."""
+
+    async def run():
+        outcomes = []
+        async with SmtpTransport(settings) as transport:
+            for recipient, data in messages:
+                opened = await transport.begin("vanphong@kiemdiem.local", [recipient], size=len(data))
+                if between is not None:
+                    await between(transport)
+                outcomes.append(opened if opened is not None else await transport.finish(data))
+        return outcomes
+
+    return asyncio.run(run())
+
+
+def test_begin_delivers_nothing_and_finish_delivers_the_bytes_as_given(sink):
+    data = rendered()
+    arrived_before_finish = []
+
+    async def look(transport):
+        await asyncio.sleep(0.2)
+        arrived_before_finish.append(len(sink.received))
+
+    (outcome,) = in_two_steps(settings_for(sink.port), ("hanh@example.vn", data), between=look)
+    assert arrived_before_finish == [0]
+    assert outcome.accepted and outcome.code == 250
+    (mail,) = sink.received
+    assert mail.raw == data
+    assert (mail.mail_from, mail.rcpt_tos) == ("vanphong@kiemdiem.local", ("hanh@example.vn",))
+
+
+def test_send_bytes_is_begin_then_finish(sink):
+    data = rendered()
+
+    async def run():
+        async with SmtpTransport(settings_for(sink.port)) as transport:
+            return await transport.send_bytes(data, sender="vanphong@kiemdiem.local", recipients=["hanh@example.vn"])
+
+    assert asyncio.run(run()).accepted
+    assert sink.received[0].raw == data
+
+
+def test_a_refused_envelope_is_the_outcome_and_the_connection_carries_on(sink):
+    sink.fail_next(1, code=550, text="5.1.1 Mailbox unavailable", stage="rcpt")
+    refused, accepted = in_two_steps(settings_for(sink.port), ("a@example.vn", rendered("a", "a@example.vn")),
+                                     ("b@example.vn", rendered("b", "b@example.vn")))
+    assert refused.permanent and refused.code == 550 and refused.error_type == "SMTPRecipientsRefused"
+    assert [(r.recipient, r.code) for r in refused.refused] == [("a@example.vn", 550)]
+    assert accepted.accepted
+    assert [m.rcpt_tos for m in sink.received] == [("b@example.vn",)]
+
+
+def test_a_refusal_at_finish_resets_the_envelope_for_the_next_message(sink):
+    sink.fail_next(1, code=554, text="5.7.1 Rejected", stage="data")
+    first, second = in_two_steps(settings_for(sink.port), ("a@example.vn", rendered("a", "a@example.vn")),
+                                 ("b@example.vn", rendered("b", "b@example.vn")))
+    assert first.permanent and first.code == 554
+    assert second.accepted and [m.rcpt_tos for m in sink.received] == [("b@example.vn",)]
+
+
+def test_an_address_that_cannot_be_sent_is_permanent_and_leaves_no_envelope_open(sink):
+    bad, good = in_two_steps(settings_for(sink.port), ("hạnh@example.vn", rendered("a")), ("hanh@example.vn", rendered("b")))
+    assert bad.permanent
+    assert good.accepted and len(sink.received) == 1
+
+
+def test_server_down_at_begin_is_a_temporary_outcome():
+    (outcome,) = in_two_steps(settings_for(free_port()), ("hanh@example.vn", rendered()))
+    assert outcome.temporary and outcome.code is None
+
+
+def test_a_connection_lost_between_the_steps_is_temporary_and_the_next_message_reconnects(tmp_path):
+    directory = tmp_path / "mail"
+
+    async def run():
+        with MailSink(directory) as first_sink:
+            port = first_sink.port
+            async with SmtpTransport(settings_for(port)) as transport:
+                assert await transport.begin("vanphong@kiemdiem.local", ["a@example.vn"]) is None
+                first_sink.stop()  # the server goes away after the envelope
+                lost = await transport.finish(rendered("a", "a@example.vn"))
+                with MailSink(directory, port=port) as second_sink:
+                    again = await transport.send_bytes(rendered("b", "b@example.vn"), sender="vanphong@kiemdiem.local",
+                                                       recipients=["b@example.vn"])
+                    return lost, again, second_sink.received
+
+    lost, again, received = asyncio.run(run())
+    assert lost.temporary
+    assert again.accepted and [m.rcpt_tos for m in received] == [("b@example.vn",)]
+
+
+def test_the_steps_go_in_order(sink):
+    async def run():
+        async with SmtpTransport(settings_for(sink.port)) as transport:
+            with pytest.raises(RuntimeError):
+                await transport.finish(b"no envelope")
+            assert await transport.begin("vanphong@kiemdiem.local", ["a@example.vn"]) is None
+            with pytest.raises(RuntimeError):
+                await transport.begin("vanphong@kiemdiem.local", ["b@example.vn"])
+            return await transport.finish(rendered("a", "a@example.vn"))
+
+    assert asyncio.run(run()).accepted
 
 
 # ---------------------------------------------------------------------------- credentials

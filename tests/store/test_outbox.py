@@ -1,0 +1,138 @@
+"""Sending the outbox on SQLite and PostgreSQL, through a transport that records what happens.
+
+The real SMTP server is in tests/flows (pipeline, crash); here the transport is a stand-in
+that looks at the rows while the messages go out, to pin down when each mark commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select, text, update
+
+from kiemdiem.notify.messages import ComposedMessage
+from kiemdiem.notify.transport import SendOutcome, SendStatus
+from kiemdiem.settings import ReminderSettings, SmtpSettings
+from kiemdiem.store.models import Outbox
+from kiemdiem.store.organization import create_campaign
+from kiemdiem.store.outbox import enqueue, send_due
+from tests.flows.support import one_phase_plan
+from tests.support import ict
+
+NOW = ict(2023, 11, 30, 8)
+SMTP = SmtpSettings(host="127.0.0.1", port=25, from_="Văn phòng <vanphong@kiemdiem.local>")
+
+
+def status_of(store) -> dict[int, str]:
+    with store.engine.connect() as connection:
+        return dict(connection.execute(select(Outbox.id, Outbox.status)).all())
+
+
+class WatchingTransport:
+    """Accepts every message; before each DATA, notes the status of every row in the store."""
+
+    def __init__(self, store, on_finish=None):
+        self.store = store
+        self.on_finish = on_finish
+        self.calls: list[tuple] = []
+        self.seen_at_data: list[dict[int, str]] = []
+        self._open: str | None = None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    async def begin(self, sender, recipients, *, size=None):
+        assert self._open is None
+        self.calls.append(("begin", sender, tuple(recipients), size))
+        self._open = recipients[0]
+        return None
+
+    async def finish(self, data):
+        self.seen_at_data.append(status_of(self.store))
+        self.calls.append(("finish", self._open))
+        if self.on_finish is not None:
+            self.on_finish(self._open)
+        self._open = None
+        return SendOutcome(SendStatus.ACCEPTED, 250, "OK")
+
+
+@pytest.fixture
+def queued(store):
+    """Five messages queued for one campaign; their row ids in queue order."""
+    with store.uow() as uow:
+        create_campaign(uow, one_phase_plan(), "test", ict(2023, 11, 20))
+        ids = [
+            enqueue(
+                uow, campaign_id="test", kind="reminder", recipient=f"u{n}@example.vn", recipient_name=f"U {n}",
+                message=ComposedMessage(f"Nhắc hạn {n}", "Kính gửi", "<p>Kính gửi</p>"), key_material=f"k{n}",
+                reason="test", now=NOW, sender="vanphong@kiemdiem.local",
+            )
+            for n in range(5)
+        ]
+        uow.commit()
+    return ids
+
+
+def send(store, transport, settings=None):
+    return asyncio.run(send_due(store, transport, NOW, smtp=SMTP, settings=settings or ReminderSettings(batch_size=2)))
+
+
+def test_each_message_goes_to_data_only_once_the_previous_one_is_marked(store, queued):
+    transport = WatchingTransport(store)
+    report = send(store, transport)
+    assert report.sent == 5 and report.sent_ids == queued
+    for n, seen in enumerate(transport.seen_at_data):
+        # Before message n's DATA: every earlier message is marked, this one and later are not.
+        assert [seen[row_id] == "sent" for row_id in queued] == [i < n for i in range(5)]
+    assert status_of(store) == {row_id: "sent" for row_id in queued}
+
+
+def test_the_envelope_is_the_sender_address_and_the_row_recipient(store, queued):
+    transport = WatchingTransport(store)
+    send(store, transport)
+    begins = [call for call in transport.calls if call[0] == "begin"]
+    assert [call[1:3] for call in begins] == [("vanphong@kiemdiem.local", (f"u{n}@example.vn",)) for n in range(5)]
+    with store.engine.connect() as connection:
+        sizes = connection.execute(select(text("length(mime)")).select_from(Outbox).order_by(Outbox.id)).scalars().all()
+    assert [call[3] for call in begins] == sizes
+
+
+def test_a_sent_row_records_when_and_drops_its_claim(store, queued):
+    send(store, WatchingTransport(store))
+    with store.uow() as uow:
+        rows = uow.session.execute(select(Outbox.status, Outbox.sent_at, Outbox.attempts, Outbox.claim_token, Outbox.last_error)).all()
+    assert [tuple(r) for r in rows] == [("sent", NOW, 1, None, None)] * 5
+
+
+def test_a_row_reclaimed_meanwhile_is_left_to_its_new_claimant(store, queued):
+    def reclaim_third(recipient):
+        if recipient == "u2@example.vn":  # reaped and claimed again by another process
+            with store.engine.begin() as connection:
+                connection.execute(update(Outbox).where(Outbox.id == queued[2]).values(claim_token="someone-else"))
+
+    report = send(store, WatchingTransport(store, reclaim_third))
+    assert report.sent == 4 and queued[2] not in report.sent_ids
+    assert status_of(store)[queued[2]] == "sending"
+
+
+def test_a_second_pass_at_the_same_now_sends_nothing(store, queued):
+    send(store, WatchingTransport(store))
+    again = WatchingTransport(store)
+    report = send(store, again)
+    assert report.sent == 0 and again.calls == []
+
+
+def test_the_sqlite_connections_go_back_to_the_pool_as_they_came(store, queued, backend):
+    if backend != "sqlite":
+        pytest.skip("a SQLite setting")
+    send(store, WatchingTransport(store))
+    connections = [store.engine.connect() for _ in range(max(store.engine.pool.checkedin(), 1))]
+    try:
+        assert {c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in connections} == {1000}
+    finally:
+        for connection in connections:
+            connection.close()
