@@ -2,10 +2,9 @@
 
 The campaign is the ``khoi`` preset (a provincial Đảng bộ Khối: ~100 base organizations,
 ~370 units, ~5,000 members) under the Hà Tĩnh plan (KH-DUK-HT-2022), not the ``province``
-preset the issue names: a province tick takes minutes on a CI machine (and the embedded tick
-cannot yet run it on PostgreSQL at an escalation morning: ``save_notices`` sends one IN list
-of more than 65,535 member codes), so this test would not stay under ~4 minutes. The khoi is
-the same code path at a twentieth of the size. Base organizations' results came in on
+preset the issue names: a province tick takes minutes on a CI machine, three times over, so
+this test would not stay under ~4 minutes. The khoi is the same code path at a twentieth of
+the size. Base organizations' results came in on
 01/12/2022 for two thirds of them, some branches delivered part of their dossier, and the
 tick runs on Tue 06/12/2022 08:00: the committees consolidate for the first time, reminders
 are due (the đảng bộ cơ sở phases) and escalations climb the ladder (the branches' phases, 3
