@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +40,14 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
 }
+
+# Office documents (XLSX, DOCX) are zip files already.
+GZIP_EXCLUDED = (
+    *DEFAULT_EXCLUDED_CONTENT_TYPES,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/pdf",
+)
 
 ERROR_MESSAGES = {
     404: "Không tìm thấy trang này, hoặc đồng chí không có quyền xem nội dung này.",
@@ -111,6 +120,8 @@ def create_app(
 
     app = FastAPI(title="kiemdiem", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.web = ctx
+    # The tree page of a province is ~1 MB of HTML; offices often sit behind slow district links.
+    app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=5, exclude_content_types=GZIP_EXCLUDED)
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=templates_dir() / "web" / "static"), name="static")
     app.include_router(routes_auth.router)

@@ -592,3 +592,15 @@ def test_status_after_new_submissions_equals_a_full_rebuild(store, campaign, clo
     assert updated.cells == full.cells
     assert updated.subtree == full.subtree
     assert updated.state("QL2", "chuan_bi_chi_bo") == "done_late" and updated.state("KC", "chuan_bi_chi_bo") == "overdue"
+
+
+def test_large_pages_are_gzipped_and_office_files_are_not(client_as):
+    client = client_as("office@sct.example.vn")
+    plain = client.get("/c/c187/tree", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) > 4096
+    zipped = client.get("/c/c187/tree", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(plain.content) // 3  # httpx has decoded .content already
+    assert zipped.text == plain.text
+    book = client.get("/c/c187/u/QL/export/progress.xlsx", headers={"Accept-Encoding": "gzip"})
+    assert book.status_code == 200 and "content-encoding" not in book.headers
