@@ -331,6 +331,17 @@ class SignInToken(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+class RevokedSession(Base):
+    """A session cookie given up at logout: refused until it would have expired anyway."""
+
+    __tablename__ = "revoked_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    revoked_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class Lease(Base):
     """A named lock row for work that must not run twice at once (a campaign's consolidation)."""
 

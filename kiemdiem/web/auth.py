@@ -30,12 +30,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from kiemdiem.errors import InvalidInput, NotFound, Problem, Refused
 from kiemdiem.notify.messages import compose_invite
 from kiemdiem.store.db import UnitOfWork
-from kiemdiem.store.models import EventLog, SignInToken, Unit, User
+from kiemdiem.store.models import EventLog, RevokedSession, SignInToken, Unit, User
 from kiemdiem.store.organization import get_campaign
 from kiemdiem.store.outbox import enqueue
 
@@ -162,6 +162,14 @@ class Session:
 
 def new_session(user_id: int | None = None, fingerprint: str = "") -> Session:
     return Session(secrets.token_urlsafe(24), user_id, fingerprint)
+
+
+def revoke_session(uow: UnitOfWork, session: Session, user_id: int, now: dt.datetime, max_age: int) -> None:
+    """Refuse this session's cookie from now on, and forget revocations whose cookies have expired anyway."""
+    uow.session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+    if uow.session.get(RevokedSession, session.sid) is None:
+        uow.session.add(RevokedSession(sid=session.sid, user_id=user_id, revoked_at=now,
+                                       expires_at=now + dt.timedelta(seconds=max_age)))
 
 
 class SessionCodec:

@@ -29,7 +29,7 @@ from kiemdiem.catalogue import DOCUMENTS, LEVELS, MEMBER_STATUSES, PHASE_KINDS, 
 from kiemdiem.settings import WebSettings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, UnitOfWork
-from kiemdiem.store.models import Unit, User
+from kiemdiem.store.models import RevokedSession, Unit, User
 from kiemdiem.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -200,6 +200,11 @@ class ViewerCache:
                 self._items.clear()
             self._items[cookie] = (time.monotonic() + self.ttl, viewer)
 
+    def forget(self, cookie: str | None) -> None:
+        if cookie:
+            with self._lock:
+                self._items.pop(cookie, None)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -215,12 +220,15 @@ def get_viewer(request: Request, uow: UnitOfWork = Depends(get_uow)) -> Viewer:
     if session is None or session.user_id is None:
         raise LoginRequired()
     row = uow.session.execute(
-        select(User, Unit.code, Unit.name, Unit.path, Unit.parent_id).join(Unit, Unit.id == User.unit_id).where(User.id == session.user_id)
+        select(User, Unit.code, Unit.name, Unit.path, Unit.parent_id, RevokedSession.sid)
+        .join(Unit, Unit.id == User.unit_id)
+        .outerjoin(RevokedSession, RevokedSession.sid == session.sid)
+        .where(User.id == session.user_id)
     ).first()
     if row is None:
         raise LoginRequired()
-    user, code, name, path, parent_id = row
-    if not user.active or password_fingerprint(user.password_hash) != session.fingerprint:
+    user, code, name, path, parent_id, revoked = row
+    if revoked is not None or not user.active or password_fingerprint(user.password_hash) != session.fingerprint:
         raise LoginRequired()
     viewer = Viewer(
         user.id, user.email, user.full_name, user.role, user.campaign_id, user.unit_id, code, name, path,

@@ -18,8 +18,10 @@ from kiemdiem.web.auth import (
     normalise_email,
     password_fingerprint,
     redeem_sign_in_token,
+    revoke_session,
     set_password,
 )
+from kiemdiem.web.auth import SESSION_COOKIE
 from kiemdiem.web.context import (
     LoginRequired,
     anonymous_session,
@@ -103,9 +105,13 @@ def logout(request: Request, form: FormData = Depends(checked_form), uow: UnitOf
     if session is not None and session.user_id is not None:
         user = uow.session.get(User, session.user_id)
         if user is not None:
-            audit(uow, campaign_id=user.campaign_id, actor=user.email, action="web.logout", subject=user.email, now=ctx.now(),
+            now = ctx.now()
+            # A copy of the cookie (another tab, a shared computer) must stop working too.
+            revoke_session(uow, session, user.id, now, ctx.codec.max_age)
+            audit(uow, campaign_id=user.campaign_id, actor=user.email, action="web.logout", subject=user.email, now=now,
                   detail={"ip": client_ip(request)})
             uow.commit()
+        ctx.viewers.forget(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     set_session_cookie(ctx, response, new_session())
     return response

@@ -12,18 +12,19 @@ import re
 import pytest
 import typer
 from openpyxl import load_workbook
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from kiemdiem.cli.web_cmd import register
-from kiemdiem.store.models import EventLog, Notice, Outbox, SignInToken, Snapshot, Unit, User
+from kiemdiem.store.models import EventLog, Notice, Outbox, RevokedSession, SignInToken, Snapshot, Unit, User
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.web.app import create_app
+from kiemdiem.web import auth
 from kiemdiem.web.auth import SESSION_COOKIE, hash_password, verify_password
 from kiemdiem.web.queries import StatusCache, build_view
 from tests.support import ict, table_counts, write_small_org
-from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, plan_187, session_for, submit
+from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, Client, plan_187, session_for, submit
 
 # ----------------------------------------------------------------------------- the access matrix
 
@@ -168,6 +169,37 @@ def test_login_logout_and_audit(client_as, store):
     assert response.status_code == 303
     assert client.get("/c/c187/u/VP1").status_code == 303  # the new cookie is anonymous
     assert len(events(store, "web.logout")) == 1
+
+
+def test_a_cookie_given_up_at_logout_is_refused_everywhere(app, client_as, store, campaign, clock, web_settings_for_tests):
+    office = client_as("office@sct.example.vn")
+    stolen = office.cookies.get(SESSION_COOKIE)
+    other_worker = Client(create_app(store, web_settings_for_tests, clock=clock), follow_redirects=False)
+    other_worker.cookies.set(SESSION_COOKIE, stolen)
+    assert office.get("/c/c187").status_code == 200 and other_worker.get("/c/c187").status_code == 200  # both cached it
+    assert office.post("/logout", data={"csrf_token": office.csrf}).status_code == 303
+    copy = client_as()
+    copy.cookies.set(SESSION_COOKIE, stolen)  # the same cookie, kept in another tab
+    assert copy.get("/c/c187").status_code == 303
+    other_worker.app.state.web.viewers.clear()  # its few seconds of cache have run out
+    assert other_worker.get("/c/c187").status_code == 303
+    other_worker.close()
+    fresh, _ = session_for(app, store, "office@sct.example.vn")  # logging in again works
+    copy.cookies.set(SESSION_COOKIE, fresh)
+    assert copy.get("/c/c187").status_code == 200
+
+
+def test_revocations_are_kept_only_while_their_cookies_could_live(client_as, store, clock):
+    for _ in range(2):
+        client = client_as("office@sct.example.vn")
+        assert client.post("/logout", data={"csrf_token": client.csrf}).status_code == 303
+    with store.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(RevokedSession)) == 2
+    clock.now = clock.now + dt.timedelta(seconds=auth.SESSION_MAX_AGE + 1)
+    client = client_as("office@sct.example.vn")
+    assert client.post("/logout", data={"csrf_token": client.csrf}).status_code == 303
+    with store.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(RevokedSession)) == 1  # only the newest
 
 
 def test_failed_logins_are_audited_with_one_message(client_as, store):
