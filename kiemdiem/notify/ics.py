@@ -125,19 +125,19 @@ def fold_line(line: str) -> bytes:
     """Fold a content line into chunks of at most 75 octets (RFC 5545 §3.1).
 
     Continuation lines start with one space, which counts toward their 75 octets. A chunk
-    boundary never falls inside a multi-octet UTF-8 character.
+    boundary never falls inside a multi-octet UTF-8 character: each chunk is as long as it can
+    be without cutting one.
     """
     whole = line.encode("utf-8")
     if len(whole) <= MAX_LINE_OCTETS:
         return whole  # most lines need no folding
     out: list[bytes] = []
-    current = bytearray()
-    limit = MAX_LINE_OCTETS
-    for char in line:
-        encoded = char.encode("utf-8")
-        if len(current) + len(encoded) > limit:
-            out.append(bytes(current))
-            current = bytearray(b" ")
-        current += encoded
-    out.append(bytes(current))
-    return b"\r\n".join(out)
+    start, room, size = 0, MAX_LINE_OCTETS, len(whole)
+    while size - start > room:
+        end = start + room
+        while whole[end] & 0xC0 == 0x80:  # a continuation octet: the cut would split a character
+            end -= 1
+        out.append(whole[start:end])
+        start, room = end, MAX_LINE_OCTETS - 1  # the leading space takes one octet
+    out.append(whole[start:])
+    return b"\r\n ".join(out)

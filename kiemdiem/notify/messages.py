@@ -10,13 +10,19 @@ A purpose has two templates, ``<purpose>.txt.j2`` and ``<purpose>.html.j2``. The
 also sets the subject (``{% set subject %}…{% endset %}``), so the wording of a message lives in
 one place. ``_calendar.txt.j2`` holds the macros that word the ICS events attached to reminders.
 
-``build_mime`` turns a composed message into an ``EmailMessage`` whose Message-ID is given by
-the caller: the outbox stores it, so a resend reuses it.
+``render_mime`` turns a composed message into the MIME bytes the outbox stores (a resend reuses
+them, Message-ID included). It writes the bytes directly, the very bytes that ``build_mime``
+(an ``EmailMessage``) serialised with ``email.policy.SMTP`` gives, multipart boundaries aside:
+those are derived from the Message-ID instead of drawn at random, so rendering is
+deterministic. Anything outside the shapes it knows goes through ``build_mime`` (with the same
+boundaries), so the output never depends on which path wrote it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import email.policy
 import hashlib
 import json
 import re
@@ -24,7 +30,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +41,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     meta,
     select_autoescape,
@@ -152,12 +159,9 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
         for unit_code, documents in units.items():
             doc_views = []
             for doc_type, items in documents.items():
+                folder = drop_folder(unit_code, doc_type)
                 members = tuple(
-                    MissingMember(
-                        i.member_id,
-                        i.member_name or i.member_id,
-                        drop_folder(unit_code, doc_type, i.member_id),
-                    )
+                    MissingMember(i.member_id, i.member_name or i.member_id, f"{folder}{i.member_id}/")
                     for i in items
                     if i.member_id
                 )
@@ -165,7 +169,7 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                     MissingDocument(
                         doc_type=doc_type,
                         doc_name=items[0].doc_name,
-                        folder=drop_folder(unit_code, doc_type),
+                        folder=folder,
                         per_member=bool(members),
                         members=members,
                     )
@@ -415,9 +419,16 @@ def _compose(
     return ComposedMessage(subject, text, html, attachments)
 
 
+@lru_cache(maxsize=8)
+def _calendar_module(template: Template) -> Any:
+    """The macros of ``_calendar.txt.j2``; one module per loaded template (macros keep no state,
+    and an edited file loads as a new template)."""
+    return template.make_module({})
+
+
 def _calendar_texts(env: Environment, phase: PhaseOutstanding, submit_url: str) -> tuple[str, str]:
     """(summary, description) of a phase's ICS event, from the macros in _calendar.txt.j2."""
-    module = env.get_template(CALENDAR_TEMPLATE).make_module({})
+    module = _calendar_module(env.get_template(CALENDAR_TEMPLATE))
     summary = _one_line(module.event_summary(phase))
     description = str(module.event_description(phase, submit_url)).strip()
     if not summary or not description:
@@ -465,17 +476,30 @@ def deadline_attachments(
     attachments = []
     for phase in phases:
         summary, description = _calendar_texts(env, phase, submit_url)
-        data = ics.deadline_event(
-            phase_event_uid(phase.plan_number, phase.phase_id, phase.deadline),
-            summary,
-            description,
-            phase.deadline,
-            now=now,
-            url=submit_url,
+        attachments.append(
+            _deadline_attachment(
+                phase.plan_number, phase.phase_id, phase.deadline, summary, description, now, submit_url
+            )
         )
-        filename = f"han-{slug(phase.plan_number)}-{slug(phase.phase_id)}.ics"
-        attachments.append(Attachment(filename, "text/calendar; method=PUBLISH", data))
     return tuple(attachments)
+
+
+@lru_cache(maxsize=1024)
+def _deadline_attachment(
+    plan_number: str, phase_id: str, deadline: datetime, summary: str, description: str,
+    now: datetime, submit_url: str,
+) -> Attachment:
+    """A phase's ICS file; recipients owing the same counts in a tick share the same bytes."""
+    data = ics.deadline_event(
+        phase_event_uid(plan_number, phase_id, deadline),
+        summary,
+        description,
+        deadline,
+        now=now,
+        url=submit_url,
+    )
+    filename = f"han-{slug(plan_number)}-{slug(phase_id)}.ics"
+    return Attachment(filename, "text/calendar; method=PUBLISH", data)
 
 
 # ------------------------------------------------------------------------------- composing
@@ -640,7 +664,10 @@ def build_mime(
     msg: ComposedMessage, *, sender: str, recipient: str, message_id: str, date: datetime
 ) -> EmailMessage:
     """multipart/alternative (text, HTML), wrapped in multipart/mixed when there are
-    attachments; headers RFC 2047-encoded where needed; Message-ID exactly ``message_id``."""
+    attachments; headers RFC 2047-encoded where needed; Message-ID exactly ``message_id``.
+
+    The outbox stores ``render_mime``'s bytes, which are this message's, serialised; this
+    object stays the reference they are tested against, and the path for unusual messages."""
     mime = EmailMessage()
     _set_address(mime, "From", sender)
     _set_address(mime, "To", recipient)
@@ -747,3 +774,196 @@ def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
             key, _, value = part.partition("=")
             params[key.strip().lower()] = value.strip().strip('"')
     return maintype.lower(), subtype.lower(), params
+
+
+# ------------------------------------------------------------------------- MIME, written directly
+#
+# ``build_mime`` + ``as_bytes(policy=SMTP)`` costs several milliseconds a message: the email
+# package parses every header it is given back into a tree, then refolds it, and builds a
+# part object per body. The writer below produces the same bytes from strings: the layout is
+# fixed (multipart/alternative of text and HTML, in multipart/mixed with one part per
+# attachment), the bodies are base64 and the headers are either encoded here (subject,
+# addresses, Message-ID) or taken once from the email package and cached (From, Date).
+# tests/core/test_mime_writer.py checks the bytes against ``build_mime`` for many messages.
+
+_SMTP = email.policy.SMTP
+_CRLF = "\r\n"
+_B64_LINE = 76  # email.policy's max_line_length 78 → 57 bytes → 76 base64 characters a line
+_BOUNDARY_DIGITS = 19  # as email.generator: "=" * 15 + 19 digits + "=="
+# A local part and domain of dot-atoms (RFC 5322 §3.2.3) the email package writes back as is.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
+_PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>\Z")
+# Parameter names and values (file names included) the email package writes as key="value".
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9._+-]+\Z")
+
+
+class _NeedsEmailPackage(Exception):
+    """The fast writer cannot promise the email package's exact bytes for this message."""
+
+
+def mime_boundaries(message_id: str) -> tuple[str, str]:
+    """(outer, inner) multipart boundaries for a message, derived from its Message-ID.
+
+    Same shape as the email package's random ones; every body part is base64, whose
+    alphabet has no "-", so a boundary line can never occur inside a part.
+    """
+    digest = hashlib.sha256(message_id.encode("utf-8")).digest()
+    outer = int.from_bytes(digest[:16], "big") % 10**_BOUNDARY_DIGITS
+    inner = int.from_bytes(digest[16:], "big") % 10**_BOUNDARY_DIGITS
+    if inner == outer:
+        inner = (inner + 1) % 10**_BOUNDARY_DIGITS
+    return tuple(f"{'=' * 15}{n:0{_BOUNDARY_DIGITS}d}==" for n in (outer, inner))  # type: ignore[return-value]
+
+
+def render_mime(
+    msg: ComposedMessage, *, sender: str, recipient: str, message_id: str, date: datetime
+) -> bytes:
+    """The message as the outbox stores and sends it: CRLF lines, 7-bit, RFC 5322/MIME.
+
+    Byte for byte what ``build_mime(...)`` serialised with ``email.policy.SMTP`` gives when its
+    boundaries are ``mime_boundaries(message_id)``; raises what ``build_mime`` raises.
+    """
+    try:
+        return _write_mime(msg, sender, recipient, message_id, date)
+    except _NeedsEmailPackage:
+        return legacy_mime_bytes(msg, sender=sender, recipient=recipient, message_id=message_id, date=date)
+
+
+def legacy_mime_bytes(
+    msg: ComposedMessage, *, sender: str, recipient: str, message_id: str, date: datetime
+) -> bytes:
+    """``build_mime`` serialised by the email package, with ``mime_boundaries(message_id)``:
+    the reference ``render_mime`` is checked against, and its path for unusual messages."""
+    mime = build_mime(msg, sender=sender, recipient=recipient, message_id=message_id, date=date)
+    outer, inner = mime_boundaries(message_id)
+    if mime.get_content_type() == "multipart/mixed":
+        mime.set_boundary(outer)
+        mime.get_payload()[0].set_boundary(inner)
+    else:
+        mime.set_boundary(inner)
+    return mime.as_bytes(policy=_SMTP)
+
+
+def _write_mime(msg: ComposedMessage, sender: str, recipient: str, message_id: str, date: datetime) -> bytes:
+    subject = _one_header_line(msg.subject)
+    outer, inner = mime_boundaries(message_id)
+    head = [
+        _cached_header("From", sender),
+        _to_header(recipient),
+        _subject_header(subject),
+        _cached_header("Date", format_datetime(_aware(date))),
+        _message_id_header(message_id),
+        "Auto-Submitted: auto-generated\r\n",
+        "MIME-Version: 1.0\r\n",
+    ]
+    alternative_type = _param_header("Content-Type", "multipart/alternative", (("boundary", inner),))
+    text_part = (
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + _base64_text(msg.text)
+    )
+    html_part = (
+        'Content-Type: text/html; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: base64\r\n"
+        "MIME-Version: 1.0\r\n\r\n" + _base64_text(msg.html)
+    )
+    alternative_body = f"--{inner}\r\n{text_part}\r\n--{inner}\r\n{html_part}\r\n--{inner}--\r\n"
+    if not msg.attachments:
+        head.append(alternative_type)
+        return ("".join(head) + _CRLF + alternative_body).encode("ascii")
+    head.append(_param_header("Content-Type", "multipart/mixed", (("boundary", outer),)))
+    out = ["".join(head), _CRLF, f"--{outer}\r\n", alternative_type, _CRLF, alternative_body]
+    for attachment in msg.attachments:
+        out.append(f"\r\n--{outer}\r\n")
+        out.append(_attachment_part(attachment))
+    out.append(f"\r\n--{outer}--\r\n")
+    return "".join(out).encode("ascii")
+
+
+def _base64_text(text: str) -> str:
+    """A text body as the email package encodes it: lines rejoined with LF, base64, CRLF."""
+    data = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+    return _base64_lines(data)
+
+
+def _base64_lines(data: bytes) -> str:
+    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
+    if not encoded:
+        return ""
+    return _CRLF.join([encoded[i : i + _B64_LINE] for i in range(0, len(encoded), _B64_LINE)]) + _CRLF
+
+
+def _attachment_part(attachment: Attachment) -> str:
+    maintype, subtype, params = _split_content_type(attachment.content_type)
+    if maintype == "text":
+        params.setdefault("charset", "utf-8")
+    if maintype == "multipart" or (maintype, subtype) == ("message", "rfc822"):
+        raise _NeedsEmailPackage  # the email package refuses or nests these
+    filename = attachment.filename
+    if not _PLAIN_TOKEN.match(filename) or not all(
+        _PLAIN_TOKEN.match(k) and _PLAIN_TOKEN.match(v) for k, v in params.items()
+    ):
+        raise _NeedsEmailPackage
+    disposition = _param_header("Content-Disposition", "attachment", (("filename", filename),))
+    content_type = _param_header("Content-Type", f"{maintype}/{subtype}", tuple(params.items()))
+    headers = (
+        # set_param moves Content-Type after the headers set since; without params it stays first
+        "Content-Transfer-Encoding: base64\r\n" + disposition + content_type
+        if params
+        else content_type + "Content-Transfer-Encoding: base64\r\n" + disposition
+    )
+    return headers + "MIME-Version: 1.0\r\n\r\n" + _base64_lines(attachment.data)
+
+
+def _param_header(name: str, value: str, params: tuple[tuple[str, str], ...]) -> str:
+    """``name: value; key="v"; …`` as the email package writes it: on one line when it fits in
+    78 characters; a single parameter that does not fit goes alone on the next line when that
+    line stays under 78. Anything longer the email package splits (RFC 2231): not here."""
+    line = f"{name}: {value}" + "".join(f'; {key}="{val}"' for key, val in params)
+    if len(line) <= _MAX_LINE:
+        return line + _CRLF
+    if len(params) == 1:
+        key, val = params[0]
+        continuation = f' {key}="{val}"'
+        if len(continuation) < _MAX_LINE:
+            return f"{name}: {value};\r\n{continuation}\r\n"
+    raise _NeedsEmailPackage
+
+
+def _subject_header(subject: str) -> str:
+    if subject.isascii():
+        return _cached_header("Subject", subject)
+    lines = encode_words(subject)
+    if len(lines[0]) + len("Subject: ") > _MAX_LINE or any(len(line) + 1 > _MAX_LINE for line in lines[1:]):
+        raise _NeedsEmailPackage  # cannot happen with the default word size
+    return "Subject: " + "\r\n ".join(lines) + _CRLF
+
+
+def _to_header(recipient: str) -> str:
+    value = _one_header_line(recipient)
+    if _PLAIN_ADDRESS.match(value) and len(value) + len("To: ") <= _MAX_LINE:
+        return f"To: {value}\r\n"
+    return _cached_header("To", value)
+
+
+def _message_id_header(message_id: str) -> str:
+    if _PLAIN_MESSAGE_ID.match(message_id) and len(message_id) + len("Message-ID: ") <= _MAX_LINE:
+        return f"Message-ID: {message_id}\r\n"
+    return _email_package_header("Message-ID", message_id)
+
+
+@lru_cache(maxsize=1024)
+def _cached_header(name: str, value: str) -> str:
+    """A header exactly as ``build_mime`` writes it; the sender and the Date repeat all day."""
+    return _email_package_header(name, value)
+
+
+def _email_package_header(name: str, value: str) -> str:
+    part = MIMEPart(policy=email.policy.default)
+    if name in ("From", "To"):
+        _set_address(part, name, value)  # type: ignore[arg-type]
+    elif name == "Subject":
+        _set_text_header(part, name, value)  # type: ignore[arg-type]
+    else:
+        part[name] = _one_header_line(value)
+    ((key, stored),) = part.raw_items()
+    return _SMTP.fold_binary(key, stored).decode("ascii")

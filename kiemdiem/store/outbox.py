@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.policy
 import hashlib
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import Connection, Row, bindparam, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from email.utils import parseaddr
 
-from kiemdiem.notify.messages import ComposedMessage, build_mime, make_message_id
+from kiemdiem.notify.messages import ComposedMessage, make_message_id, render_mime
 from kiemdiem.notify.transport import SendOutcome, SendStatus
 from kiemdiem.settings import ReminderSettings, SmtpSettings, smtp_settings
 from kiemdiem.store.db import Store, UnitOfWork
@@ -73,7 +71,7 @@ def enqueue(
     key = idempotency_key(key_material)
     message_id = make_message_id(key, domain)
     sender = sender or smtp_settings().from_
-    mime = build_mime(message, sender=sender, recipient=recipient, message_id=message_id, date=now)
+    mime = render_mime(message, sender=sender, recipient=recipient, message_id=message_id, date=now)
     values = dict(
         campaign_id=campaign_id,
         idempotency_key=key,
@@ -85,7 +83,7 @@ def enqueue(
         body_text=message.text,
         body_html=message.html,
         attachments=[{"filename": a.filename, "content_type": a.content_type, "size": len(a.data)} for a in message.attachments],
-        mime=mime.as_bytes(policy=email.policy.SMTP),
+        mime=mime,
         message_id=message_id,
         reason=reason,
         status="queued",
@@ -96,10 +94,33 @@ def enqueue(
         created_at=now,
     )
     session = uow.session
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Outbox).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(Outbox.id)
-    return session.execute(statement).scalar_one_or_none()
+    if session.autoflush:
+        session.flush()  # as an ORM insert would: rows added in this unit of work (a campaign) go first
+    return session.execute(_ENQUEUE, values).scalar_one_or_none()
+
+
+def _enqueue_statement():
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, typed by the table's
+    columns; the same SQL on SQLite (3.35+) and PostgreSQL. Written as text because
+    SQLAlchemy does not cache dialect INSERTs with ON CONFLICT: building one per message
+    compiled it per message, which cost as much as rendering the message."""
+    columns = [
+        OUTBOX.c[name]
+        for name in (
+            "campaign_id", "idempotency_key", "key_material", "kind", "recipient", "recipient_name",
+            "subject", "body_text", "body_html", "attachments", "mime", "message_id", "reason",
+            "status", "attempts", "not_before", "next_attempt_at", "gave_up", "created_at",
+        )
+    ]
+    sql = (
+        f"INSERT INTO {OUTBOX.name} ({', '.join(c.name for c in columns)}) "
+        f"VALUES ({', '.join(':' + c.name for c in columns)}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    )
+    return text(sql).bindparams(*(bindparam(c.name, type_=c.type) for c in columns)).columns(OUTBOX.c.id)
+
+
+_ENQUEUE = _enqueue_statement()
 
 
 def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:
