@@ -12,11 +12,16 @@ the rollup counts and lists) and full records only for the members a rule must l
 ``reconsolidate_lines`` rebuilds the changed units and their ancestors from their previous
 summaries alone (totals adjusted by the difference each changed child made), so it reads and
 touches O(depth × children) units whatever the size of the tree.
+
+A tree too big to hold at once is consolidated in parts: ``consolidate_lines`` of each subtree
+(a unit whose parent is not in the input is a root), then ``rollup_lines`` of the units above
+them from the parts' root summaries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import hashlib
 import json
@@ -263,32 +268,42 @@ class UnitSummary:
         evaluated, classified, org_classified = self.evaluated, sum(counts), sum(org_counts)
         htxsnv, httnv = counts[0], counts[1]
         exempt, suspended, new_member = self.not_evaluated
+        org_total = self.org_total
+        # Counts are ints, written with ":d" (which refuses anything else rather than write it
+        # differently from the encoder); percentages are floats, written as repr (as the encoder does).
         members = (
-            f'{{"classified":{_j(classified)},"evaluated":{_j(evaluated)},'
-            f'"htxsnv_over_httnv_percent":{_j(_percent(htxsnv, httnv)) if httnv else "null"},'
-            f'"levels":{_levels_json(counts, evaluated)},"missing":{_j(evaluated - classified)},'
-            f'"not_evaluated":{{"exempt":{_j(exempt)},"new_member":{_j(new_member)},"suspended":{_j(suspended)}}},'
-            f'"quota":{_quota_json(self.member_quota)},"total":{_j(self.members_total)}}}'
+            f'{{"classified":{classified:d},"evaluated":{evaluated:d},'
+            f'"htxsnv_over_httnv_percent":{_percent(htxsnv, httnv)!r}' if httnv else
+            f'{{"classified":{classified:d},"evaluated":{evaluated:d},"htxsnv_over_httnv_percent":null'
+        ) + (
+            f',"levels":{_levels_json(counts, evaluated)},"missing":{evaluated - classified:d},'
+            f'"not_evaluated":{{"exempt":{exempt:d},"new_member":{new_member:d},"suspended":{suspended:d}}},'
+            f'"quota":{_quota_json(self.member_quota)},"total":{self.members_total:d}}}'
         )
         organizations = (
-            f'{{"classified":{_j(org_classified)},"levels":{_levels_json(org_counts, self.org_total)},'
-            f'"missing":{_j(self.org_total - org_classified)},"quota":{_quota_json(self.org_quota)},"total":{_j(self.org_total)}}}'
+            f'{{"classified":{org_classified:d},"levels":{_levels_json(org_counts, org_total)},'
+            f'"missing":{org_total - org_classified:d},"quota":{_quota_json(self.org_quota)},"total":{org_total:d}}}'
         )
         result = "null" if own is None else (
             f'{{"decided_by":{_j(own.decided_by)},"disciplined":{_j(own.disciplined)},'
             f'"level":{_j(own.level)},"self_level":{_j(own.self_level)}}}'
         )
         unit = f'{{"code":{_j(node.code)},"kind":{_j(node.kind)},"name":{_j(node.name)},"parent":{_j(node.parent_code)},"result":{result}}}'
-        missing_members = ",".join(
-            f'{{"full_name":{_j(m.full_name)},"member_id":{_j(m.member_id)},"unit_code":{_j(m.unit_code)}}}'
-            for m in sorted(self.missing_members, key=_MISSING_ORDER)
-        )
-        missing = f'{{"members":[{missing_members}],"organizations":[{",".join(map(_j, sorted(self.missing_orgs)))}]}}'
-        findings = _CANONICAL.encode(sorted((f.to_dict() for f in self.findings), key=_KEY_OF)) if self.findings else "[]"
+        if self.missing_members:
+            missing_members = ",".join([
+                f'{{"full_name":{_j(m.full_name)},"member_id":{_j(m.member_id)},"unit_code":{_j(m.unit_code)}}}'
+                for m in sorted(self.missing_members, key=_MISSING_ORDER)
+            ])
+        else:
+            missing_members = ""
+        orgs = ",".join(map(_j, sorted(self.missing_orgs))) if self.missing_orgs else ""
+        findings = _findings_json(self.findings) if self.findings else "[]"
+        children = ",".join(map(_j, sorted(self.children))) if self.children else ""
         return (
-            f'{{"children":[{",".join(map(_j, sorted(self.children)))}],"findings":{findings},'
+            f'{{"children":[{children}],"findings":{findings},'
             f'"member_results":{_member_lines_json(self.member_lines)},"members":{members},'
-            f'"missing_results":{missing},"organizations":{organizations},"unit":{unit}}}'
+            f'"missing_results":{{"members":[{missing_members}],"organizations":[{orgs}]}},'
+            f'"organizations":{organizations},"unit":{unit}}}'
         )
 
     @classmethod
@@ -373,19 +388,29 @@ def _j(value) -> str:
 def _levels_json(counts, total: int) -> str:
     """``_levels_dict(counts, total)`` as canonical JSON (keys sorted: HTNV, HTTNV, HTXSNV, KHTNV)."""
     htxsnv, httnv, htnv, khtnv = counts  # LEVELS order
+    if total <= 0:  # every percentage 0.0
+        return (
+            f'{{"HTNV":{{"count":{htnv:d},"percent":0.0}},"HTTNV":{{"count":{httnv:d},"percent":0.0}},'
+            f'"HTXSNV":{{"count":{htxsnv:d},"percent":0.0}},"KHTNV":{{"count":{khtnv:d},"percent":0.0}}}}'
+        )
     return (
-        f'{{"HTNV":{{"count":{_j(htnv)},"percent":{_j(_percent(htnv, total))}}},'
-        f'"HTTNV":{{"count":{_j(httnv)},"percent":{_j(_percent(httnv, total))}}},'
-        f'"HTXSNV":{{"count":{_j(htxsnv)},"percent":{_j(_percent(htxsnv, total))}}},'
-        f'"KHTNV":{{"count":{_j(khtnv)},"percent":{_j(_percent(khtnv, total))}}}}}'
+        f'{{"HTNV":{{"count":{htnv:d},"percent":{_percent(htnv, total)!r}}},'
+        f'"HTTNV":{{"count":{httnv:d},"percent":{_percent(httnv, total)!r}}},'
+        f'"HTXSNV":{{"count":{htxsnv:d},"percent":{_percent(htxsnv, total)!r}}},'
+        f'"KHTNV":{{"count":{khtnv:d},"percent":{_percent(khtnv, total)!r}}}}}'
     )
 
 
 def _quota_json(quota: Quota) -> str:
     return (
-        f'{{"httnv":{_j(quota.httnv)},"htxsnv":{_j(quota.htxsnv)},"max_allowed":{_j(quota.max_allowed)},'
+        f'{{"httnv":{quota.httnv:d},"htxsnv":{quota.htxsnv:d},"max_allowed":{quota.max_allowed:d},'
         f'"scope":{_j(quota.scope)},"status":{_j(quota.status)}}}'
     )
+
+
+def _findings_json(findings: Sequence[Finding]) -> str:
+    """The canonical JSON of a findings list, ordered by key (one call of the C encoder)."""
+    return _CANONICAL.encode([f.to_dict() for f in sorted(findings, key=_FINDING_ORDER)])
 
 
 def _member_lines_json(lines: Sequence[MemberLine]) -> str:
@@ -655,14 +680,21 @@ def lines_supported(rule_set: RuleSet | str) -> bool:
     return all(rule in _LINES_GROUP_RULES for rule in rule_set.group_rules)
 
 
-def consolidate_lines(inp: LinesInput) -> dict[str, UnitSummary]:
+def consolidate_lines(inp: LinesInput, *, part: bool = False) -> dict[str, UnitSummary]:
     """``consolidate`` from member lines: the same summaries, O(units + members) with a small constant.
 
     The member rules look only at ``inp.members``; the 20% member cap counts the lines.
+
+    ``part``: ``inp`` is one subtree of a bigger tree (its root's parent is left out), to be
+    topped by ``rollup_lines``. A committee that is not one of its units is then a unit above
+    it, whose quota ``rollup_lines`` works out (rather than one outside the tree, placed on the
+    common ancestor of what it decided).
     """
     rule_set = _lines_rule_set(inp.rule_set)
     with gc_paused():
         ctx = _lines_context(inp, rule_set)
+        if part:
+            ctx = replace(ctx, committees={c: v for c, v in ctx.committees.items() if c in ctx.units})
         tallies = {code: _tally(code, inp.lines.get(code, ())) for code in ctx.units}
         findings = _check_with_counts(rule_set, ctx, {code: t.counts for code, t in tallies.items()})
         own_findings: dict[str, list[Finding]] = {}
@@ -740,6 +772,64 @@ def reconsolidate_lines(
         out: dict[str, UnitSummary] = {}
         for code in order:
             out[code] = _update_unit(ctx, code, prev, out, sums[code], tallies[code], own_findings.get(code, []), affected)
+        return out
+
+
+def rollup_lines(
+    inp: LinesInput, below: Mapping[str, UnitSummary | dict], units: Iterable[str]
+) -> dict[str, UnitSummary]:
+    """Summaries of the upper ``units`` from their own members and the summaries of the children
+    they have outside ``units`` (``below``): the top of a tree consolidated in parts, each part a
+    subtree consolidated on its own (``consolidate_lines``) whose root summary is in ``below``.
+
+    ``units`` must hold each of its units' ancestors that is in ``inp.units``; ``inp.units`` the
+    upper units, all their children, and every unit whose result an upper committee decided;
+    ``inp.lines`` and ``inp.members`` the upper units' own members (as for ``consolidate_lines``);
+    ``inp.org_results`` the results of the upper units and of their children, and every result an
+    upper committee decided. Each part must hold the committees that decided inside it (a
+    committee deciding across parts must be an upper unit). Then the result equals
+    ``consolidate_lines`` of the whole tree, restricted to ``units``.
+
+    Raises ``NeedsFullRun`` when a child outside ``units`` has no summary in ``below`` or one of
+    another unit.
+    """
+    rule_set = _lines_rule_set(inp.rule_set)
+    upper = set(units)
+    with gc_paused():
+        ctx = _lines_context(inp, rule_set)
+        unknown = upper - ctx.units.keys()
+        if unknown:
+            raise ValueError(f"không có đơn vị: {', '.join(sorted(unknown)[:5])}")
+        ctx = replace(ctx, scope=frozenset(upper), committees={c: v for c, v in ctx.committees.items() if c in upper})
+        order = [code for code in ctx.order if code in upper]  # children before parents
+        given: dict[str, UnitSummary] = {}
+        for code in order:
+            for kid in ctx.children[code]:
+                if kid in upper:
+                    continue
+                summary = below.get(kid)
+                summary = UnitSummary.from_dict(summary) if isinstance(summary, dict) else summary
+                if summary is None or summary.unit != ctx.units[kid]:
+                    raise NeedsFullRun(f"thiếu tổng hợp của đơn vị {kid}")
+                given[kid] = summary
+        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in order}
+        # The member cap counts, at each upper unit, its own members and the subtrees of its given
+        # children (their units are not in the context: they count nothing themselves).
+        own_counts: dict[str, list[int]] = {}
+        for code in order:
+            counts = list(tallies[code].counts)
+            for kid in ctx.children[code]:
+                if kid in given:
+                    counts = [a + b for a, b in zip(counts, given[kid].level_counts)]
+            own_counts[code] = counts
+        findings = _check_with_counts(rule_set, ctx, own_counts)
+        own_findings: dict[str, list[Finding]] = {}
+        for finding in findings:
+            own_findings.setdefault(finding.unit_code, []).append(finding)
+        out: dict[str, UnitSummary] = {}
+        for code in order:
+            kids = [out[kid] if kid in upper else given[kid] for kid in ctx.children[code]]
+            out[code] = _summarize_unit(ctx, code, tallies[code], own_findings.get(code, []), kids)
         return out
 
 
@@ -948,12 +1038,15 @@ def snapshot_hash(summaries: dict[str, UnitSummary] | dict[str, dict]) -> str:
 # --------------------------------------------------------------------------- diff
 
 
-def diff(old: dict[str, dict], new: dict[str, dict]) -> dict:
+def diff(old: dict[str, dict], new: dict[str, dict], *, flat_memo: dict[int, tuple[dict, dict]] | None = None) -> dict:
     """What changed between two snapshots (dicts of ``to_dict()`` per unit, or UnitSummary).
 
     Returns ``{"members": [...], "totals": [...], "findings_appeared": [...],
     "findings_gone": [...], "findings_changed": [...], "units_added": [...], "units_removed": [...]}``.
     ``totals`` lists units deepest first (the changed unit, then its parents up to the root).
+    ``flat_memo``: a dict kept by a caller that diffs the same summary dicts several times (one
+    run's offices), where each one's flattened totals are kept; they are not copied, so the
+    dicts must not change meanwhile.
     """
     old = {code: _as_dict(s) for code, s in old.items()}
     new = {code: _as_dict(s) for code, s in new.items()}
@@ -977,11 +1070,12 @@ def diff(old: dict[str, dict], new: dict[str, dict]) -> dict:
 
     depth = _depths(new)
     totals = []
+    flatten = _flatten_totals if flat_memo is None else lambda summary: _flat_of(summary, flat_memo)
     for code in sorted(set(old) & set(new), key=lambda c: (-depth.get(c, 0), c)):
         changes = [
             {"field": name, "old": value, "new": new_flat.get(name)}
-            for new_flat in [_flatten_totals(new[code])]
-            for name, value in _flatten_totals(old[code]).items()
+            for new_flat in [flatten(new[code])]
+            for name, value in flatten(old[code]).items()
             if new_flat.get(name) != value
         ]
         if changes:
@@ -1066,12 +1160,24 @@ def _totals_rank(key: str) -> int:
     return _TOTALS_ORDER.get(key, len(_TOTALS_ORDER))
 
 
+def _flat_of(summary: dict, memo: dict[int, tuple[dict, dict]]) -> dict[str, object]:
+    kept = memo.get(id(summary))
+    if kept is None or kept[0] is not summary:
+        kept = memo[id(summary)] = (summary, _flatten_totals(summary))
+    return kept[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _keys_in_totals_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(keys, key=_totals_rank))
+
+
 def _flatten_totals(summary: dict) -> dict[str, object]:
     out: dict[str, object] = {}
 
     def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key in sorted(value, key=_totals_rank):
+        if type(value) is dict or isinstance(value, dict):
+            for key in _keys_in_totals_order(tuple(value)):
                 walk(f"{prefix}.{key}", value[key])
         elif not isinstance(value, list):
             out[prefix] = value

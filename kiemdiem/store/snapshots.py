@@ -11,6 +11,11 @@
    incremental run of the changed units and their ancestors (see ``_incremental``), which reads
    only those units' members, results and stored summaries and rebuilds each summary from its
    stored one (``reconsolidate_lines``; a full run instead when the stored ones do not fit).
+   When the tree is the last run's (no import logged since, even one that counts later, and
+   the same fingerprint: count, highest and sum of the unit ids, kept with each run), the
+   incremental run reads only the units it needs (``_Tree``: the changed units, their
+   ancestors and their children in one read, then whatever their committees decided);
+   otherwise it reads the whole unit list and compares the tree's hash, as a full run does.
    Both read members set-based (``_member_lines``): one line per member (id, name, final level,
    reason) with the reason and the newest result worked out in SQL, and full records only for
    the members a member rule could report (``_examine_masks``); ``consolidate_lines`` rolls up.
@@ -30,14 +35,18 @@ lock; a unique-version conflict (a writer that skipped the lock) rolls back and 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import NamedTuple
 
-from sqlalchemy import Integer, String, and_, any_, case, cast, func, literal, or_, select, text, tuple_, type_coerce
+from sqlalchemy import (
+    BigInteger, Integer, String, and_, any_, bindparam, case, cast, func, literal, or_, select, text, type_coerce, union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -108,7 +117,10 @@ class ConsolidationReport:
     diff: dict = field(default_factory=dict)  # consolidation.diff over the updated units ({} on first versions only)
     diff_text: str = ""
     outbox_ids: list[int] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step: lock, compute (with loading), hash, store, notify
+    # Seconds per step: lock, compute (with loading), hash (comparing with the stored versions), store (with
+    # the text and hash of first versions, made as written), diff (the report's), notify (the offices' emails).
+    timings: dict[str, float] = field(default_factory=dict)
+    units_read: int = 0  # units of the tree the run read (an incremental run: the ones it rebuilt and their neighbours)
 
     @property
     def created(self) -> bool:
@@ -124,6 +136,7 @@ class ConsolidationReport:
             "diff": self.diff,
             "outbox_ids": list(self.outbox_ids),
             "timings": dict(self.timings),
+            "units_read": self.units_read,
         }
 
 
@@ -138,9 +151,9 @@ class _UnitRow(NamedTuple):
     parent_code: str | None
 
 
-def _rows(uow: UnitOfWork, statement):
+def _rows(uow: UnitOfWork, statement, params: dict | None = None):
     """All rows, plain, through the session's connection: no ORM row machinery on the big reads."""
-    return uow.session.connection().execute(statement).all()
+    return uow.session.connection().execute(statement, params).all()
 
 
 def _units(uow: UnitOfWork, campaign_id: str) -> list[_UnitRow]:
@@ -150,18 +163,15 @@ def _units(uow: UnitOfWork, campaign_id: str) -> list[_UnitRow]:
     return [_UnitRow(uid, code, name, kind, code_of(pid)) for uid, code, name, kind, pid in rows]
 
 
-def _among(uow: UnitOfWork, column, ids: list[int]) -> list:
-    """Conditions, one per query, selecting the rows whose ``column`` is one of ``ids``: a single
-    array parameter on PostgreSQL (thousands of bound values cost more to send and plan), IN
-    lists of ``ID_CHUNK`` elsewhere (bound-parameter limits)."""
-    if uow.session.get_bind().dialect.name == "postgresql":
-        return [column == any_(literal(ids, ARRAY(Integer)))]
-    return [column.in_(chunk) for chunk in _chunked(ids)]
-
-
 def _chunked(values: list, size: int = ID_CHUNK):
     for start in range(0, len(values), size):
         yield values[start:start + size]
+
+
+def _preload(code_of: dict[int, str], unit_ids: Iterable[int | None]) -> None:
+    """Load at once the units a partial ``_Tree`` does not hold yet (else one query per unit)."""
+    if isinstance(code_of, _Codes):
+        code_of._tree.load_ids(uid for uid in unit_ids if uid is not None)
 
 
 def _flag(column):
@@ -179,52 +189,93 @@ def _positions(text: str | None) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+# The statements of the reads below are built once (bound parameters: campaign, now, ids): an
+# incremental run makes a dozen small reads, and building and keying a statement each time
+# costs more than the database does to answer it.
+_CAMPAIGN, _NOW = bindparam("campaign"), bindparam("now")
+_IDS = bindparam("ids", expanding=True)
+_ARRAY = bindparam("array", type_=ARRAY(Integer))  # PostgreSQL: a single array parameter
+
+
+def _by_ids(uow: UnitOfWork, ids: list[int]) -> list[tuple[str, dict]]:
+    """(variant, parameters) per query selecting the rows of ``ids``: one array parameter on
+    PostgreSQL (thousands of bound values cost more to send and plan), IN lists of ``ID_CHUNK``
+    elsewhere (bound-parameter limits)."""
+    if uow.session.get_bind().dialect.name == "postgresql":
+        return [("member_array", {"array": list(ids)})]
+    return [("member", {"ids": chunk}) for chunk in _chunked(ids)]
+
+
+@functools.cache
+def _members_statement(by: str | None):
+    query = select(
+        Member.id, Member.member_code, Member.full_name, Member.unit_id, Member.status,
+        cast(Member.joined_on, String), cast(Member.positions, String),
+    ).where(Member.campaign_id == _CAMPAIGN)
+    if by == "member":
+        return query.where(Member.id.in_(_IDS))
+    if by == "member_array":
+        return query.where(Member.id == any_(_ARRAY))
+    if by == "unit":
+        return query.where(Member.unit_id.in_(_IDS))
+    return query
+
+
 def _members(uow: UnitOfWork, campaign_id: str, code_of: dict[int, str], unit_ids: list[int] | None,
              member_pks: list[int] | None = None) -> dict[int, MemberRecord]:
     """Full member records: all, or those of ``unit_ids``, or those with the ids ``member_pks``."""
     # Dates and positions are read as text and parsed here rather than by the column types and
     # the driver, row by row.
-    query = select(
-        Member.id, Member.member_code, Member.full_name, Member.unit_id, Member.status,
-        cast(Member.joined_on, String), cast(Member.positions, String),
-    ).where(Member.campaign_id == campaign_id)
     if member_pks is not None:
-        batches = [query.where(among) for among in _among(uow, Member.id, member_pks)]
+        batches = [(_members_statement(by), params) for by, params in _by_ids(uow, member_pks)]
     elif unit_ids is not None:
-        batches = [query.where(Member.unit_id.in_(chunk)) for chunk in _chunked(unit_ids)]
+        batches = [(_members_statement("unit"), {"ids": chunk}) for chunk in _chunked(unit_ids)]
     else:
-        batches = [query]
+        batches = [(_members_statement(None), {})]
+    rows = []
+    for statement, params in batches:
+        rows += _raw_rows(uow, statement, {"campaign": campaign_id, **params})
+    _preload(code_of, (row[3] for row in rows))
     out: dict[int, MemberRecord] = {}
-    for batch in batches:
-        for pk, code, name, unit_id, status, joined_on, positions in _raw_rows(uow, batch):
-            out[pk] = MemberRecord(code, name, code_of[unit_id], status, _date(joined_on), _positions(positions))
+    for pk, code, name, unit_id, status, joined_on, positions in rows:
+        out[pk] = MemberRecord(code, name, code_of[unit_id], status, _date(joined_on), _positions(positions))
     return out
+
+
+@functools.cache
+def _member_results_statement(by: str | None):
+    r = MemberResultRow
+    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= _NOW)
+    # Flags read as plain numbers (SQLite) or booleans (PostgreSQL), no per-row conversion.
+    query = (
+        select(r.member_id, r.unit_id, r.self_level, r.proposed_level, r.final_level, _flag(r.disciplined), r.sick_leave_months,
+               _flag(r.absent), r.score, r.note, _flag(r.has_self_review), _flag(cancelled))
+        .where(r.campaign_id == _CAMPAIGN, r.received_at <= _NOW)
+        .order_by(r.member_id, r.received_at, r.id)
+    )
+    if by == "member":  # the results of these members only
+        return query.where(r.member_id.in_(_IDS))
+    if by == "member_array":
+        return query.where(r.member_id == any_(_ARRAY))
+    if by == "unit":  # driven by the members of those units (their index), not by every result of the campaign
+        return query.where(r.member_id.in_(select(Member.id).where(Member.unit_id.in_(_IDS))))
+    return query
 
 
 def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
                     members: dict[int, MemberRecord], unit_ids: list[int] | None, *, by_member: bool = False) -> list[MemberResult]:
     """Each member's result at ``now``: the newest received by then, unless cancelled by then."""
-    r = MemberResultRow
-    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
-    # Flags read as plain numbers (SQLite) or booleans (PostgreSQL), no per-row conversion.
-    query = (
-        select(r.member_id, r.unit_id, r.self_level, r.proposed_level, r.final_level, _flag(r.disciplined), r.sick_leave_months,
-               _flag(r.absent), r.score, r.note, _flag(r.has_self_review), _flag(cancelled))
-        .where(r.campaign_id == campaign_id, r.received_at <= now)
-        .order_by(r.member_id, r.received_at, r.id)
-    )
-    if by_member:  # the results of ``members`` only
-        batches = [query.where(among) for among in _among(uow, r.member_id, sorted(members))]
+    if by_member:
+        batches = _by_ids(uow, sorted(members))
     elif unit_ids is None:
-        batches = [query]
-    else:  # driven by the members of those units (their index), not by every result of the campaign
-        batches = [
-            query.where(r.member_id.in_(select(Member.id).where(Member.unit_id.in_(chunk))))
-            for chunk in _chunked(unit_ids)
-        ]
+        batches = [(None, {})]
+    else:
+        batches = [("unit", {"ids": chunk}) for chunk in _chunked(unit_ids)]
     latest: dict[int, tuple] = {}
-    for batch in batches:
-        latest.update({row[0]: row for row in _raw_rows(uow, batch)})  # ordered: the newest row of each member wins
+    for by, params in batches:
+        params = {"campaign": campaign_id, "now": now, **params}
+        latest.update({row[0]: row for row in _raw_rows(uow, _member_results_statement(by), params)})  # ordered: the newest row of each member wins
+    _preload(code_of, (row[1] for row in latest.values()))
     out = []
     for pk, unit_id, self_level, proposed, final, disciplined, sick, absent, score, note, review, is_cancelled in latest.values():
         member = members.get(pk)
@@ -235,53 +286,59 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
     return out
 
 
+@functools.cache
+def _org_results_statement(related: bool):
+    r = OrgResultRow
+    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= _NOW)
+    query = (
+        select(r.unit_id, r.decided_by_id, r.level, _flag(r.disciplined), r.self_level, _flag(cancelled))
+        .where(r.campaign_id == _CAMPAIGN, r.received_at <= _NOW)
+        .order_by(r.unit_id, r.received_at, r.id)
+    )
+    if not related:
+        return query
+    # Whole histories of the organizations concerned (a row decided by one of these units may
+    # have been superseded by a row that is not), so that the newest row is picked right.
+    decided = aliased(OrgResultRow)
+    return query.where(or_(
+        r.unit_id.in_(_IDS),
+        r.unit_id.in_(select(decided.unit_id).where(decided.campaign_id == _CAMPAIGN, decided.decided_by_id.in_(_IDS))),
+    ))
+
+
 def _org_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
                  related_to: list[int] | None = None) -> list[OrgResult]:
     """Each organization's result at ``now``; ``related_to``: only those of, or decided by, these units."""
-    r = OrgResultRow
-    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
-    query = (
-        select(r.unit_id, r.decided_by_id, r.level, r.disciplined, r.self_level, cancelled)
-        .where(r.campaign_id == campaign_id, r.received_at <= now)
-        .order_by(r.unit_id, r.received_at, r.id)
-    )
+    params = {"campaign": campaign_id, "now": now}
     if related_to is None:
-        batches = [query]
+        batches = [(_org_results_statement(False), params)]
     else:
-        # Whole histories of the organizations concerned (a row decided by one of these units may
-        # have been superseded by a row that is not), so that the newest row is picked right.
-        decided = aliased(OrgResultRow)
-
-        def concerned(chunk):
-            return or_(
-                r.unit_id.in_(chunk),
-                r.unit_id.in_(select(decided.unit_id).where(decided.campaign_id == campaign_id, decided.decided_by_id.in_(chunk))),
-            )
-
-        batches = [query.where(concerned(chunk)) for chunk in _chunked(related_to)]
+        batches = [(_org_results_statement(True), params | {"ids": chunk}) for chunk in _chunked(related_to)]
     latest: dict[int, tuple] = {}
-    for batch in batches:
-        latest.update({row[0]: row for row in _rows(uow, batch)})
+    for statement, values in batches:
+        latest.update({row[0]: row for row in _raw_rows(uow, statement, values)})
+    _preload(code_of, chain.from_iterable((row[0], row[1]) for row in latest.values()))
     return [
-        OrgResult(code_of[uid], level, code_of.get(decided_by) if decided_by else None, bool(disciplined), self_level)
+        OrgResult(code_of[uid], level, code_of[decided_by] if decided_by else None, bool(disciplined), self_level)
         for uid, decided_by, level, disciplined, self_level, is_cancelled in latest.values()
         if not is_cancelled
     ]
 
 
+_OVERRIDES = select(FindingOverride.finding_key, FindingOverride.by, FindingOverride.reason, FindingOverride.at).where(
+    FindingOverride.campaign_id == _CAMPAIGN, FindingOverride.at <= _NOW
+)
+
+
 def _overrides(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> list[Override]:
-    rows = uow.session.execute(
-        select(FindingOverride.finding_key, FindingOverride.by, FindingOverride.reason, FindingOverride.at).where(
-            FindingOverride.campaign_id == campaign_id, FindingOverride.at <= now
-        )
-    )
+    rows = uow.session.connection().execute(_OVERRIDES, {"campaign": campaign_id, "now": now})
     return [Override(key, by, reason, at) for key, by, reason, at in rows]
 
 
-def _raw_rows(uow: UnitOfWork, statement) -> list[tuple]:
+def _raw_rows(uow: UnitOfWork, statement, params: dict | None = None) -> list[tuple]:
     """All rows exactly as the driver returns them: plain tuples, no row objects, no type
     processing. Only for columns whose driver values are final: text, integers, flags."""
-    result = uow.session.connection().execute(statement)
+    result = uow.session.connection().execute(statement, params)
     try:
         strategy = getattr(result, "cursor_strategy", None)  # SQLAlchemy 2.0's fetch, minus the row objects
         if strategy is None:
@@ -334,8 +391,11 @@ _EXAMINE = {
     not_evaluated_classified: lambda rs, m, r, reason: (_NOT_EVALUATED, _has_level(r)),
     disciplined_member: lambda rs, m, r, reason: (None, r.disciplined.is_(True)),
     no_self_review: lambda rs, m, r, reason: (None, r.has_self_review.is_(False)),
-    # Positions are a JSON list of codes: the quoted code is in its text ("_" matches itself too).
-    head_above_unit: lambda rs, m, r, reason: (cast(m.positions, String).like(f'%"{HEAD_POSITION}"%'), _has_level(r)),
+    # Positions are a JSON list of codes: the quoted code is in its text ("_" matches itself too);
+    # most members hold none ("[]"), tested first (cheaper than the pattern).
+    head_above_unit: lambda rs, m, r, reason: (
+        and_(cast(m.positions, String) != "[]", cast(m.positions, String).like(f'%"{HEAD_POSITION}"%')), _has_level(r)
+    ),
     absent_pending: lambda rs, m, r, reason: (None, r.absent.is_(True)),
     r132_21.sick_leave_ceiling: lambda rs, m, r, reason: (None, r.sick_leave_months >= r132_21.SICK_LEAVE_MONTHS),
     r366_43.score_missing: lambda rs, m, r, reason: (None, and_(r.score.is_(None), _has_level(r))),
@@ -376,8 +436,9 @@ def _member_lines(
     """Every member of the campaign as a line, and the full records and results of those a
     member rule must look at; None when the rule set needs every full record.
 
-    Two plain reads, members and results received by ``now``, joined here; the reason a member
-    is not evaluated and whether a row needs a closer look are worked out by the database.
+    The reason a member is not evaluated, each member's current result and whether a row needs
+    a closer look are worked out by the database: one joined read on PostgreSQL, two plain reads
+    (members, results received by ``now``) joined here on SQLite.
     """
     rule_set = get_rule_set(plan.rule_set)
     reason = _not_evaluated_reason(rule_set, plan.evaluation_date)
@@ -387,33 +448,53 @@ def _member_lines(
     member_mask, not_evaluated_bits, result_mask = masks
     r = MemberResultRow
     cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
-    member_query = select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask).where(
-        Member.campaign_id == campaign_id
-    )
-    # Each member's newest row received by ``now`` comes last and counts, unless cancelled by then.
-    result_query = (
-        select(r.member_id, case((cancelled, literal(None, String)), else_=r.final_level), case((cancelled, 0), else_=result_mask))
-        .where(r.campaign_id == campaign_id, r.received_at <= now)
-        .order_by(r.received_at, r.id)
-    )
-    member_rows, result_rows = _raw_rows(uow, member_query), _raw_rows(uow, result_query)
-    current = {row[0]: row for row in result_rows}.get
-
+    level = case((cancelled, literal(None, String)), else_=r.final_level)
+    bits = case((cancelled, 0), else_=result_mask)
     lines_of: dict[int, list[MemberLine]] = {}
     examine: list[int] = []
     evaluated_bits = 1  # bit 0: rules that look at the result only
-    for pk, unit_id, code, name, why, mask in member_rows:
-        result = current(pk)
-        if result is None:
-            level = None
-        else:
-            level = result[1]
-            if (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result[2]:
+    if uow.session.get_bind().dialect.name == "postgresql":
+        # One read: the server picks each member's newest row (DISTINCT ON) and joins it.
+        newest = (
+            select(r.member_id, level.label("level"), bits.label("bits"))
+            .where(r.campaign_id == campaign_id, r.received_at <= now)
+            .distinct(r.member_id)
+            .order_by(r.member_id, r.received_at.desc(), r.id.desc())
+            .subquery()
+        )
+        query = (
+            select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask, newest.c.level, newest.c.bits)
+            .outerjoin(newest, newest.c.member_id == Member.id)
+            .where(Member.campaign_id == campaign_id)
+        )
+        for pk, unit_id, code, name, why, mask, final, result_bits in _raw_rows(uow, query):
+            if result_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result_bits:
                 examine.append(pk)
-        bucket = lines_of.get(unit_id)
-        if bucket is None:
-            bucket = lines_of[unit_id] = []
-        bucket.append((code, name, level, why))
+            bucket = lines_of.get(unit_id)
+            if bucket is None:
+                bucket = lines_of[unit_id] = []
+            bucket.append((code, name, final, why))
+    else:
+        # Two plain reads (SQLite sorts and joins them slower than this): each member's newest
+        # row received by ``now`` comes last and counts.
+        member_query = select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask).where(
+            Member.campaign_id == campaign_id
+        )
+        result_query = select(r.member_id, level, bits).where(r.campaign_id == campaign_id, r.received_at <= now).order_by(r.received_at, r.id)
+        member_rows, result_rows = _raw_rows(uow, member_query), _raw_rows(uow, result_query)
+        current = {row[0]: row for row in result_rows}.get
+        for pk, unit_id, code, name, why, mask in member_rows:
+            result = current(pk)
+            if result is None:
+                final = None
+            else:
+                final = result[1]
+                if (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result[2]:
+                    examine.append(pk)
+            bucket = lines_of.get(unit_id)
+            if bucket is None:
+                bucket = lines_of[unit_id] = []
+            bucket.append((code, name, final, why))
     examined = _members(uow, campaign_id, code_of, None, examine) if examine else {}
     results = _member_results(uow, campaign_id, now, code_of, examined, None, by_member=True) if examined else []
     return {code_of[uid]: lines for uid, lines in lines_of.items()}, list(examined.values()), results
@@ -490,28 +571,28 @@ def _latest_payloads(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int])
 def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict]]:
     """unit id -> (version, content hash, payload) of its newest snapshot, for the given units.
 
-    Two index lookups (newest versions, then exactly those rows) rather than a join on a
-    grouped subquery: right after a first run the planner's statistics still say the table is
-    empty, and the join then rescans it for every unit."""
+    Each unit's rows by the ``(campaign_id, unit_id, version)`` index, kept when no newer version
+    exists (a correlated lookup on the same index), rather than a join on a grouped subquery:
+    right after a first run the planner's statistics still say the table is empty, and the join
+    then rescans it for every unit."""
     out: dict[int, tuple[int, str, dict]] = {}
     for chunk in _chunked(sorted(set(unit_ids))):
-        newest = _raw_rows(uow, (
-            select(Snapshot.unit_id, func.max(Snapshot.version))
-            .where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id.in_(chunk))
-            .group_by(Snapshot.unit_id)
-        ))
-        if not newest:
-            continue
-        rows = _rows(uow, (
-            select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload)
-            .where(Snapshot.campaign_id == campaign_id, tuple_(Snapshot.unit_id, Snapshot.version).in_(newest))
-        ))
+        rows = _rows(uow, _NEWEST_ROWS, {"campaign": campaign_id, "ids": chunk})
         out.update({uid: (version, content, payload) for uid, version, content, payload in rows})
     return out
 
 
+_NEWER = aliased(Snapshot)
+_NEWEST_ROWS = select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload).where(
+    Snapshot.campaign_id == _CAMPAIGN,
+    Snapshot.unit_id.in_(_IDS),
+    ~select(_NEWER.unit_id).where(
+        _NEWER.campaign_id == Snapshot.campaign_id, _NEWER.unit_id == Snapshot.unit_id, _NEWER.version > Snapshot.version
+    ).exists(),
+)
+_UNITS_WITH_SNAPSHOTS = select(func.count(func.distinct(Snapshot.unit_id))).where(Snapshot.campaign_id == _CAMPAIGN)
 def _units_with_snapshots(uow: UnitOfWork, campaign_id: str) -> int:
-    return uow.session.scalar(select(func.count(func.distinct(Snapshot.unit_id))).where(Snapshot.campaign_id == campaign_id)) or 0
+    return _raw_rows(uow, _UNITS_WITH_SNAPSHOTS, {"campaign": campaign_id})[0][0] or 0
 
 
 _SNAPSHOT_COLUMNS = ("campaign_id", "unit_id", "version", "content_hash", "payload", "diff", "created_at", "reason")
@@ -522,16 +603,18 @@ _LZ4_AVAILABLE = text(
 )
 
 
-def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows: list[tuple]) -> None:
-    """Insert (unit id, version, content hash, payload text, diff, reason) rows at driver level.
+def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows: Iterable[tuple], count: int) -> None:
+    """Insert ``count`` (unit id, version, content hash, payload text, diff, reason) rows at
+    driver level, taking them from ``rows`` as they are written (an iterator may make them then).
 
     The payload is the summary's canonical JSON, written as is (the JSON column type would
     serialise the summary again), and SQLAlchemy's per-row type processing is skipped: at a
-    province's 3,800 units it costs more than the insert. SQLite: one executemany; PostgreSQL:
-    COPY, with payloads compressed by lz4 when available (from ``COPY_ROWS`` rows: for a few, as
-    an incremental run writes, a plain INSERT is fewer round trips).
+    province's 3,800 units it costs more than the insert. SQLite: executemany by batches;
+    PostgreSQL: COPY, streamed (the server stores each row while the next is made), with payloads
+    compressed by lz4 when available (from ``COPY_ROWS`` rows: for a few, as an incremental run
+    writes, one INSERT is fewer round trips).
     """
-    if not rows:
+    if not count:
         return
     connection = uow.session.connection()
     dialect = connection.dialect
@@ -540,7 +623,7 @@ def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows:
     def processor(column: str):
         return table.c[column].type.bind_processor(dialect) or (lambda value: value)
 
-    if dialect.name == "postgresql" and len(rows) >= COPY_ROWS:
+    if dialect.name == "postgresql" and count >= COPY_ROWS:
         if connection.execute(_LZ4_AVAILABLE).scalar():
             connection.exec_driver_sql("SET LOCAL default_toast_compression = 'lz4'")
         json_null = "null"  # what the JSON column type writes for None
@@ -555,12 +638,20 @@ def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows:
     markers = [json_marker if column in ("payload", "diff") else marker for column in _SNAPSHOT_COLUMNS]
     sql = f"INSERT INTO snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) VALUES ({', '.join(markers)})"
     created_at, encode_diff = processor("created_at")(now), processor("diff")
-    params = [
+    params = (
         (campaign_id, unit_id, version, content, payload, encode_diff(changes), created_at, why)
         for unit_id, version, content, payload, changes, why in rows
-    ]
-    for chunk in _chunked(params, SNAPSHOT_INSERT_BATCH):
-        connection.exec_driver_sql(sql, chunk)
+    )
+    if dialect.name == "sqlite":  # in process: executemany by batches
+        while batch := list(islice(params, SNAPSHOT_INSERT_BATCH)):
+            connection.exec_driver_sql(sql, batch)
+        return
+    # A server: the few rows of an incremental run in one statement (one round trip).
+    params = list(params)
+    values = ", ".join([f"({', '.join(markers)})"] * len(params))
+    connection.exec_driver_sql(
+        f"INSERT INTO snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) VALUES {values}", tuple(chain.from_iterable(params))
+    )
 
 
 def latest_hashes(uow: UnitOfWork, campaign_id: str) -> dict[str, str]:
@@ -639,38 +730,62 @@ class _Pending:
     watermark: int  # event id to store once this run is done
     previous_watermark: int
     tree_hash: str | None  # the tree the last run consolidated
+    tree_stats: list[int] | None = None  # the tree's fingerprint when the last run was done (None: not recorded)
+    full_later: bool = False  # an import or plan change after the watermark that counts only after ``now``
+    tree_stats_now: list[int] = field(default_factory=list)  # the fingerprint (count, max and sum of unit ids) now
+    any_snapshot: bool = False  # the campaign has a snapshot
+
+
+_TREE_STATS_ROW = select(
+    func.count().label("units"),
+    func.coalesce(func.max(Unit.id), 0).label("max_id"),
+    func.coalesce(func.sum(cast(Unit.id, BigInteger)), 0).label("sum_id"),
+).where(Unit.campaign_id == _CAMPAIGN).subquery()
+# The run's first read: the last run's record, the tree's fingerprint, whether any snapshot exists.
+_PREAMBLE = select(
+    select(EventLog.detail)
+    .where(EventLog.campaign_id == _CAMPAIGN, EventLog.action == COMPLETED_ACTION)
+    .order_by(EventLog.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+    _TREE_STATS_ROW.c.units,
+    _TREE_STATS_ROW.c.max_id,
+    _TREE_STATS_ROW.c.sum_id,
+    select(Snapshot.unit_id).where(Snapshot.campaign_id == _CAMPAIGN).limit(1).exists(),
+)
+_CHANGES_SINCE = select(EventLog.id, EventLog.action, EventLog.at, EventLog.detail).where(
+    EventLog.campaign_id == _CAMPAIGN, EventLog.id > bindparam("watermark"), EventLog.action.in_(CHANGE_ACTIONS + FULL_RUN_ACTIONS)
+).order_by(EventLog.id)
 
 
 def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pending:
-    session = uow.session
-    last = session.scalar(
-        select(EventLog.detail)
-        .where(EventLog.campaign_id == campaign_id, EventLog.action == COMPLETED_ACTION)
-        .order_by(EventLog.id.desc())
-        .limit(1)
-    ) or {}
+    connection = uow.session.connection()
+    last, *stats, any_snapshot = connection.execute(_PREAMBLE, {"campaign": campaign_id}).one()
+    last = last or {}
     watermark = int(last.get("event_id", 0))
-    rows = session.execute(
-        select(EventLog.id, EventLog.action, EventLog.at, EventLog.detail).where(
-            EventLog.campaign_id == campaign_id, EventLog.id > watermark, EventLog.action.in_(CHANGE_ACTIONS + FULL_RUN_ACTIONS)
-        ).order_by(EventLog.id)
-    ).all()
+    rows = connection.execute(_CHANGES_SINCE, {"campaign": campaign_id, "watermark": watermark}).all()
     units: set[str] = set()
     full = False
     first_later: int | None = None  # a change that counts only after ``now`` (time travel): not consumed
+    full_later = False
     newest = watermark
     for event_id, action, at, detail in rows:
         detail = detail or {}
         effective = dt.datetime.fromisoformat(detail["effective_at"]) if detail.get("effective_at") else at
         if effective > now:
             first_later = event_id if first_later is None else first_later
+            full_later = full_later or action in FULL_RUN_ACTIONS
             continue
         newest = max(newest, event_id)
         if action in FULL_RUN_ACTIONS:
             full = True
         units.update(detail.get("changed_units") or ())
     mark = newest if first_later is None else min(newest, first_later - 1)
-    return _Pending(units, full, max(mark, watermark), watermark, last.get("tree_hash"))
+    kept = last.get("tree_stats")
+    return _Pending(
+        units, full, max(mark, watermark), watermark, last.get("tree_hash"),
+        [int(v) for v in kept] if isinstance(kept, list) else None, full_later, [int(v) for v in stats], bool(any_snapshot),
+    )
 
 
 def _tree_hash(units: list[_UnitRow]) -> str:
@@ -709,53 +824,217 @@ def _full(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units
     ))
 
 
+class _Tree:
+    """The campaign's units as an incremental run needs them: loaded on demand, by code, by id,
+    with their ancestors (one lookup of the path prefixes on the ``(campaign_id, path)`` index)
+    or with their children (``ix_units_parent``), never the whole tree unless given it.
+
+    ``code_of`` maps unit ids to codes and loads an unknown id when it is asked for (a result
+    submitted by a unit outside the loaded ones)."""
+
+    def __init__(self, uow: UnitOfWork, campaign_id: str, units: list[_UnitRow] | None = None) -> None:
+        self.uow, self.campaign_id = uow, campaign_id
+        self.by_code: dict[str, _UnitRow] = {}
+        self.paths: dict[str, str] = {}
+        self.kids: dict[str, list[str]] = {}  # children, for the units whose children were loaded
+        self.code_of = _Codes(self)
+        self.complete = units is not None
+        if units is not None:
+            self._keep(units)
+            for u in units:
+                self.kids.setdefault(u.code, [])
+            for u in units:
+                if u.parent_code is not None:
+                    self.kids[u.parent_code].append(u.code)
+
+    def _keep(self, rows) -> None:
+        for row in rows:
+            self.by_code[row.code] = row
+            dict.__setitem__(self.code_of, row.id, row.code)
+
+    def _load(self, by: str, values: list) -> list[_UnitRow]:
+        rows, on_line = [], []
+        for uid, code, name, kind, parent_code, path, flag in _raw_rows(
+            self.uow, _units_statement(by), {"campaign": self.campaign_id, "ids": values}
+        ):
+            rows.append(_UnitRow(uid, code, name, kind, parent_code))
+            self.paths[code] = path
+            if flag:
+                on_line.append(code)
+        self._keep(rows)
+        if on_line:  # their children came with them
+            for code in on_line:
+                self.kids.setdefault(code, [])
+            for row in rows:
+                kids = self.kids.get(row.parent_code) if row.parent_code is not None else None
+                if kids is not None and row.code not in kids:
+                    kids.append(row.code)
+        return rows
+
+    def load_lines(self, codes: Iterable[str]) -> None:
+        """Load the units with these codes, their ancestors and the children of all of them, in
+        one read (what an incremental run rebuilds, and what it reads of the units next to them)."""
+        if self.complete:
+            return
+        wanted = sorted({c for c in codes if c is not None and c not in self.kids})
+        for chunk in _chunked(wanted):
+            self._load("lines", chunk)
+
+    def load(self, codes: Iterable[str]) -> None:
+        """Load the units with these codes (unknown codes are left out) and all their ancestors."""
+        if self.complete:
+            return
+        wanted = sorted({c for c in codes if c is not None and c not in self.by_code})
+        for chunk in _chunked(wanted):
+            self._load("code", chunk)
+        self._ancestors()
+
+    def load_ids(self, ids: Iterable[int]) -> None:
+        if self.complete:
+            return
+        wanted = sorted({i for i in ids if i not in self.code_of})
+        for chunk in _chunked(wanted):
+            self._load("id", chunk)
+        self._ancestors()
+
+    def _ancestors(self) -> None:
+        # A unit's path is its ancestors' codes joined by "/": each prefix ending in "/" may be an
+        # ancestor's path (a code holding "/" only adds prefixes that match nothing).
+        prefixes = set()
+        for code, path in self.paths.items():
+            parent = self.by_code[code].parent_code
+            if parent is None or parent in self.by_code:
+                continue
+            prefixes.update(path[:i + 1] for i, ch in enumerate(path[:-1]) if ch == "/" and i > 0)
+        for chunk in _chunked(sorted(prefixes)):
+            self._load("path", chunk)
+        # Whatever a path did not give (an inconsistent path): parent by parent.
+        while True:
+            missing = sorted({u.parent_code for u in self.by_code.values() if u.parent_code is not None} - self.by_code.keys())
+            if not missing:
+                return
+            loaded = []
+            for chunk in _chunked(missing):
+                loaded += self._load("code", chunk)
+            if not loaded:
+                return
+
+    def load_children(self, codes: Iterable[str]) -> None:
+        """Load the children of these (loaded) units."""
+        if self.complete:
+            return
+        wanted = sorted({c for c in codes if c in self.by_code and c not in self.kids})
+        for code in wanted:
+            self.kids[code] = []
+        ids = [self.by_code[c].id for c in wanted]
+        rows = []
+        for chunk in _chunked(ids):
+            rows += self._load("parent_id", chunk)
+        for row in rows:
+            if row.parent_code in self.kids and row.code not in self.kids[row.parent_code]:
+                self.kids[row.parent_code].append(row.code)
+
+    def with_ancestors(self, codes: Iterable[str], into: set[str]) -> set[str]:
+        """``into`` plus ``codes`` (those that are units) and all their ancestors."""
+        codes = list(codes)
+        self.load(codes)
+        for code in codes:
+            while code is not None and code in self.by_code and code not in into:
+                into.add(code)
+                code = self.by_code[code].parent_code
+        return into
+
+
+@functools.cache
+def _units_statement(by: str):
+    parent = aliased(Unit)
+    if by != "lines":
+        return (
+            select(Unit.id, Unit.code, Unit.name, Unit.kind, parent.code, Unit.path, literal(0, Integer))
+            .outerjoin(parent, parent.id == Unit.parent_id)
+            .where(Unit.campaign_id == _CAMPAIGN, getattr(Unit, by).in_(_IDS))
+        )
+    # The units with these codes and their ancestors (flag 1), found up the parent links, and
+    # their children (flag 0): in one read, by primary key and ``ix_units_parent``.
+    up = select(Unit.id.label("id"), Unit.parent_id.label("parent_id")).where(
+        Unit.campaign_id == _CAMPAIGN, Unit.code.in_(_IDS)
+    ).cte("up", recursive=True)
+    step = aliased(Unit)
+    up = up.union(select(step.id, step.parent_id).where(step.id == up.c.parent_id))
+    on_line = select(up.c.id)
+
+    def rows(flag: int):
+        return select(Unit.id, Unit.code, Unit.name, Unit.kind, parent.code, Unit.path, literal(flag, Integer)).outerjoin(
+            parent, parent.id == Unit.parent_id
+        )
+
+    return union_all(
+        rows(1).where(Unit.id.in_(on_line)),
+        rows(0).where(Unit.campaign_id == _CAMPAIGN, Unit.parent_id.in_(on_line), Unit.id.not_in(on_line)),
+    )
+
+
+class _Codes(dict):
+    """unit id -> code of a ``_Tree``; an id not loaded yet is loaded (with its ancestors)."""
+
+    def __init__(self, tree: _Tree) -> None:
+        super().__init__()
+        self._tree = tree
+
+    def __missing__(self, uid: int) -> str:
+        self._tree.load_ids([uid])
+        if not dict.__contains__(self, uid):
+            raise KeyError(uid)
+        return dict.__getitem__(self, uid)
+
+
+# The tree's fingerprint (``_Pending.tree_stats_now``): how many units the campaign has, and their
+# ids, counted by the database (no unit row leaves it). Kept with each run: when it and the event
+# log say the tree is the one the last run saw, an incremental run reads only the units it
+# rebuilds rather than the whole tree (``_tree_hash``). Every change of the tree is an import,
+# which logs it (``org.imported``: a full run); this also catches units added or removed without.
+
+
 def _incremental(
-    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow], changed: set[str]
+    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, tree: _Tree, changed: set[str]
 ) -> tuple[dict[str, UnitSummary], _Stored] | None:
     """Rebuild the changed units and their ancestors from their stored summaries; None when a
     full run is needed (the rule set needs every record, or the stored summaries do not fit).
 
     Seeds: the changed units, the units of overridden findings, and the committees that decided
     a seed's organization result before (stored summary) or now; affected: the seeds and their
-    ancestors. Read: the affected units' stored snapshots, their own members and results (full
-    records: a few dozen), their organization results and those they decided. Nothing else of
-    the campaign is read but its unit list.
+    ancestors. Read: the affected units, their children and the units their committees decided
+    (``tree`` loads them on demand), the affected units' stored snapshots, their own members and
+    results (full records: a few dozen), their organization results and those they decided.
+    Nothing else of the campaign is read.
     """
     if not lines_supported(plan.rule_set):
         return None
-    by_code = {u.code: u for u in units}
-    code_of = {u.id: u.code for u in units}
-    kids: dict[str, list[str]] = {}
-    for u in units:
-        if u.parent_code is not None:
-            kids.setdefault(u.parent_code, []).append(u.code)
-
-    def with_ancestors(codes: Iterable[str], into: set[str]) -> set[str]:
-        for code in codes:
-            while code is not None and code in by_code and code not in into:
-                into.add(code)
-                code = by_code[code].parent_code
-        return into
-
+    code_of = tree.code_of
     overrides = _overrides(uow, campaign_id, now)
-    seeds = {c for c in changed if c in by_code} | ({unit_of_key(o.finding_key) for o in overrides} & by_code.keys())
+    override_units = {unit_of_key(o.finding_key) for o in overrides}
+    tree.load_lines(set(changed) | override_units)
+    by_code = tree.by_code
+    seeds = {c for c in changed if c in by_code} | (override_units & by_code.keys())
     affected: set[str] = set()
     stored: dict[int, tuple[int, str, dict]] = {}
     org_results: dict[str, OrgResult] = {}
-    todo = with_ancestors(seeds, set())
+    todo = tree.with_ancestors(seeds, set())
     while todo:  # committees found on the way join the affected units (usually already in)
         affected |= todo
+        tree.load_children(todo)  # what their committees usually decide: loaded in one read
         ids = [by_code[c].id for c in todo]
         stored.update(_newest_rows(uow, campaign_id, ids))
         org_results.update({r.unit_code: r for r in _org_results(uow, campaign_id, now, code_of, ids)})
         if any(by_code[c].id not in stored for c in todo):
             return None
-        committees = {r.decided_by for r in org_results.values() if r.unit_code in seeds and r.decided_by in by_code}
+        committees = {r.decided_by for r in org_results.values() if r.unit_code in seeds and r.decided_by is not None}
         for code in seeds:
             own = stored[by_code[code].id][2]["unit"].get("result") or {}
-            if own.get("decided_by") in by_code:
+            if own.get("decided_by") is not None:
                 committees.add(own["decided_by"])
-        todo = with_ancestors(committees, set(affected)) - affected
+        tree.load(committees)
+        todo = tree.with_ancestors({c for c in committees if c in by_code}, set(affected)) - affected
 
     # The affected units' own members, few: their full records, every one examined.
     ids = sorted(by_code[c].id for c in affected)
@@ -764,9 +1043,11 @@ def _incremental(
     lines = _lines_of_records(plan, records.values(), results)
     members = list(records.values())
     results_kept = [r for r in org_results.values() if r.unit_code in affected or r.decided_by in affected]
+    tree.load_children(affected)
     wanted = set(affected) | {r.unit_code for r in results_kept}
     for code in affected:
-        wanted.update(kids.get(code, ()))
+        wanted.update(tree.kids.get(code, ()))
+    tree.load(wanted)
     partial = LinesInput(
         units=tuple(UnitNode(u.code, u.name, u.kind, u.parent_code) for u in (by_code[c] for c in sorted(wanted))),
         lines=lines,
@@ -790,15 +1071,21 @@ def _incremental(
 
 
 def _depth_order(codes: Iterable[str], parent: dict[str, str | None]) -> list[str]:
-    def depth(code: str) -> int:
-        d, seen = 0, set()
-        while parent.get(code) is not None and code not in seen:
-            seen.add(code)
-            code = parent[code]
-            d += 1
-        return d
+    """Deepest first, then by code (each unit's depth worked out once, its ancestors' with it)."""
+    depth: dict[str, int] = {}
 
-    return sorted(codes, key=lambda c: (-depth(c), c))
+    def depth_of(code: str) -> int:
+        line = []
+        while code not in depth and parent.get(code) is not None and code not in line:
+            line.append(code)
+            code = parent[code]
+        d = depth.get(code, 0)
+        for c in reversed(line):
+            d += 1
+            depth[c] = d
+        return d if line else depth.setdefault(code, d)
+
+    return sorted(codes, key=lambda c: (-depth_of(c), c))
 
 
 def _in_subtree(code: str, top: str, parent: dict[str, str | None]) -> bool:
@@ -831,45 +1118,78 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     lock_campaign(uow, campaign_id)
     clock.lap("lock")
     session = uow.session
-    units = _units(uow, campaign_id)
-    by_code = {u.code: u for u in units}
-    parent = {u.code: u.parent_code for u in units}
     pending = _pending_changes(uow, campaign_id, now)
-    tree_hash = _tree_hash(units)
     changed = set(changed_units or ()) | pending.units
-    with_snapshots = _units_with_snapshots(uow, campaign_id)
-    full = changed_units is None or not with_snapshots or pending.full or pending.tree_hash != tree_hash
+    stats = pending.tree_stats_now
 
     summaries: dict[str, UnitSummary] | None = None
     stored: _Stored | None = None
-    mode = "full" if full else "incremental"
-    if not full and with_snapshots == len(units):  # a unit without a snapshot: only a full run is exact
+    units: list[_UnitRow] | None = None
+    tree: _Tree | None = None
+    # The tree is the last run's (same fingerprint, no import since, whatever its time): an
+    # incremental run reads only the units it rebuilds, never the whole tree. Every unit of it
+    # then has a snapshot (each run leaves one for every unit of its tree; a unit added since
+    # would change the fingerprint), so they are not counted (a scan of every snapshot).
+    same_tree = (
+        changed_units is not None and not pending.full and not pending.full_later
+        and pending.tree_hash is not None and pending.tree_stats == stats and pending.any_snapshot
+    )
+    if same_tree:
+        tree_hash = pending.tree_hash
+        mode = "incremental"
         if not changed:
             summaries, stored = {}, _Stored({}, {}, {})
             mode = "unchanged"
         else:
-            rebuilt = _incremental(uow, plan, campaign_id, now, units, changed)
+            tree = _Tree(uow, campaign_id)
+            rebuilt = _incremental(uow, plan, campaign_id, now, tree, changed)
             if rebuilt is not None:
                 summaries, stored = rebuilt
+    with_snapshots = None
+    if summaries is None:
+        with_snapshots = _units_with_snapshots(uow, campaign_id)
+        units = _units(uow, campaign_id)
+        tree_hash = _tree_hash(units)
+        full = changed_units is None or not with_snapshots or pending.full or pending.tree_hash != tree_hash
+        mode = "full" if full else "incremental"
+        if not full and not same_tree and with_snapshots == len(units):  # a unit without a snapshot: only a full run is exact
+            if not changed:
+                summaries, stored = {}, _Stored({}, {}, {})
+                mode = "unchanged"
+            else:
+                tree = _Tree(uow, campaign_id, units)
+                rebuilt = _incremental(uow, plan, campaign_id, now, tree, changed)
+                if rebuilt is not None:
+                    summaries, stored = rebuilt
     if summaries is None:
         mode = "full"
         summaries = _full(uow, plan, campaign_id, now, units)
+        tree = _Tree(uow, campaign_id, units)
+    by_code = tree.by_code if tree is not None else {}
+    parent = {code: u.parent_code for code, u in by_code.items()}
     clock.lap("compute")
 
     if stored is None:  # a full run: compare with every unit's newest snapshot, if any
         latest = _latest_versions(uow, campaign_id) if with_snapshots else {}
         hashes = _content_hashes(uow, campaign_id, latest)
-        code_of = {u.id: u.code for u in units}
+        code_of = tree.code_of
         stored = _Stored({code_of[uid]: v for uid, v in latest.items()}, {code_of[uid]: h for uid, h in hashes.items()}, {})
+    # A unit without a snapshot always gets version 1: its text is made as its row is written
+    # (``rows`` below), so that PostgreSQL takes in each row while the next is being made, and the
+    # texts are never all held at once. The others are compared with their newest snapshot first.
     texts: dict[str, str] = {}
     hashes: dict[str, str] = {}
+    fresh: list[str] = []
     for code, summary in summaries.items():
+        if code not in stored.versions:
+            fresh.append(code)
+            continue
         text = summary.canonical_json()
         content = hashlib.sha256(text.encode()).hexdigest()
         if stored.hashes.get(code) != content:
             texts[code], hashes[code] = text, content
     clock.lap("hash")
-    updated = _depth_order(texts, parent)
+    updated = _depth_order([*texts, *fresh], parent)
     again = [c for c in updated if c in stored.versions]  # units given a version above 1
     missing = [c for c in again if c not in stored.payloads]
     if missing:
@@ -879,34 +1199,48 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     payloads = {code: summaries[code].to_dict() for code in updated} if again else {}
     compared = set(again)
 
-    versions: dict[str, int] = {}
-    rows = []
-    for code in updated:
-        version = stored.versions.get(code, 0) + 1
-        versions[code] = version
-        rows.append((
-            by_code[code].id, version, hashes[code], texts[code],
-            diff({code: stored.payloads[code]}, {code: payloads[code]}) if code in compared else None,
-            (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
-        ))
-    _insert_snapshots(uow, campaign_id, now, rows)
+    versions = {code: stored.versions.get(code, 0) + 1 for code in updated}
+    flats: dict[int, tuple[dict, dict]] = {}  # each payload's flattened totals, for the differences below
+
+    def rows() -> Iterator[tuple]:
+        for code in updated:
+            text = texts.pop(code, None)
+            if text is None:  # a first version
+                text = summaries[code].canonical_json()
+                content = hashlib.sha256(text.encode()).hexdigest()
+            else:
+                content = hashes[code]
+            version = versions[code]
+            yield (
+                by_code[code].id, version, content, text,
+                diff({code: stored.payloads[code]}, {code: payloads[code]}, flat_memo=flats) if code in compared else None,
+                (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
+            )
+
+    _insert_snapshots(uow, campaign_id, now, rows(), len(updated))
     clock.lap("store")
 
-    report = ConsolidationReport(mode, len(summaries), sorted(changed), updated, versions, timings=clock.laps)
+    report = ConsolidationReport(mode, len(summaries), sorted(changed), updated, versions, timings=clock.laps,
+                                 units_read=len(units) if units is not None else len(by_code))
     if again:
         old_payloads = {c: stored.payloads[c] for c in again}
-        changes = diff(old_payloads, {c: payloads[c] for c in updated})
+        changes = diff(old_payloads, {c: payloads[c] for c in updated}, flat_memo=flats)
         report.diff, report.diff_text = changes, render_diff_text(changes)
-        report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason)
+        clock.lap("diff")
+        report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason, flats)
+    else:
+        clock.lap("diff")
     clock.lap("notify")
 
-    if updated or pending.watermark != pending.previous_watermark or pending.tree_hash != tree_hash:
+    if (updated or pending.watermark != pending.previous_watermark or pending.tree_hash != tree_hash
+            or (pending.tree_stats is not None and pending.tree_stats != stats)):
         session.add(
             EventLog(
                 campaign_id=campaign_id, at=now, actor=actor, action=COMPLETED_ACTION, subject=mode,
                 detail={
                     "event_id": pending.watermark,
                     "tree_hash": tree_hash,
+                    "tree_stats": stats,
                     "mode": mode,
                     "recomputed": len(summaries),
                     "units_updated": len(updated),
@@ -922,6 +1256,7 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
 def _notify_offices(
     uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, updated: list[str], versions: dict[str, int],
     old_payloads: dict[str, dict], payloads: dict[str, dict], parent: dict[str, str | None], reason: str,
+    flats: dict[int, tuple[dict, dict]] | None = None,
 ) -> list[int]:
     """One consolidation_diff email per office (email address) of each unit given a version above 1.
 
@@ -946,7 +1281,7 @@ def _notify_offices(
         tops = [c for c in codes if not any(o != c and _in_subtree(c, o, parent) for o in codes)]
         for office in sorted(tops):
             inside = [c for c in updated if _in_subtree(c, office, parent)]
-            changes = diff({c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside})
+            changes = diff({c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside}, flat_memo=flats)
             if diff_is_empty(changes):
                 continue
             name = payloads[office]["unit"]["name"]
