@@ -99,11 +99,13 @@ def section_consolidation(data: dict) -> list[str]:
         "## Consolidation (issue 4)",
         "",
         "Full consolidation of the province preset against one hand-written SQL rollup (GROUP BY over the tree by "
-        "path ranges) on the same data in the same run; and an incremental rerun after one late branch as a share of "
-        "the full run.",
+        "path ranges) on the same data in the same run (best of alternating rounds); and an incremental rerun after "
+        "one late branch as a share of the full run: the whole `consolidate_campaign` call, and the same without its "
+        "last step, composing and queueing the diff emails to the offices (the full run sends none).",
         "",
-        "| backend | SQL rollup | full run | full ÷ SQL (target ≤ 2) | incremental (median) | incremental ÷ full (target < 2%) |",
-        "|---|---|---|---|---|---|",
+        "| backend | SQL rollup | full run | full ÷ SQL (target ≤ 2) | incremental (median) | ÷ full (target < 2%) "
+        "| without the emails | ÷ full |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, b in data.get("backends", {}).items():
         sql = b["sql_rollup_seconds"]["range"]
@@ -111,11 +113,19 @@ def section_consolidation(data: dict) -> list[str]:
         incremental = b.get("incremental_median_seconds") or sorted(i["seconds"] for i in b["incremental"])[len(b["incremental"]) // 2]
         ratio = full / sql
         share = 100 * incremental / full
+        quiet = b.get("incremental_without_emails_median_seconds")
+        quiet_cells = f"{quiet * 1000:.1f} ms | {100 * quiet / full:.1f}% ({verdict(100 * quiet / full < 2)})" if quiet else "– | –"
         lines.append(
-            f"| {name} | {sql:.3f} s | {full:.2f} s | {ratio:.1f}× ({verdict(ratio <= 2)}) | {incremental:.3f} s | "
-            f"{share:.1f}% ({verdict(share < 2)}) |"
+            f"| {name} | {sql:.3f} s | {full:.2f} s | {ratio:.1f}× ({verdict(ratio <= 2)}) | {incremental * 1000:.1f} ms | "
+            f"{share:.1f}% ({verdict(share < 2)}) | {quiet_cells} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "Each unit's snapshot lists its own members (level, proposal, notes): about 8 MB of the province's 12 MB of "
+        "snapshots, and reading every member with their name alone costs about as much as the whole SQL rollup on "
+        "SQLite, which is why SQLite stays far from 2×.",
+        "",
+    ]
     return lines
 
 
