@@ -7,14 +7,15 @@ file, row number, column and reason. Writing happens in ``kiemdiem.store.organiz
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import operator
 import re
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from kiemdiem.catalogue import BRANCH_KINDS, MEMBER_STATUSES, POSITIONS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
-from kiemdiem.tabular import columns_of, fold, iter_rows, parse_date, read_columns, split_list
+from kiemdiem.tabular import columns_of, fold, iter_rows, open_rows, parse_date, read_columns, split_list
 
 UNIT_COLUMNS = {
     "code": ["Mã đơn vị", "Mã tổ chức", "Ma don vi"],
@@ -80,8 +81,26 @@ def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | 
     """Parse a units file. Row problems go to ``problems`` (or raise when it is None)."""
     own = problems is None
     problems = [] if own else problems
-    source = str(path)
     rows = iter_rows(path, UNIT_COLUMNS, required={"code", "name", "kind"}, data=data)
+    units = units_of_rows(str(path), rows, problems)
+    if own and problems:
+        raise InvalidInput(problems)
+    return units
+
+
+def read_units_streaming(path: Path, data: bytes | None = None, problems: list[Problem] | None = None) -> list[UnitRow]:
+    """``read_units`` without holding the file: the rows are parsed as the file is read."""
+    own = problems is None
+    problems = [] if own else problems
+    with open_rows(path, UNIT_COLUMNS, required={"code", "name", "kind"}, data=data) as rows:
+        units = units_of_rows(str(path), rows, problems)
+    if own and problems:
+        raise InvalidInput(problems)
+    return units
+
+
+def units_of_rows(source: str, rows, problems: list[Problem]) -> list[UnitRow]:
+    """The valid units of ``(row number, cells)`` pairs; every bad cell goes to ``problems``."""
     units: list[UnitRow] = []
     for number, (code, name, kind_text, parent, emails_text) in rows:
         ok = True
@@ -102,8 +121,6 @@ def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | 
                 ok = False
         if ok:
             units.append(UnitRow(number, code, name, kind, parent or None, tuple(emails)))
-    if own and problems:
-        raise InvalidInput(problems)
     return units
 
 
@@ -129,6 +146,30 @@ def read_member_columns(path: Path, data: bytes | None = None, problems: list[Pr
     if own and problems:
         raise InvalidInput(problems)
     return members
+
+
+def member_chunks(path: Path, data: bytes | None, problems: list[Problem], chunk_rows: int = 50_000) -> Iterator[list[Sequence]]:
+    """``read_member_columns`` a chunk at a time, for files too large to hold: yields the
+    valid rows of each ``chunk_rows`` file rows as columns (the fields of ``MemberRow``).
+
+    Each chunk is checked a column at a time when it has no bad cell, else row by row;
+    every bad cell goes to ``problems``. A file-level problem (header) raises InvalidInput
+    when the iteration starts. Memory holds one chunk, whatever the file's size.
+    """
+    source = str(path)
+    with open_rows(path, MEMBER_COLUMNS, required={"member_id", "full_name", "unit"}, data=data) as rows:
+        width = len(MEMBER_COLUMNS)
+        while True:
+            chunk = list(itertools.islice(rows, chunk_rows))
+            if not chunk:
+                return
+            numbers, cells = columns_of(chunk, 2)
+            columns = columns_of(cells, width)
+            del chunk, cells
+            members = _clean_members(numbers, columns)
+            if members is None:
+                members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems), len(MemberRow._fields))
+            yield members
 
 
 def _clean_members(numbers: Sequence[int], columns: list[Sequence[str]]) -> list[Sequence] | None:
@@ -297,23 +338,35 @@ def validate_member_columns(columns: list[Sequence], source: str, unit_kinds: di
     seen: dict[str, int] = {}
     for row, member_id, _name, unit, _email, _joined, _status, temporary_unit, _positions in zip(*columns):
         if member_id in seen:
-            problems.append(Problem(source, f"đảng viên '{member_id}' bị lặp (đã có ở dòng {seen[member_id]})", row, "member_id"))
+            problems.append(duplicate_member_problem(source, row, member_id, seen[member_id]))
         else:
             seen[member_id] = row
-        kind = unit_kinds.get(unit)
-        if kind not in BRANCH_KINDS:
-            if kind is None:
-                problems.append(Problem(source, f"chi bộ '{unit}' không tồn tại", row, "unit"))
-            else:
-                problems.append(
-                    Problem(source, f"'{unit}' là {UNIT_KINDS[kind]}, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ", row, "unit")
-                )
-        if temporary_unit is not None:
-            temp_kind = unit_kinds.get(temporary_unit)
-            if temp_kind is None:
-                problems.append(Problem(source, f"chi bộ sinh hoạt tạm thời '{temporary_unit}' không tồn tại", row, "temporary_unit"))
-            elif temp_kind not in BRANCH_KINDS:
-                problems.append(Problem(source, f"'{temporary_unit}' không phải chi bộ", row, "temporary_unit"))
-            elif temporary_unit == unit:
-                problems.append(Problem(source, "chi bộ sinh hoạt tạm thời trùng chi bộ chính thức", row, "temporary_unit"))
+        temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
+        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind)
+    return problems
+
+
+def duplicate_member_problem(source: str, row: int, member_id: str, first_row: int) -> Problem:
+    return Problem(source, f"đảng viên '{member_id}' bị lặp (đã có ở dòng {first_row})", row, "member_id")
+
+
+def member_unit_problems(
+    source: str, row: int, unit: str, kind: str | None, temporary_unit: str | None, temp_kind: str | None
+) -> list[Problem]:
+    """A member's branch and temporary branch, given their kinds (None: no such unit)."""
+    problems: list[Problem] = []
+    if kind not in BRANCH_KINDS:
+        if kind is None:
+            problems.append(Problem(source, f"chi bộ '{unit}' không tồn tại", row, "unit"))
+        else:
+            problems.append(
+                Problem(source, f"'{unit}' là {UNIT_KINDS[kind]}, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ", row, "unit")
+            )
+    if temporary_unit is not None:
+        if temp_kind is None:
+            problems.append(Problem(source, f"chi bộ sinh hoạt tạm thời '{temporary_unit}' không tồn tại", row, "temporary_unit"))
+        elif temp_kind not in BRANCH_KINDS:
+            problems.append(Problem(source, f"'{temporary_unit}' không phải chi bộ", row, "temporary_unit"))
+        elif temporary_unit == unit:
+            problems.append(Problem(source, "chi bộ sinh hoạt tạm thời trùng chi bộ chính thức", row, "temporary_unit"))
     return problems

@@ -14,6 +14,7 @@ import itertools
 import operator
 import re
 import unicodedata
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -110,6 +111,69 @@ def read_columns(
     return numbers, columns_of(values, len(names))
 
 
+@contextmanager
+def open_rows(
+    path: Path,
+    columns: dict[str, list[str]],
+    required: set[str],
+    data: bytes | None = None,
+) -> Iterator[Iterator[tuple[int, tuple[str, ...]]]]:
+    """``iter_rows`` that streams: the file is read as the rows are taken, never whole.
+
+    For files too large to hold (a nation's member list is ~560 MB): CSV is decoded and
+    parsed a buffer at a time, XLSX sheets are read row by row. Same header checks, row
+    numbers, cell texts and blank-line skipping as ``iter_rows``. A cell that is not UTF-8
+    or a line the CSV parser refuses raises InvalidInput naming the row. Use as
+    ``with open_rows(...) as rows: for number, values in rows: ...``.
+    """
+    source = str(path)
+    with ExitStack() as stack:
+        raw_rows, all_text = _stream_raw_rows(path, data, stack)
+        header, mapping = _header(source, raw_rows, columns, required)
+        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text))
+
+
+def _guarded(source: str, rows: Iterator[tuple[int, tuple[str, ...]]]) -> Iterator[tuple[int, tuple[str, ...]]]:
+    last = 1
+    try:
+        for last, values in rows:
+            yield last, values
+    except UnicodeDecodeError:
+        raise InvalidInput(Problem(source, "tệp CSV phải mã hóa UTF-8", row=last + 1)) from None
+    except csv.Error as exc:
+        raise InvalidInput(Problem(source, f"dòng CSV không đọc được: {exc}", row=last + 1)) from None
+
+
+def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[Iterator[list], bool]:
+    """``_raw_rows`` from an open file: the rows (header first) and whether every cell is a ``str``."""
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".xlsm", ".csv", ".txt", ""):
+        raise InvalidInput(Problem(source, f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
+    try:
+        binary = io.BytesIO(data) if data is not None else stack.enter_context(open(path, "rb"))
+    except OSError as exc:
+        raise InvalidInput(Problem(source, f"không đọc được tệp: {exc.strerror or exc}")) from exc
+    if suffix in (".xlsx", ".xlsm"):
+        try:
+            book = openpyxl.load_workbook(binary, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a broken file
+            raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
+        stack.callback(book.close)
+        return (list(r) for r in book.worksheets[0].iter_rows(values_only=True)), False
+    text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
+    try:
+        sample = text.read(4096)
+        text.seek(0)
+    except UnicodeDecodeError:
+        raise InvalidInput(Problem(source, "tệp CSV phải mã hóa UTF-8")) from None
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    return csv.reader(text, dialect), True
+
+
 def _chunks(flat: list, width: int) -> Iterator[list]:
     return (flat[start:start + width] for start in range(0, len(flat), width))
 
@@ -122,9 +186,14 @@ def columns_of(rows: Sequence[Sequence], width: int) -> list[tuple]:
 
 def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: bytes | None):
     """The file's remaining rows, its header and how header cells map onto canonical columns."""
-    source = str(path)
     raw_rows, all_text = _raw_rows(path, data)
     raw_rows = iter(raw_rows)
+    header, mapping = _header(str(path), raw_rows, columns, required)
+    return raw_rows, header, mapping, all_text
+
+
+def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str]) -> tuple[list, dict[int, str]]:
+    """Take the header row off ``raw_rows``; map its cells onto canonical columns or raise."""
     header = next(raw_rows, None)
     if header is None:
         raise InvalidInput(Problem(source, "tệp rỗng, không có dòng tiêu đề", row=1))
@@ -150,7 +219,7 @@ def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: b
         problems.append(Problem(source, "thiếu cột bắt buộc", row=1, field=name))
     if problems:
         raise InvalidInput(problems)
-    return raw_rows, header, mapping, all_text
+    return header, mapping
 
 
 def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool) -> Iterator[tuple[int, tuple[str, ...]]]:
