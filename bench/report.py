@@ -174,11 +174,18 @@ def section_compose(data: dict) -> list[str]:
     ]
 
 
+def section_nation_import(data: dict) -> list[str]:
+    from bench.nation_import_bench import readme_section  # noqa: PLC0415 - the bench owns its section
+
+    return readme_section(data)
+
+
 def main() -> None:
     parts = [INTRO]
     for name, render in (
         ("import", section_import), ("mail", section_mail), ("compose", section_compose), ("tick", section_tick),
         ("consolidation", section_consolidation), ("web", section_web),
+        ("nation_import", section_nation_import),
     ):
         data = load(name)
         parts.append("\n".join(render(data)) if data else f"## {name}\n\nNot run yet.\n")
