@@ -14,17 +14,19 @@ from sqlalchemy import func, select
 
 from kiemdiem.notify.transport import SmtpTransport
 from kiemdiem.plan import Plan
-from kiemdiem.reminders import phase_is_open, plan_notices
+from kiemdiem.reminders import current_reminder_offset, phase_is_open
 from kiemdiem.rules.base import BASE_KINDS
 from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
-from kiemdiem.status import STATE_NAMES, CampaignStatus, compute_status
+from kiemdiem.status import STATE_NAMES, CampaignStatus
 from kiemdiem.store.db import Store
 from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
 from kiemdiem.store.models import Member
-from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save, recipient_directory, save_notices
+from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save, recipient_directory
 from kiemdiem.store.outbox import SendReport, send_due
-from kiemdiem.store.queries import campaign_status, load_deliveries, load_members, load_units
+from kiemdiem.store.queries import (
+    PARTITION_MEMBERS, WHOLE_TREE_MAX_MEMBERS, campaign_status, iter_status_parts, load_units, member_counts, own_counts, own_rows,
+)
 from kiemdiem.store.results import ingest_results
 from kiemdiem.store.snapshots import consolidate_campaign, latest_hashes, latest_snapshots
 from kiemdiem.store.ticks import finish_tick, touched_units
@@ -91,17 +93,17 @@ def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.dateti
     if not unit_codes:
         return []
     with store.uow() as uow:
-        status = campaign_status(uow, plan, campaign_id, now)
+        tree = {u.code: u for u in load_units(uow, campaign_id)}  # the tree is all this needs of the status
         snapshots = latest_snapshots(uow, campaign_id)
     payloads = {code: snap["payload"] for code, snap in snapshots.items()}
     out_root = store.settings.output_dir / campaign_id / "dossiers"
     children: dict[str, list[str]] = {}
-    for c, info in status.units.items():
+    for c, info in tree.items():
         if info.parent_code is not None:
             children.setdefault(info.parent_code, []).append(c)
     results = []
     for code in sorted(set(unit_codes)):
-        unit = status.units.get(code)
+        unit = tree.get(code)
         if unit is None:
             continue
         subtree = {c: payloads[c] for c in _subtree(children, code) if c in payloads}
@@ -126,22 +128,88 @@ def _subtree(children: dict[str, list[str]], root: str) -> list[str]:
     return out
 
 
-def _plan(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], kinds: frozenset[str], settings: ReminderSettings) -> int:
+def planned_phase_ids(plan: Plan, now: dt.datetime, phase_ids: list[str] | set[str], kinds: frozenset[str]) -> set[str]:
+    """The phases among ``phase_ids`` that can have a notice of ``kinds`` at ``now``: a reminder
+    needs a reminder offset due (before the deadline), an escalation a deadline passed. Planning
+    skips the others without computing their status; ``plan_notices`` would plan nothing for them."""
+    wanted = set()
+    for pid in phase_ids:
+        phase = plan.phase(pid)
+        if "reminder" in kinds and current_reminder_offset(plan, phase, now) is not None:
+            wanted.add(pid)
+        if "escalation" in kinds and now > phase.deadline:
+            wanted.add(pid)
+    return wanted
+
+
+def plan_partitioned(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: set[str], kinds: frozenset[str],
+    settings: ReminderSettings, *, chosen: set[str] | None = None, max_members: int = PARTITION_MEMBERS,
+) -> int:
+    """Plan and save the notices of the campaign's units (of ``chosen`` only, if given), one
+    partition of units after another (``kiemdiem.store.queries.partition_units``), each partition
+    committed on its own. The same notices as planning the whole tree at once: a unit's notices
+    depend only on its own items and on who answers for it, looked up in the whole tree.
+    Memory stays that of one partition, whatever the size of the tree."""
+    phase_ids = planned_phase_ids(plan, now, phase_ids, kinds)
+    if not phase_ids:
+        return 0
+    created = 0
     with store.uow() as uow:
-        status = campaign_status(uow, plan, campaign_id, now, due_soon_working_days=settings.due_soon_working_days)
+        tree = load_units(uow, campaign_id)  # parents before children (ordered by path)
+        counts = member_counts(uow, campaign_id)
+        # Who answers for a unit is looked up in the whole tree: escalations climb above a partition.
+        directory = recipient_directory(uow, plan, campaign_id, CampaignStatus(now=now, units={u.code: u for u in tree}, by_unit={}))
+        units = tree if chosen is None else [u for u in tree if u.code in chosen]
+        for part, members, status in iter_status_parts(
+            uow, plan, campaign_id, now, units, members=counts,
+            due_soon_working_days=settings.due_soon_working_days, phase_ids=phase_ids, max_members=max_members,
+        ):
+            created += plan_and_save(
+                uow, plan, campaign_id, status, now, phase_ids, kinds, directory=directory,
+                unit_ids={u.code: u.id for u in part}, member_ids={m.code: m.id for m in members},
+            )
+            uow.commit()
+    return created
+
+
+def tree_is_large(store: Store, campaign_id: str) -> bool:
+    """Whether planning and status go by partitions: more members than ``WHOLE_TREE_MAX_MEMBERS``."""
+    with store.uow() as uow:
+        members = uow.session.scalar(select(func.count()).select_from(Member).where(Member.campaign_id == campaign_id)) or 0
+    return members > WHOLE_TREE_MAX_MEMBERS
+
+
+def _plan(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], kinds: frozenset[str], settings: ReminderSettings,
+    partitioned: bool | None = None,
+) -> int:
+    if partitioned is None:
+        partitioned = tree_is_large(store, campaign_id)
+    if partitioned:
+        return plan_partitioned(store, plan, campaign_id, now, set(phase_ids), kinds, settings)
+    with store.uow() as uow:
+        status = campaign_status(uow, plan, campaign_id, now, due_soon_working_days=settings.due_soon_working_days, partitioned=False)
         created = plan_and_save(uow, plan, campaign_id, status, now, set(phase_ids), kinds)
         uow.commit()
     return created
 
 
-def plan_reminders(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None) -> int:
-    """Plan reminder notices for items still owed before their deadline. Returns new notices."""
-    return _plan(store, plan, campaign_id, now, phase_ids, REMINDER, settings or reminder_settings())
+def plan_reminders(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None,
+    *, partitioned: bool | None = None,
+) -> int:
+    """Plan reminder notices for items still owed before their deadline. Returns new notices.
+    ``partitioned``: None chooses by the tree's size (``tree_is_large``); both plan the same notices."""
+    return _plan(store, plan, campaign_id, now, phase_ids, REMINDER, settings or reminder_settings(), partitioned)
 
 
-def escalate_overdue(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None) -> int:
+def escalate_overdue(
+    store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], settings: ReminderSettings | None = None,
+    *, partitioned: bool | None = None,
+) -> int:
     """Plan escalation notices for overdue items, step by step up the ladder. Returns new notices."""
-    return _plan(store, plan, campaign_id, now, phase_ids, ESCALATION, settings or reminder_settings())
+    return _plan(store, plan, campaign_id, now, phase_ids, ESCALATION, settings or reminder_settings(), partitioned)
 
 
 # --------------------------------------------------------------------------- a tick fanned out by subtree
@@ -217,9 +285,6 @@ def split_tree(store: Store, campaign_id: str, parts: int) -> dict:
     return {"batches": batches, "rest": rest, "owner": owner}
 
 
-SAVE_CHUNK = 30_000  # notices per save_notices call
-
-
 def plan_units(
     store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str], *,
     roots: list[str] | tuple[str, ...] = (), units: list[str] | tuple[str, ...] = (),
@@ -228,34 +293,30 @@ def plan_units(
     """Plan the notices due at ``now`` for the units in the subtrees of ``roots`` and for ``units``
     themselves: the same notices ``plan_reminders`` and ``escalate_overdue`` plan for those units
     over the whole campaign. Idempotent; concurrent calls on disjoint units do not collide.
-    Returns new notices (under concurrent planners, an estimate: it counts the table)."""
+    Planned partition by partition (``plan_partitioned``), so a batch of any size fits in memory.
+    Returns new notices."""
     if not phase_ids or not (roots or units):
         return 0
     settings = settings or reminder_settings()
     with store.uow() as uow:
         tree = load_units(uow, campaign_id)
-        children: dict[str, list[str]] = {}
-        for u in tree:
-            if u.parent_code is not None:
-                children.setdefault(u.parent_code, []).append(u.code)
-        known = {u.code for u in tree}
-        chosen_codes = set(units) & known
-        for root in roots:
-            if root in known:
-                chosen_codes.update(_descendants(children, root))
-        chosen = [u for u in tree if u.code in chosen_codes]
-        members = load_members(uow, campaign_id, {u.id for u in chosen})
-        deliveries = load_deliveries(uow, campaign_id, now)
-        status = compute_status(
-            plan, chosen, members, deliveries, now, due_soon_working_days=settings.due_soon_working_days, phase_ids=set(phase_ids)
-        )
-        # Who answers for a unit is looked up in the whole tree: escalations climb above the batch.
-        whole = CampaignStatus(now=now, units={u.code: u for u in tree}, by_unit={})
-        directory = recipient_directory(uow, plan, campaign_id, whole)
-        notices = plan_notices(plan, status, directory, now, set(phase_ids), kinds)
-        # save_notices looks the members up with one IN list: keep it under the driver's 65,535 parameters.
-        created = sum(save_notices(uow, campaign_id, notices[i:i + SAVE_CHUNK], now) for i in range(0, len(notices), SAVE_CHUNK))
-        uow.commit()
+    children: dict[str, list[str]] = {}
+    for u in tree:
+        if u.parent_code is not None:
+            children.setdefault(u.parent_code, []).append(u.code)
+    known = {u.code for u in tree}
+    chosen = set(units) & known
+    for root in roots:
+        if root in known:
+            chosen.update(_descendants(children, root))
+    del tree, children
+    if not chosen:
+        return 0
+    created = 0
+    # Reminders and escalations of a phase never coincide (before or after its deadline): one pass each.
+    for kind in (REMINDER, ESCALATION):
+        if kind <= kinds:
+            created += plan_partitioned(store, plan, campaign_id, now, set(phase_ids), kind, settings, chosen=chosen)
     return created
 
 
@@ -302,32 +363,33 @@ class PhaseProgress:
 
 
 def progress(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase_ids: list[str] | None = None) -> list[dict]:
-    """Per phase: units by state, items complete over the whole tree, and the overdue units."""
+    """Per phase: units by state, items complete over the whole tree, and the overdue units.
+    From each unit's own item counts, set-based in SQL (``queries.own_counts``): no item is
+    built, whatever the size of the tree."""
+    phases = [p for p in plan.phases if phase_ids is None or p.id in phase_ids]
+    wanted = {p.id for p in phases}
+    states = {p.id: {s: 0 for s in STATE_NAMES} for p in phases}
+    totals = {p.id: [0, 0] for p in phases}
+    overdue: dict[str, list[dict]] = {p.id: [] for p in phases}
     with store.uow() as uow:
-        status = campaign_status(uow, plan, campaign_id, now)
-    result = []
-    for phase in plan.phases:
-        if phase_ids is not None and phase.id not in phase_ids:
+        tree = load_units(uow, campaign_id)
+        counts = own_counts(uow, plan, campaign_id, now, tree)
+    for _i, unit, phase, state, required, present, _late in own_rows(plan, now, tree, counts):
+        if phase.id not in wanted:
             continue
-        states = {s: 0 for s in STATE_NAMES}
-        required = present = 0
-        overdue = []
-        for code, rows in status.by_unit.items():
-            for row in rows:
-                if row.phase_id != phase.id:
-                    continue
-                states[row.state] += 1
-                required += row.required
-                present += row.present
-                if row.state == "overdue":
-                    overdue.append(
-                        {"unit": code, "name": status.units[code].name, "missing": len(row.missing), "present": row.present, "required": row.required}
-                    )
-        units = sum(states.values())
+        states[phase.id][state] += 1
+        totals[phase.id][0] += required
+        totals[phase.id][1] += present
+        if state == "overdue":
+            overdue[phase.id].append({"unit": unit.code, "name": unit.name, "missing": required - present, "present": present, "required": required})
+    result = []
+    for phase in phases:
+        units = sum(states[phase.id].values())
         if units == 0:
             continue
+        required, present = totals[phase.id]
         percent = 100.0 if required == 0 else round(100.0 * present / required, 1)
-        result.append(asdict(PhaseProgress(phase.id, phase.name, phase.deadline.isoformat(), units, states, percent, overdue)))
+        result.append(asdict(PhaseProgress(phase.id, phase.name, phase.deadline.isoformat(), units, states[phase.id], percent, overdue[phase.id])))
     return result
 
 

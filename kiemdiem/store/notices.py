@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
 from kiemdiem.notify.messages import OutstandingItem, PhaseDue, compose_escalation, compose_reminder
@@ -35,51 +36,91 @@ def recipient_directory(uow: UnitOfWork, plan: Plan, campaign_id: str, status: C
     names = {fold(a.person) for a in plan.assignments if not a.email}
     member_emails: dict[str, str] = {}
     if names:
+        # Streamed: at national scale the members do not fit in memory at once.
         for full_name, email in uow.session.execute(
-            select(Member.full_name, Member.email).where(Member.campaign_id == campaign_id, Member.email.is_not(None))
+            select(Member.full_name, Member.email).where(Member.campaign_id == campaign_id, Member.email.is_not(None)),
+            execution_options={"yield_per": 20_000},
         ):
             if fold(full_name) in names:
                 member_emails.setdefault(fold(full_name), email)
     return RecipientDirectory(plan, status.units, member_emails)
 
 
-def save_notices(uow: UnitOfWork, campaign_id: str, notices: list[PlannedNotice], now: dt.datetime) -> int:
-    """Insert planned notices; duplicates of earlier ones are ignored. Returns how many are new."""
+def save_notices(
+    uow: UnitOfWork, campaign_id: str, notices: list[PlannedNotice], now: dt.datetime, *,
+    unit_ids: Mapping[str, int] | None = None, member_ids: Mapping[str, int] | None = None,
+) -> int:
+    """Insert planned notices; duplicates of earlier ones are ignored. Returns how many are new.
+
+    ``unit_ids`` and ``member_ids`` (code -> id) cover the notices' units and members when the
+    caller has them (planning by partitions); otherwise the campaign's whole maps are read."""
     if not notices:
         return 0
     session = uow.session
-    unit_ids = dict(session.execute(select(Unit.code, Unit.id).where(Unit.campaign_id == campaign_id)).all())
-    member_ids = {}
-    if any(n.item.member_code for n in notices):
-        # The campaign's whole id map: an IN list of 80,000 codes exceeds PostgreSQL's parameter limit.
-        member_ids = dict(session.execute(select(Member.member_code, Member.id).where(Member.campaign_id == campaign_id)).all())
-    rows = [
-        {
-            "campaign_id": campaign_id,
-            "recipient": n.recipient.email,
-            "recipient_name": n.recipient.name,
-            "kind": n.kind,
-            "step": n.step,
-            "item_key": n.item.key,
-            "unit_id": unit_ids[n.item.unit_code],
-            "phase_id": n.item.phase_id,
-            "doc_type": n.item.doc_type,
-            "member_id": member_ids.get(n.item.member_code) if n.item.member_code else None,
-            "planned_at": now,
-        }
+    if unit_ids is None:
+        unit_ids = dict(session.execute(select(Unit.code, Unit.id).where(Unit.campaign_id == campaign_id)).all())
+    if member_ids is None:
+        member_ids = {}
+        if any(n.item.member_code for n in notices):
+            # The campaign's whole id map: an IN list of 80,000 codes exceeds PostgreSQL's parameter limit.
+            member_ids = dict(session.execute(select(Member.member_code, Member.id).where(Member.campaign_id == campaign_id)).all())
+    rows = (
+        (
+            campaign_id, n.recipient.email, n.recipient.name, n.kind, n.step, n.item.key, unit_ids[n.item.unit_code],
+            n.item.phase_id, n.item.doc_type, member_ids.get(n.item.member_code) if n.item.member_code else None,
+        )
         for n in notices
-    ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        return _copy_notices(session, rows, now)
     # Drivers disagree on rowcount for executemany: count the rows instead.
     before = session.scalar(select(func.count()).select_from(Notice).where(Notice.campaign_id == campaign_id))
-    for start in range(0, len(rows), NOTICE_BATCH):
-        statement = insert(Notice).on_conflict_do_nothing(
-            index_elements=["campaign_id", "recipient", "kind", "item_key", "step"]
-        )
-        session.execute(statement, rows[start : start + NOTICE_BATCH])
+    batch: list[dict] = []
+    for row in rows:
+        batch.append({**dict(zip(NOTICE_COLUMNS, row)), "planned_at": now})
+        if len(batch) == NOTICE_BATCH:
+            _insert_ignoring(session, batch)
+            batch = []
+    if batch:
+        _insert_ignoring(session, batch)
     after = session.scalar(select(func.count()).select_from(Notice).where(Notice.campaign_id == campaign_id))
     return after - before
+
+
+NOTICE_COLUMNS = ("campaign_id", "recipient", "recipient_name", "kind", "step", "item_key", "unit_id", "phase_id", "doc_type", "member_id")
+_NOTICE_BATCH_TABLE = "kiemdiem_notice_batch"
+
+
+def _insert_ignoring(session, rows: list[dict]) -> None:
+    statement = sqlite.insert(Notice).on_conflict_do_nothing(index_elements=["campaign_id", "recipient", "kind", "item_key", "step"])
+    session.execute(statement, rows)
+
+
+def _copy_notices(session, rows, now: dt.datetime) -> int:
+    """PostgreSQL: COPY the rows into a session-local table, then one INSERT ... SELECT that skips
+    notices already planned. Tens of times faster than a multi-row INSERT for 100,000s of rows;
+    runs in the session's transaction. Returns how many are new."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    columns = ", ".join(NOTICE_COLUMNS)
+    with driver.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_NOTICE_BATCH_TABLE} (campaign_id varchar, recipient varchar, recipient_name varchar,"
+            " kind varchar, step integer, item_key varchar, unit_id integer, phase_id varchar, doc_type varchar, member_id integer)"
+            " ON COMMIT DELETE ROWS"
+        )
+        cursor.execute(f"TRUNCATE {_NOTICE_BATCH_TABLE}")
+        with cursor.copy(f"COPY {_NOTICE_BATCH_TABLE} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO notices ({columns}, planned_at) SELECT {columns}, %s FROM {_NOTICE_BATCH_TABLE}"
+            " ON CONFLICT (campaign_id, recipient, kind, item_key, step) DO NOTHING",
+            (now.astimezone(dt.timezone.utc),),
+        )
+        created = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_NOTICE_BATCH_TABLE}")
+    return created
 
 
 def plan_and_save(
@@ -90,9 +131,16 @@ def plan_and_save(
     now: dt.datetime,
     phase_ids: set[str] | None = None,
     kinds: frozenset[str] = frozenset({"reminder", "escalation"}),
+    *,
+    directory: RecipientDirectory | None = None,
+    unit_ids: Mapping[str, int] | None = None,
+    member_ids: Mapping[str, int] | None = None,
 ) -> int:
-    directory = recipient_directory(uow, plan, campaign_id, status)
-    return save_notices(uow, campaign_id, plan_notices(plan, status, directory, now, phase_ids, kinds), now)
+    """Plan the notices of ``status``'s units and save them. ``directory`` (who answers for a
+    unit) must cover the whole tree when ``status`` covers only part of it."""
+    directory = directory or recipient_directory(uow, plan, campaign_id, status)
+    notices = plan_notices(plan, status, directory, now, phase_ids, kinds)
+    return save_notices(uow, campaign_id, notices, now, unit_ids=unit_ids, member_ids=member_ids)
 
 
 @dataclass(frozen=True, slots=True)
