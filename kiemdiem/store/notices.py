@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from itertools import groupby
+from operator import itemgetter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
@@ -24,9 +26,8 @@ from kiemdiem.plan import Plan
 from kiemdiem.reminders import PlannedNotice, RecipientDirectory, overdue_working_days, plan_notices
 from kiemdiem.status import CampaignStatus
 from kiemdiem.store.db import Store, UnitOfWork
-from kiemdiem.store.models import Member, Notice, Unit
+from kiemdiem.store.models import Member, Notice, Submission, Unit
 from kiemdiem.store.outbox import enqueue
-from kiemdiem.store.queries import load_deliveries
 from kiemdiem.tabular import fold
 
 NOTICE_BATCH = 5000  # rows per INSERT; keeps statements well under driver parameter limits
@@ -165,75 +166,123 @@ class ComposeReport:
     deferred: bool = False  # quiet hours: nothing composed
 
 
+COMPOSE_COMMIT_EVERY = 200  # digests per transaction; each digest is a savepoint of its own
+STREAM_ROWS = 5000
+
+
 def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, *, submit_url: str, sender: str) -> ComposeReport:
+    """Cancel the pending notices that no longer hold, then save one digest per (recipient, kind).
+
+    Set-based and streamed, so that a national reminder morning (millions of notices) runs in
+    bounded memory: the stale notices are cancelled by one UPDATE, and the live ones are read
+    in (recipient, kind) order over their own connection, one digest's worth at a time. Digests
+    are committed in batches; a crash loses at most the batch in hand, which the next tick
+    composes again into the same bytes (the Message-ID and the boundaries come from the key).
+    """
     report = ComposeReport()
     if not plan.calendar.is_working_time(now):
         report.deferred = True
         return report
     with store.uow() as uow:
-        session = uow.session
-        pending = [
-            PendingNotice(*row)
-            for row in session.execute(
-                select(
-                    Notice.id, Notice.recipient, Notice.recipient_name, Notice.kind, Notice.step, Notice.item_key,
-                    Notice.unit_id, Notice.phase_id, Notice.doc_type, Notice.member_id,
-                )
-                .where(Notice.campaign_id == campaign_id, Notice.outbox_id.is_(None), Notice.cancelled_at.is_(None))
-                .order_by(Notice.id)
-            )
-        ]
-        if not pending:
-            return report
-        delivered = load_deliveries(uow, campaign_id, now)
-        phases = {p.id: p for p in plan.phases}
-        stale = [
-            n.id
-            for n in pending
-            if n.item_key in delivered or (n.kind == "reminder" and now > phases[n.phase_id].deadline)
-        ]
-        if stale:
-            session.execute(update(Notice).where(Notice.id.in_(stale)).values(cancelled_at=now))
-            uow.commit()
-            report.cancelled = len(stale)
-        stale_ids = set(stale)
-        live = [n for n in pending if n.id not in stale_ids]
-        max_seen = max(n.id for n in pending)
-        units = {uid: (code, name) for uid, code, name in session.execute(select(Unit.id, Unit.code, Unit.name).where(Unit.campaign_id == campaign_id))}
-        member_ids = {n.member_id for n in live if n.member_id}
-        members = {}
-        if member_ids:
-            members = {mid: (code, name) for mid, code, name in session.execute(select(Member.id, Member.member_code, Member.full_name).where(Member.id.in_(member_ids)))}
-    groups: dict[tuple[str, str], list[PendingNotice]] = defaultdict(list)
-    for n in live:
-        groups[(n.recipient, n.kind)].append(n)
-    settings_url = submit_url
-    for (recipient, kind), notices in sorted(groups.items()):
-        message, reason = _compose(plan, kind, notices, units, members, now, settings_url)
-        material = f"{campaign_id}|{recipient}|{kind}|" + ",".join(sorted(f"{n.item_key}@{n.step}" for n in notices))
-        with store.uow() as uow:
+        report.cancelled = _cancel_stale(uow, plan, campaign_id, now)
+        uow.commit()
+        # Notices planned from here on have higher ids and wait for the next digest.
+        max_seen = uow.session.scalar(select(func.max(NOTICES.c.id)).where(*_pending(campaign_id)))
+    if max_seen is None:
+        return report
+    link = _link_statement()
+    with store.engine.connect() as reader, store.uow() as uow:
+        rows = reader.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+            _live_query(store.dialect, campaign_id, max_seen)
+        )
+        in_batch = (0, 0)
+        for (recipient, kind), group in groupby(rows, key=itemgetter(0, 3)):
+            notices, units, members = _group(group)
+            message, reason = _compose(plan, kind, notices, units, members, now, submit_url)
+            material = f"{campaign_id}|{recipient}|{kind}|" + ",".join(sorted(f"{n.item_key}@{n.step}" for n in notices))
+            savepoint = uow.session.begin_nested()
             outbox_id = enqueue(
                 uow, campaign_id=campaign_id, kind=kind, recipient=recipient, recipient_name=notices[0].recipient_name,
                 message=message, key_material=material, reason=reason, now=now, sender=sender,
             )
-            if outbox_id is None:
-                continue  # the same digest was saved by a concurrent tick
-            # The digest carries every live pending notice of this recipient and kind seen above;
-            # a notice planned since has a higher id and waits for the next digest.
+            if outbox_id is None:  # the same digest was saved by a concurrent tick
+                savepoint.rollback()
+                continue
             linked = uow.session.execute(
-                update(Notice)
-                .where(
-                    Notice.campaign_id == campaign_id, Notice.recipient == recipient, Notice.kind == kind,
-                    Notice.outbox_id.is_(None), Notice.cancelled_at.is_(None), Notice.id <= max_seen,
-                )
-                .values(outbox_id=outbox_id)
+                link, {"b_campaign": campaign_id, "b_recipient": recipient, "b_kind": kind, "b_max_seen": max_seen, "b_outbox": outbox_id}
             ).rowcount
-            if linked != len(notices):
-                continue  # another tick took some of these notices: roll back this digest
-            uow.commit()
-        report.digests += 1
-        report.notices += len(notices)
+            if linked != len(notices):  # another tick took some of these notices: drop this digest
+                savepoint.rollback()
+                continue
+            savepoint.commit()
+            in_batch = (in_batch[0] + 1, in_batch[1] + len(notices))
+            if in_batch[0] == COMPOSE_COMMIT_EVERY:
+                uow.commit()
+                report.digests, report.notices = report.digests + in_batch[0], report.notices + in_batch[1]
+                in_batch = (0, 0)
+        uow.commit()
+        report.digests, report.notices = report.digests + in_batch[0], report.notices + in_batch[1]
     return report
+
+
+NOTICES = Notice.__table__
+UNITS = Unit.__table__
+MEMBERS = Member.__table__
+
+
+def _pending(campaign_id: str) -> tuple:
+    return (NOTICES.c.campaign_id == campaign_id, NOTICES.c.outbox_id.is_(None), NOTICES.c.cancelled_at.is_(None))
+
+
+def _cancel_stale(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime) -> int:
+    """Cancel pending notices whose item has been delivered by ``now``, and reminders whose deadline has passed."""
+    delivered = select(Submission.item_key).where(Submission.campaign_id == campaign_id, Submission.received_at <= now)
+    stale = NOTICES.c.item_key.in_(delivered)
+    past = [p.id for p in plan.phases if now > p.deadline]
+    if past:
+        stale = or_(stale, and_(NOTICES.c.kind == "reminder", NOTICES.c.phase_id.in_(past)))
+    result = uow.session.execute(update(NOTICES).where(*_pending(campaign_id), stale).values(cancelled_at=now))
+    return result.rowcount or 0
+
+
+def _live_query(dialect: str, campaign_id: str, max_seen: int):
+    # Python's order (code points): byte order of UTF-8, which is SQLite's default and PostgreSQL's "C".
+    recipient = NOTICES.c.recipient.collate("C") if dialect == "postgresql" else NOTICES.c.recipient
+    return (
+        select(
+            NOTICES.c.recipient, NOTICES.c.id, NOTICES.c.recipient_name, NOTICES.c.kind, NOTICES.c.step, NOTICES.c.item_key,
+            NOTICES.c.unit_id, NOTICES.c.phase_id, NOTICES.c.doc_type, NOTICES.c.member_id,
+            UNITS.c.code, UNITS.c.name, MEMBERS.c.member_code, MEMBERS.c.full_name,
+        )
+        .select_from(NOTICES)
+        .join(UNITS, UNITS.c.id == NOTICES.c.unit_id)
+        .outerjoin(MEMBERS, MEMBERS.c.id == NOTICES.c.member_id)
+        .where(*_pending(campaign_id), NOTICES.c.id <= max_seen)
+        .order_by(recipient, NOTICES.c.kind, NOTICES.c.id)
+    )
+
+
+def _group(rows) -> tuple[list[PendingNotice], dict[int, tuple[str, str]], dict[int, tuple[str, str]]]:
+    notices, units, members = [], {}, {}
+    for recipient, nid, name, kind, step, key, unit_id, phase_id, doc_type, member_id, unit_code, unit_name, member_code, member_name in rows:
+        notices.append(PendingNotice(nid, recipient, name, kind, step, key, unit_id, phase_id, doc_type, member_id))
+        units[unit_id] = (unit_code, unit_name)
+        if member_id is not None:
+            members[member_id] = (member_code, member_name)
+    return notices, units, members
+
+
+def _link_statement():
+    """Link a digest's notices: every live pending notice of this recipient and kind seen when composing began."""
+    return (
+        update(NOTICES)
+        .where(
+            NOTICES.c.campaign_id == bindparam("b_campaign"), NOTICES.c.recipient == bindparam("b_recipient"),
+            NOTICES.c.kind == bindparam("b_kind"), NOTICES.c.outbox_id.is_(None), NOTICES.c.cancelled_at.is_(None),
+            NOTICES.c.id <= bindparam("b_max_seen"),
+        )
+        .values(outbox_id=bindparam("b_outbox"))
+    )
 
 
 def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members, now: dt.datetime, submit_url: str):

@@ -1,0 +1,103 @@
+"""Composing digests streams the pending notices and commits in batches; the digests are the same.
+
+A khoi campaign under the Hà Tĩnh plan on Tue 06/12/2022 08:00 (reminders and escalations
+due), with some branches' documents delivered after the notices were planned: those notices
+are cancelled, every other pending notice goes into exactly one digest for its recipient and
+kind, and composing again adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from sqlalchemy import select
+
+from kiemdiem import steps
+from kiemdiem.plan import load_plan
+from kiemdiem.settings import ReminderSettings
+from kiemdiem.store import notices as notices_module
+from kiemdiem.store.models import Notice, Outbox, Unit
+from kiemdiem.store.notices import compose_digests
+from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.store.submissions import IncomingFile, record_submission
+from kiemdiem.synth import generate
+from tests.support import PLANS, ict
+
+CAMPAIGN = "khoi"
+NOW = ict(2022, 12, 6, 8)
+SENDER = "vanphong@kiemdiem.local"
+
+
+@pytest.fixture
+def planned(store, tmp_path):
+    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
+    files = generate("khoi", 2, tmp_path / "org", campaign_year=plan.year)
+    with store.uow() as uow:
+        create_campaign(uow, plan, CAMPAIGN, ict(2022, 11, 20))
+        import_organization(uow, CAMPAIGN, files.units, files.members, ict(2022, 11, 20))
+        uow.commit()
+    phases = steps.open_phase_ids(plan, NOW)
+    settings = ReminderSettings()
+    assert steps.plan_reminders(store, plan, CAMPAIGN, NOW, phases, settings) + steps.escalate_overdue(store, plan, CAMPAIGN, NOW, phases, settings)
+    # After planning, a few branches deliver their minutes: their notices must not go out.
+    with store.uow() as uow:
+        keys = sorted({k for k, in uow.session.execute(select(Notice.item_key).where(Notice.doc_type == "bien_ban_hoi_nghi"))})[:5]
+        units = {code: uid for code, uid in uow.session.execute(select(Unit.code, Unit.id))}
+    delivered = []
+    with store.uow() as uow:
+        for key in keys:
+            [[unit_id, phase_id]] = uow.session.execute(select(Notice.unit_id, Notice.phase_id).where(Notice.item_key == key).limit(1))
+            code = next(c for c, i in units.items() if i == unit_id)
+            record_submission(uow, store.blobs, plan, CAMPAIGN, code, "bien_ban_hoi_nghi",
+                              [IncomingFile("bien_ban.pdf", data=f"%PDF {code}".encode())], ict(2022, 12, 6, 7), "web", phase_id=phase_id)
+            delivered.append(key)
+        uow.commit()
+    return plan, set(delivered)
+
+
+def test_streamed_batches_carry_every_live_notice_once(store, planned, monkeypatch):
+    plan, delivered = planned
+    monkeypatch.setattr(notices_module, "COMPOSE_COMMIT_EVERY", 3)
+    monkeypatch.setattr(notices_module, "STREAM_ROWS", 7)
+    with store.uow() as uow:
+        before = uow.session.execute(select(Notice.id, Notice.recipient, Notice.kind, Notice.item_key)).all()
+    expected = defaultdict(set)
+    for nid, recipient, kind, key in before:
+        if key not in delivered:
+            expected[(recipient, kind)].add(nid)
+    assert delivered and len(expected) > 10
+
+    report = compose_digests(store, plan, CAMPAIGN, NOW, submit_url="http://127.0.0.1:8080", sender=SENDER)
+
+    with store.uow() as uow:
+        rows = uow.session.execute(select(Notice.id, Notice.item_key, Notice.outbox_id, Notice.cancelled_at)).all()
+        outbox = {o.id: (o.recipient, o.kind) for o in uow.session.scalars(select(Outbox))}
+    assert {key for _, key, _, cancelled in rows if cancelled is not None} == delivered
+    assert all(outbox_id is None for _, key, outbox_id, _ in rows if key in delivered)
+    carried = defaultdict(set)
+    for nid, _, outbox_id, _ in rows:
+        if outbox_id is not None:
+            carried[outbox[outbox_id]].add(nid)
+    assert carried == expected
+    assert (report.digests, report.notices, report.cancelled) == (len(expected), sum(map(len, expected.values())), len(
+        [1 for _, _, _, key in before if key in delivered]))
+
+    again = compose_digests(store, plan, CAMPAIGN, NOW, submit_url="http://127.0.0.1:8080", sender=SENDER)
+    assert (again.digests, again.notices) == (0, 0)
+
+
+def test_the_same_notices_make_the_same_bytes_whatever_the_batch(store, planned, monkeypatch):
+    plan, _ = planned
+    compose_digests(store, plan, CAMPAIGN, NOW, submit_url="http://127.0.0.1:8080", sender=SENDER)
+    with store.uow() as uow:
+        first = {o.idempotency_key: (o.message_id, o.mime) for o in uow.session.scalars(select(Outbox))}
+        # As after a crash that lost every digest: unlink the notices, drop the rows, compose again.
+        uow.session.execute(Notice.__table__.update().values(outbox_id=None))
+        uow.session.execute(Outbox.__table__.delete())
+        uow.commit()
+    monkeypatch.setattr(notices_module, "COMPOSE_COMMIT_EVERY", 1)
+    compose_digests(store, plan, CAMPAIGN, NOW, submit_url="http://127.0.0.1:8080", sender=SENDER)
+    with store.uow() as uow:
+        second = {o.idempotency_key: (o.message_id, o.mime) for o in uow.session.scalars(select(Outbox))}
+    assert second == first and len(first) > 10
