@@ -261,59 +261,71 @@ def status(
         fail(exc)
         return
     if as_json:
-        print(json.dumps(status_json(result), ensure_ascii=False, indent=2))
+        for chunk in status_json_chunks(result):
+            sys.stdout.write(chunk)
+        sys.stdout.write("\n")
         return
     console.print(f"[bold]{plan.number}[/] — tình trạng lúc {format_instant(now)}")
-    table = Table()
-    for col in ("Đơn vị", "Giai đoạn", "Hạn", "Trạng thái", "Đã nộp", "% cây con", "Còn thiếu"):
-        table.add_column(col)
-    for code, info in result.units.items():
-        for row in result.for_unit(code):
-            missing = ", ".join(
-                f"{m.doc_type}{f' ({m.member_name})' if m.member_name else ''}" for m in row.missing[:4]
-            ) + (f" … +{len(row.missing) - 4}" if len(row.missing) > 4 else "")
-            table.add_row(
-                f"{code}\n{info.name}", row.phase_id, format_instant(row.deadline),
-                f"[{STATE_STYLES[row.state]}]{STATE_NAMES[row.state]}[/]", f"{row.present}/{row.required}",
-                f"{row.subtree_percent:.0f}%", missing,
-            )
-    console.print(table)
+    # A province has thousands of units and the country hundreds of thousands: print a table
+    # per block of units, so that nothing holds every row at once.
+    codes = list(result.units)
+    for start in range(0, len(codes), STATUS_TABLE_UNITS):
+        table = Table()
+        for col in ("Đơn vị", "Giai đoạn", "Hạn", "Trạng thái", "Đã nộp", "% cây con", "Còn thiếu"):
+            table.add_column(col)
+        for code in codes[start : start + STATUS_TABLE_UNITS]:
+            info = result.units[code]
+            for row in result.for_unit(code):
+                missing = ", ".join(
+                    f"{m.doc_type}{f' ({m.member_name})' if m.member_name else ''}" for m in row.missing[:4]
+                ) + (f" … +{len(row.missing) - 4}" if len(row.missing) > 4 else "")
+                table.add_row(
+                    f"{code}\n{info.name}", row.phase_id, format_instant(row.deadline),
+                    f"[{STATE_STYLES[row.state]}]{STATE_NAMES[row.state]}[/]", f"{row.present}/{row.required}",
+                    f"{row.subtree_percent:.0f}%", missing,
+                )
+        console.print(table)
     counts = result.count_states()
     console.print(" · ".join(f"{STATE_NAMES[s]}: {n}" for s, n in counts.items()))
 
 
-def status_json(result) -> dict:
+STATUS_TABLE_UNITS = 500
+
+
+def unit_status_json(result, code: str, info) -> dict:
     return {
-        "now": result.now.isoformat(),
-        "units": [
+        "code": code,
+        "name": info.name,
+        "kind": info.kind,
+        "parent": info.parent_code,
+        "subtree_percent": result.subtree_percent(code),
+        "phases": [
             {
-                "code": code,
-                "name": info.name,
-                "kind": info.kind,
-                "parent": info.parent_code,
-                "subtree_percent": result.subtree_percent(code),
-                "phases": [
-                    {
-                        "phase": row.phase_id,
-                        "deadline": row.deadline.isoformat(),
-                        "state": row.state,
-                        "required": row.required,
-                        "present": row.present,
-                        "late": row.late,
-                        "percent": row.percent,
-                        "subtree_percent": row.subtree_percent,
-                        "missing": [
-                            {"doc_type": m.doc_type, "doc_name": DOCUMENTS[m.doc_type].name, "member_id": m.member_code, "member_name": m.member_name}
-                            for m in row.missing
-                        ],
-                    }
-                    for row in result.for_unit(code)
+                "phase": row.phase_id,
+                "deadline": row.deadline.isoformat(),
+                "state": row.state,
+                "required": row.required,
+                "present": row.present,
+                "late": row.late,
+                "percent": row.percent,
+                "subtree_percent": row.subtree_percent,
+                "missing": [
+                    {"doc_type": m.doc_type, "doc_name": DOCUMENTS[m.doc_type].name, "member_id": m.member_code, "member_name": m.member_name}
+                    for m in row.missing
                 ],
             }
-            for code, info in result.units.items()
+            for row in result.for_unit(code)
         ],
-        "counts": result.count_states(),
     }
+
+
+def status_json_chunks(result):
+    """The status as one JSON document ({"now", "units": [...], "counts"}), written unit by unit."""
+    yield "{\n  \"now\": " + json.dumps(result.now.isoformat()) + ",\n  \"units\": ["
+    for n, (code, info) in enumerate(result.units.items()):
+        text = json.dumps(unit_status_json(result, code, info), ensure_ascii=False, indent=2)
+        yield ("," if n else "") + "\n    " + text.replace("\n", "\n    ")
+    yield "\n  ],\n  \"counts\": " + json.dumps(result.count_states(), ensure_ascii=False) + "\n}"
 
 
 def main() -> None:

@@ -92,6 +92,19 @@ def test_submit_status_and_json(campaign, tmp_path):
     assert table.exit_code == 0 and "Quá hạn" in table.output
 
 
+def test_status_of_the_whole_tree_is_written_in_blocks(campaign, monkeypatch):
+    import kiemdiem.cli as cli  # noqa: PLC0415
+
+    whole = json.loads(run("status", "--campaign", "c187", "--at", "07/12/2023 09:00", "--json").output)
+    codes = [u["code"] for u in whole["units"]]
+    assert len(codes) > 3 and sum(whole["counts"].values()) == sum(len(u["phases"]) for u in whole["units"])
+    monkeypatch.setattr(cli, "STATUS_TABLE_UNITS", 2)
+    table = run("status", "--campaign", "c187", "--at", "07/12/2023 09:00")
+    assert table.exit_code == 0
+    assert table.output.count("Giai đoạn") == -(-len(codes) // 2)  # one header per block of two units
+    assert [code for code in codes if code in table.output] == codes
+
+
 BAD_SUBMITS = [
     (["--unit", "NOPE", "--doc", "bien_ban_hoi_nghi"], 3, "đơn vị không tồn tại"),
     (["--unit", "VP1", "--doc", "bien_ban_la"], 4, "không có trong danh mục"),
