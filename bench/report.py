@@ -180,12 +180,40 @@ def section_nation_import(data: dict) -> list[str]:
     return readme_section(data)
 
 
+def section_nation_tick(data: dict) -> list[str]:
+    st, pl = data["status"], data["planning"]
+    return [
+        "## Nation status and one tick's planning (issue 6)",
+        "",
+        f"Preset `nation` on PostgreSQL ({data['units']} units, {data['members']} members), plan {data['plan']} at "
+        f"{data['now']}, nothing delivered yet. Status and planning go by partition (runs of units in path order of "
+        "about 25,000 members): each unit's own counts by GROUP BY, the upper levels rolled up, rows read a partition "
+        "at a time. Each runs in its own process; peak RSS is that process's own. Baselines, in the same run: status — "
+        "one SQL GROUP BY of owed and delivered items per unit; planning — one hand-written `INSERT … SELECT` of the "
+        "same notices into a copy of the notices table (same indexes and keys).",
+        "",
+        "| step | ours | baseline | ratio | peak RSS | checked |",
+        "|---|---|---|---|---|---|",
+        f"| status (root and state counts) | {st['status_s']} s | {st['baseline_sql_group_by_s']} s | "
+        f"{st['ratio_status_to_baseline']}× | {st['peak_rss_mib']} MiB | same totals as the baseline: "
+        f"{'yes' if st['same_required_as_baseline'] else 'no'} |",
+        f"| status, every row ({st['rows']} rows, {st['missing_items']} missing items) | +{st['rows_s']} s | – | – | same process | – |",
+        f"| planning one reminder morning ({pl['notices_planned']} notices) | {pl['planning_s']} s | "
+        f"{pl['baseline_insert_select_s']} s | {pl['ratio_to_baseline']}× | {pl['peak_rss_mib']} MiB | rows differing from "
+        f"the baseline: {pl['ours_not_in_baseline'] + pl['baseline_not_in_ours']} |",
+        "",
+        f"Target: every kiemdiem process under {data['peak_rss_target_mib']} MiB — "
+        f"{'met' if data['peak_rss_met'] else '**missed**'}.",
+        "",
+    ]
+
+
 def main() -> None:
     parts = [INTRO]
     for name, render in (
         ("import", section_import), ("mail", section_mail), ("compose", section_compose), ("tick", section_tick),
         ("consolidation", section_consolidation), ("web", section_web),
-        ("nation_import", section_nation_import),
+        ("nation_import", section_nation_import), ("nation_tick", section_nation_tick),
     ):
         data = load(name)
         parts.append("\n".join(render(data)) if data else f"## {name}\n\nNot run yet.\n")
