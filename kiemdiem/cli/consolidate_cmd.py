@@ -23,7 +23,7 @@ from kiemdiem.rules.base import LEVEL_NAMES, NOT_EVALUATED_NAMES, NOT_EVALUATED_
 from kiemdiem.store.db import open_store
 from kiemdiem.store.organization import campaign_plan
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding
-from kiemdiem.store.snapshots import ConsolidationReport, consolidate_campaign, latest_snapshots
+from kiemdiem.store.snapshots import ConsolidationReport, consolidate_campaign, latest_snapshots, root_units
 
 result_app = typer.Typer(help="Kết quả xếp loại (hủy bỏ kết quả để ban hành quyết định xếp loại lại).", no_args_is_help=True)
 finding_app = typer.Typer(help="Vi phạm, lưu ý khi tổng hợp (chấp thuận có ghi rõ người và lý do).", no_args_is_help=True)
@@ -65,10 +65,13 @@ def consolidate(
         intake = ingest_results(store, plan, campaign, now, actor="cli")
         run = consolidate_campaign(store, plan, campaign, now, changed_units=None if full else intake.changed_units, actor="cli")
         with store.uow() as uow:
-            snapshots = latest_snapshots(uow, campaign, [unit] if unit else None)
+            # Only the units printed: the root's (or the given unit's) newest snapshot, never the
+            # whole tree's (at national scale, hundreds of thousands of payloads).
+            shown = [unit] if unit else root_units(uow, campaign)
+            snapshots = latest_snapshots(uow, campaign, shown)
         if unit and unit not in snapshots:
             raise NotFound(f"đơn vị không tồn tại hoặc chưa có kết quả tổng hợp: '{unit}'")
-        shown = [unit] if unit else [c for c, s in snapshots.items() if s["payload"]["unit"]["parent"] is None]
+        shown = [code for code in shown if code in snapshots]
     except KiemdiemError as exc:
         shell.fail(exc)
         return

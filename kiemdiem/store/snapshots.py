@@ -28,6 +28,15 @@
    gets one ``consolidation_diff`` email in the outbox: whose result changed, which totals moved
    from the changed unit up to that office's unit, which findings appeared or went away.
 
+A full run of a big campaign (more than ``PARTITION_MEMBERS`` members, or ``part_members``) goes
+in parts, in bounded memory (``_full_in_parts``): the tree is cut into subtrees of at most
+``PART_MEMBERS`` members (``_split_parts``; a committee that decides across parts is kept above
+them, with its ancestors, so that its 20% cap counts everything it decided); each group of parts,
+consecutive in path order, is read by one path range, consolidated (``consolidate_lines(part=True)``),
+hashed, compared and written at once, and only its roots' summaries are kept; the units above the
+parts are then built from their own members and those summaries (``rollup_lines``) and written.
+The snapshots, versions, differences and emails are those of the run in one piece.
+
 A second pass at the same ``now`` changes nothing. Two concurrent passes are serialised by the
 lock; a unique-version conflict (a writer that skipped the lock) rolls back and retries.
 """
@@ -70,6 +79,7 @@ from kiemdiem.consolidation import (
     lines_supported,
     reconsolidate_lines,
     render_diff_text,
+    rollup_lines,
 )
 from kiemdiem.errors import NotFound
 from kiemdiem.notify.messages import compose_consolidation_diff
@@ -105,6 +115,11 @@ FULL_RUN_ACTIONS = ("org.imported", "plan.updated")
 MAX_ATTEMPTS = 3
 SNAPSHOT_INSERT_BATCH = 500  # snapshot rows per INSERT (payloads are large)
 COPY_ROWS = 100  # PostgreSQL: from this many snapshot rows, COPY rather than INSERT
+# A full run of a campaign with more members than this goes in parts (``_full_in_parts``): subtrees
+# of at most PART_MEMBERS members each, read by path range, consolidated, written and let go;
+# only their roots' summaries stay for the units above them.
+PARTITION_MEMBERS = 500_000
+PART_MEMBERS = 250_000
 
 
 @dataclass
@@ -118,9 +133,11 @@ class ConsolidationReport:
     diff_text: str = ""
     outbox_ids: list[int] = field(default_factory=list)
     # Seconds per step: lock, compute (with loading), hash (comparing with the stored versions), store (with
-    # the text and hash of first versions, made as written), diff (the report's), notify (the offices' emails).
+    # the text and hash of first versions, made as written), diff (the report's), notify (the offices' emails);
+    # a run in parts also has read (the parts' members and results, out of compute).
     timings: dict[str, float] = field(default_factory=dict)
     units_read: int = 0  # units of the tree the run read (an incremental run: the ones it rebuilt and their neighbours)
+    parts: int = 0  # a full run in parts: how many batches it wrote (the parts, then the units above them); else 0
 
     @property
     def created(self) -> bool:
@@ -137,6 +154,7 @@ class ConsolidationReport:
             "outbox_ids": list(self.outbox_ids),
             "timings": dict(self.timings),
             "units_read": self.units_read,
+            "parts": self.parts,
         }
 
 
@@ -431,10 +449,15 @@ def _examine_masks(rule_set: RuleSet, reason):
 
 
 def _member_lines(
-    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, code_of: dict[int, str]
+    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
+    units_where=None,
 ) -> tuple[dict[str, list[MemberLine]], list[MemberRecord], list[MemberResult]] | None:
     """Every member of the campaign as a line, and the full records and results of those a
     member rule must look at; None when the rule set needs every full record.
+
+    ``units_where``: a condition on ``Unit`` (a path range, a list of ids): only the members of
+    those units (one part of a run in parts); their newest results are then found by member, on
+    the results' ``(campaign_id, member_id)`` index, rather than over the whole campaign.
 
     The reason a member is not evaluated, each member's current result and whether a row needs
     a closer look are worked out by the database: one joined read on PostgreSQL, two plain reads
@@ -453,7 +476,35 @@ def _member_lines(
     lines_of: dict[int, list[MemberLine]] = {}
     examine: list[int] = []
     evaluated_bits = 1  # bit 0: rules that look at the result only
-    if uow.session.get_bind().dialect.name == "postgresql":
+    in_units = None if units_where is None else Member.unit_id.in_(
+        select(Unit.id).where(Unit.campaign_id == campaign_id, units_where)
+    )
+    if uow.session.get_bind().dialect.name == "postgresql" and in_units is not None:
+        # The part's units as one array (an init plan: the members are then found on their unit
+        # index, not by a scan of the campaign), and each member's newest result by member on the
+        # results' index (LATERAL ... LIMIT 1), in the members' order: no sort of the part.
+        unit_ids = select(Unit.id).where(Unit.campaign_id == campaign_id, units_where).scalar_subquery()
+        newest = (
+            select(level.label("level"), bits.label("bits"))
+            .where(r.member_id == Member.id, r.campaign_id == campaign_id, r.received_at <= now)
+            .order_by(r.received_at.desc(), r.id.desc())
+            .limit(1)
+            .lateral("newest")
+        )
+        query = (
+            select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask, newest.c.level, newest.c.bits)
+            .select_from(Member)
+            .outerjoin(newest, literal(True))
+            .where(Member.campaign_id == campaign_id, Member.unit_id == any_(func.array(unit_ids)))
+        )
+        for pk, unit_id, code, name, why, mask, final, result_bits in _raw_rows(uow, query):
+            if result_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result_bits:
+                examine.append(pk)
+            bucket = lines_of.get(unit_id)
+            if bucket is None:
+                bucket = lines_of[unit_id] = []
+            bucket.append((code, name, final, why))
+    elif uow.session.get_bind().dialect.name == "postgresql":
         # One read: the server picks each member's newest row (DISTINCT ON) and joins it.
         newest = (
             select(r.member_id, level.label("level"), bits.label("bits"))
@@ -481,6 +532,9 @@ def _member_lines(
             Member.campaign_id == campaign_id
         )
         result_query = select(r.member_id, level, bits).where(r.campaign_id == campaign_id, r.received_at <= now).order_by(r.received_at, r.id)
+        if in_units is not None:
+            member_query = member_query.where(in_units)
+            result_query = result_query.where(r.member_id.in_(select(Member.id).where(Member.campaign_id == campaign_id, in_units)))
         member_rows, result_rows = _raw_rows(uow, member_query), _raw_rows(uow, result_query)
         current = {row[0]: row for row in result_rows}.get
         for pk, unit_id, code, name, why, mask in member_rows:
@@ -676,12 +730,34 @@ def latest_snapshots(uow: UnitOfWork, campaign_id: str, unit_codes: Iterable[str
         .order_by(Unit.path)
     )
     wanted = None if unit_codes is None else sorted(set(unit_codes))
+    if wanted is not None:
+        # A few units: each one's newest row by the ``(campaign_id, unit_id, version)`` index, not
+        # the newest version of every unit of the campaign (hundreds of thousands at national scale).
+        query = (
+            select(Unit.code, Snapshot)
+            .join(Unit, Unit.id == Snapshot.unit_id)
+            .where(
+                Snapshot.campaign_id == campaign_id,
+                Unit.campaign_id == campaign_id,
+                ~select(_NEWER.unit_id).where(
+                    _NEWER.campaign_id == Snapshot.campaign_id, _NEWER.unit_id == Snapshot.unit_id, _NEWER.version > Snapshot.version
+                ).exists(),
+            )
+            .order_by(Unit.path)
+        )
     batches = [query] if wanted is None else [query.where(Unit.code.in_(chunk)) for chunk in _chunked(wanted)]
     out: dict[str, dict] = {}
     for batch in batches:
         for code, snap in uow.session.execute(batch):
             out[code] = _snapshot_dict(snap) | {"payload": snap.payload}
     return out
+
+
+def root_units(uow: UnitOfWork, campaign_id: str) -> list[str]:
+    """Codes of the campaign's top units (no parent), without reading the rest of the tree."""
+    return list(uow.session.scalars(
+        select(Unit.code).where(Unit.campaign_id == campaign_id, Unit.parent_id.is_(None)).order_by(Unit.path)
+    ))
 
 
 def _snapshot_dict(snap: Snapshot) -> dict:
@@ -1112,7 +1188,7 @@ class _Stopwatch:
 
 
 def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, changed_units: set[str] | None,
-         reason: str, actor: str) -> ConsolidationReport:
+         reason: str, actor: str, part_members: int | None = None) -> ConsolidationReport:
     clock = _Stopwatch()
     get_campaign(uow, campaign_id)
     lock_campaign(uow, campaign_id)
@@ -1126,6 +1202,7 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     stored: _Stored | None = None
     units: list[_UnitRow] | None = None
     tree: _Tree | None = None
+    written: _Written | None = None
     # The tree is the last run's (same fingerprint, no import since, whatever its time): an
     # incremental run reads only the units it rebuilds, never the whole tree. Every unit of it
     # then has a snapshot (each run leaves one for every unit of its tree; a unit added since
@@ -1163,17 +1240,90 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
                     summaries, stored = rebuilt
     if summaries is None:
         mode = "full"
-        summaries = _full(uow, plan, campaign_id, now, units)
         tree = _Tree(uow, campaign_id, units)
+        limit = _part_limit(uow, plan, campaign_id, part_members)
+        if limit is not None:
+            written = _full_in_parts(uow, plan, campaign_id, now, units, tree, with_snapshots, reason, limit, clock)
+        else:
+            summaries = _full(uow, plan, campaign_id, now, units)
     by_code = tree.by_code if tree is not None else {}
     parent = {code: u.parent_code for code, u in by_code.items()}
-    clock.lap("compute")
 
-    if stored is None:  # a full run: compare with every unit's newest snapshot, if any
-        latest = _latest_versions(uow, campaign_id) if with_snapshots else {}
-        hashes = _content_hashes(uow, campaign_id, latest)
-        code_of = tree.code_of
-        stored = _Stored({code_of[uid]: v for uid, v in latest.items()}, {code_of[uid]: h for uid, h in hashes.items()}, {})
+    if written is None:
+        clock.lap("compute")
+        if stored is None:  # a full run: compare with every unit's newest snapshot, if any
+            latest = _latest_versions(uow, campaign_id) if with_snapshots else {}
+            hashes = _content_hashes(uow, campaign_id, latest)
+            code_of = tree.code_of
+            stored = _Stored({code_of[uid]: v for uid, v in latest.items()}, {code_of[uid]: h for uid, h in hashes.items()}, {})
+        written = _write_summaries(uow, campaign_id, now, summaries, stored, by_code, parent, reason, clock)
+    updated = _depth_order(written.updated, parent) if written.parts > 1 else written.updated
+    versions, payloads, old_payloads, flats = written.versions, written.payloads, written.old_payloads, written.flats
+    again = [c for c in updated if c in old_payloads]  # units given a version above 1
+
+    report = ConsolidationReport(mode, written.recomputed, sorted(changed), updated, versions, timings=clock.laps,
+                                 units_read=len(units) if units is not None else len(by_code))
+    if again:
+        changes = diff(old_payloads, {c: payloads[c] for c in updated}, flat_memo=flats)
+        report.diff, report.diff_text = changes, render_diff_text(changes)
+        clock.lap("diff")
+        report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason, flats)
+    else:
+        clock.lap("diff")
+    clock.lap("notify")
+    report.parts = written.parts if written.parts > 1 else 0
+
+    if (updated or pending.watermark != pending.previous_watermark or pending.tree_hash != tree_hash
+            or (pending.tree_stats is not None and pending.tree_stats != stats)):
+        session.add(
+            EventLog(
+                campaign_id=campaign_id, at=now, actor=actor, action=COMPLETED_ACTION, subject=mode,
+                detail={
+                    "event_id": pending.watermark,
+                    "tree_hash": tree_hash,
+                    "tree_stats": stats,
+                    "mode": mode,
+                    "recomputed": written.recomputed,
+                    "units_updated": len(updated),
+                    "changed_units": sorted(changed)[:50],
+                    "outbox_ids": report.outbox_ids,
+                    "reason": reason,
+                },
+            )
+        )
+    return report
+
+
+@dataclass
+class _Written:
+    """What writing one or more batches of summaries did (``_write_summaries``)."""
+
+    updated: list[str] = field(default_factory=list)  # units given a new version (deepest first within a batch)
+    versions: dict[str, int] = field(default_factory=dict)
+    payloads: dict[str, dict] = field(default_factory=dict)  # new summaries (as dicts) kept for the differences
+    old_payloads: dict[str, dict] = field(default_factory=dict)  # previous summaries of the units given a version above 1
+    flats: dict[int, tuple[dict, dict]] = field(default_factory=dict)  # each payload's flattened totals
+    recomputed: int = 0
+    parts: int = 0
+
+    def add(self, other: _Written) -> None:
+        self.updated += other.updated
+        self.versions.update(other.versions)
+        self.payloads.update(other.payloads)
+        self.old_payloads.update(other.old_payloads)
+        self.flats.update(other.flats)
+        self.recomputed += other.recomputed
+        self.parts += other.parts
+
+
+def _write_summaries(
+    uow: UnitOfWork, campaign_id: str, now: dt.datetime, summaries: dict[str, UnitSummary], stored: _Stored,
+    by_code: dict[str, _UnitRow], parent: dict[str, str | None], reason: str, clock: _Stopwatch, *, keep_fresh: bool = False,
+) -> _Written:
+    """Give each summary whose hash differs from its unit's newest snapshot a new version.
+
+    ``keep_fresh``: keep the payloads of first versions too, even when this batch gives no version
+    above 1 (a run in parts: another part may, and the offices' differences list new units)."""
     # A unit without a snapshot always gets version 1: its text is made as its row is written
     # (``rows`` below), so that PostgreSQL takes in each row while the next is being made, and the
     # texts are never all held at once. The others are compared with their newest snapshot first.
@@ -1196,7 +1346,7 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
         loaded = _latest_payloads(uow, campaign_id, (by_code[c].id for c in missing))
         stored.payloads.update({c: loaded[by_code[c].id] for c in missing})
     # What the differences compare (none to make when every version is a first one).
-    payloads = {code: summaries[code].to_dict() for code in updated} if again else {}
+    payloads = {code: summaries[code].to_dict() for code in updated} if again or (keep_fresh and updated) else {}
     compared = set(again)
 
     versions = {code: stored.versions.get(code, 0) + 1 for code in updated}
@@ -1219,38 +1369,228 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
 
     _insert_snapshots(uow, campaign_id, now, rows(), len(updated))
     clock.lap("store")
+    return _Written(updated, versions, payloads, {c: stored.payloads[c] for c in again}, flats, len(summaries), 1)
 
-    report = ConsolidationReport(mode, len(summaries), sorted(changed), updated, versions, timings=clock.laps,
-                                 units_read=len(units) if units is not None else len(by_code))
-    if again:
-        old_payloads = {c: stored.payloads[c] for c in again}
-        changes = diff(old_payloads, {c: payloads[c] for c in updated}, flat_memo=flats)
-        report.diff, report.diff_text = changes, render_diff_text(changes)
-        clock.lap("diff")
-        report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason, flats)
+
+# --------------------------------------------------------------------------- a full run in parts
+
+
+_MEMBER_COUNT = select(func.count()).select_from(Member).where(Member.campaign_id == _CAMPAIGN)
+_MEMBERS_PER_UNIT = select(Member.unit_id, func.count()).where(Member.campaign_id == _CAMPAIGN).group_by(Member.unit_id)
+
+
+def _part_limit(uow: UnitOfWork, plan: Plan, campaign_id: str, part_members: int | None) -> int | None:
+    """Members per part for a full run in parts, or None for a run in one piece: ``part_members``
+    when given (0: never in parts), else ``PART_MEMBERS`` above ``PARTITION_MEMBERS`` members."""
+    if part_members == 0 or not lines_supported(plan.rule_set):
+        return None
+    rule_set = get_rule_set(plan.rule_set)
+    reason = _not_evaluated_reason(rule_set, plan.evaluation_date)
+    if reason is None or _examine_masks(rule_set, reason) is None:
+        return None  # parts are read as member lines (``_member_lines``): the rule set must allow it
+    if part_members is not None:
+        return max(1, part_members)
+    total = _raw_rows(uow, _MEMBER_COUNT, {"campaign": campaign_id})[0][0] or 0
+    return PART_MEMBERS if total > PARTITION_MEMBERS else None
+
+
+@dataclass
+class _Split:
+    parts: list[list[str]]  # groups of part roots (whole subtrees), each group consecutive in path order
+    upper: list[str]  # the units above the parts, rolled up last
+    forced: set[str]  # committees that decide across parts, kept with the upper units
+
+
+def _split_parts(units: list[_UnitRow], members: dict[int, int], paths: dict[str, str],
+                 decided: dict[str, set[str]], limit: int) -> _Split:
+    """The tree in parts of at most ``limit`` members (a unit with more members of its own is a
+    part alone): topmost subtrees that fit, grouped while consecutive in path order and still
+    fitting. A committee must decide only inside its own part (its org cap counts all it decided):
+    one that decides outside it is kept above the parts, with its ancestors, and the split is made
+    again until none does."""
+    by_code = {u.code: u for u in units}
+    children: dict[str, list[str]] = {u.code: [] for u in units}
+    roots = []
+    for u in units:
+        if u.parent_code is not None and u.parent_code in by_code:
+            children[u.parent_code].append(u.code)
+        else:
+            roots.append(u.code)
+    order = sorted(by_code, key=paths.__getitem__)  # parents before children, subtrees contiguous
+    weight = {u.code: members.get(u.id, 0) for u in units}
+    for code in reversed(order):
+        up = by_code[code].parent_code
+        if up is not None and up in weight:
+            weight[up] += weight[code]
+    forced: set[str] = set()
+    while True:
+        blocked: set[str] = set()
+        for code in forced:
+            while code is not None and code in by_code and code not in blocked:
+                blocked.add(code)
+                code = by_code[code].parent_code
+        tops, upper = [], []
+        stack = sorted(roots, reverse=True)
+        while stack:
+            code = stack.pop()
+            if code not in blocked and (weight[code] <= limit or not children[code]):
+                tops.append(code)
+            else:
+                upper.append(code)
+                stack.extend(sorted(children[code], reverse=True))
+        owner: dict[str, int] = {}
+        for index, top in enumerate(tops):
+            todo = [top]
+            while todo:
+                code = todo.pop()
+                owner[code] = index
+                todo.extend(children[code])
+        crossing = {
+            committee for committee, codes in decided.items()
+            if committee in owner and any(owner.get(code, -1) != owner[committee] for code in codes)
+        }
+        if not crossing - forced:
+            break
+        forced |= crossing
+    tops.sort(key=paths.__getitem__)
+    groups: list[list[str]] = []
+    load = 0
+    for top in tops:
+        if groups and load + weight[top] <= limit:
+            groups[-1].append(top)
+            load += weight[top]
+        else:
+            groups.append([top])
+            load = weight[top]
+    return _Split(groups, sorted(upper, key=paths.__getitem__), forced)
+
+
+_NEWEST_HASHES = select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash).where(
+    Snapshot.campaign_id == _CAMPAIGN,
+    ~select(_NEWER.unit_id).where(
+        _NEWER.campaign_id == Snapshot.campaign_id, _NEWER.unit_id == Snapshot.unit_id, _NEWER.version > Snapshot.version
+    ).exists(),
+)
+_UNIT_PATHS = select(Unit.code, Unit.path).where(Unit.campaign_id == _CAMPAIGN)
+
+
+def _full_in_parts(
+    uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow], tree: _Tree,
+    with_snapshots: int | None, reason: str, limit: int, clock: _Stopwatch,
+) -> _Written:
+    """A full run part by part (``_split_parts``), in bounded memory, equal to the run in one piece.
+
+    Each part's members are read by its path range (``_member_lines``), consolidated as a subtree
+    (``consolidate_lines(part=True)``), hashed, compared and written at once; only its roots'
+    summaries are kept. The units above the parts are then built from their own members and those
+    summaries (``rollup_lines``) and written. Organization results and overrides are read once for
+    all (one row per organization)."""
+    if uow.session.get_bind().dialect.name == "postgresql":
+        # A few dozen reads of a few hundred thousand rows each: compiling each one (JIT) costs
+        # more than it saves.
+        uow.session.connection().exec_driver_sql("SET LOCAL jit = off")
+    code_of = tree.code_of
+    by_code = tree.by_code
+    parent = {code: u.parent_code for code, u in by_code.items()}
+    paths = dict(_raw_rows(uow, _UNIT_PATHS, {"campaign": campaign_id}))
+    members = dict(_raw_rows(uow, _MEMBERS_PER_UNIT, {"campaign": campaign_id}))
+    org_results = _org_results(uow, campaign_id, now, code_of)
+    overrides = tuple(_overrides(uow, campaign_id, now))
+    decided: dict[str, set[str]] = {}
+    for result in org_results:
+        if result.decided_by is not None:
+            decided.setdefault(result.decided_by, set()).add(result.unit_code)
+    split = _split_parts(units, members, paths, decided, limit)
+    del members
+    if with_snapshots:
+        stored = _Stored({}, {}, {})
+        for uid, version, content in _raw_rows(uow, _NEWEST_HASHES, {"campaign": campaign_id}):
+            code = code_of[uid]
+            stored.versions[code], stored.hashes[code] = version, content
     else:
-        clock.lap("diff")
-    clock.lap("notify")
+        stored = _Stored({}, {}, {})
+    keep = bool(with_snapshots)
+    node_of = {u.code: UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units}
+    owner: dict[str, int] = {}
+    kids = tree.kids
+    for index, group in enumerate(split.parts):
+        for top in group:
+            todo = [top]
+            while todo:
+                code = todo.pop()
+                owner[code] = index
+                todo.extend(kids.get(code, ()))
+    results_of: dict[int, list[OrgResult]] = {}
+    for result in org_results:
+        index = owner.get(result.unit_code)
+        if index is not None:
+            results_of.setdefault(index, []).append(result)
+    # What the units above the parts need of the organization results; the rest is let go.
+    upper = set(split.upper)
+    upper_nodes = set(upper)
+    for code in upper:
+        upper_nodes.update(kids.get(code, ()))
+    upper_results = [r for r in org_results if r.unit_code in upper_nodes or r.decided_by in upper]
+    ranges = [(paths[group[0]], paths[group[-1]] + "~") for group in split.parts]  # codes hold [A-Za-z0-9._-], all below "~"
+    del org_results, decided, owner, paths
+    clock.lap("compute")
 
-    if (updated or pending.watermark != pending.previous_watermark or pending.tree_hash != tree_hash
-            or (pending.tree_stats is not None and pending.tree_stats != stats)):
-        session.add(
-            EventLog(
-                campaign_id=campaign_id, at=now, actor=actor, action=COMPLETED_ACTION, subject=mode,
-                detail={
-                    "event_id": pending.watermark,
-                    "tree_hash": tree_hash,
-                    "tree_stats": stats,
-                    "mode": mode,
-                    "recomputed": len(summaries),
-                    "units_updated": len(updated),
-                    "changed_units": sorted(changed)[:50],
-                    "outbox_ids": report.outbox_ids,
-                    "reason": reason,
-                },
-            )
-        )
-    return report
+    written = _Written()
+    tops: dict[str, UnitSummary] = {}
+    for index, group in enumerate(split.parts):
+        low, high = ranges[index]
+        inside = set()
+        for top in group:
+            todo = [top]
+            while todo:
+                code = todo.pop()
+                inside.add(code)
+                todo.extend(kids.get(code, ()))
+        loaded = _member_lines(uow, plan, campaign_id, now, code_of, and_(Unit.path >= low, Unit.path < high))
+        lines, records, results = loaded
+        clock.lap("read")  # a run in parts: reading the parts' members apart from consolidating them
+        lines = {code: found for code, found in lines.items() if code in inside}  # an upper unit in the range: its own read
+        records = [m for m in records if m.unit_code in inside]
+        examined = {m.member_id for m in records}
+        summaries = consolidate_lines(LinesInput(
+            units=tuple(node_of[c] for c in sorted(inside)),
+            lines=lines,
+            members=tuple(records),
+            member_results=tuple(r for r in results if r.member_id in examined),
+            org_results=tuple(results_of.pop(index, ())),
+            rule_set=plan.rule_set,
+            evaluation_date=plan.evaluation_date,
+            overrides=overrides,
+        ), part=True)
+        del lines, records, results, loaded, examined
+        for top in group:
+            tops[top] = summaries[top]
+        clock.lap("compute")
+        written.add(_write_summaries(uow, campaign_id, now, summaries, stored, by_code, parent, reason, clock, keep_fresh=keep))
+        del summaries
+
+    if upper:
+        ids = [by_code[c].id for c in split.upper]
+        loaded = _member_lines(uow, plan, campaign_id, now, code_of, Unit.id.in_(ids))
+        lines, records, results = loaded
+        kept = upper_results
+        wanted = upper_nodes | {r.unit_code for r in kept}
+        summaries = rollup_lines(LinesInput(
+            units=tuple(node_of[c] for c in sorted(wanted)),
+            lines={code: found for code, found in lines.items() if code in upper},
+            members=tuple(m for m in records if m.unit_code in upper),
+            member_results=tuple(results),
+            org_results=tuple(kept),
+            rule_set=plan.rule_set,
+            evaluation_date=plan.evaluation_date,
+            overrides=overrides,
+        ), tops, upper)
+        clock.lap("compute")
+        written.add(_write_summaries(uow, campaign_id, now, summaries, stored, by_code, parent, reason, clock, keep_fresh=keep))
+    if not any(c in written.old_payloads for c in written.updated):
+        written.payloads.clear()
+        written.flats.clear()
+    return written
 
 
 def _notify_offices(
@@ -1307,19 +1647,24 @@ def consolidate_campaign(
     changed_units: set[str] | None = None,
     reason: str = "",
     actor: str = "tick",
+    part_members: int | None = None,
 ) -> ConsolidationReport:
     """One consolidation pass at ``now`` in its own transaction (see the module docstring).
 
     ``changed_units``: units whose own members' results or organization result changed (what an
     ingest reports); changes logged since the last run are added. None: recompute everything
     and compare (always exact, slower).
+
+    ``part_members``: a full run goes in parts of at most this many members (``_full_in_parts``;
+    0: in one piece). By default, in parts of ``PART_MEMBERS`` above ``PARTITION_MEMBERS``
+    members. Either way the snapshots are the same.
     """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             # A full run holds ~a million small objects at once: the cyclic collector would scan
             # them again and again (a quarter of the run); it runs once the pass is over.
             with gc_paused(), store.uow() as uow:
-                report = _run(uow, plan, campaign_id, now, changed_units, reason, actor)
+                report = _run(uow, plan, campaign_id, now, changed_units, reason, actor, part_members)
                 uow.commit()
             return report
         except IntegrityError:
