@@ -205,11 +205,15 @@ def _load_units(uow: UnitOfWork, campaign_id: str) -> _Tree:
     return tree
 
 
-def _load_members(uow: UnitOfWork, plan: Plan, campaign_id: str, tree: _Tree, member_units: Iterable[str] | None) -> None:
+def _load_members(uow: UnitOfWork, plan: Plan, campaign_id: str, tree: _Tree, member_units: Iterable[str] | None,
+                  member_codes: Iterable[str] | None = None) -> None:
+    """The members of ``member_units``, or those named in ``member_codes``, or (both None) every member."""
     session = uow.session
     unit_code = tree.unit_code
     query = select(Member.id, Member.member_code, Member.unit_id, Member.status, Member.joined_on).where(Member.campaign_id == campaign_id)
-    if member_units is None:
+    if member_codes is not None:
+        batches = [query.where(Member.member_code.in_(chunk)) for chunk in _chunks(sorted(set(member_codes)))]
+    elif member_units is None:
         batches = [query]
     else:
         ids = sorted(tree.unit_id[c] for c in set(member_units) if c in tree.unit_id)
@@ -627,7 +631,9 @@ def record_results(
     """
     member_results, org_results = list(member_results), list(org_results)
     lock_campaign(uow, campaign_id)
-    tree = _load_tree(uow, plan, campaign_id)
+    # Only the members named: a late branch's list must not load the whole country's members.
+    tree = _load_units(uow, campaign_id)
+    _load_members(uow, plan, campaign_id, tree, None, member_codes=[r.member_id for r in member_results])
     problems = []
     for i, r in enumerate(member_results, start=1):
         if r.member_id not in tree.member_pk:
