@@ -121,7 +121,7 @@ class MissingDocument:
 class UnitOutstanding:
     unit_code: str
     unit_name: str
-    documents: tuple[MissingDocument, ...]
+    documents: tuple[MissingDocument, ...]  # empty when the digest only counts this unit's items
     item_count: int
 
 
@@ -135,6 +135,15 @@ class PhaseOutstanding:
     deadline_reading: str
     units: tuple[UnitOutstanding, ...]
     item_count: int
+    more_units: int = 0  # units left out of the list (an office high up the tree)
+    more_items: int = 0  # their items
+
+
+# A digest to an office high in the tree (a province's, the plan's mailbox) may carry hundreds
+# of thousands of overdue items: listed one by one that is tens of megabytes, which mail servers
+# refuse. Past these bounds a digest counts items per unit, then stops listing units at all.
+MAX_DETAILED_ITEMS = 1000
+MAX_LISTED_UNITS = 500
 
 
 def drop_folder(unit_code: str, doc_type: str, member_id: str | None = None) -> str:
@@ -149,14 +158,24 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
     Units, documents and members keep the order in which the caller listed them.
     """
     phases = []
-    for due in sorted(dues, key=lambda d: (d.deadline, d.plan_number, d.phase_id)):
+    dues = sorted(dues, key=lambda d: (d.deadline, d.plan_number, d.phase_id))
+    detailed = sum(len(d.items) for d in dues) <= MAX_DETAILED_ITEMS
+    for due in dues:
         units: dict[str, dict[str, list[OutstandingItem]]] = {}
         names: dict[str, str] = {}
         for item in due.items:
             names.setdefault(item.unit_code, item.unit_name)
             units.setdefault(item.unit_code, {}).setdefault(item.doc_type, []).append(item)
         unit_views = []
+        more_units = more_items = 0
         for unit_code, documents in units.items():
+            count = sum(len(v) for v in documents.values())
+            if not detailed:
+                if len(unit_views) < MAX_LISTED_UNITS:
+                    unit_views.append(UnitOutstanding(unit_code, names[unit_code], (), count))
+                else:
+                    more_units, more_items = more_units + 1, more_items + count
+                continue
             doc_views = []
             for doc_type, items in documents.items():
                 folder = drop_folder(unit_code, doc_type)
@@ -190,6 +209,8 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                 deadline_reading=due.deadline_reading,
                 units=tuple(unit_views),
                 item_count=len(due.items),
+                more_units=more_units,
+                more_items=more_items,
             )
         )
     return tuple(phases)
@@ -439,6 +460,7 @@ def _calendar_texts(env: Environment, phase: PhaseOutstanding, submit_url: str) 
 def _digest_context(
     recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime
 ) -> dict[str, Any]:
+    dues = list(dues)
     phases = summarize_dues(dues)
     if not phases:
         raise ValueError("nothing outstanding: a digest needs at least one phase")
@@ -447,7 +469,7 @@ def _digest_context(
         "plan_numbers": tuple(dict.fromkeys(p.plan_number for p in phases)),
         "phases": phases,
         "phase_count": len(phases),
-        "unit_count": len({u.unit_code for p in phases for u in p.units}),
+        "unit_count": len({item.unit_code for due in dues for item in due.items}),
         "item_count": sum(p.item_count for p in phases),
         "earliest_deadline": min(p.deadline for p in phases),
         "submit_url": submit_url,

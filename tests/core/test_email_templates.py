@@ -335,3 +335,35 @@ def test_validation_reports_a_broken_calendar_macro(template_copy):
     path.write_text(path.read_text(encoding="utf-8").replace("phase.phase_name", "phase.title"),
                     encoding="utf-8")
     assert any("_calendar.txt.j2" in p for p in validate_templates(template_copy))
+
+
+def _province_office_due(units: int, members_per_unit: int) -> PhaseDue:
+    items = tuple(
+        _item(unit=f"CB{u:04d}", unit_name=f"Chi bộ số {u}", doc="ban_kiem_diem_ca_nhan", doc_name="Bản kiểm điểm cá nhân",
+              member_id=f"DV{u:04d}{m:02d}", member_name=f"Đảng viên {u}-{m}")
+        for u in range(units) for m in range(members_per_unit)
+    )
+    return PhaseDue("KH/ĐUK", "Đảng ủy Khối", "chi_bo_kiem_diem", "Chi bộ kiểm điểm",
+                    datetime(2022, 12, 5, 23, 59, tzinfo=HCM), "trước ngày 05/12/2022", items)
+
+
+def test_a_digest_too_long_for_mail_counts_per_unit_then_stops_listing():
+    due = _province_office_due(messages.MAX_LISTED_UNITS + 120, 10)  # 6,200 items
+    message = compose_escalation("Văn phòng Tỉnh ủy", [due], step=3, overdue_working_days=6, submit_url=SUBMIT_URL, now=NOW)
+    assert f"{len(due.items)} mục còn thiếu tại {messages.MAX_LISTED_UNITS + 120} đơn vị" in message.subject
+    for body in (message.text, message.html):
+        assert "Chi bộ số 0" in body and "còn thiếu 10 mục" in body
+        assert f"Chi bộ số {messages.MAX_LISTED_UNITS - 1}<" in body or f"Chi bộ số {messages.MAX_LISTED_UNITS - 1} (" in body
+        assert f"Chi bộ số {messages.MAX_LISTED_UNITS}" not in body.replace(f"Chi bộ số {messages.MAX_LISTED_UNITS - 1}", "")
+        assert "và 120 đơn vị khác còn thiếu 1200 mục" in body
+        assert "Đảng viên 0-0" not in body  # no member-level detail
+        assert "trang theo dõi" in body
+    mime = build_mime(message, sender=SENDER, recipient="vp@tinh.example.vn", message_id="<x@kiemdiem.local>", date=NOW)
+    assert len(mime.as_bytes()) < 1_000_000  # the full list would be megabytes
+
+
+def test_a_digest_within_bounds_lists_every_member():
+    due = _province_office_due(10, messages.MAX_DETAILED_ITEMS // 10)
+    message = compose_reminder("Chi ủy", [due], submit_url=SUBMIT_URL, offset_working_days=3, now=NOW)
+    assert all(f"Đảng viên {u}-{m}" in message.text for u in range(10) for m in range(messages.MAX_DETAILED_ITEMS // 10))
+    assert "đơn vị khác" not in message.text and "quá dài" not in message.text
