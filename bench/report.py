@@ -208,12 +208,41 @@ def section_nation_tick(data: dict) -> list[str]:
     ]
 
 
+def section_nation_consolidation(data: dict) -> list[str]:
+    full = data["full"]
+    runs = data["incremental"]
+    median = sorted(r["seconds"] for r in runs)[len(runs) // 2]
+    peak = max([full["peak_rss_mib"]] + [r["peak_rss_mib"] for r in runs])
+    sql = data["sql_rollup_seconds"]
+    return [
+        "## Nation consolidation (issue 6)",
+        "",
+        f"Preset `nation` on PostgreSQL: {data['units']} units, {data['members']} members, a result for every member. "
+        f"The full run goes in parts of at most 250,000 members ({full['parts']} batches): each part read by path range, "
+        "consolidated, hashed and written, then the upper units rolled up from the parts' root summaries. Baseline: one "
+        "hand-written SQL rollup (GROUP BY over the tree) on the same data in the same run; of the two spellings, "
+        f"path prefixes ({sql['prefix']} s) and path ranges ({sql['range']} s), the faster is the baseline. Each run is "
+        "its own process; peak RSS is that process's own.",
+        "",
+        "| SQL rollup | full run | full ÷ SQL (target ≤ 2) | incremental after one late branch (median) | target < 1 s | peak RSS | target < 1 GiB |",
+        "|---|---|---|---|---|---|---|",
+        f"| {min(sql.values())} s | {full['seconds']} s | {data['ratio_full_to_sql']}× ({verdict(data['ratio_full_to_sql'] <= 2)}) | "
+        f"{median} s ({len(runs)} branches) | {verdict(median < 1)} | {peak} MiB | {verdict(peak < 1024)} |",
+        "",
+        f"Full run by step: read {full['steps']['read']} s, compute {full['steps']['compute']} s, store "
+        f"{full['steps']['store']} s. Most of the gap to the SQL rollup is reading 5.5 M members into Python and "
+        "writing 292,000 payloads that list each unit's own members.",
+        "",
+    ]
+
+
 def main() -> None:
     parts = [INTRO]
     for name, render in (
         ("import", section_import), ("mail", section_mail), ("compose", section_compose), ("tick", section_tick),
         ("consolidation", section_consolidation), ("web", section_web),
         ("nation_import", section_nation_import), ("nation_tick", section_nation_tick),
+        ("nation_consolidation", section_nation_consolidation),
     ):
         data = load(name)
         parts.append("\n".join(render(data)) if data else f"## {name}\n\nNot run yet.\n")
