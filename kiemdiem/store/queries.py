@@ -19,7 +19,7 @@ import datetime as dt
 import json
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from sqlalchemy import Integer, String, bindparam, cast, func, select, text
 
@@ -76,21 +76,31 @@ def load_members(uow: UnitOfWork, campaign_id: str, unit_ids: set[int] | None = 
 
 def load_deliveries(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> dict[str, Delivery]:
     """Each item's first and last delivery received at or before ``now`` (time travel for --at)."""
-    session = uow.session
+    return _deliveries(uow, _deliveries_query(campaign_id, now))
+
+
+def _deliveries_query(campaign_id: str, now: dt.datetime, unit_ids: list[int] | None = None):
+    """Per item: first and last delivery at or before ``now``, how many, and whether the first was on time."""
+    scope = [Submission.campaign_id == campaign_id, Submission.received_at <= now]
+    if unit_ids is not None:
+        scope.append(Submission.unit_id.in_(unit_ids))
     first = (
         select(Submission.item_key, func.min(Submission.received_at).label("first_at"), func.max(Submission.received_at).label("last_at"), func.count().label("n"))
-        .where(Submission.campaign_id == campaign_id, Submission.received_at <= now)
+        .where(*scope)
         .group_by(Submission.item_key)
         .subquery()
     )
-    query = (
+    return (
         select(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n, func.min(cast(Submission.on_time, Integer)))
         .join(Submission, (Submission.item_key == first.c.item_key) & (Submission.received_at == first.c.first_at))
         .where(Submission.campaign_id == campaign_id)
         .group_by(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n)
     )
-    deliveries: dict[str, Delivery] = {}
-    for key, first_at, last_at, n, on_time in session.execute(query):
+
+
+def _deliveries(uow: UnitOfWork, query, into: dict[str, Delivery] | None = None) -> dict[str, Delivery]:
+    deliveries = {} if into is None else into
+    for key, first_at, last_at, n, on_time in uow.session.connection().execute(query):
         deliveries[key] = Delivery(_aware(first_at), bool(on_time), _aware(last_at), n)
     return deliveries
 
@@ -176,24 +186,12 @@ def _positions(text: str | None) -> tuple[str, ...]:
     return () if text in _NO_POSITIONS else tuple(json.loads(text) or ())
 
 
-def load_unit_deliveries(uow: UnitOfWork, campaign_id: str, unit_ids: list[int], now: dt.datetime) -> dict[str, Delivery]:
+def load_unit_deliveries(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int], now: dt.datetime) -> dict[str, Delivery]:
     """``load_deliveries`` for the items of some units only (an item's submissions all carry its unit)."""
+    unit_ids = sorted(unit_ids)
     deliveries: dict[str, Delivery] = {}
     for start in range(0, len(unit_ids), IN_CHUNK):
-        first = (
-            select(Submission.item_key, func.min(Submission.received_at).label("first_at"), func.max(Submission.received_at).label("last_at"), func.count().label("n"))
-            .where(Submission.campaign_id == campaign_id, Submission.unit_id.in_(unit_ids[start : start + IN_CHUNK]), Submission.received_at <= now)
-            .group_by(Submission.item_key)
-            .subquery()
-        )
-        query = (
-            select(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n, func.min(cast(Submission.on_time, Integer)))
-            .join(Submission, (Submission.item_key == first.c.item_key) & (Submission.received_at == first.c.first_at))
-            .where(Submission.campaign_id == campaign_id)
-            .group_by(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n)
-        )
-        for key, first_at, last_at, n, on_time in uow.session.connection().execute(query):
-            deliveries[key] = Delivery(_aware(first_at), bool(on_time), _aware(last_at), n)
+        _deliveries(uow, _deliveries_query(campaign_id, now, unit_ids[start : start + IN_CHUNK]), deliveries)
     return deliveries
 
 

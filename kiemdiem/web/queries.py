@@ -20,12 +20,12 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Integer, cast, func, select, tuple_
+from sqlalchemy import func, select, tuple_
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
 from kiemdiem.plan import Phase, Plan
-from kiemdiem.status import STATES, Delivery, MemberInfo, UnitInfo, compute_status, member_owes, owed_items, unit_phase_state
+from kiemdiem.status import STATES, MemberInfo, UnitInfo, compute_status, member_owes, owed_items, unit_phase_state
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import (
     Campaign,
@@ -42,7 +42,7 @@ from kiemdiem.store.models import (
     User,
 )
 from kiemdiem.store.organization import campaign_plan
-from kiemdiem.store.queries import load_deliveries, load_members
+from kiemdiem.store.queries import load_deliveries, load_members, load_unit_deliveries
 from kiemdiem.submission import item_key
 
 log = logging.getLogger(__name__)
@@ -453,32 +453,6 @@ def members_of(uow: UnitOfWork, units: dict[int, str]) -> dict[str, list[MemberI
     for mid, code, name, unit_id, status, temp_code, positions, joined_on, email in rows:
         out[units[unit_id]].append(MemberInfo(mid, code, name, units[unit_id], status, temp_code, tuple(positions or ()), joined_on, email))
     return out
-
-
-def load_unit_deliveries(uow: UnitOfWork, campaign_id: str, unit_ids: set[int], now: dt.datetime) -> dict[str, Delivery]:
-    """``load_deliveries`` for some units only: each item's first and last delivery at or before ``now``."""
-    first = (
-        select(Submission.item_key, func.min(Submission.received_at).label("first_at"), func.max(Submission.received_at).label("last_at"),
-               func.count().label("n"))
-        .where(Submission.campaign_id == campaign_id, Submission.unit_id.in_(list(unit_ids)), Submission.received_at <= now)
-        .group_by(Submission.item_key)
-        .subquery()
-    )
-    query = (
-        select(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n, func.min(cast(Submission.on_time, Integer)))
-        .join(Submission, (Submission.item_key == first.c.item_key) & (Submission.received_at == first.c.first_at))
-        .where(Submission.campaign_id == campaign_id)
-        .group_by(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n)
-    )
-    return {
-        key: Delivery(_utc(first_at), bool(on_time), _utc(last_at), n)
-        for key, first_at, last_at, n, on_time in uow.session.execute(query)
-    }
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # aggregates bypass the column type on SQLite and come back naive; stored values are UTC
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
 class RenderCache:
