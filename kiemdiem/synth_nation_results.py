@@ -23,47 +23,14 @@ import psycopg
 
 from kiemdiem.consolidation import MemberRecord, MemberResult, OrgResult, UnitNode
 from kiemdiem.plan import parse_plan
-from kiemdiem.rules.base import BASE_KINDS, LEVEL_RANK, UNCLASSIFIED_KINDS, get_rule_set
+from kiemdiem.rules.base import BASE_KINDS, get_rule_set
 from kiemdiem.store.results import CHANGE_ACTIONS, lease_name
-from kiemdiem.synth_results import (  # the shares and draws are synth_results' own
-    DISCIPLINED_SHARE,
-    HEAD_ABOVE_SHARE,
-    ORG_DISCIPLINED_SHARE,
-    PROPOSAL_CHANGED_SHARE,
-    SELF_HIGHER_SHARE,
-    _SCORE_RANGES,
-    _levels_for,
-    _one_higher,
-    _one_lower,
-)
+from kiemdiem.synth_results import base_member_results, org_results  # the draws are synth_results' own
 
 ICT = dt.timezone(dt.timedelta(hours=7))
 RESULTS_AT = dt.datetime(2023, 12, 8, 9, tzinfo=ICT)
 RECORDED = "results.recorded"  # as record_results logs it
 assert RECORDED in CHANGE_ACTIONS
-
-
-def org_results(units: Sequence[UnitNode], rng: random.Random, breach_share: float = 0.05) -> list[OrgResult]:
-    """Each committee classifies the organizations directly under it (``generate_results``' first part)."""
-    by_code = {u.code: u for u in units}
-    children: dict[str, list[str]] = {}
-    for node in units:
-        if node.parent_code in by_code:
-            children.setdefault(node.parent_code, []).append(node.code)
-    results: list[OrgResult] = []
-    for committee in sorted(children):
-        classified = sorted(c for c in children[committee] if by_code[c].kind not in UNCLASSIFIED_KINDS)
-        if not classified:
-            continue
-        levels = _levels_for(rng, len(classified), breach=rng.random() < breach_share)
-        for code, level in zip(classified, levels):
-            disciplined = rng.random() < ORG_DISCIPLINED_SHARE
-            if disciplined:
-                level = "KHTNV"
-            self_level = _one_higher(level) if rng.random() < SELF_HIGHER_SHARE else level
-            results.append(OrgResult(code, level, committee, disciplined, self_level))
-    results.sort(key=lambda r: r.unit_code)
-    return results
 
 
 def base_of_units(units: Sequence[UnitNode]) -> dict[str, str]:
@@ -76,49 +43,6 @@ def base_of_units(units: Sequence[UnitNode]) -> dict[str, str]:
             current = by_code[current].parent_code
         out[unit.code] = current if current is not None and current in by_code else unit.code
     return out
-
-
-def base_member_results(
-    members: Sequence[MemberRecord],
-    rng: random.Random,
-    rules,
-    evaluation_date: dt.date,
-    org_level: dict[str, str],
-    breach_share: float = 0.05,
-) -> list[MemberResult]:
-    """One base organization's results, its members sorted by id (``generate_results``' loop body)."""
-    results: list[MemberResult] = []
-    evaluated = []
-    for member in members:
-        if rules.member_not_evaluated_reason(member, evaluation_date) is None:
-            evaluated.append(member)
-        else:
-            results.append(MemberResult(member.member_id, member.unit_code, None, None, None, False, 0.0, False, None, "Không đánh giá, xếp loại", True))
-    breach = rng.random() < breach_share
-    levels = _levels_for(rng, len(evaluated), breach)
-    for member, level in zip(evaluated, levels):
-        disciplined = rng.random() < DISCIPLINED_SHARE
-        if disciplined:
-            level = "KHTNV"
-        unit_level = org_level.get(member.unit_code)
-        if (
-            "bi_thu" in member.positions and unit_level is not None
-            and LEVEL_RANK[level] > LEVEL_RANK[unit_level] and rng.random() >= HEAD_ABOVE_SHARE
-        ):
-            level = unit_level
-        proposed = level
-        if rng.random() < PROPOSAL_CHANGED_SHARE:
-            proposed = _one_higher(level) if rng.random() < 0.5 else _one_lower(level)
-        self_level = _one_higher(proposed) if rng.random() < SELF_HIGHER_SHARE else proposed
-        score = None
-        if rules.score_bands:
-            low, high = _SCORE_RANGES[level]
-            score = float(rng.randint(low, high))
-        results.append(
-            MemberResult(member.member_id, member.unit_code, self_level, proposed, level, disciplined, 0.0, False, score,
-                         "Bị kỷ luật trong năm" if disciplined else "", True)
-        )
-    return results
 
 
 def stream_results(
@@ -140,7 +64,7 @@ def stream_results(
 
     def members() -> Iterator[MemberResult]:
         for _base, group in bases:
-            yield from base_member_results(group, rng, rules, evaluation_date, org_level, breach_share)
+            yield from base_member_results(group, rng, rules, evaluation_date, org_level, breach_share)[0]
 
     return orgs, members()
 

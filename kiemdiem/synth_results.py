@@ -92,6 +92,72 @@ def _one_lower(level: str) -> str:
     return next((lv for lv, r in LEVEL_RANK.items() if r == rank - 1), level)
 
 
+def org_results(units: Sequence[UnitNode], rng: random.Random, breach_share: float = 0.05) -> list[OrgResult]:
+    """Each committee classifies the organizations directly under it; sorted by unit code."""
+    by_code = {u.code: u for u in units}
+    children: dict[str, list[str]] = {}
+    for node in units:
+        if node.parent_code in by_code:
+            children.setdefault(node.parent_code, []).append(node.code)
+    results: list[OrgResult] = []
+    for committee in sorted(children):
+        classified = sorted(c for c in children[committee] if by_code[c].kind not in UNCLASSIFIED_KINDS)
+        if not classified:
+            continue
+        levels = _levels_for(rng, len(classified), breach=rng.random() < breach_share)
+        for code, level in zip(classified, levels):
+            disciplined = rng.random() < ORG_DISCIPLINED_SHARE
+            if disciplined:
+                level = "KHTNV"
+            self_level = _one_higher(level) if rng.random() < SELF_HIGHER_SHARE else level
+            results.append(OrgResult(code, level, committee, disciplined, self_level))
+    results.sort(key=lambda r: r.unit_code)
+    return results
+
+
+def base_member_results(
+    members: Sequence[MemberRecord],
+    rng: random.Random,
+    rules,
+    evaluation_date: dt.date,
+    org_level: dict[str, str],
+    breach_share: float = 0.05,
+) -> tuple[list[MemberResult], bool]:
+    """One base organization's results, its members sorted by id, and whether it breaches the cap."""
+    results: list[MemberResult] = []
+    evaluated = []
+    for member in members:
+        if rules.member_not_evaluated_reason(member, evaluation_date) is None:
+            evaluated.append(member)
+        else:
+            results.append(MemberResult(member.member_id, member.unit_code, None, None, None, False, 0.0, False, None, "Không đánh giá, xếp loại", True))
+    breach = rng.random() < breach_share
+    levels = _levels_for(rng, len(evaluated), breach)
+    for member, level in zip(evaluated, levels):
+        disciplined = rng.random() < DISCIPLINED_SHARE
+        if disciplined:
+            level = "KHTNV"
+        unit_level = org_level.get(member.unit_code)
+        if (
+            "bi_thu" in member.positions and unit_level is not None
+            and LEVEL_RANK[level] > LEVEL_RANK[unit_level] and rng.random() >= HEAD_ABOVE_SHARE
+        ):
+            level = unit_level
+        proposed = level
+        if rng.random() < PROPOSAL_CHANGED_SHARE:
+            proposed = _one_higher(level) if rng.random() < 0.5 else _one_lower(level)
+        self_level = _one_higher(proposed) if rng.random() < SELF_HIGHER_SHARE else proposed
+        score = None
+        if rules.score_bands:
+            low, high = _SCORE_RANGES[level]
+            score = float(rng.randint(low, high))
+        results.append(
+            MemberResult(member.member_id, member.unit_code, self_level, proposed, level, disciplined, 0.0, False, score,
+                         "Bị kỷ luật trong năm" if disciplined else "", True)
+        )
+    return results, breach
+
+
 def generate_results(
     units: Sequence[UnitNode],
     members: Sequence[MemberRecord],
@@ -104,26 +170,9 @@ def generate_results(
     rng = random.Random(seed)
     rules = get_rule_set(rule_set)
     by_code = {u.code: u for u in units}
-    children: dict[str, list[str]] = {}
-    for node in units:
-        if node.parent_code in by_code:
-            children.setdefault(node.parent_code, []).append(node.code)
-
     # Organizations first: a secretary's level is bounded by their branch's.
-    org_results: list[OrgResult] = []
-    org_level: dict[str, str] = {}
-    for committee in sorted(children):
-        classified = sorted(c for c in children[committee] if by_code[c].kind not in UNCLASSIFIED_KINDS)
-        if not classified:
-            continue
-        levels = _levels_for(rng, len(classified), breach=rng.random() < breach_share)
-        for code, level in zip(classified, levels):
-            disciplined = rng.random() < ORG_DISCIPLINED_SHARE
-            if disciplined:
-                level = "KHTNV"
-            self_level = _one_higher(level) if rng.random() < SELF_HIGHER_SHARE else level
-            org_results.append(OrgResult(code, level, committee, disciplined, self_level))
-            org_level[code] = level
+    orgs = org_results(units, rng, breach_share)
+    org_level = {r.unit_code: r.level for r in orgs}
 
     def base_of(code: str) -> str:
         current: str | None = code
@@ -140,42 +189,12 @@ def generate_results(
     results: list[MemberResult] = []
     breaching: list[str] = []
     for base in sorted(groups):
-        evaluated = []
-        for member in groups[base]:
-            reason = rules.member_not_evaluated_reason(member, evaluation_date)
-            if reason is None:
-                evaluated.append(member)
-            else:
-                results.append(MemberResult(member.member_id, member.unit_code, None, None, None, False, 0.0, False, None, "Không đánh giá, xếp loại", True))
-        breach = rng.random() < breach_share
+        drawn, breach = base_member_results(groups[base], rng, rules, evaluation_date, org_level, breach_share)
+        results.extend(drawn)
         if breach:
             breaching.append(base)
-        levels = _levels_for(rng, len(evaluated), breach)
-        for member, level in zip(evaluated, levels):
-            disciplined = rng.random() < DISCIPLINED_SHARE
-            if disciplined:
-                level = "KHTNV"
-            unit_level = org_level.get(member.unit_code)
-            if (
-                "bi_thu" in member.positions and unit_level is not None
-                and LEVEL_RANK[level] > LEVEL_RANK[unit_level] and rng.random() >= HEAD_ABOVE_SHARE
-            ):
-                level = unit_level
-            proposed = level
-            if rng.random() < PROPOSAL_CHANGED_SHARE:
-                proposed = _one_higher(level) if rng.random() < 0.5 else _one_lower(level)
-            self_level = _one_higher(proposed) if rng.random() < SELF_HIGHER_SHARE else proposed
-            score = None
-            if rules.score_bands:
-                low, high = _SCORE_RANGES[level]
-                score = float(rng.randint(low, high))
-            results.append(
-                MemberResult(member.member_id, member.unit_code, self_level, proposed, level, disciplined, 0.0, False, score,
-                             "Bị kỷ luật trong năm" if disciplined else "", True)
-            )
     results.sort(key=lambda r: r.member_id)
-    org_results.sort(key=lambda r: r.unit_code)
-    return GeneratedResults(tuple(results), tuple(org_results), tuple(breaching))
+    return GeneratedResults(tuple(results), tuple(orgs), tuple(breaching))
 
 
 def results_of_units(results: Iterable[MemberResult], members: Sequence[MemberRecord], unit_codes: set[str]) -> list[MemberResult]:
