@@ -46,7 +46,6 @@ from kiemdiem.org import (
     validate_tree,
 )
 from kiemdiem.store.db import UnitOfWork
-from kiemdiem.store.models import EventLog
 
 # Rows of the member file read, checked and COPYed at a time.
 CHUNK_ROWS = 50_000
@@ -126,17 +125,7 @@ def import_organization_streaming(
             phase("members merged", added=members_added, updated=members_updated)
         _drop_stages(cursor)
     report = ImportReport(units_added, units_updated, members_added, members_updated)
-    if report.changed:
-        session.add(
-            EventLog(
-                campaign_id=campaign_id,
-                at=now,
-                actor=actor,
-                action="org.imported",
-                subject=str(units_path),
-                detail={"units_added": units_added, "units_updated": units_updated, "members_added": members_added, "members_updated": members_updated},
-            )
-        )
+    report.log(uow, campaign_id, units_path, now, actor)
     return report
 
 

@@ -37,6 +37,17 @@ class ImportReport:
     def changed(self) -> bool:
         return any((self.units_added, self.units_updated, self.members_added, self.members_updated))
 
+    def log(self, uow: UnitOfWork, campaign_id: str, units_path: Path, now: dt.datetime, actor: str) -> None:
+        """Record an import that changed something (consolidation looks for it)."""
+        if self.changed:
+            uow.session.add(
+                EventLog(
+                    campaign_id=campaign_id, at=now, actor=actor, action="org.imported", subject=str(units_path),
+                    detail={"units_added": self.units_added, "units_updated": self.units_updated,
+                            "members_added": self.members_added, "members_updated": self.members_updated},
+                )
+            )
+
 
 def create_campaign(uow: UnitOfWork, plan: Plan, campaign_id: str | None, now: dt.datetime, actor: str = "cli") -> tuple[Campaign, bool]:
     """Create a campaign from a plan, or refresh its stored plan if the file changed. Returns (campaign, changed)."""
@@ -132,17 +143,7 @@ def import_organization(
     units_added, units_updated, unit_ids = _write_units(uow, campaign_id, units)
     members_added, members_updated = _write_members(uow, campaign_id, members, unit_ids)
     report = ImportReport(units_added, units_updated, members_added, members_updated)
-    if report.changed:
-        session.add(
-            EventLog(
-                campaign_id=campaign_id,
-                at=now,
-                actor=actor,
-                action="org.imported",
-                subject=str(units_path),
-                detail={"units_added": units_added, "units_updated": units_updated, "members_added": members_added, "members_updated": members_updated},
-            )
-        )
+    report.log(uow, campaign_id, units_path, now, actor)
     return report
 
 
