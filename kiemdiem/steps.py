@@ -106,7 +106,7 @@ def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.dateti
         unit = tree.get(code)
         if unit is None:
             continue
-        subtree = {c: payloads[c] for c in _subtree(children, code) if c in payloads}
+        subtree = {c: payloads[c] for c in _descendants(children, code) if c in payloads}
         for phase in plan.phases_for_kind(unit.kind):
             if not phase.documents:
                 continue
@@ -117,15 +117,6 @@ def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.dateti
             )
             results.append({"unit": code, "phase": phase.id, "changed": result.changed, "archive": str(result.archive)})
     return results
-
-
-def _subtree(children: dict[str, list[str]], root: str) -> list[str]:
-    out, stack = [], [root]
-    while stack:
-        code = stack.pop()
-        out.append(code)
-        stack.extend(children.get(code, ()))
-    return out
 
 
 def planned_phase_ids(plan: Plan, now: dt.datetime, phase_ids: list[str] | set[str], kinds: frozenset[str]) -> set[str]:
