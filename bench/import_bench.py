@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.common import fresh_pg_database, peak_rss_mib, pg_available, save
+from kiemdiem.member_key import member_key
 from kiemdiem.plan import load_plan
 from kiemdiem.settings import StoreSettings, plans_dir
 from kiemdiem.store.db import open_store
@@ -50,7 +51,8 @@ def baseline_rows(units_csv: Path, members_csv: Path):
             positions = json.dumps([p for p in row["positions"].split(";") if p])
             members.append(
                 ("bench", row["member_id"], row["full_name"], ids[row["unit"]], row["email"] or None, row["joined_on"] or None,
-                 row["status"], ids.get(row["temporary_unit"]) if row["temporary_unit"] else None, positions)
+                 row["status"], ids.get(row["temporary_unit"]) if row["temporary_unit"] else None, positions,
+                 member_key(row["member_id"]))
             )
     return units, members
 
@@ -59,8 +61,8 @@ def run_baseline(store, units, members) -> float:
     marker = "?" if store.dialect == "sqlite" else "%s"
     unit_sql = f"INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails) VALUES ({', '.join([marker] * 9)})"
     member_sql = (
-        "INSERT INTO members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions) "
-        f"VALUES ({', '.join([marker] * 9)})"
+        "INSERT INTO members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions, code_key) "
+        f"VALUES ({', '.join([marker] * 10)})"
     )
     raw = store.engine.raw_connection()
     try:

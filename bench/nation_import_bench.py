@@ -45,6 +45,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common import PG_ADMIN_URL, fresh_pg_database, peak_rss_mib, save
+from kiemdiem.member_key import member_key
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_DB = "kiemdiem_nation_template"
@@ -96,7 +97,8 @@ def child_baseline(url: str, org_dir: Path, out: Path) -> None:
         members = 0
         encoded: dict[str, str] = {}
         with open(org_dir / "members.csv", encoding="utf-8", newline="") as handle, cursor.copy(
-            "COPY members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions) FROM STDIN"
+            "COPY members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions, code_key)"
+            " FROM STDIN"
         ) as copy:
             reader = csv.reader(handle)
             next(reader)
@@ -104,7 +106,7 @@ def child_baseline(url: str, org_dir: Path, out: Path) -> None:
                 if positions not in encoded:
                     encoded[positions] = json.dumps([p for p in positions.split(";") if p])
                 copy.write_row((CAMPAIGN, member_id, full_name, ids[unit], email or None, joined or None, status,
-                                ids[temporary] if temporary else None, encoded[positions]))
+                                ids[temporary] if temporary else None, encoded[positions], member_key(member_id)))
                 members += 1
         conn.commit()
     out.write_text(json.dumps({"seconds": round(time.perf_counter() - started, 3), "units": len(ids), "members": members,

@@ -37,6 +37,7 @@ from typing import Sequence
 
 from kiemdiem.catalogue import BRANCH_KINDS
 from kiemdiem.errors import InvalidInput, Problem
+from kiemdiem.member_key import member_key
 from kiemdiem.org import (
     UnitRow,
     duplicate_member_problem,
@@ -141,7 +142,7 @@ def _create_stages(cursor) -> None:
     cursor.execute(f"CREATE TEMP TABLE {STAGE_KINDS} (code text PRIMARY KEY, kind text) ON COMMIT DROP")
     cursor.execute(
         f"CREATE TEMP TABLE {STAGE_MEMBERS} (row integer, member_code text, full_name text, unit_code text, email text,"
-        " joined_on date, status text, temporary_code text, positions text) ON COMMIT DROP"
+        " joined_on date, status text, temporary_code text, positions text, code_key bigint) ON COMMIT DROP"
     )
 
 
@@ -166,6 +167,9 @@ def _stage_members(
 ) -> list[Problem]:
     """COPY the valid member rows into the stage as the file is read, then check them in SQL.
 
+    Each row is staged with its ``code_key`` (``member_key(member_code)``, computed here in
+    Python, the one place that defines it), which the merge carries into ``members``.
+
     Returns the problems of the member file in row order (at most ``max_problems`` listed).
     """
     source = str(path)
@@ -183,14 +187,15 @@ def _stage_members(
 
     encoded: dict[tuple[str, ...], str] = {}
     with cursor.copy(
-        f"COPY {STAGE_MEMBERS} (row, member_code, full_name, unit_code, email, joined_on, status, temporary_code, positions) FROM STDIN"
+        f"COPY {STAGE_MEMBERS} (row, member_code, full_name, unit_code, email, joined_on, status, temporary_code, positions, code_key)"
+        " FROM STDIN"
     ) as copy:
         for numbers, codes, names, units, emails, joined, statuses, temporary, positions in chunks():
             for key in set(positions).difference(encoded):
                 encoded[key] = _to_json(list(key))
             copy.write(_copy_text(
                 list(map(str, numbers)), _text(codes), _text(names), _text(units), _text(emails), _dates(joined), _text(statuses),
-                _text(temporary), list(map(encoded.__getitem__, positions)),
+                _text(temporary), list(map(encoded.__getitem__, positions)), list(map(str, map(member_key, codes))),
             ))
             if len(read_problems) > max_problems:  # kept in row order: the first ones stay
                 dropped += len(read_problems) - max_problems
@@ -341,7 +346,9 @@ def _merge_units(cursor, campaign_id: str, units: list[UnitRow], stored: dict[st
 
 
 def _merge_members(cursor, campaign_id: str) -> tuple[int, int]:
-    """New members in file order, changed ones updated in place. Returns (added, updated)."""
+    """New members in file order, changed ones updated in place. Returns (added, updated).
+
+    A stored member keeps its code, so its ``code_key`` is left as it is."""
     params = {"c": campaign_id}
     cursor.execute("SET LOCAL work_mem = '64MB'")  # hash joins on the units in one batch, fewer sort runs
     cursor.execute("SELECT EXISTS (SELECT 1 FROM members WHERE campaign_id = %(c)s)", params)
@@ -363,8 +370,8 @@ def _merge_members(cursor, campaign_id: str) -> tuple[int, int]:
         )
         updated = cursor.rowcount
     cursor.execute(
-        "INSERT INTO members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions)"
-        " SELECT %(c)s, s.member_code, s.full_name, u.id, s.email, s.joined_on, s.status, t.id, s.positions::json"
+        "INSERT INTO members (campaign_id, member_code, full_name, unit_id, email, joined_on, status, temporary_unit_id, positions, code_key)"
+        " SELECT %(c)s, s.member_code, s.full_name, u.id, s.email, s.joined_on, s.status, t.id, s.positions::json, s.code_key"
         + resolved
         + (" WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.campaign_id = %(c)s AND m.member_code = s.member_code)" if any_stored else "")
         + " ORDER BY s.row",

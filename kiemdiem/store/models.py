@@ -23,8 +23,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kiemdiem.member_key import member_key
 
 
 class UtcDateTime(TypeDecorator):
@@ -85,11 +88,21 @@ class Unit(Base):
     emails: Mapped[list] = mapped_column(JSON, default=list)
 
 
+def _code_key_default(context) -> int:
+    """``members.code_key`` for an ORM or Core insert that does not give it: ``member_key(member_code)``.
+
+    Raw-SQL inserts (the imports' driver-level paths, COPY) must set it themselves."""
+    return member_key(context.get_current_parameters()["member_code"])
+
+
 class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         UniqueConstraint("campaign_id", "member_code", name="uq_member_code"),
         Index("ix_members_unit", "unit_id"),
+        # Consolidation's per-unit GROUP BY over members (status, joined_on, sum of code_key)
+        # reads this index alone.
+        Index("ix_members_lines", "campaign_id", "unit_id", "status", "joined_on", "code_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -102,6 +115,9 @@ class Member(Base):
     status: Mapped[str] = mapped_column(String(32))
     temporary_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
     positions: Mapped[list] = mapped_column(JSON, default=list)
+    # kiemdiem.member_key.member_key(member_code), computed in Python whenever a member is
+    # stored (the code never changes): consolidation sums it per unit in SQL.
+    code_key: Mapped[int] = mapped_column(BigInteger, default=_code_key_default)
 
 
 class Submission(Base):

@@ -19,6 +19,7 @@ from typing import Sequence
 from sqlalchemy import select, update
 
 from kiemdiem.errors import InvalidInput, NotFound, Problem
+from kiemdiem.member_key import member_key
 from kiemdiem.org import MemberRow, UnitRow, read_member_columns, read_units, validate_member_columns, validate_tree
 from kiemdiem.plan import Plan, parse_plan
 from kiemdiem.store.db import UnitOfWork
@@ -341,17 +342,21 @@ def _load_column(column, dialect, values: Sequence, finish) -> list:
     return list(map(loaded.__getitem__, values))
 
 
-# Rows per multi-row INSERT on SQLite: 9 columns x 100 rows stay under the 999 parameters
-# that SQLite builds before 3.32 allow.
-_SQLITE_ROWS_PER_INSERT = 100
+MEMBER_COLUMNS = (
+    "campaign_id", "member_code", "full_name", "unit_id", "email", "joined_on", "status", "temporary_unit_id", "positions", "code_key",
+)
 
-MEMBER_COLUMNS = ("campaign_id", "member_code", "full_name", "unit_id", "email", "joined_on", "status", "temporary_unit_id", "positions")
+# Rows per multi-row INSERT on SQLite: 10 columns x 99 rows stay under the 999 parameters
+# that SQLite builds before 3.32 allow.
+_SQLITE_ROWS_PER_INSERT = 999 // len(MEMBER_COLUMNS)
 
 
 def _insert_members(uow: UnitOfWork, campaign_id: str, members: list[Sequence], unit_ids: dict[str, int]) -> None:
     """Driver-level executemany of prepared tuples: the rows are validated already, and
     SQLAlchemy's per-row type processing would cost more than the insert itself at 90,000
-    members. ``members`` are the columns of ``read_member_columns``."""
+    members. ``members`` are the columns of ``read_member_columns``. Each member's
+    ``code_key`` is ``member_key(member_code)``, computed here (an update never changes a
+    member's code, so never its key)."""
     connection = uow.session.connection()
     sqlite_dialect = connection.dialect.name == "sqlite"
     marker = _marker(connection)
@@ -366,6 +371,7 @@ def _insert_members(uow: UnitOfWork, campaign_id: str, members: list[Sequence], 
     params = zip(
         itertools.repeat(campaign_id), codes, full_names, map(unit_ids.__getitem__, units), emails,
         map(day.__getitem__, joined), statuses, map(temporary_ids.__getitem__, temporary), map(encoded.__getitem__, positions),
+        map(member_key, codes),
     )
     # The DB-API cursor of the session's own connection, so the same transaction.
     cursor = connection.connection.cursor()

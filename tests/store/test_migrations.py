@@ -8,8 +8,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 
+from kiemdiem.member_key import member_key
 from kiemdiem.store.db import alembic_config, current_revision, make_engine, migrate
 from kiemdiem.store.models import Base
 from tests.conftest import PG_ADMIN_URL, _worker_db_name, require_postgres
@@ -64,6 +66,61 @@ def test_an_upgrade_from_the_first_release_keeps_every_row(empty_url):
             assert connection.execute(text("SELECT plan_number FROM campaigns")).scalar_one() == "187-KH/ĐU"
             assert connection.execute(text("SELECT count(*) FROM revoked_sessions")).scalar_one() == 0
         migrate(engine)  # again: nothing to do
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == "0003"
+    finally:
+        engine.dispose()
+
+
+MEMBER_CODES = ["0001", "A-17", "Đỗ\tThị", "x" * 64] + [f"M{n:05d}" for n in range(120)]
+
+
+def test_the_upgrade_to_0003_keys_every_stored_member(empty_url, monkeypatch):
+    """Members stored before 0003 get ``code_key = member_key(member_code)`` (in batches), the column
+    ends NOT NULL, and rows that point at members (results) survive the change, ids included."""
+    migration = ScriptDirectory.from_config(alembic_config(empty_url)).get_revision("0003").module
+    monkeypatch.setattr(migration, "BATCH", 7)  # several batches, the last one short
+    engine = make_engine(empty_url)
+    try:
+        upgrade_to(engine, "0002")
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO campaigns (id, plan_id, plan_number, plan_text, plan_hash, title, created_at)"
+                " VALUES ('c', 'p', '187-KH/ĐU', 'id: p', 'h', 'Kế hoạch', '2023-11-20 01:00:00+00:00')"
+            ))
+            connection.execute(text(
+                "INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails)"
+                " VALUES (1, 'c', 'CB1', 'Chi bộ 1', 'chi_bo_truc_thuoc', NULL, '/CB1/', 0, '[]')"
+            ))
+            connection.execute(
+                text(
+                    "INSERT INTO members (id, campaign_id, member_code, full_name, unit_id, email, joined_on, status,"
+                    " temporary_unit_id, positions) VALUES (:id, 'c', :code, 'Tên', 1, NULL, NULL, 'active', NULL, '[]')"
+                ),
+                [{"id": 10 + 3 * n, "code": code} for n, code in enumerate(MEMBER_CODES)],
+            )
+            connection.execute(text(
+                "INSERT INTO member_results (campaign_id, member_id, unit_id, final_level, disciplined, sick_leave_months,"
+                " absent, note, has_self_review, received_at, current)"
+                " VALUES ('c', 13, 1, 'HTT', false, 0, false, '', true, '2023-11-20 01:00:00+00:00', true)"
+            ))
+        migrate(engine)
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT id, member_code, code_key FROM members ORDER BY id")).all()
+            assert [(i, code) for i, code, _ in stored] == [(10 + 3 * n, code) for n, code in enumerate(MEMBER_CODES)]
+            assert all(key == member_key(code) for _, code, key in stored)
+            assert connection.execute(text("SELECT member_id FROM member_results")).scalar_one() == 13
+            if engine.dialect.name == "sqlite":
+                assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            columns = {c["name"]: c for c in sa_inspect(connection).get_columns("members")}
+            assert columns["code_key"]["nullable"] is False
+            indexes = {i["name"]: i["column_names"] for i in sa_inspect(connection).get_indexes("members")}
+            assert indexes["ix_members_lines"] == ["campaign_id", "unit_id", "status", "joined_on", "code_key"]
+            assert indexes["ix_members_unit"] == ["unit_id"]
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
+        with engine.begin() as connection:  # the foreign keys still hold on the rebuilt table
+            with pytest.raises(Exception):
+                with connection.begin_nested():
+                    connection.execute(text("DELETE FROM members WHERE id = 13"))
     finally:
         engine.dispose()
