@@ -6,9 +6,12 @@ and findings combined with its children's summaries. That shape is what makes
 ``reconsolidate`` cheap and exact: only changed units and their ancestors are rebuilt,
 everything else is reused from the previous run.
 
-The store reads members set-based (``LinesInput``): every member as one ``MemberLine`` (what
-the rollup counts and lists) and full records only for the members a rule must look at;
-``consolidate_lines`` gives the same summaries as ``consolidate`` from that. For a late result,
+A summary does not list its members: it carries its own members counted (``OwnMembers``: by
+level and not-evaluated reason, and a key summing each member's ``member_key`` times a weight for
+their level and reason, so that any member's change of level changes the summary's hash). The
+store counts members in SQL (``LinesInput``: each unit's ``OwnTally``) and reads full records only
+for the members a rule must look at; ``consolidate_lines`` gives the same summaries as
+``consolidate`` from that. For a late result,
 ``reconsolidate_lines`` rebuilds the changed units and their ancestors from their previous
 summaries alone (totals adjusted by the difference each changed child made), so it reads and
 touches O(depth × children) units whatever the size of the tree.
@@ -34,6 +37,7 @@ from json.encoder import encode_basestring as _json_string
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
+from kiemdiem.member_key import member_key
 from kiemdiem.rules.base import (
     BASE_KINDS,
     LEVEL_NAMES,
@@ -122,18 +126,18 @@ class ConsolidationInput:
 
 @dataclass(frozen=True)
 class LinesInput:
-    """The input with each member reduced to its line: what the store reads set-based.
+    """The input with each unit's own members counted: what the store reads set-based.
 
-    ``lines``: unit code -> its own members as ``MemberLine`` (member id, full name, final level
-    of the current result or None, not-evaluated reason or None), each member once. ``members``
-    and ``member_results``: full records of the members a member rule must look at - at least
-    every member some member rule of the rule set could report; more is harmless - and their
-    current results. A result whose id is in no line is an unknown member's (reported, never
-    counted). The rule set's group rules must be the shared ones (``lines_supported``).
+    ``own``: unit code -> its own members counted (``OwnTally``; ``tally_lines`` makes one from
+    member lines); a unit left out has none. ``members`` and ``member_results``: full records of
+    the members a member rule must look at - at least every member some member rule of the rule
+    set could report; more is harmless - and their current results. A result of a member not in
+    ``members`` is an unknown member's (reported, never counted): give results of examined
+    members only. The rule set's group rules must be the shared ones (``lines_supported``).
     """
 
     units: tuple[UnitNode, ...]
-    lines: Mapping[str, Sequence[MemberLine]]
+    own: Mapping[str, OwnTally]
     members: tuple[MemberRecord, ...]
     member_results: tuple[MemberResult, ...]
     org_results: tuple[OrgResult, ...]
@@ -170,8 +174,86 @@ class MissingMember(NamedTuple):
 
 
 # A member attached directly to the unit: (member_id, full_name, final level, not-evaluated
-# reason). Plain tuples because there is one per member (lets ``diff`` name who changed).
+# reason). Plain tuples because there is one per member.
 MemberLine = tuple[str, str, "str | None", "str | None"]
+
+
+def line_weight(level: str | None, reason: str | None) -> int:
+    """1..20: one per (final level or none/invalid, not-evaluated reason or none) pair. A member's
+    part of their unit's key is ``member_key(code) * line_weight(level, reason)``."""
+    slot = _LEVEL_INDEX.get(level, 4) if level is not None else 4
+    return 1 + slot + 5 * (0 if reason is None else 1 + _REASON_INDEX[reason])
+
+
+class OwnMembers(NamedTuple):
+    """A unit's own members (attached to it directly), counted; part of its summary."""
+
+    total: int
+    not_evaluated: tuple[int, int, int]  # in NOT_EVALUATED_REASONS order
+    counts: tuple[int, int, int, int]  # in LEVELS order, final levels of evaluated members
+    key: int  # sum of member_key(member id) * line_weight(final level, reason)
+
+    @property
+    def evaluated(self) -> int:
+        return self.total - sum(self.not_evaluated)
+
+    def to_dict(self) -> dict:
+        return {
+            "key": f"{self.key:016x}",
+            "levels": dict(zip(LEVELS, self.counts)),
+            "not_evaluated": dict(zip(NOT_EVALUATED_REASONS, self.not_evaluated)),
+            "total": self.total,
+        }
+
+    def canonical_json(self) -> str:
+        htxsnv, httnv, htnv, khtnv = self.counts
+        exempt, suspended, new_member = self.not_evaluated
+        return (
+            f'{{"key":"{self.key:016x}","levels":{{"HTNV":{htnv:d},"HTTNV":{httnv:d},"HTXSNV":{htxsnv:d},"KHTNV":{khtnv:d}}},'
+            f'"not_evaluated":{{"exempt":{exempt:d},"new_member":{new_member:d},"suspended":{suspended:d}}},"total":{self.total:d}}}'
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OwnMembers:
+        return cls(
+            data["total"],
+            tuple(data["not_evaluated"][r] for r in NOT_EVALUATED_REASONS),
+            tuple(data["levels"][lv] for lv in LEVELS),
+            int(data["key"], 16),
+        )
+
+
+class OwnTally(NamedTuple):
+    """A unit's own members counted, with those evaluated but without a valid final level."""
+
+    members: OwnMembers
+    missing: tuple[MissingMember, ...]  # sorted by member id
+
+
+NO_MEMBERS = OwnMembers(0, (0, 0, 0), (0, 0, 0, 0), 0)
+NO_TALLY = OwnTally(NO_MEMBERS, ())
+
+
+def tally_lines(code: str, lines: Iterable[MemberLine]) -> OwnTally:
+    """A unit's own members counted from their lines."""
+    not_eval = [0, 0, 0]
+    counts = [0, 0, 0, 0]
+    missing: list[MissingMember] = []
+    total = key = 0
+    level_index, reason_index = _LEVEL_INDEX.get, _REASON_INDEX
+    for member_id, full_name, level, reason in lines:
+        total += 1
+        key += member_key(member_id) * line_weight(level, reason)
+        if reason is not None:
+            not_eval[reason_index[reason]] += 1
+            continue
+        index = level_index(level) if level is not None else None
+        if index is None:
+            missing.append(MissingMember(member_id, full_name, code))
+        else:
+            counts[index] += 1
+    missing.sort(key=_MISSING_ORDER)
+    return OwnTally(OwnMembers(total, tuple(not_eval), tuple(counts), key), tuple(missing))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +272,7 @@ class UnitSummary:
     missing_orgs: tuple[str, ...]  # sorted
     findings: tuple[Finding, ...]  # sorted by key, whole subtree
     children: tuple[str, ...]  # sorted
-    member_lines: tuple[MemberLine, ...]  # members attached here, sorted by id
+    own_members: OwnMembers  # members attached here, counted
 
     @property
     def classified(self) -> int:
@@ -252,10 +334,7 @@ class UnitSummary:
             "missing_results": missing,
             "findings": findings,
             "children": children,
-            "member_results": [
-                {"member_id": m[0], "full_name": m[1], "level": m[2], "not_evaluated": m[3]}
-                for m in self.member_lines
-            ],
+            "own_members": self.own_members.to_dict(),
         }
 
     def canonical_json(self) -> str:
@@ -300,10 +379,9 @@ class UnitSummary:
         findings = _findings_json(self.findings) if self.findings else "[]"
         children = ",".join(map(_j, sorted(self.children))) if self.children else ""
         return (
-            f'{{"children":[{children}],"findings":{findings},'
-            f'"member_results":{_member_lines_json(self.member_lines)},"members":{members},'
+            f'{{"children":[{children}],"findings":{findings},"members":{members},'
             f'"missing_results":{{"members":[{missing_members}],"organizations":[{orgs}]}},'
-            f'"organizations":{organizations},"unit":{unit}}}'
+            f'"organizations":{organizations},"own_members":{self.own_members.canonical_json()},"unit":{unit}}}'
         )
 
     @classmethod
@@ -332,9 +410,7 @@ class UnitSummary:
             missing_orgs=tuple(sorted(data["missing_results"]["organizations"])),
             findings=tuple(sorted((finding_from_dict(f) for f in data["findings"]), key=_FINDING_ORDER)),
             children=tuple(sorted(data["children"])),
-            member_lines=tuple(
-                sorted((m["member_id"], m["full_name"], m["level"], m["not_evaluated"]) for m in data.get("member_results", ()))
-            ),
+            own_members=OwnMembers.from_dict(data["own_members"]) if "own_members" in data else NO_MEMBERS,
         )
 
 
@@ -367,7 +443,6 @@ def _levels_dict(counts, total: int) -> dict:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 _KEY_OF = itemgetter("key")
-_MEMBER_ID = itemgetter(0)
 _SHORT_JSON = {None: "null", **{v: _json_string(v) for v in (*LEVELS, *NOT_EVALUATED_REASONS)}}
 
 
@@ -413,23 +488,6 @@ def _findings_json(findings: Sequence[Finding]) -> str:
     return _CANONICAL.encode([f.to_dict() for f in sorted(findings, key=_FINDING_ORDER)])
 
 
-def _member_lines_json(lines: Sequence[MemberLine]) -> str:
-    """The canonical JSON of ``member_results``: ordered by member id, keys sorted."""
-    lines = sorted(lines, key=_MEMBER_ID)
-    short, string = _SHORT_JSON.get, _json_string
-    try:
-        return "[" + ",".join([
-            f'{{"full_name":{string(name)},"level":{short(level) or string(level)},'
-            f'"member_id":{string(member_id)},"not_evaluated":{short(reason) or string(reason)}}}'
-            for member_id, name, level, reason in lines
-        ]) + "]"
-    except TypeError:  # a value that is not text: leave it to the encoder
-        return _CANONICAL.encode([
-            {"full_name": name, "level": level, "member_id": member_id, "not_evaluated": reason}
-            for member_id, name, level, reason in lines
-        ])
-
-
 # --------------------------------------------------------------------------- rollup
 
 _LEVEL_INDEX = {lv: i for i, lv in enumerate(LEVELS)}
@@ -459,7 +517,7 @@ def consolidate(inp: ConsolidationInput) -> dict[str, UnitSummary]:
     with gc_paused():
         ctx = _context(inp, rule_set)
         findings = rule_set.check(ctx)
-        return _summarize(ctx, _entry_lines(ctx, ctx.units), findings, targets=None, previous={})
+        return _summarize(ctx, _entry_tallies(ctx, ctx.units), findings, targets=None, previous={})
 
 
 def reconsolidate(
@@ -481,7 +539,7 @@ def reconsolidate(
         prev = {code: s if isinstance(s, UnitSummary) else UnitSummary.from_dict(s) for code, s in previous.items()}
         affected = _affected(ctx, prev, changed_unit_codes, inp.overrides)
         findings = rule_set.check(ctx.with_scope(affected))
-        return _summarize(ctx, _entry_lines(ctx, affected), findings, targets=affected, previous=prev)
+        return _summarize(ctx, _entry_tallies(ctx, affected), findings, targets=affected, previous=prev)
 
 
 def affected_units(units, changed_unit_codes) -> set[str]:
@@ -501,10 +559,21 @@ def _context(inp: ConsolidationInput, rule_set) -> RuleContext:
     )
 
 
-def _entry_lines(ctx: RuleContext, codes: Iterable[str]) -> dict[str, list[MemberLine]]:
-    """The ``MemberLine`` of each member attached to the given units."""
+def member_lines_of(inp: ConsolidationInput) -> dict[str, list[MemberLine]]:
+    """Unit code -> its own members as ``MemberLine`` (for ``member_changes``)."""
+    ctx = _context(inp, get_rule_set(inp.rule_set))
     return {
-        code: [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in ctx.entries[code]]
+        code: [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in entries]
+        for code, entries in ctx.entries.items()
+    }
+
+
+def _entry_tallies(ctx: RuleContext, codes: Iterable[str]) -> dict[str, OwnTally]:
+    """The own members of the given units, counted."""
+    return {
+        code: tally_lines(
+            code, [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in ctx.entries[code]]
+        )
         for code in codes
         if code in ctx.entries
     }
@@ -545,7 +614,7 @@ def _affected(ctx: RuleContext, prev: dict[str, UnitSummary], changed: set[str],
 
 
 def _summarize(
-    ctx: RuleContext, lines_of: Mapping[str, Sequence[MemberLine]], findings: list[Finding], targets: set[str] | None,
+    ctx: RuleContext, own_of: Mapping[str, OwnTally], findings: list[Finding], targets: set[str] | None,
     previous: dict[str, UnitSummary],
 ) -> dict[str, UnitSummary]:
     own_findings: dict[str, list[Finding]] = {}
@@ -557,44 +626,16 @@ def _summarize(
             out[code] = previous[code]
             continue
         kids = [out[c] for c in ctx.children[code]]
-        out[code] = _summarize_unit(ctx, code, _tally(code, lines_of.get(code, ())), own_findings.get(code, []), kids)
+        out[code] = _summarize_unit(ctx, code, own_of.get(code, NO_TALLY), own_findings.get(code, []), kids)
     return out
 
 
-class _Tally(NamedTuple):
-    """A unit's own members, counted from their lines."""
-
-    total: int
-    evaluated: int
-    not_evaluated: list[int]  # in NOT_EVALUATED_REASONS order
-    counts: list[int]  # in LEVELS order
-    missing: list[MissingMember]  # evaluated without a valid final level
-    lines: Sequence[MemberLine]
-
-
-def _tally(code: str, lines: Sequence[MemberLine]) -> _Tally:
-    not_eval = [0, 0, 0]
-    counts = [0, 0, 0, 0]
-    missing: list[MissingMember] = []
-    level_index, reason_index = _LEVEL_INDEX.get, _REASON_INDEX
-    for line in lines:
-        reason = line[3]
-        if reason is not None:
-            not_eval[reason_index[reason]] += 1
-            continue
-        index = level_index(line[2]) if line[2] is not None else None
-        if index is None:
-            missing.append(MissingMember(line[0], line[1], code))
-        else:
-            counts[index] += 1
-    return _Tally(len(lines), len(lines) - sum(not_eval), not_eval, counts, missing, lines)
-
-
-def _summarize_unit(ctx: RuleContext, code: str, own: _Tally, own_findings: list[Finding], kids: list[UnitSummary]) -> UnitSummary:
+def _summarize_unit(ctx: RuleContext, code: str, own: OwnTally, own_findings: list[Finding], kids: list[UnitSummary]) -> UnitSummary:
     node = ctx.units[code]
     # Own members.
-    total, evaluated = own.total, own.evaluated
-    not_eval, counts = list(own.not_evaluated), list(own.counts)
+    mine = own.members
+    total, evaluated = mine.total, mine.evaluated
+    not_eval, counts = list(mine.not_evaluated), list(mine.counts)
 
     # Children: their subtrees, and themselves as organizations.
     org_total = 0
@@ -641,7 +682,7 @@ def _summarize_unit(ctx: RuleContext, code: str, own: _Tally, own_findings: list
         missing_orgs=tuple(sorted(missing_orgs)),
         findings=findings_all,
         children=ctx.children[code],
-        member_lines=tuple(sorted(own.lines)),
+        own_members=mine,
     )
 
 
@@ -695,8 +736,8 @@ def consolidate_lines(inp: LinesInput, *, part: bool = False) -> dict[str, UnitS
         ctx = _lines_context(inp, rule_set)
         if part:
             ctx = replace(ctx, committees={c: v for c, v in ctx.committees.items() if c in ctx.units})
-        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in ctx.units}
-        findings = _check_with_counts(rule_set, ctx, {code: t.counts for code, t in tallies.items()})
+        tallies = {code: inp.own.get(code, NO_TALLY) for code in ctx.units}
+        findings = _check_with_counts(rule_set, ctx, {code: t.members.counts for code, t in tallies.items()})
         own_findings: dict[str, list[Finding]] = {}
         for finding in findings:
             own_findings.setdefault(finding.unit_code, []).append(finding)
@@ -722,7 +763,7 @@ def reconsolidate_lines(
       (before and after), the units of findings whose override changed, and every ancestor of
       each of these;
     - ``inp.units`` holds the affected units, all their children and every unit whose result an
-      affected committee decided (committees are units of the tree); ``inp.lines`` and
+      affected committee decided (committees are units of the tree); ``inp.own`` and
       ``inp.members`` the own members of the affected units (as for ``consolidate_lines``);
       ``inp.org_results`` the results of the affected units and every result decided by one;
     - ``previous`` holds the affected units' summaries from the same tree, rule set and date.
@@ -753,12 +794,12 @@ def reconsolidate_lines(
             prev[code] = old
         order = [code for code in ctx.order if code in affected]  # children before parents
 
-        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in order}
+        tallies = {code: inp.own.get(code, NO_TALLY) for code in order}
         sums: dict[str, list[int]] = {}
         for code in order:
             total = _subtree_vector(prev[code])
-            _add(total, _own_vector(_tally(code, prev[code].member_lines)), -1)
-            _add(total, _own_vector(tallies[code]), 1)
+            _add(total, _own_vector(prev[code].own_members), -1)
+            _add(total, _own_vector(tallies[code].members), 1)
             for kid in ctx.children[code]:
                 if kid in affected:
                     _add(total, _contribution(prev[kid], prev[kid].own_result, _subtree_vector(prev[kid])), -1)
@@ -784,7 +825,7 @@ def rollup_lines(
 
     ``units`` must hold each of its units' ancestors that is in ``inp.units``; ``inp.units`` the
     upper units, all their children, and every unit whose result an upper committee decided;
-    ``inp.lines`` and ``inp.members`` the upper units' own members (as for ``consolidate_lines``);
+    ``inp.own`` and ``inp.members`` the upper units' own members (as for ``consolidate_lines``);
     ``inp.org_results`` the results of the upper units and of their children, and every result an
     upper committee decided. Each part must hold the committees that decided inside it (a
     committee deciding across parts must be an upper unit). Then the result equals
@@ -812,12 +853,12 @@ def rollup_lines(
                 if summary is None or summary.unit != ctx.units[kid]:
                     raise NeedsFullRun(f"thiếu tổng hợp của đơn vị {kid}")
                 given[kid] = summary
-        tallies = {code: _tally(code, inp.lines.get(code, ())) for code in order}
+        tallies = {code: inp.own.get(code, NO_TALLY) for code in order}
         # The member cap counts, at each upper unit, its own members and the subtrees of its given
         # children (their units are not in the context: they count nothing themselves).
         own_counts: dict[str, list[int]] = {}
         for code in order:
-            counts = list(tallies[code].counts)
+            counts = list(tallies[code].members.counts)
             for kid in ctx.children[code]:
                 if kid in given:
                     counts = [a + b for a, b in zip(counts, given[kid].level_counts)]
@@ -841,14 +882,8 @@ def _lines_rule_set(code: str) -> RuleSet:
 
 
 def _lines_context(inp: LinesInput, rule_set: RuleSet) -> RuleContext:
-    """Indexes over the examined members; a result of a member known only by line is no orphan."""
-    examined = {m.member_id for m in inp.members}
-    results = list(inp.member_results)
-    stray = [r for r in results if r.member_id not in examined]
-    if stray:
-        known = {line[0] for lines in inp.lines.values() for line in lines}
-        results = [r for r in results if r.member_id in examined or r.member_id not in known]
-    return build_context(rule_set, inp.units, inp.members, results, inp.org_results, inp.evaluation_date, inp.overrides)
+    """Indexes over the examined members."""
+    return build_context(rule_set, inp.units, inp.members, inp.member_results, inp.org_results, inp.evaluation_date, inp.overrides)
 
 
 # Stand-ins for member_cap, which only reads final levels and reasons of each unit's entries.
@@ -880,7 +915,7 @@ def _subtree_vector(s: UnitSummary) -> list[int]:
     return [s.members_total, s.evaluated, *s.not_evaluated, *s.level_counts, s.org_total, *s.org_level_counts]
 
 
-def _own_vector(t: _Tally) -> list[int]:
+def _own_vector(t: OwnMembers) -> list[int]:
     return [t.total, t.evaluated, *t.not_evaluated, *t.counts, 0, 0, 0, 0, 0]
 
 
@@ -915,7 +950,7 @@ def _own_share_of_counts(ctx: RuleContext, order, affected: set[str], sums) -> d
 
 def _update_unit(
     ctx: RuleContext, code: str, prev: dict[str, UnitSummary], new: dict[str, UnitSummary], total: list[int],
-    own: _Tally, own_findings: list[Finding], affected: set[str],
+    own: OwnTally, own_findings: list[Finding], affected: set[str],
 ) -> UnitSummary:
     node, old = ctx.units[code], prev[code]
     kids = [k for k in ctx.children[code] if k in affected]
@@ -969,7 +1004,7 @@ def _update_unit(
         missing_orgs=tuple(sorted(missing_orgs)),
         findings=tuple(findings),
         children=ctx.children[code],
-        member_lines=tuple(sorted(own.lines)),
+        own_members=own.members,
     )
 
 
@@ -994,7 +1029,6 @@ def _quota(scope: str, counts, checked: bool, cap_findings: list[Finding]) -> Qu
 _LIST_ORDER = {
     "members": lambda m: (m["unit_code"], m["member_id"]),
     "findings": lambda f: f["key"],
-    "member_results": lambda m: m["member_id"],
 }
 
 
@@ -1004,7 +1038,6 @@ def _canonical_dict(summary: dict) -> dict:
     out = dict(summary)
     out["findings"] = sorted(summary.get("findings", ()), key=_LIST_ORDER["findings"])
     out["children"] = sorted(summary.get("children", ()))
-    out["member_results"] = sorted(summary.get("member_results", ()), key=_LIST_ORDER["member_results"])
     missing = summary.get("missing_results") or {}
     out["missing_results"] = {
         "members": sorted(missing.get("members", ()), key=_LIST_ORDER["members"]),
@@ -1038,9 +1071,15 @@ def snapshot_hash(summaries: dict[str, UnitSummary] | dict[str, dict]) -> str:
 # --------------------------------------------------------------------------- diff
 
 
-def diff(old: dict[str, dict], new: dict[str, dict], *, flat_memo: dict[int, tuple[dict, dict]] | None = None) -> dict:
+def diff(
+    old: dict[str, dict], new: dict[str, dict], *, members: Mapping[str, Sequence[dict]] | None = None,
+    flat_memo: dict[int, tuple[dict, dict]] | None = None,
+) -> dict:
     """What changed between two snapshots (dicts of ``to_dict()`` per unit, or UnitSummary).
 
+    Summaries do not list members: whose result changed comes from ``members``, unit code ->
+    the ``member_changes`` of its own members (the store reads them from the results at both
+    times); those of the units in ``old`` or ``new`` are listed.
     Returns ``{"members": [...], "totals": [...], "findings_appeared": [...],
     "findings_gone": [...], "findings_changed": [...], "units_added": [...], "units_removed": [...]}``.
     ``totals`` lists units deepest first (the changed unit, then its parents up to the root).
@@ -1051,22 +1090,12 @@ def diff(old: dict[str, dict], new: dict[str, dict], *, flat_memo: dict[int, tup
     old = {code: _as_dict(s) for code, s in old.items()}
     new = {code: _as_dict(s) for code, s in new.items()}
 
-    members = []
-    old_lines, new_lines = _member_lines(old), _member_lines(new)
-    for member_id in sorted(set(old_lines) | set(new_lines)):
-        before, after = old_lines.get(member_id), new_lines.get(member_id)
-        old_level = before[2] if before else None
-        new_level = after[2] if after else None
-        if old_level != new_level:
-            unit_code, full_name = (after or before)[0], (after or before)[1]
-            members.append({
-                "member_id": member_id,
-                "full_name": full_name,
-                "unit_code": unit_code,
-                "unit_name": _unit_name(new, old, unit_code),
-                "old_level": old_level,
-                "new_level": new_level,
-            })
+    changed_members = []
+    if members:
+        for code in sorted(set(old) | set(new)):
+            for change in members.get(code, ()):
+                changed_members.append({**change, "unit_name": _unit_name(new, old, change["unit_code"])})
+        changed_members.sort(key=itemgetter("member_id"))
 
     depth = _depths(new)
     totals = []
@@ -1090,7 +1119,7 @@ def diff(old: dict[str, dict], new: dict[str, dict], *, flat_memo: dict[int, tup
         if old_findings[k] != new_findings[k]
     ]
     return {
-        "members": members,
+        "members": changed_members,
         "totals": totals,
         "findings_appeared": appeared,
         "findings_gone": gone,
@@ -1110,11 +1139,21 @@ _DIFF_KEYS = (
 )
 
 
-def _member_lines(snapshot: dict[str, dict]) -> dict[str, tuple]:
-    out = {}
-    for code, summary in snapshot.items():
-        for line in summary.get("member_results", ()):
-            out[line["member_id"]] = (code, line["full_name"], line["level"])
+def member_changes(before: Mapping[str, Sequence[MemberLine]], after: Mapping[str, Sequence[MemberLine]]) -> dict[str, list[dict]]:
+    """Unit code -> its own members whose final level differs between two sets of member lines
+    (a member is listed under the unit that holds them after, or before if gone), for ``diff``."""
+    old = {line[0]: (code, line) for code, lines in before.items() for line in lines}
+    new = {line[0]: (code, line) for code, lines in after.items() for line in lines}
+    out: dict[str, list[dict]] = {}
+    for member_id in sorted(old.keys() | new.keys()):
+        was, now = old.get(member_id), new.get(member_id)
+        old_level = was[1][2] if was else None
+        new_level = now[1][2] if now else None
+        if old_level != new_level:
+            code, line = now or was
+            out.setdefault(code, []).append({
+                "member_id": member_id, "full_name": line[1], "unit_code": code, "old_level": old_level, "new_level": new_level,
+            })
     return out
 
 

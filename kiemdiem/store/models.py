@@ -165,7 +165,15 @@ class MemberResult(Base):
     """A member's classification as parsed from a submitted list; cancelled rows are kept."""
 
     __tablename__ = "member_results"
-    __table_args__ = (Index("ix_member_results_current", "campaign_id", "member_id", "current"),)
+    __table_args__ = (
+        Index("ix_member_results_current", "campaign_id", "member_id", "current"),
+        # Whether a row was received or cancelled after a moment (consolidation's ``_current_flags_hold``).
+        Index("ix_member_results_received", "campaign_id", "received_at"),
+        Index(
+            "ix_member_results_cancelled", "campaign_id", "cancelled_at",
+            sqlite_where=text("cancelled_at IS NOT NULL"), postgresql_where=text("cancelled_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))

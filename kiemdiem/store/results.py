@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
@@ -252,6 +252,9 @@ class _Writer:
     def __init__(self, uow: UnitOfWork, campaign_id: str, tree: _Tree):
         self.uow, self.campaign_id, self.tree = uow, campaign_id, tree
         self.member_state: dict[int, _Current | None] = {}
+        # A member's newest cancelled row, when newer than their current one (or they have none):
+        # a result received before it is history only, as consolidation reads it (newest row first).
+        self.member_cancelled: dict[int, dt.datetime] = {}
         self.org_state: dict[int, _Current | None] = {}
         self.member_rows: list[dict] = []
         self.org_rows: list[dict] = []
@@ -270,6 +273,13 @@ class _Writer:
             )
             for row_id, member_pk, unit_id, received_at, *values in self.uow.session.execute(query):
                 self._keep_newest(self.member_state, member_pk, _Current(row_id, True, received_at, unit_id, dict(zip(MEMBER_FIELDS, values))))
+            cancelled = (
+                select(MemberResult.member_id, func.max(MemberResult.received_at))
+                .where(MemberResult.campaign_id == self.campaign_id, MemberResult.cancelled_at.is_not(None), MemberResult.member_id.in_(chunk))
+                .group_by(MemberResult.member_id)
+            )
+            for member_pk, received_at in self.uow.session.execute(cancelled):
+                self.member_cancelled[member_pk] = received_at
 
     def preload_orgs(self, unit_ids: Iterable[int]) -> None:
         wanted = sorted({uid for uid in unit_ids if uid not in self.org_state})
@@ -303,12 +313,14 @@ class _Writer:
             state[key] = candidate
 
     def _apply(self, state: dict, pending: list[dict], superseded: list[int], key: int, values: dict,
-               submitter_id: int, received_at: dt.datetime, base: dict) -> bool:
+               submitter_id: int, received_at: dt.datetime, base: dict, newest_cancelled: dt.datetime | None = None) -> bool:
         """Queue a row for ``key``; returns True when the subject's current result changed."""
         current = state.get(key)
         if current is not None and current.submitter_id == submitter_id and current.values == values:
             return False
-        is_current = current is None or received_at >= current.received_at
+        is_current = (current is None or received_at >= current.received_at) and (
+            newest_cancelled is None or received_at >= newest_cancelled
+        )
         pending.append({**base, **values, "received_at": received_at, "current": is_current})
         if not is_current:
             return False  # an older result arriving late: kept as history only
@@ -331,7 +343,10 @@ class _Writer:
         if current is not None and current.submitter_id != submitter_id:
             values = {f: values[f] if f in carried else current.values[f] for f in MEMBER_FIELDS}
         base = {"campaign_id": self.campaign_id, "member_id": pk, "unit_id": submitter_id, "submission_id": submission_id}
-        changed = self._apply(self.member_state, self.member_rows, self.superseded_members, pk, values, submitter_id, received_at, base)
+        changed = self._apply(
+            self.member_state, self.member_rows, self.superseded_members, pk, values, submitter_id, received_at, base,
+            self.member_cancelled.get(pk),
+        )
         return self.tree.member_unit[result.member_id] if changed else None
 
     def org(self, result: OrgResultValue, submitter_id: int, received_at: dt.datetime,

@@ -16,9 +16,11 @@
    incremental run reads only the units it needs (``_Tree``: the changed units, their
    ancestors and their children in one read, then whatever their committees decided);
    otherwise it reads the whole unit list and compares the tree's hash, as a full run does.
-   Both read members set-based (``_member_lines``): one line per member (id, name, final level,
-   reason) with the reason and the newest result worked out in SQL, and full records only for
-   the members a member rule could report (``_examine_masks``); ``consolidate_lines`` rolls up.
+   Both count members set-based (``_own_tallies``): each unit's own members by reason and
+   level, with the sum of their keys, counted by the database, the members evaluated without a
+   level listed, and full records only for the members a member rule could report
+   (``_examine_masks``); ``consolidate_lines`` rolls up. Snapshots do not list members: whose
+   result changed is read from the results at both versions' times (``_member_changes``).
    A rule set with a member rule the store cannot pre-select for is consolidated from every
    member's full record (``consolidate``);
 3. each recomputed unit whose ``unit_hash`` differs from its newest ``Snapshot.content_hash``
@@ -54,7 +56,7 @@ from itertools import chain, islice
 from typing import NamedTuple
 
 from sqlalchemy import (
-    BigInteger, Integer, String, and_, any_, bindparam, case, cast, func, literal, or_, select, text, type_coerce, union_all,
+    BigInteger, Integer, String, and_, any_, bindparam, case, cast, func, literal, or_, select, text, true, type_coerce, union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -63,11 +65,13 @@ from sqlalchemy.orm import aliased
 from kiemdiem.consolidation import (
     ConsolidationInput,
     LinesInput,
-    MemberLine,
     MemberRecord,
     MemberResult,
+    MissingMember,
     NeedsFullRun,
     OrgResult,
+    OwnMembers,
+    OwnTally,
     Override,
     UnitNode,
     UnitSummary,
@@ -76,10 +80,13 @@ from kiemdiem.consolidation import (
     diff,
     diff_is_empty,
     gc_paused,
+    line_weight,
     lines_supported,
+    member_changes,
     reconsolidate_lines,
     render_diff_text,
     rollup_lines,
+    tally_lines,
 )
 from kiemdiem.errors import NotFound
 from kiemdiem.notify.messages import compose_consolidation_diff
@@ -89,6 +96,7 @@ from kiemdiem.rules.base import (
     HEAD_POSITION,
     LEVELS,
     NEW_MEMBER_MONTHS,
+    NOT_EVALUATED_REASONS,
     RuleSet,
     absent_pending,
     disciplined_member,
@@ -229,11 +237,14 @@ def _members_statement(by: str | None):
     query = select(
         Member.id, Member.member_code, Member.full_name, Member.unit_id, Member.status,
         cast(Member.joined_on, String), cast(Member.positions, String),
-    ).where(Member.campaign_id == _CAMPAIGN)
+    )
+    # By id: the primary key alone (ids are the campaign's already). With the campaign as well,
+    # SQLite scans the campaign's members on an index led by campaign_id, for each chunk.
     if by == "member":
         return query.where(Member.id.in_(_IDS))
     if by == "member_array":
         return query.where(Member.id == any_(_ARRAY))
+    query = query.where(Member.campaign_id == _CAMPAIGN)
     if by == "unit":
         return query.where(Member.unit_id.in_(_IDS))
     return query
@@ -421,6 +432,19 @@ _EXAMINE = {
 }
 
 
+def _examine_condition(rule_set: RuleSet, reason):
+    """``_examine_masks`` as one condition on a member and their current result (some rule's two
+    conditions both hold): what the database tests row by row when it counts by the flags."""
+    either = []
+    for rule in rule_set.member_rules:
+        on_member, on_result = _EXAMINE[rule](rule_set, Member, MemberResultRow, reason)
+        if on_member is _NOT_EVALUATED:
+            on_member = reason.is_not(None)
+        parts = [c for c in (on_member, on_result) if c is not None]
+        either.append(and_(*parts) if parts else literal(True))
+    return or_(*either) if either else literal(False)
+
+
 def _examine_masks(rule_set: RuleSet, reason):
     """(member mask, bits for a member not evaluated, result mask): a member needs its full
     record when its member mask (plus those bits if it is not evaluated) and its current
@@ -448,20 +472,78 @@ def _examine_masks(rule_set: RuleSet, reason):
     return member_mask, not_evaluated_bits | 1, result_mask
 
 
-def _member_lines(
+def _level_slot(level_column):
+    """0-3: the level's place in LEVELS; 4: none, cancelled or not a level (``line_weight``'s slots)."""
+    return case(*((level_column == lv, i) for i, lv in enumerate(LEVELS)), else_=4)
+
+
+# Two lookups, each on its index (``ix_member_results_received``, ``ix_member_results_cancelled``).
+_FUTURE_RESULTS = select(
+    select(MemberResultRow.id).where(MemberResultRow.campaign_id == _CAMPAIGN, MemberResultRow.received_at > _NOW).exists(),
+    select(MemberResultRow.id).where(
+        MemberResultRow.campaign_id == _CAMPAIGN, MemberResultRow.cancelled_at.is_not(None), MemberResultRow.cancelled_at > _NOW
+    ).exists(),
+)
+
+
+def _current_flags_hold(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> bool:
+    """Whether each member's row flagged ``current`` is their result at ``now``: true unless a
+    row was received or cancelled after ``now`` (consolidating an earlier moment). The flag is
+    the newest row by (received time, id), cleared by a cancellation (``store.results``)."""
+    received_later, cancelled_later = _raw_rows(uow, _FUTURE_RESULTS, {"campaign": campaign_id, "now": now})[0]
+    return not received_later and not cancelled_later
+
+
+class _Counter:
+    """Own-member tallies built from (unit id, reason, level slot, members, sum of member keys)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[int, list] = {}  # unit id -> [total, not_evaluated[3], counts[4], key]
+        self.missing: dict[int, list[tuple[str, str]]] = {}  # unit id -> (member id, name) of those evaluated without a level
+
+    def add(self, unit_id: int, reason: str | None, slot: int, count: int, keys: int) -> None:
+        group = self.groups.get(unit_id)
+        if group is None:
+            group = self.groups[unit_id] = [0, [0, 0, 0], [0, 0, 0, 0], 0]
+        group[0] += count
+        group[3] += int(keys) * _WEIGHTS[slot, reason]
+        if reason is not None:
+            group[1][_REASON_SLOT[reason]] += count
+        elif slot < 4:
+            group[2][slot] += count
+
+    def tallies(self, code_of) -> dict[str, OwnTally]:
+        out = {}
+        for unit_id, (total, not_eval, counts, key) in self.groups.items():
+            code = code_of[unit_id]
+            missing = tuple(MissingMember(member_id, name, code) for member_id, name in sorted(self.missing.get(unit_id, ())))
+            out[code] = OwnTally(OwnMembers(total, tuple(not_eval), tuple(counts), key), missing)
+        return out
+
+
+_REASON_SLOT = {reason: i for i, reason in enumerate(NOT_EVALUATED_REASONS)}
+_WEIGHTS = {
+    (slot, reason): line_weight(LEVELS[slot] if slot < 4 else None, reason)
+    for slot in range(5) for reason in (None, *NOT_EVALUATED_REASONS)
+}
+
+
+def _own_tallies(
     uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
-    units_where=None,
-) -> tuple[dict[str, list[MemberLine]], list[MemberRecord], list[MemberResult]] | None:
-    """Every member of the campaign as a line, and the full records and results of those a
-    member rule must look at; None when the rule set needs every full record.
+    units_where=None, *, by_flags: bool | None = None,
+) -> tuple[dict[str, OwnTally], list[MemberRecord], list[MemberResult]] | None:
+    """Every unit's own members counted (``OwnTally``), and the full records and results of the
+    members a member rule must look at; None when the rule set needs every full record.
 
     ``units_where``: a condition on ``Unit`` (a path range, a list of ids): only the members of
-    those units (one part of a run in parts); their newest results are then found by member, on
-    the results' ``(campaign_id, member_id)`` index, rather than over the whole campaign.
+    those units (one part of a run in parts). ``by_flags``: count by the ``current`` flags (True)
+    or by reading each member's newest row (False) rather than as ``_current_flags_hold`` says.
 
-    The reason a member is not evaluated, each member's current result and whether a row needs
-    a closer look are worked out by the database: one joined read on PostgreSQL, two plain reads
-    (members, results received by ``now``) joined here on SQLite.
+    When each member's ``current`` row is their result at ``now`` (``_current_flags_hold``, the
+    usual case), the database counts: one GROUP BY (unit, reason, level) with the sum of the
+    members' keys, and one read of the members to list (evaluated without a level) or examine.
+    Consolidating an earlier moment reads one row per member instead (newest result received by
+    ``now``): on PostgreSQL one joined read, on SQLite two plain reads joined here.
     """
     rule_set = get_rule_set(plan.rule_set)
     reason = _not_evaluated_reason(rule_set, plan.evaluation_date)
@@ -470,100 +552,93 @@ def _member_lines(
         return None
     member_mask, not_evaluated_bits, result_mask = masks
     r = MemberResultRow
-    cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
-    level = case((cancelled, literal(None, String)), else_=r.final_level)
-    bits = case((cancelled, 0), else_=result_mask)
-    lines_of: dict[int, list[MemberLine]] = {}
+    counter = _Counter()
     examine: list[int] = []
-    evaluated_bits = 1  # bit 0: rules that look at the result only
     in_units = None if units_where is None else Member.unit_id.in_(
         select(Unit.id).where(Unit.campaign_id == campaign_id, units_where)
     )
-    if uow.session.get_bind().dialect.name == "postgresql" and in_units is not None:
-        # The part's units as one array (an init plan: the members are then found on their unit
-        # index, not by a scan of the campaign), and each member's newest result by member on the
-        # results' index (LATERAL ... LIMIT 1), in the members' order: no sort of the part.
-        unit_ids = select(Unit.id).where(Unit.campaign_id == campaign_id, units_where).scalar_subquery()
-        newest = (
-            select(level.label("level"), bits.label("bits"))
-            .where(r.member_id == Member.id, r.campaign_id == campaign_id, r.received_at <= now)
-            .order_by(r.received_at.desc(), r.id.desc())
-            .limit(1)
-            .lateral("newest")
-        )
-        query = (
-            select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask, newest.c.level, newest.c.bits)
-            .select_from(Member)
-            .outerjoin(newest, literal(True))
-            .where(Member.campaign_id == campaign_id, Member.unit_id == any_(func.array(unit_ids)))
-        )
-        for pk, unit_id, code, name, why, mask, final, result_bits in _raw_rows(uow, query):
-            if result_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result_bits:
-                examine.append(pk)
-            bucket = lines_of.get(unit_id)
-            if bucket is None:
-                bucket = lines_of[unit_id] = []
-            bucket.append((code, name, final, why))
-    elif uow.session.get_bind().dialect.name == "postgresql":
-        # One read: the server picks each member's newest row (DISTINCT ON) and joins it.
-        newest = (
-            select(r.member_id, level.label("level"), bits.label("bits"))
-            .where(r.campaign_id == campaign_id, r.received_at <= now)
-            .distinct(r.member_id)
-            .order_by(r.member_id, r.received_at.desc(), r.id.desc())
-            .subquery()
-        )
-        query = (
-            select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask, newest.c.level, newest.c.bits)
-            .outerjoin(newest, newest.c.member_id == Member.id)
-            .where(Member.campaign_id == campaign_id)
-        )
-        for pk, unit_id, code, name, why, mask, final, result_bits in _raw_rows(uow, query):
-            if result_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result_bits:
-                examine.append(pk)
-            bucket = lines_of.get(unit_id)
-            if bucket is None:
-                bucket = lines_of[unit_id] = []
-            bucket.append((code, name, final, why))
-    else:
-        # Two plain reads (SQLite sorts and joins them slower than this): each member's newest
-        # row received by ``now`` comes last and counts.
-        member_query = select(Member.id, Member.unit_id, Member.member_code, Member.full_name, reason, member_mask).where(
-            Member.campaign_id == campaign_id
-        )
-        result_query = select(r.member_id, level, bits).where(r.campaign_id == campaign_id, r.received_at <= now).order_by(r.received_at, r.id)
+    postgres = uow.session.get_bind().dialect.name == "postgresql"
+    if by_flags if by_flags is not None else _current_flags_hold(uow, campaign_id, now):
+        joined = and_(r.campaign_id == Member.campaign_id, r.member_id == Member.id, r.current == true())
+        slot = _level_slot(r.final_level)
+        where = [Member.campaign_id == campaign_id]
         if in_units is not None:
-            member_query = member_query.where(in_units)
-            result_query = result_query.where(r.member_id.in_(select(Member.id).where(Member.campaign_id == campaign_id, in_units)))
-        member_rows, result_rows = _raw_rows(uow, member_query), _raw_rows(uow, result_query)
-        current = {row[0]: row for row in result_rows}.get
-        for pk, unit_id, code, name, why, mask in member_rows:
-            result = current(pk)
-            if result is None:
-                final = None
-            else:
-                final = result[1]
-                if (mask | (evaluated_bits if why is None else not_evaluated_bits)) & result[2]:
-                    examine.append(pk)
-            bucket = lines_of.get(unit_id)
-            if bucket is None:
-                bucket = lines_of[unit_id] = []
-            bucket.append((code, name, final, why))
+            where.append(
+                Member.unit_id == any_(func.array(select(Unit.id).where(Unit.campaign_id == campaign_id, units_where).scalar_subquery()))
+                if postgres else in_units
+            )
+        counts = (
+            select(Member.unit_id, reason, slot, func.count(), func.sum(Member.code_key))
+            .select_from(Member).outerjoin(r, joined).where(*where)
+            .group_by(Member.unit_id, reason, slot)
+        )
+        for unit_id, why, level_slot, count, keys in _raw_rows(uow, counts):
+            counter.add(unit_id, why, level_slot, count, keys)
+        examined = and_(r.id.is_not(None), _examine_condition(rule_set, reason))
+        unlevelled = and_(reason.is_(None), slot == 4)
+        listed = (
+            select(Member.id, Member.unit_id, Member.member_code, Member.full_name, unlevelled, examined)
+            .select_from(Member).outerjoin(r, joined)
+            .where(*where, or_(unlevelled, examined))
+        )
+        for pk, unit_id, code, name, is_missing, to_examine in _raw_rows(uow, listed):
+            if is_missing:
+                counter.missing.setdefault(unit_id, []).append((code, name))
+            if to_examine:
+                examine.append(pk)
+    else:
+        cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= now)
+        level = case((cancelled, literal(None, String)), else_=r.final_level)
+        result_bits = case((cancelled, 0), else_=result_mask)
+        evaluated_bits = 1  # bit 0: rules that look at the result only
+        columns = (Member.id, Member.unit_id, Member.member_code, Member.full_name, Member.code_key, reason, member_mask)
+        if postgres:
+            # One read: the server picks each member's newest row (on the results' index) and joins it.
+            newest = (
+                select(level.label("level"), result_bits.label("bits"))
+                .where(r.member_id == Member.id, r.campaign_id == campaign_id, r.received_at <= now)
+                .order_by(r.received_at.desc(), r.id.desc())
+                .limit(1)
+                .lateral("newest")
+            )
+            query = select(*columns, newest.c.level, newest.c.bits).select_from(Member).outerjoin(newest, literal(True)).where(
+                Member.campaign_id == campaign_id, *(() if in_units is None else (in_units,))
+            )
+            rows = _raw_rows(uow, query)
+        else:
+            # Two plain reads (SQLite sorts and joins them slower than this): each member's newest
+            # row received by ``now`` comes last and counts.
+            member_query = select(*columns).where(Member.campaign_id == campaign_id)
+            result_query = select(r.member_id, level, result_bits).where(r.campaign_id == campaign_id, r.received_at <= now).order_by(r.received_at, r.id)
+            if in_units is not None:
+                member_query = member_query.where(in_units)
+                result_query = result_query.where(r.member_id.in_(select(Member.id).where(Member.campaign_id == campaign_id, in_units)))
+            current = {row[0]: row[1:] for row in _raw_rows(uow, result_query)}.get
+            rows = [(*row, *(current(row[0]) or (None, None))) for row in _raw_rows(uow, member_query)]
+        level_slot = {lv: i for i, lv in enumerate(LEVELS)}.get
+        for pk, unit_id, code, name, key, why, mask, final, found_bits in rows:
+            slot = level_slot(final, 4) if final is not None else 4
+            counter.add(unit_id, why, slot, 1, key)
+            if why is None and slot == 4:
+                counter.missing.setdefault(unit_id, []).append((code, name))
+            if found_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & found_bits:
+                examine.append(pk)
+    _preload(code_of, counter.groups)
     examined = _members(uow, campaign_id, code_of, None, examine) if examine else {}
     results = _member_results(uow, campaign_id, now, code_of, examined, None, by_member=True) if examined else []
-    return {code_of[uid]: lines for uid, lines in lines_of.items()}, list(examined.values()), results
+    return counter.tallies(code_of), list(examined.values()), results
 
 
-def _lines_of_records(plan: Plan, members: Iterable[MemberRecord], results: Iterable[MemberResult]) -> dict[str, list[MemberLine]]:
-    """Member lines from full records, as ``consolidate`` would count them."""
+def _tallies_of_records(plan: Plan, members: Iterable[MemberRecord], results: Iterable[MemberResult]) -> dict[str, OwnTally]:
+    """Own-member tallies from full records, as ``consolidate`` would count them."""
     rule_set = get_rule_set(plan.rule_set)
     cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
     final = {r.member_id: r.final_level for r in results}
-    lines: dict[str, list[MemberLine]] = {}
+    lines: dict[str, list] = {}
     for m in members:
         reason = rule_set.not_evaluated_reason_by_cutoff(m, cutoff)
         lines.setdefault(m.unit_code, []).append((m.member_id, m.full_name, final.get(m.member_id), reason))
-    return lines
+    return {code: tally_lines(code, found) for code, found in lines.items()}
 
 
 def _input(plan: Plan, units: list[_UnitRow], members: dict[int, MemberRecord], member_results, org_results, overrides) -> ConsolidationInput:
@@ -619,25 +694,25 @@ def _content_hashes(uow: UnitOfWork, campaign_id: str, versions: dict[int, int])
 
 def _latest_payloads(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, dict]:
     """unit id -> payload of its newest snapshot, for the given units."""
-    return {uid: payload for uid, (_version, _content, payload) in _newest_rows(uow, campaign_id, unit_ids).items()}
+    return {uid: row[2] for uid, row in _newest_rows(uow, campaign_id, unit_ids).items()}
 
 
-def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict]]:
-    """unit id -> (version, content hash, payload) of its newest snapshot, for the given units.
+def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict, dt.datetime]]:
+    """unit id -> (version, content hash, payload, time) of its newest snapshot, for the given units.
 
     Each unit's rows by the ``(campaign_id, unit_id, version)`` index, kept when no newer version
     exists (a correlated lookup on the same index), rather than a join on a grouped subquery:
     right after a first run the planner's statistics still say the table is empty, and the join
     then rescans it for every unit."""
-    out: dict[int, tuple[int, str, dict]] = {}
+    out: dict[int, tuple[int, str, dict, dt.datetime]] = {}
     for chunk in _chunked(sorted(set(unit_ids))):
         rows = _rows(uow, _NEWEST_ROWS, {"campaign": campaign_id, "ids": chunk})
-        out.update({uid: (version, content, payload) for uid, version, content, payload in rows})
+        out.update({uid: (version, content, payload, at) for uid, version, content, payload, at in rows})
     return out
 
 
 _NEWER = aliased(Snapshot)
-_NEWEST_ROWS = select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload).where(
+_NEWEST_ROWS = select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload, Snapshot.created_at).where(
     Snapshot.campaign_id == _CAMPAIGN,
     Snapshot.unit_id.in_(_IDS),
     ~select(_NEWER.unit_id).where(
@@ -783,17 +858,22 @@ def snapshot_history(uow: UnitOfWork, campaign_id: str, unit_code: str) -> list[
 def diff_versions(uow: UnitOfWork, campaign_id: str, unit_code: str, v1: int, v2: int) -> dict:
     """``consolidation.diff`` between two versions of a unit's summary (any order of versions)."""
     uid = _unit_id(uow, campaign_id, unit_code)
-    rows = dict(
-        uow.session.execute(
-            select(Snapshot.version, Snapshot.payload).where(
+    rows = {
+        version: (payload, at) for version, payload, at in uow.session.execute(
+            select(Snapshot.version, Snapshot.payload, Snapshot.created_at).where(
                 Snapshot.campaign_id == campaign_id, Snapshot.unit_id == uid, Snapshot.version.in_((v1, v2))
             )
-        ).all()
-    )
+        )
+    }
     missing = [v for v in (v1, v2) if v not in rows]
     if missing:
         raise NotFound(f"{unit_code} không có phiên bản tổng hợp {', '.join(map(str, missing))}")
-    return diff({unit_code: rows[v1]}, {unit_code: rows[v2]})
+    (old, before), (new, after) = rows[v1], rows[v2]
+    members = {}
+    if old.get("own_members") != new.get("own_members"):
+        unit = _UnitRow(uid, unit_code, "", "", None)
+        members = _member_changes(uow, campaign_id, {unit_code: unit}, {unit_code: before}, after)
+    return diff({unit_code: old}, {unit_code: new}, members=members)
 
 
 # --------------------------------------------------------------------------- what changed since the last run
@@ -879,18 +959,21 @@ class _Stored:
     versions: dict[str, int]
     hashes: dict[str, str]
     payloads: dict[str, dict]
+    times: dict[str, dt.datetime] = field(default_factory=dict)  # when each payload was made
+    # Own members of the units rebuilt and their final levels at ``now``, when already read.
+    read_now: tuple[dict[int, MemberRecord], dict[str, str | None]] | None = None
 
 
 def _full(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow]) -> dict[str, UnitSummary]:
     """Every unit's summary: from member lines when the rule set allows it, else from full records."""
     code_of = {u.id: u.code for u in units}
-    loaded = _member_lines(uow, plan, campaign_id, now, code_of)
+    loaded = _own_tallies(uow, plan, campaign_id, now, code_of)
     if loaded is None:
         return consolidate(load_consolidation_input(uow, plan, campaign_id, now))
-    lines, members, results = loaded
+    tallies, members, results = loaded
     return consolidate_lines(LinesInput(
         units=tuple(UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units),
-        lines=lines,
+        own=tallies,
         members=tuple(members),
         member_results=tuple(results),
         org_results=tuple(_org_results(uow, campaign_id, now, code_of)),
@@ -1093,7 +1176,7 @@ def _incremental(
     by_code = tree.by_code
     seeds = {c for c in changed if c in by_code} | (override_units & by_code.keys())
     affected: set[str] = set()
-    stored: dict[int, tuple[int, str, dict]] = {}
+    stored: dict[int, tuple[int, str, dict, dt.datetime]] = {}
     org_results: dict[str, OrgResult] = {}
     todo = tree.with_ancestors(seeds, set())
     while todo:  # committees found on the way join the affected units (usually already in)
@@ -1116,7 +1199,7 @@ def _incremental(
     ids = sorted(by_code[c].id for c in affected)
     records = _members(uow, campaign_id, code_of, ids)
     results = _member_results(uow, campaign_id, now, code_of, records, ids)
-    lines = _lines_of_records(plan, records.values(), results)
+    tallies = _tallies_of_records(plan, records.values(), results)
     members = list(records.values())
     results_kept = [r for r in org_results.values() if r.unit_code in affected or r.decided_by in affected]
     tree.load_children(affected)
@@ -1126,7 +1209,7 @@ def _incremental(
     tree.load(wanted)
     partial = LinesInput(
         units=tuple(UnitNode(u.code, u.name, u.kind, u.parent_code) for u in (by_code[c] for c in sorted(wanted))),
-        lines=lines,
+        own=tallies,
         members=tuple(members),
         member_results=tuple(results),
         org_results=tuple(results_kept),
@@ -1135,6 +1218,8 @@ def _incremental(
         overrides=tuple(overrides),
     )
     before = {code_of[uid]: row for uid, row in stored.items()}
+    if any("own_members" not in row[2] for row in before.values()):
+        return None  # summaries stored before own members were counted in them: rebuild all
     try:
         summaries = reconsolidate_lines(partial, {code: row[2] for code, row in before.items()}, affected)
     except NeedsFullRun:
@@ -1143,6 +1228,8 @@ def _incremental(
         versions={code: row[0] for code, row in before.items()},
         hashes={code: row[1] for code, row in before.items()},
         payloads={code: row[2] for code, row in before.items()},
+        times={code: row[3] for code, row in before.items()},
+        read_now=(records, {r.member_id: r.final_level for r in results}),
     )
 
 
@@ -1264,10 +1351,12 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     report = ConsolidationReport(mode, written.recomputed, sorted(changed), updated, versions, timings=clock.laps,
                                  units_read=len(units) if units is not None else len(by_code))
     if again:
-        changes = diff(old_payloads, {c: payloads[c] for c in updated}, flat_memo=flats)
+        changes = diff(old_payloads, {c: payloads[c] for c in updated}, members=written.members, flat_memo=flats)
         report.diff, report.diff_text = changes, render_diff_text(changes)
         clock.lap("diff")
-        report.outbox_ids = _notify_offices(uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason, flats)
+        report.outbox_ids = _notify_offices(
+            uow, plan, campaign_id, now, updated, versions, old_payloads, payloads, parent, reason, flats, written.members
+        )
     else:
         clock.lap("diff")
     clock.lap("notify")
@@ -1303,6 +1392,7 @@ class _Written:
     payloads: dict[str, dict] = field(default_factory=dict)  # new summaries (as dicts) kept for the differences
     old_payloads: dict[str, dict] = field(default_factory=dict)  # previous summaries of the units given a version above 1
     flats: dict[int, tuple[dict, dict]] = field(default_factory=dict)  # each payload's flattened totals
+    members: dict[str, list[dict]] = field(default_factory=dict)  # unit -> its own members whose level changed
     recomputed: int = 0
     parts: int = 0
 
@@ -1312,6 +1402,7 @@ class _Written:
         self.payloads.update(other.payloads)
         self.old_payloads.update(other.old_payloads)
         self.flats.update(other.flats)
+        self.members.update(other.members)
         self.recomputed += other.recomputed
         self.parts += other.parts
 
@@ -1343,8 +1434,15 @@ def _write_summaries(
     again = [c for c in updated if c in stored.versions]  # units given a version above 1
     missing = [c for c in again if c not in stored.payloads]
     if missing:
-        loaded = _latest_payloads(uow, campaign_id, (by_code[c].id for c in missing))
-        stored.payloads.update({c: loaded[by_code[c].id] for c in missing})
+        loaded = _newest_rows(uow, campaign_id, (by_code[c].id for c in missing))
+        stored.payloads.update({c: loaded[by_code[c].id][2] for c in missing})
+        stored.times.update({c: loaded[by_code[c].id][3] for c in missing})
+    # Whose result changed: read for the units whose own members' counts or key moved.
+    moved = {
+        c: stored.times[c] for c in again
+        if stored.payloads[c].get("own_members") != summaries[c].own_members.to_dict() and c in stored.times
+    }
+    members = _member_changes(uow, campaign_id, by_code, moved, now, stored.read_now) if moved else {}
     # What the differences compare (none to make when every version is a first one).
     payloads = {code: summaries[code].to_dict() for code in updated} if again or (keep_fresh and updated) else {}
     compared = set(again)
@@ -1363,13 +1461,56 @@ def _write_summaries(
             version = versions[code]
             yield (
                 by_code[code].id, version, content, text,
-                diff({code: stored.payloads[code]}, {code: payloads[code]}, flat_memo=flats) if code in compared else None,
+                diff({code: stored.payloads[code]}, {code: payloads[code]}, members=members, flat_memo=flats) if code in compared else None,
                 (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
             )
 
     _insert_snapshots(uow, campaign_id, now, rows(), len(updated))
     clock.lap("store")
-    return _Written(updated, versions, payloads, {c: stored.payloads[c] for c in again}, flats, len(summaries), 1)
+    return _Written(updated, versions, payloads, {c: stored.payloads[c] for c in again}, flats, members, len(summaries), 1)
+
+
+class _KnownCodes(dict):
+    """unit id -> code of the units at hand; another unit (one that submitted a result for a member
+    of theirs) is not needed by name."""
+
+    def __missing__(self, key: int) -> str:
+        return ""
+
+
+def _member_changes(
+    uow: UnitOfWork, campaign_id: str, by_code: dict[str, _UnitRow], units: dict[str, dt.datetime], now: dt.datetime,
+    read_now: tuple[dict[int, MemberRecord], dict[str, str | None]] | None = None,
+) -> dict[str, list[dict]]:
+    """Unit code -> its own members whose final level at ``now`` differs from the one at the
+    time of the unit's previous version (``units``: code -> that time), read from the results
+    (``read_now``: the members of these units and their levels at ``now``, already read)."""
+    code_of = _KnownCodes((row.id, code) for code, row in by_code.items())
+    by_time: dict[dt.datetime, list[int]] = {}
+    for code, before in units.items():
+        by_time.setdefault(before, []).append(by_code[code].id)
+    out: dict[str, list[dict]] = {}
+    for before, ids in by_time.items():
+        ids.sort()
+        finals_now = None
+        if read_now is not None:
+            codes = {code_of[uid] for uid in ids}
+            records = {pk: m for pk, m in read_now[0].items() if m.unit_code in codes}
+            finals_now = read_now[1]
+        else:
+            records = _members(uow, campaign_id, code_of, ids)
+        levels = []
+        for at in (before, now):
+            if at is now and finals_now is not None:
+                final = finals_now
+            else:
+                final = {r.member_id: r.final_level for r in _member_results(uow, campaign_id, at, code_of, records, ids)}
+            lines: dict[str, list] = {}
+            for m in records.values():
+                lines.setdefault(m.unit_code, []).append((m.member_id, m.full_name, final.get(m.member_id), None))
+            levels.append(lines)
+        out.update(member_changes(*levels))
+    return out
 
 
 # --------------------------------------------------------------------------- a full run in parts
@@ -1387,7 +1528,7 @@ def _part_limit(uow: UnitOfWork, plan: Plan, campaign_id: str, part_members: int
     rule_set = get_rule_set(plan.rule_set)
     reason = _not_evaluated_reason(rule_set, plan.evaluation_date)
     if reason is None or _examine_masks(rule_set, reason) is None:
-        return None  # parts are read as member lines (``_member_lines``): the rule set must allow it
+        return None  # parts are counted set-based (``_own_tallies``): the rule set must allow it
     if part_members is not None:
         return max(1, part_members)
     total = _raw_rows(uow, _MEMBER_COUNT, {"campaign": campaign_id})[0][0] or 0
@@ -1480,7 +1621,7 @@ def _full_in_parts(
 ) -> _Written:
     """A full run part by part (``_split_parts``), in bounded memory, equal to the run in one piece.
 
-    Each part's members are read by its path range (``_member_lines``), consolidated as a subtree
+    Each part's members are counted by its path range (``_own_tallies``), consolidated as a subtree
     (``consolidate_lines(part=True)``), hashed, compared and written at once; only its roots'
     summaries are kept. The units above the parts are then built from their own members and those
     summaries (``rollup_lines``) and written. Organization results and overrides are read once for
@@ -1546,15 +1687,15 @@ def _full_in_parts(
                 code = todo.pop()
                 inside.add(code)
                 todo.extend(kids.get(code, ()))
-        loaded = _member_lines(uow, plan, campaign_id, now, code_of, and_(Unit.path >= low, Unit.path < high))
-        lines, records, results = loaded
+        loaded = _own_tallies(uow, plan, campaign_id, now, code_of, and_(Unit.path >= low, Unit.path < high))
+        tallies, records, results = loaded
         clock.lap("read")  # a run in parts: reading the parts' members apart from consolidating them
-        lines = {code: found for code, found in lines.items() if code in inside}  # an upper unit in the range: its own read
+        tallies = {code: found for code, found in tallies.items() if code in inside}  # an upper unit in the range: its own read
         records = [m for m in records if m.unit_code in inside]
         examined = {m.member_id for m in records}
         summaries = consolidate_lines(LinesInput(
             units=tuple(node_of[c] for c in sorted(inside)),
-            lines=lines,
+            own=tallies,
             members=tuple(records),
             member_results=tuple(r for r in results if r.member_id in examined),
             org_results=tuple(results_of.pop(index, ())),
@@ -1562,7 +1703,7 @@ def _full_in_parts(
             evaluation_date=plan.evaluation_date,
             overrides=overrides,
         ), part=True)
-        del lines, records, results, loaded, examined
+        del tallies, records, results, loaded, examined
         for top in group:
             tops[top] = summaries[top]
         clock.lap("compute")
@@ -1571,13 +1712,13 @@ def _full_in_parts(
 
     if upper:
         ids = [by_code[c].id for c in split.upper]
-        loaded = _member_lines(uow, plan, campaign_id, now, code_of, Unit.id.in_(ids))
-        lines, records, results = loaded
+        loaded = _own_tallies(uow, plan, campaign_id, now, code_of, Unit.id.in_(ids))
+        tallies, records, results = loaded
         kept = upper_results
         wanted = upper_nodes | {r.unit_code for r in kept}
         summaries = rollup_lines(LinesInput(
             units=tuple(node_of[c] for c in sorted(wanted)),
-            lines={code: found for code, found in lines.items() if code in upper},
+            own={code: found for code, found in tallies.items() if code in upper},
             members=tuple(m for m in records if m.unit_code in upper),
             member_results=tuple(results),
             org_results=tuple(kept),
@@ -1596,7 +1737,7 @@ def _full_in_parts(
 def _notify_offices(
     uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, updated: list[str], versions: dict[str, int],
     old_payloads: dict[str, dict], payloads: dict[str, dict], parent: dict[str, str | None], reason: str,
-    flats: dict[int, tuple[dict, dict]] | None = None,
+    flats: dict[int, tuple[dict, dict]] | None = None, members: dict[str, list[dict]] | None = None,
 ) -> list[int]:
     """One consolidation_diff email per office (email address) of each unit given a version above 1.
 
@@ -1621,7 +1762,9 @@ def _notify_offices(
         tops = [c for c in codes if not any(o != c and _in_subtree(c, o, parent) for o in codes)]
         for office in sorted(tops):
             inside = [c for c in updated if _in_subtree(c, office, parent)]
-            changes = diff({c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside}, flat_memo=flats)
+            changes = diff(
+                {c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside}, members=members, flat_memo=flats,
+            )
             if diff_is_empty(changes):
                 continue
             name = payloads[office]["unit"]["name"]

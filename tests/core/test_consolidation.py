@@ -25,10 +25,13 @@ from kiemdiem.consolidation import (
     consolidate_lines,
     diff,
     diff_is_empty,
+    member_changes,
+    member_lines_of,
     reconsolidate,
     reconsolidate_lines,
     render_diff_text,
     snapshot_hash,
+    tally_lines,
     unit_hash,
 )
 
@@ -182,6 +185,10 @@ def keys(summary):
     return [f["key"] for f in summary["findings"]]
 
 
+def tallies(lines: dict) -> dict:
+    return {code: tally_lines(code, found) for code, found in lines.items()}
+
+
 def test_rule_set_132_21_tree():
     out = consolidate(scenario("132/21"))
     db01, duk = assert_common_numbers(out)
@@ -267,7 +274,7 @@ def test_summary_round_trips_through_json():
         data = json.loads(json.dumps(summary.to_dict(), ensure_ascii=False))
         assert UnitSummary.from_dict(data) == summary
         assert unit_hash(data) == unit_hash(summary)
-        for listed in (data["findings"], data["children"], data["member_results"], data["missing_results"]["members"]):
+        for listed in (data["findings"], data["children"], data["missing_results"]["members"]):
             listed.reverse()  # a store may return lists in any order
         assert UnitSummary.from_dict(data) == summary
         assert unit_hash(data) == unit_hash(summary)
@@ -331,10 +338,31 @@ def test_snapshot_hash_ignores_input_order_and_sees_changes():
     assert snapshot_hash(consolidate(late_result(inp))) != snapshot_hash(first)
 
 
+def test_two_members_swapping_levels_change_the_unit_hash_and_are_both_listed():
+    """Summaries do not list members, yet a swap that leaves every count as it was is a change:
+    the unit's own-member key moves (and only that unit's hash with it), and the diff names both."""
+    inp = scenario("124/25")
+    levels = {r.member_id: r.final_level for r in inp.member_results if r.unit_code == "CB1" and r.member_id != "A01"}  # not the secretary
+    a, b = next((x, y) for x in sorted(levels) for y in sorted(levels) if levels[x] and levels[y] and levels[x] != levels[y])
+    swapped = dataclasses.replace(inp, member_results=tuple(
+        dataclasses.replace(r, final_level=levels[b] if r.member_id == a else levels[a]) if r.member_id in (a, b) else r
+        for r in inp.member_results
+    ))
+    before, after = consolidate(inp), consolidate(swapped)
+    assert after["CB1"].level_counts == before["CB1"].level_counts and after["CB1"].own_members.counts == before["CB1"].own_members.counts
+    assert after["CB1"].own_members.key != before["CB1"].own_members.key
+    assert {c for c in before if unit_hash(before[c]) != unit_hash(after[c])} == {"CB1"}
+    changes = diff(before, after, members=member_changes(member_lines_of(inp), member_lines_of(swapped)))
+    assert [(m["member_id"], m["old_level"], m["new_level"]) for m in changes["members"]] == [
+        (a, levels[a], levels[b]), (b, levels[b], levels[a])
+    ]
+    assert reconsolidate(swapped, before, {"CB1"}) == after
+
+
 def test_diff_and_text_after_a_late_result():
     before = {code: s.to_dict() for code, s in consolidate(scenario("124/25")).items()}
     after = {code: s.to_dict() for code, s in consolidate(late_result(scenario("124/25"))).items()}
-    changes = diff(before, after)
+    changes = diff(before, after, members=member_changes(member_lines_of(scenario("124/25")), member_lines_of(late_result(scenario("124/25")))))
     assert changes["members"] == [
         {"member_id": "C03", "full_name": "Nguyễn Văn C03", "unit_code": "CB3", "unit_name": "Chi bộ Khuyến công",
          "old_level": None, "new_level": "HTTNV"},
@@ -414,7 +442,7 @@ def test_province_scale_consolidation_and_incremental_rerun():
     orgs = [o for o in changed.org_results if o.unit_code in chain or o.decided_by in chain]
     own = tuple(m for m in changed.members if m.unit_code in chain)  # full records: more than the rules need
     own_results = tuple(r for r in changed.member_results if r.unit_code in chain)
-    partial = LinesInput(tuple(nodes), lines, own, own_results, tuple(orgs), "124/25", EVAL)
+    partial = LinesInput(tuple(nodes), tallies(lines), own, own_results, tuple(orgs), "124/25", EVAL)
     rebuilt = reconsolidate_lines(partial, {code: out[code].to_dict() for code in chain}, chain)
     assert rebuilt == {code: again[code] for code in chain}
 
@@ -431,7 +459,7 @@ def test_consolidate_lines_equals_consolidate():
         reported = {f.member_id for s in expected.values() for f in s.findings}
         examined = tuple(m for m in inp.members if m.member_id in reported)
         results = tuple(r for r in inp.member_results if r.member_id in reported)
-        lines_input = LinesInput(inp.units, lines, examined, results, inp.org_results, rule_set, EVAL, inp.overrides)
+        lines_input = LinesInput(inp.units, tallies(lines), examined, results, inp.org_results, rule_set, EVAL, inp.overrides)
         assert consolidate_lines(lines_input) == expected
 
 
@@ -470,6 +498,6 @@ def test_reconsolidate_lines_rebuilds_whole_when_two_units_share_finding_keys():
     keys = [f.key for f in before["R"].findings]
     assert keys == ["disciplined_member:A:B:x", "disciplined_member:A:B:x"]
     lines = {"A": [("B:x", "Nguyễn Văn B:x", "HTTNV", None)], "R": []}
-    partial = LinesInput(units, lines, members[:1], results[:1], (), "124/25", EVAL)
+    partial = LinesInput(units, tallies(lines), members[:1], results[:1], (), "124/25", EVAL)
     with pytest.raises(NeedsFullRun):
         reconsolidate_lines(partial, before, {"A", "R"})

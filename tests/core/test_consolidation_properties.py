@@ -28,6 +28,7 @@ from kiemdiem.consolidation import (
     reconsolidate,
     reconsolidate_lines,
     snapshot_hash,
+    tally_lines,
     unit_hash,
 )
 from kiemdiem.rules import LEVELS, get_rule_set
@@ -213,7 +214,7 @@ def lines_input(inp, members, member_results, org_results, units=None, line_unit
             line = (m.member_id, m.full_name, final.get(m.member_id), rs.member_not_evaluated_reason(m, inp.evaluation_date))
             lines.setdefault(m.unit_code, []).append(line)
     return LinesInput(
-        tuple(inp.units if units is None else units), lines, tuple(members), tuple(member_results), tuple(org_results),
+        tuple(inp.units if units is None else units), {code: tally_lines(code, found) for code, found in lines.items()}, tuple(members), tuple(member_results), tuple(org_results),
         inp.rule_set, inp.evaluation_date, tuple(inp.overrides if overrides is None else overrides),
     )
 

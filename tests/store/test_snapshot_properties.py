@@ -38,6 +38,7 @@ from kiemdiem.rules.base import LEVELS
 from kiemdiem.store.models import Snapshot, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.results import cancel_result, current_finding_keys, override_finding, record_results
+from kiemdiem.store import snapshots
 from kiemdiem.store.snapshots import consolidate_campaign, latest_hashes, latest_snapshots, load_consolidation_input
 from tests.support import ict
 
@@ -234,6 +235,7 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
                     overrides.append(Override(row.finding_key, row.by, row.reason, row.at.astimezone(dt.timezone.utc)))
         run = consolidate_campaign(store, plan_187, campaign_id, now, changed_units=set() if change["lose_change_set"] else changed)
         assert run.mode in ("incremental", "unchanged"), run
+        _check_counting_ways(store, plan_187, campaign_id, now)
         _check(store, plan_187, campaign_id, now, _expected(units, members, plan_187, current_members, current_orgs, overrides))
         # The same inputs again: nothing new, whichever way it is run.
         with store.uow() as uow:
@@ -242,6 +244,21 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
         assert consolidate_campaign(store, plan_187, campaign_id, now, changed_units=changed).units_updated == []
         with store.uow() as uow:
             assert {c: s["version"] for c, s in latest_snapshots(uow, campaign_id).items()} == before
+
+
+def _check_counting_ways(store, plan, campaign_id: str, now: dt.datetime) -> None:
+    """Members counted by the ``current`` flags (GROUP BY in SQL) and from each one's newest row
+    agree: tallies, members listed as missing, members examined."""
+    with store.uow() as uow:
+        code_of = {u.id: u.code for u in snapshots._units(uow, campaign_id)}
+        assert snapshots._current_flags_hold(uow, campaign_id, now)
+        if snapshots._own_tallies(uow, plan, campaign_id, now, code_of) is None:
+            return  # a rule set read from full records
+        by_flags = snapshots._own_tallies(uow, plan, campaign_id, now, code_of, by_flags=True)
+        by_rows = snapshots._own_tallies(uow, plan, campaign_id, now, code_of, by_flags=False)
+        assert by_flags[0] == by_rows[0]
+        assert sorted(m.member_id for m in by_flags[1]) == sorted(m.member_id for m in by_rows[1])
+        assert sorted(r.member_id for r in by_flags[2]) == sorted(r.member_id for r in by_rows[2])
 
 
 # Each member rule reports one member whom no other condition would have the store read in full

@@ -8,6 +8,7 @@ make no new version; a cancelled result makes a new version and keeps the histor
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -225,6 +226,17 @@ def test_results_count_from_when_they_were_received(store, plan_187, consolidate
     level = {r.member_id: r.final_level for r in before.member_results}
     assert level["DV007"] is None and {r.member_id: r.final_level for r in after.member_results}["DV007"] == "HTTNV"
     assert {u.code for u in before.units} == {"SCT", "VP1", "VP2", "KC"} and len(before.members) == 7
+    # Counted set-based: at LATE_NOW by the rows flagged current; at NOW, before DV007's result
+    # came in, the flags are not trusted and each member's newest row by then counts.
+    from kiemdiem.store import snapshots
+
+    with store.uow() as uow:
+        code_of = {u.id: u.code for u in snapshots._units(uow, "c187")}
+        assert snapshots._current_flags_hold(uow, "c187", LATE_NOW) and not snapshots._current_flags_hold(uow, "c187", NOW)
+        earlier = snapshots._own_tallies(uow, plan_187, "c187", NOW, code_of)[0]["KC"]
+        later = snapshots._own_tallies(uow, plan_187, "c187", LATE_NOW, code_of)[0]["KC"]
+    assert [m.member_id for m in earlier.missing] == ["DV007"] and later.missing == ()
+    assert later.members.counts[1] == earlier.members.counts[1] + 1 and later.members.key != earlier.members.key
 
 
 def test_two_concurrent_runs_never_make_the_same_version_twice(store, plan_187, consolidated_v1):
@@ -351,7 +363,7 @@ def test_full_run_from_full_records_makes_the_same_snapshots(store, plan_187, co
     """A rule set whose member rules the store cannot pre-select: every member record is read."""
     import kiemdiem.store.snapshots as snapshots
 
-    monkeypatch.setattr(snapshots, "_member_lines", lambda *args, **kwargs: None)
+    monkeypatch.setattr(snapshots, "_own_tallies", lambda *args, **kwargs: None)
     before = table_counts(store)
     run = consolidate_campaign(store, plan_187, "c187", NOW, changed_units=None)
     assert run.mode == "full" and run.recomputed == 4 and run.units_updated == []
@@ -378,8 +390,40 @@ def test_incremental_run_rebuilds_only_the_changed_branch_and_its_ancestors(stor
         raise AssertionError("an incremental run read every member's line")
 
     monkeypatch.setattr(snapshots, "_members", spy)
-    monkeypatch.setattr(snapshots, "_member_lines", every_member)
+    monkeypatch.setattr(snapshots, "_own_tallies", every_member)
     submit_late_result(store, plan_187)
     _, run = tick(store, plan_187, LATE_NOW)
     assert run.mode == "incremental" and run.recomputed == 2  # KC and SCT; VP1 and VP2 untouched
-    assert read == [["KC", "SCT"]]  # only their own members were read
+    assert read == [["KC", "SCT"]]  # only their own members were read (whose result changed included)
+
+
+def test_an_older_result_arriving_after_a_cancellation_stays_history(store, plan_187, consolidated_v1):
+    """DV007's result is received, then cancelled; a list received before it comes in later. The
+    newest row received is the cancelled one, so DV007 has no result: the row flagged current and
+    each member's newest row must agree (consolidation counts by the flags)."""
+    from kiemdiem.consolidation import MemberResult
+    from kiemdiem.store import snapshots
+    from kiemdiem.store.results import record_results
+
+    def result(level: str) -> MemberResult:
+        return MemberResult("DV007", "KC", level, level, level, False, 0.0, False, None, "", True)
+
+    received, cancelled, older = LATE_NOW, LATE_NOW + dt.timedelta(hours=1), LATE_NOW - dt.timedelta(hours=1)
+    with store.uow() as uow:
+        record_results(uow, plan_187, "c187", received, [result("HTTNV")], [])
+        uow.commit()
+    with store.uow() as uow:
+        cancel_result(uow, "c187", member_code="DV007", by="Văn phòng", reason="nhầm danh sách", now=cancelled)
+        uow.commit()
+    with store.uow() as uow:
+        record_results(uow, plan_187, "c187", older, [result("HTXSNV")], [])
+        uow.commit()
+    later = cancelled + dt.timedelta(hours=1)
+    with store.uow() as uow:
+        code_of = {u.id: u.code for u in snapshots._units(uow, "c187")}
+        assert snapshots._current_flags_hold(uow, "c187", later)
+        by_flags = snapshots._own_tallies(uow, plan_187, "c187", later, code_of, by_flags=True)[0]
+        by_rows = snapshots._own_tallies(uow, plan_187, "c187", later, code_of, by_flags=False)[0]
+        inp = load_consolidation_input(uow, plan_187, "c187", later)
+    assert by_flags == by_rows and [m.member_id for m in by_flags["KC"].missing] == ["DV007"]
+    assert "DV007" not in {r.member_id for r in inp.member_results}
