@@ -912,11 +912,8 @@ def diff_versions(uow: UnitOfWork, campaign_id: str, unit_code: str, v1: int, v2
     if missing:
         raise NotFound(f"{unit_code} không có phiên bản tổng hợp {', '.join(map(str, missing))}")
     (old, before), (new, after) = rows[v1], rows[v2]
-    members = {}
-    if old.get("own_members") != new.get("own_members"):
-        unit = _UnitRow(uid, unit_code, "", "", None)
-        members = _member_changes(uow, campaign_id, {unit_code: unit}, {unit_code: before}, after)
-    return diff({unit_code: old}, {unit_code: new}, members=members)
+    moved = {unit_code: uid} if old.get("own_members") != new.get("own_members") else {}
+    return diff({unit_code: old}, {unit_code: new}, members=member_changes_between(uow, campaign_id, moved, before, after))
 
 
 # --------------------------------------------------------------------------- what changed since the last run
@@ -1554,6 +1551,15 @@ def _member_changes(
             levels.append(lines)
         out.update(member_changes(*levels))
     return out
+
+
+def member_changes_between(
+    uow: UnitOfWork, campaign_id: str, units: dict[str, int], before: dt.datetime, after: dt.datetime,
+) -> dict[str, list[dict]]:
+    """Unit code -> its own members whose final level differs between ``before`` and ``after``
+    (``units``: code -> unit id), read from the results; for ``consolidation.diff(members=...)``."""
+    rows = {code: _UnitRow(uid, code, "", "", None) for code, uid in units.items()}
+    return _member_changes(uow, campaign_id, rows, dict.fromkeys(units, before), after) if units else {}
 
 
 # --------------------------------------------------------------------------- a full run in parts

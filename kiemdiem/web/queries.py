@@ -24,6 +24,7 @@ from sqlalchemy import func, select, tuple_
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
+from kiemdiem.store.snapshots import member_changes_between
 from kiemdiem.plan import Phase, Plan
 from kiemdiem.status import STATES, MemberInfo, UnitInfo, compute_status, member_owes, owed_items, unit_phase_state
 from kiemdiem.store.db import UnitOfWork
@@ -967,7 +968,10 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
                Snapshot.created_at <= max(old.created_at, new.created_at))
     ).all()
     if len({r.unit_id for r in rows}) > MAX_DIFF_UNITS:
-        return compare_payloads(old.payload or {}, new.payload or {}, unit.code), False
+        old_payload, new_payload = old.payload or {}, new.payload or {}
+        moved = {unit.code: unit.id} if old_payload.get("own_members") != new_payload.get("own_members") else {}
+        members = member_changes_between(uow, campaign_id, moved, old.created_at, new.created_at)
+        return compare_payloads(old_payload, new_payload, unit.code, members), False
     picks: dict[str, dict[str, tuple[int, int]]] = {"old": {}, "new": {}}
     for side, snap in (("old", old), ("new", new)):
         chosen: dict[str, tuple[dt.datetime, int, int]] = {}
@@ -989,12 +993,20 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
     }
     before = {code: payloads[key] for code, key in picks["old"].items()}
     after = {code: payloads[key] for code, key in picks["new"].items()}
-    return consolidation_diff(before, after), True
+    # Summaries count members without listing them: whose result changed is read from the
+    # results at the two versions' times, for the units whose own members moved.
+    moved = {
+        code: picks["new"].get(code, picks["old"].get(code))[0]
+        for code in before.keys() | after.keys()
+        if (before.get(code) or {}).get("own_members") != (after.get(code) or {}).get("own_members")
+    }
+    members = member_changes_between(uow, campaign_id, moved, old.created_at, new.created_at)
+    return consolidation_diff(before, after, members=members), True
 
 
-def compare_payloads(old: dict, new: dict, code: str) -> dict:
+def compare_payloads(old: dict, new: dict, code: str, members: dict[str, list[dict]] | None = None) -> dict:
     """What changed between two versions of one unit's own payload (the whole subtree's findings included)."""
-    changes = consolidation_diff({code: old}, {code: new})
+    changes = consolidation_diff({code: old}, {code: new}, members=members)
     old_findings = {f["key"]: f for f in old.get("findings", []) if "key" in f}
     new_findings = {f["key"]: f for f in new.get("findings", []) if "key" in f}
     changes["findings_appeared"] = [new_findings[k] for k in sorted(new_findings.keys() - old_findings.keys())]

@@ -34,6 +34,7 @@ from kiemdiem.consolidation import (
     UnitNode,
     consolidate,
     diff,
+    member_changes,
     snapshot_hash,
 )
 from kiemdiem.plan import load_plan
@@ -41,6 +42,7 @@ from kiemdiem.settings import StoreSettings, WebSettings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.store.models import Base, Snapshot, SubmissionFile, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.store.results import record_results
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.web import auth
 from kiemdiem.web.app import create_app
@@ -182,16 +184,23 @@ def _consolidation(levels: dict[str, str]) -> dict[str, dict]:
         UnitNode("VP1", "Chi bộ Văn phòng 1", "chi_bo_truc_thuoc", "SCT"),
         UnitNode("VP2", "Chi bộ Văn phòng 2", "chi_bo_truc_thuoc", "SCT"),
     ]
-    people = [("DV001", "Nguyễn Sỹ Chín", "VP1"), ("DV002", "Trần Thị Hoa", "VP1"), ("DV004", "Lê Xuân Tiến", "VP2"),
-              ("DV005", "Phạm Minh Đức", "VP2")]
-    members = [MemberRecord(mid, name, unit, "active", dt.date(2005, 1, 1), ()) for mid, name, unit in people]
-    results = [
-        MemberResult(mid, unit, levels[mid], levels[mid], levels[mid], False, 0.0, False, None, "", True)
-        for mid, _name, unit in people if mid in levels
-    ]
-    orgs = [OrgResult("VP1", "HTTNV", "SCT", False), OrgResult("VP2", "HTTNV", "SCT", False)]
-    summaries = consolidate(ConsolidationInput(tuple(units), tuple(members), tuple(results), tuple(orgs), "124/25", dt.date(2023, 12, 5)))
+    members = [MemberRecord(mid, name, unit, "active", dt.date(2005, 1, 1), ()) for mid, name, unit in SNAPSHOT_PEOPLE]
+    summaries = consolidate(ConsolidationInput(
+        tuple(units), tuple(members), tuple(member_results(levels)), tuple(SNAPSHOT_ORGS), "124/25", dt.date(2023, 12, 5)
+    ))
     return {code: s.to_dict() for code, s in summaries.items()}
+
+
+SNAPSHOT_PEOPLE = [("DV001", "Nguyễn Sỹ Chín", "VP1"), ("DV002", "Trần Thị Hoa", "VP1"), ("DV004", "Lê Xuân Tiến", "VP2"),
+                   ("DV005", "Phạm Minh Đức", "VP2")]
+SNAPSHOT_ORGS = [OrgResult("VP1", "HTTNV", "SCT", False), OrgResult("VP2", "HTTNV", "SCT", False)]
+
+
+def member_results(levels: dict[str, str]) -> list[MemberResult]:
+    return [
+        MemberResult(mid, unit, levels[mid], levels[mid], levels[mid], False, 0.0, False, None, "", True)
+        for mid, _name, unit in SNAPSHOT_PEOPLE if mid in levels
+    ]
 
 
 FIRST_LEVELS = {"DV001": "HTTNV", "DV002": "HTTNV", "DV004": "HTNV"}
@@ -199,9 +208,15 @@ SECOND_LEVELS = {"DV001": "HTTNV", "DV002": "HTXSNV", "DV004": "HTNV", "DV005": 
 
 
 def add_snapshots(uow) -> None:
-    """Two versions per unit, as the consolidation step stores them: payload per unit, diff against the previous."""
+    """Two versions per unit, as the consolidation step stores them: payload per unit, diff against the
+    previous; and the results they were made from, received at each version's time (whose result
+    changed between two versions is read from them)."""
+    record_results(uow, plan_187(), CAMPAIGN, ict(2023, 12, 6, 8), member_results(FIRST_LEVELS), SNAPSHOT_ORGS, actor="test")
+    record_results(uow, plan_187(), CAMPAIGN, ict(2023, 12, 7, 15), member_results(SECOND_LEVELS), [], actor="test")
     first, second = _consolidation(FIRST_LEVELS), _consolidation(SECOND_LEVELS)
-    changes = diff(first, second)
+    lines = {levels: {code: [(mid, name, dict(levels).get(mid), None) for mid, name, unit in SNAPSHOT_PEOPLE if unit == code]
+                      for code in ("VP1", "VP2")} for levels in (tuple(FIRST_LEVELS.items()), tuple(SECOND_LEVELS.items()))}
+    changes = diff(first, second, members=member_changes(*lines.values()))
     ids = dict(uow.session.execute(select(Unit.code, Unit.id).where(Unit.campaign_id == CAMPAIGN)).all())
     for code in ("SCT", "VP1", "VP2"):
         uow.session.add(Snapshot(campaign_id=CAMPAIGN, unit_id=ids[code], version=1, content_hash=snapshot_hash({code: first[code]}),

@@ -420,7 +420,9 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     notices = text[text.index('id="notices"'):]
     assert "Nhắc: hồ sơ của VP2" in notices and "Chuyển cấp: hồ sơ của VP2" in notices and "đã gửi 27/11/2023 08:00" in notices
     assert "hồ sơ của KC" not in notices
-    assert "Chưa có kết quả xếp loại" in text
+    results = text[text.index('id="member-results"'):]  # the results the consolidation snapshots were made from
+    assert "Lê Xuân Tiến" in results and "<strong>HTNV</strong>" in results and "hiện hành" in results
+    assert "Chưa có kết quả xếp loại" not in text
     assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
 
 
@@ -507,6 +509,14 @@ def test_consolidation_shows_levels_quota_and_the_latest_changes(client_as):
 
 def test_consolidation_diff_between_any_two_versions(client_as, store):
     """Version 3 cancels the results of version 2 everywhere (results found wrong are re-decided)."""
+    from kiemdiem.store.results import cancel_result, record_results
+    from tests.web.conftest import FIRST_LEVELS, member_results, plan_187
+
+    at = ict(2023, 12, 8, 9)
+    with store.uow() as uow:  # the results of version 1 again, DV005's (new in version 2) cancelled
+        record_results(uow, plan_187(), CAMPAIGN, at, member_results(FIRST_LEVELS), [], actor="test")
+        cancel_result(uow, CAMPAIGN, member_code="DV005", by="Văn phòng", reason="kết quả sai", now=at)
+        uow.commit()
     with store.uow() as uow:
         for unit_id in uow.session.scalars(select(Unit.id).where(Unit.code.in_(["SCT", "VP1", "VP2"]))):
             first = uow.session.scalar(select(Snapshot).where(Snapshot.unit_id == unit_id, Snapshot.version == 1))
