@@ -91,11 +91,10 @@ class Part:
         }
 
 
-def run_part_here(campaign_id: str, at: str, phase_ids: list[str], part: Part) -> dict:
-    """A part's work inside the tick's own flow run (its batch was lost, or there is no part deployment)."""
-    planned = plan_subtrees(campaign_id, at, phase_ids, part.roots)
-    dossiers = assemble_unit_dossiers(campaign_id, at, part.dossier_units)
-    return {"planned": planned, "dossiers": len(dossiers)}
+def submit_part_here(campaign_id: str, at: str, phase_ids: list[str], part: Part) -> list:
+    """A part's work on the tick's own task runner (its batch was lost, or there is no part
+    deployment): the futures of its planning and of its dossiers."""
+    return [plan_subtrees.submit(campaign_id, at, phase_ids, part.roots), assemble_unit_dossiers.submit(campaign_id, at, part.dossier_units)]
 
 
 async def fanned_tick(
@@ -137,8 +136,7 @@ async def fanned_tick(
     else:
         # No part deployment: the batches run on this flow run's task runner (threads).
         for part in batches:
-            futures.append((part, plan_subtrees.submit(campaign_id, at, open_ids, part.roots),
-                            assemble_unit_dossiers.submit(campaign_id, at, part.dossier_units)))
+            futures.append((part, *submit_part_here(campaign_id, at, open_ids, part)))
 
     # The committees above the batches: planned here while the parts run.
     rest = {
@@ -176,12 +174,15 @@ async def _part_deployment():
 
 
 async def supervise(campaign_id: str, at: str, phase_ids: list[str], parts: list[Part], part_timeout: float | None) -> None:
-    """Wait for the part runs; run here the batch of any part that is lost, so the tick never hangs."""
+    """Wait for the part runs; run here the batch of any part that is lost, so the tick never hangs.
+    A lost batch runs on the tick's task runner while the other parts are still watched: two
+    parts lost with one worker are run again side by side."""
     logger = get_run_logger()
     timeout = part_timeout if part_timeout is not None else _seconds_setting("KIEMDIEM_TICK_PART_TIMEOUT", DEFAULT_PART_TIMEOUT)
     pickup = min(timeout, _seconds_setting("KIEMDIEM_TICK_PART_PICKUP", DEFAULT_PICKUP_TIMEOUT))
     started = time.monotonic()
     waiting = {p.index: p for p in parts}
+    reruns: list[tuple[Part, object, object]] = []
     async with get_client() as client:
         while waiting:
             workers: dict[str, dict] = {}
@@ -210,14 +211,17 @@ async def supervise(campaign_id: str, at: str, phase_ids: list[str], parts: list
                         part.run_id, replacement(message=f"Lượt xử lý chính tự chạy lại phần này: {reason}"), force=True
                     )
                 logger.warning("Phần %d (%s) bị mất: %s; lượt xử lý chính tự chạy nhóm này", part.index + 1, part.run_name, reason)
-                done = run_part_here(campaign_id, at, phase_ids, part)
                 part.outcome = {
                     "state": replacement.__name__.upper() if replacement else state.type.value, "where": "rerun-here",
-                    "worker": worker, "reason": reason, **done,
+                    "worker": worker, "reason": reason,
                 }
+                reruns.append((part, *submit_part_here(campaign_id, at, phase_ids, part)))
                 del waiting[part.index]
             if waiting:
                 await asyncio.sleep(POLL_SECONDS)
+    await asyncio.to_thread(wait, [f for _, *fs in reruns for f in fs])
+    for part, planned, dossiers in reruns:
+        part.outcome.update(planned=planned.result(), dossiers=len(dossiers.result()))
 
 
 async def _worker_gone(client, labels: dict, cache: dict[str, dict]) -> bool:

@@ -303,12 +303,10 @@ def plan_units(
     del tree, children
     if not chosen:
         return 0
-    created = 0
-    # Reminders and escalations of a phase never coincide (before or after its deadline): one pass each.
-    for kind in (REMINDER, ESCALATION):
-        if kind <= kinds:
-            created += plan_partitioned(store, plan, campaign_id, now, set(phase_ids), kind, settings, chosen=chosen)
-    return created
+    # Reminders and escalations of a phase never coincide (a reminder is due up to its deadline,
+    # an escalation after it): one pass over the units' status plans both, the notices the
+    # separate passes of ``plan_reminders`` and ``escalate_overdue`` plan.
+    return plan_partitioned(store, plan, campaign_id, now, set(phase_ids), kinds, settings, chosen=chosen)
 
 
 def _descendants(children: dict[str, list[str]], root: str) -> list[str]:

@@ -1,7 +1,7 @@
 """A local SMTP sink for the demo and the tests: accepts mail on loopback and keeps it.
 
 Each message is written as ``<NNNN>-<message-id slug>.eml`` in a directory, in the order
-received, and kept in memory (envelope sender, recipients, parsed ``EmailMessage``). Faults
+received, and kept in memory (envelope sender, recipients, ``EmailMessage``, parsed on first use). Faults
 can be injected: ``fail_next(n, code, text, stage)`` answers the next ``n`` RCPT or DATA
 commands with an error, ``set_mode("tempfail" | "permfail" | "ok")`` does so until changed.
 
@@ -18,12 +18,14 @@ No settings: the demo passes the directory and, if it wants a fixed one, the por
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import re
 import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
@@ -42,9 +44,29 @@ PERMFAIL_REPLY = "550 5.1.1 Mailbox unavailable"
 class ReceivedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
-    message: EmailMessage
     path: Path
     raw: bytes
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """The parsed message, parsed on first use: a province's morning is ~100 MB of mail,
+        and parsing it all on arrival would slow the server (and a sender in the same process)."""
+        return email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[return-value]
+
+    @cached_property
+    def headers(self) -> EmailMessage:
+        """The header block only: cheap, whatever the size of the body."""
+        return _parse_headers(self.raw)
+
+    @property
+    def message_id(self) -> str | None:
+        value = self.headers["Message-ID"]
+        return None if value is None else str(value)
+
+
+def _parse_headers(raw: bytes) -> EmailMessage:
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    return email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw[:end])  # type: ignore[return-value]
 
 
 @dataclass
@@ -203,12 +225,13 @@ class MailSink:
 
     def _store(self, mail_from: str, rcpt_tos: list[str], content: bytes | str) -> ReceivedMail:
         raw = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        headers = _parse_headers(raw)
         with self._lock:
             self._counter += 1
-            path = self.directory / f"{self._counter:04d}-{message_id_slug(message['Message-ID'])}.eml"
+            path = self.directory / f"{self._counter:04d}-{message_id_slug(headers['Message-ID'])}.eml"
             path.write_bytes(raw)
-            mail = ReceivedMail(mail_from, tuple(rcpt_tos), message, path, raw)  # type: ignore[arg-type]
+            mail = ReceivedMail(mail_from, tuple(rcpt_tos), path, raw)
+            mail.__dict__["headers"] = headers
             self._received.append(mail)
             self._lock.notify_all()
         return mail
