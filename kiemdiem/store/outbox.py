@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -68,11 +69,55 @@ def enqueue(
     domain: str = "kiemdiem.local",
 ) -> int | None:
     """Save a composed message, rendered once. Returns its row id, or None when that key exists."""
+    values = outbox_values(
+        campaign_id=campaign_id, kind=kind, recipient=recipient, recipient_name=recipient_name, message=message,
+        key_material=key_material, reason=reason, now=now, sender=sender, not_before=not_before, domain=domain,
+    )
+    session = uow.session
+    if session.autoflush:
+        session.flush()  # as an ORM insert would: rows added in this unit of work (a campaign) go first
+    return session.execute(_ENQUEUE, values).scalar_one_or_none()
+
+
+def enqueue_many(uow: UnitOfWork, rows: list[dict]) -> list[int | None]:
+    """``enqueue`` for several messages (``outbox_values`` each) in one statement: each one's row
+    id, or None when its key exists (a few rows: one round trip instead of one each)."""
+    if not rows:
+        return []
+    session = uow.session
+    if session.autoflush:
+        session.flush()
+    ids: dict[str, int] = {}
+    for start in range(0, len(rows), ENQUEUE_BATCH):
+        batch = rows[start:start + ENQUEUE_BATCH]
+        params = {f"{name}_{i}": row[name] for i, row in enumerate(batch) for name in _ENQUEUE_COLUMNS}
+        ids.update((key, row_id) for row_id, key in session.execute(_enqueue_many_statement(len(batch)), params))
+    return [ids.get(row["idempotency_key"]) for row in rows]
+
+
+ENQUEUE_BATCH = 40  # rows per statement: 760 parameters, under SQLite's oldest limit (999)
+
+
+def outbox_values(
+    *,
+    campaign_id: str,
+    kind: str,
+    recipient: str,
+    recipient_name: str,
+    message: ComposedMessage,
+    key_material: str,
+    reason: str,
+    now: dt.datetime,
+    sender: str | None = None,
+    not_before: dt.datetime | None = None,
+    domain: str = "kiemdiem.local",
+) -> dict:
+    """The outbox row of a composed message, its MIME rendered once (what ``enqueue`` saves)."""
     key = idempotency_key(key_material)
     message_id = make_message_id(key, domain)
     sender = sender or smtp_settings().from_
     mime = render_mime(message, sender=sender, recipient=recipient, message_id=message_id, date=now)
-    values = dict(
+    return dict(
         campaign_id=campaign_id,
         idempotency_key=key,
         key_material=key_material,
@@ -93,10 +138,13 @@ def enqueue(
         gave_up=False,
         created_at=now,
     )
-    session = uow.session
-    if session.autoflush:
-        session.flush()  # as an ORM insert would: rows added in this unit of work (a campaign) go first
-    return session.execute(_ENQUEUE, values).scalar_one_or_none()
+
+
+_ENQUEUE_COLUMNS = (
+    "campaign_id", "idempotency_key", "key_material", "kind", "recipient", "recipient_name",
+    "subject", "body_text", "body_html", "attachments", "mime", "message_id", "reason",
+    "status", "attempts", "not_before", "next_attempt_at", "gave_up", "created_at",
+)
 
 
 def _enqueue_statement():
@@ -104,14 +152,7 @@ def _enqueue_statement():
     columns; the same SQL on SQLite (3.35+) and PostgreSQL. Written as text because
     SQLAlchemy does not cache dialect INSERTs with ON CONFLICT: building one per message
     compiled it per message, which cost as much as rendering the message."""
-    columns = [
-        OUTBOX.c[name]
-        for name in (
-            "campaign_id", "idempotency_key", "key_material", "kind", "recipient", "recipient_name",
-            "subject", "body_text", "body_html", "attachments", "mime", "message_id", "reason",
-            "status", "attempts", "not_before", "next_attempt_at", "gave_up", "created_at",
-        )
-    ]
+    columns = [OUTBOX.c[name] for name in _ENQUEUE_COLUMNS]
     sql = (
         f"INSERT INTO {OUTBOX.name} ({', '.join(c.name for c in columns)}) "
         f"VALUES ({', '.join(':' + c.name for c in columns)}) "
@@ -121,6 +162,19 @@ def _enqueue_statement():
 
 
 _ENQUEUE = _enqueue_statement()
+
+
+@functools.lru_cache(maxsize=32)
+def _enqueue_many_statement(count: int):
+    """``_ENQUEUE`` for ``count`` rows (parameters suffixed _0, _1, …), returning id and key."""
+    columns = [OUTBOX.c[name] for name in _ENQUEUE_COLUMNS]
+    rows = ", ".join("(" + ", ".join(f":{c.name}_{i}" for c in columns) + ")" for i in range(count))
+    sql = (
+        f"INSERT INTO {OUTBOX.name} ({', '.join(c.name for c in columns)}) VALUES {rows} "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
+    )
+    binds = [bindparam(f"{c.name}_{i}", type_=c.type) for i in range(count) for c in columns]
+    return text(sql).bindparams(*binds).columns(OUTBOX.c.id, OUTBOX.c.idempotency_key)
 
 
 def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:

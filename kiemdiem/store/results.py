@@ -127,17 +127,20 @@ def lease_name(campaign_id: str) -> str:
 def lock_campaign(uow: UnitOfWork, campaign_id: str) -> None:
     """Serialise result writes and consolidation runs of one campaign until the transaction ends.
 
-    Call it first in the unit of work. PostgreSQL: a row lock on the campaign's lease row
-    (``SELECT ... FOR UPDATE``). SQLite: the insert below opens the write transaction, which
+    Call it first in the unit of work. PostgreSQL: a row lock on the campaign's lease row (the
+    upsert below takes it, as ``SELECT ... FOR UPDATE`` would). SQLite: the insert below opens the write transaction, which
     holds the database's single write lock (later reads in the transaction see the newest data).
     """
     session = uow.session
     dialect = session.get_bind().dialect.name
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     name = lease_name(campaign_id)
-    session.execute(insert_(Lease).values(name=name, holder=None, expires_at=None).on_conflict_do_nothing(index_elements=["name"]))
     if dialect == "postgresql":
-        session.execute(select(Lease.name).where(Lease.name == name).with_for_update())
+        # Created if need be and locked in one statement: an upsert's update locks the row.
+        statement = insert_(Lease).values(name=name, holder=None, expires_at=None)
+        session.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"name": statement.excluded.name}))
+        return
+    session.execute(insert_(Lease).values(name=name, holder=None, expires_at=None).on_conflict_do_nothing(index_elements=["name"]))
 
 
 def log_change(uow: UnitOfWork, campaign_id: str, action: str, subject: str, actor: str, now: dt.datetime,

@@ -115,7 +115,7 @@ from kiemdiem.store.models import EventLog, FindingOverride, Member, Snapshot, U
 from kiemdiem.store.models import MemberResult as MemberResultRow
 from kiemdiem.store.models import OrgResult as OrgResultRow
 from kiemdiem.store.organization import get_campaign
-from kiemdiem.store.outbox import enqueue
+from kiemdiem.store.outbox import enqueue_many, outbox_values
 from kiemdiem.store.results import CHANGE_ACTIONS, ID_CHUNK, lock_campaign
 
 COMPLETED_ACTION = "consolidation.completed"
@@ -1805,7 +1805,7 @@ def _notify_offices(
         for email in dict.fromkeys(e.strip() for e in emails_of.get(code) or () if e and e.strip()):
             units_of_email.setdefault(email, []).append(code)
     sender = smtp_settings().from_
-    ids = []
+    rows = []
     for email in sorted(units_of_email):
         codes = units_of_email[email]
         tops = [c for c in codes if not any(o != c and _in_subtree(c, o, parent) for o in codes)]
@@ -1820,14 +1820,12 @@ def _notify_offices(
             version = versions[office]
             message = compose_consolidation_diff(name, plan.number, name, version, render_diff_text(changes), changes, now)
             why = f"Kết quả tổng hợp của {name} ({office}) thay đổi, phiên bản {version}" + (f": {reason}" if reason else "")
-            outbox_id = enqueue(
-                uow, campaign_id=campaign_id, kind="consolidation_diff", recipient=email, recipient_name=name,
+            rows.append(outbox_values(
+                campaign_id=campaign_id, kind="consolidation_diff", recipient=email, recipient_name=name,
                 message=message, key_material=f"consolidation_diff:{campaign_id}:{office}:{version}:{email}", reason=why, now=now,
                 sender=sender,
-            )
-            if outbox_id is not None:
-                ids.append(outbox_id)
-    return ids
+            ))
+    return [outbox_id for outbox_id in enqueue_many(uow, rows) if outbox_id is not None]
 
 
 def consolidate_campaign(

@@ -136,3 +136,37 @@ def test_the_sqlite_connections_go_back_to_the_pool_as_they_came(store, queued, 
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_many_messages_saved_in_one_statement_are_the_rows_enqueue_saves(store):
+    """``enqueue_many`` (batches of ENQUEUE_BATCH rows): each message's row id in order, None for a
+    key already saved, and the same rows, MIME included, as ``enqueue`` one at a time."""
+    from kiemdiem.store.outbox import ENQUEUE_BATCH, enqueue_many, outbox_values
+
+    def values(n: int, prefix: str) -> dict:
+        return outbox_values(
+            campaign_id="test", kind="consolidation_diff", recipient=f"u{n}@example.vn", recipient_name=f"U {n}",
+            message=ComposedMessage(f"Thay đổi {n}", "Kính gửi", "<p>Kính gửi</p>"), key_material=f"{prefix}{n}",
+            reason="test", now=NOW, sender="vanphong@kiemdiem.local",
+        )
+
+    count = ENQUEUE_BATCH + 3
+    with store.uow() as uow:
+        create_campaign(uow, one_phase_plan(), "test", ict(2023, 11, 20))
+        one = enqueue(uow, **dict(
+            campaign_id="test", kind="consolidation_diff", recipient="u1@example.vn", recipient_name="U 1",
+            message=ComposedMessage("Thay đổi 1", "Kính gửi", "<p>Kính gửi</p>"), key_material="single1",
+            reason="test", now=NOW, sender="vanphong@kiemdiem.local"))
+        ids = enqueue_many(uow, [values(n, "many") for n in range(count)])
+        again = enqueue_many(uow, [values(0, "many"), values(count, "many")])
+        uow.commit()
+    assert None not in ids and len(set(ids)) == count and ids == sorted(ids)
+    assert again[0] is None and again[1] is not None and again[1] not in ids
+    fields = ("recipient", "subject", "body_text", "kind", "status", "attempts", "not_before", "next_attempt_at", "created_at", "gave_up")
+    with store.uow() as uow:
+        rows = {r.id: (*(getattr(r, f) for f in fields), r.message_id, r.mime) for r in uow.session.scalars(select(Outbox))}
+    assert [rows[i][0] for i in ids] == [f"u{n}@example.vn" for n in range(count)]
+    # The same message through either path: the same row, its MIME rendered with its own Message-ID.
+    single, batched = rows[one], rows[ids[1]]
+    assert single[:len(fields)] == batched[:len(fields)]
+    assert batched[-2].encode() in batched[-1] and b"Subject:" in batched[-1] and batched[-2] != single[-2]
