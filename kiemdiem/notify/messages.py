@@ -578,7 +578,12 @@ def compose_consolidation_diff(
     """
     attachments: tuple[Attachment, ...] = ()
     if diff:
-        data = json.dumps(diff, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+        # One section per line, each written by the C encoder (``indent`` would switch to the
+        # pure-Python one, most of a late result's consolidation run).
+        data = "{\n" + ",\n".join(
+            f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)}"
+            for key, value in sorted(diff.items())
+        ) + "\n}\n"
         attachments = (
             Attachment(f"chenh-lech-v{version}.json", "application/json", data.encode("utf-8")),
         )
