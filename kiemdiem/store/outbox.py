@@ -53,26 +53,10 @@ def idempotency_key(material: str) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def enqueue(
-    uow: UnitOfWork,
-    *,
-    campaign_id: str,
-    kind: str,
-    recipient: str,
-    recipient_name: str,
-    message: ComposedMessage,
-    key_material: str,
-    reason: str,
-    now: dt.datetime,
-    sender: str | None = None,
-    not_before: dt.datetime | None = None,
-    domain: str = "kiemdiem.local",
-) -> int | None:
-    """Save a composed message, rendered once. Returns its row id, or None when that key exists."""
-    values = outbox_values(
-        campaign_id=campaign_id, kind=kind, recipient=recipient, recipient_name=recipient_name, message=message,
-        key_material=key_material, reason=reason, now=now, sender=sender, not_before=not_before, domain=domain,
-    )
+def enqueue(uow: UnitOfWork, **message) -> int | None:
+    """Save a composed message, rendered once (``message``: ``outbox_values``' keyword arguments).
+    Returns its row id, or None when that key exists."""
+    values = outbox_values(**message)
     session = uow.session
     if session.autoflush:
         session.flush()  # as an ORM insert would: rows added in this unit of work (a campaign) go first
