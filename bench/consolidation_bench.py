@@ -17,8 +17,9 @@ On the same data in the same run, for each backend:
 - ``compute_only``: ``load_consolidation_input`` + ``consolidate``: every member's full record
   (no hashing, no writing). ``compute_lines``: what a full run computes instead: member lines
   read set-based, full records only where a rule must look, ``consolidate_lines``.
-- ``read_members``: reading every member's id, name and unit, nothing else: the least any run
-  that lists each unit's members (as the snapshots do) must read; for scale against the rollup.
+- ``read_members``: reading every member's id, name and unit, nothing else (snapshots no longer
+  list members, so a run does not read this; kept for scale against the rollup).
+- ``snapshot_mb``: the stored size of the first run's snapshots (payload text).
 - ``incremental``: a branch held back from the first run delivers its results late;
   ``consolidate_campaign(changed_units={branch})`` stores new versions for the branch and its
   ancestors and queues the offices' emails. Done for several late branches; the median counts.
@@ -190,6 +191,9 @@ def run_backend(name: str, store: Store, plan, org_dir: Path, late_count: int) -
     report["full_runs_seconds"] = [round(f[0], 3) for f in firsts]
     report["full_steps"] = first.timings
     report["full_snapshots_written"] = len(first.units_updated)
+    size = "octet_length(CAST(payload AS TEXT))" if store.engine.dialect.name == "postgresql" else "length(CAST(payload AS BLOB))"
+    with store.engine.connect() as conn:
+        report["snapshot_mb"] = round(conn.execute(text(f"SELECT sum({size}) FROM snapshots WHERE campaign_id = :c"), {"c": CAMPAIGN}).scalar() / 1e6, 2)
     _check_rollup(store, counts["range"])
 
     recompute = []
