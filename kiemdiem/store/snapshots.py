@@ -1477,10 +1477,13 @@ def _write_summaries(
         loaded = _newest_rows(uow, campaign_id, (by_code[c].id for c in missing))
         stored.payloads.update({c: loaded[by_code[c].id][2] for c in missing})
         stored.times.update({c: loaded[by_code[c].id][3] for c in missing})
-    # Whose result changed: read for the units whose own members' counts or key moved.
+    # Whose result changed: read for the units whose own members' counts or key moved. Not for a
+    # summary stored before they were counted (it listed them): after an upgrade every unit gets
+    # a version, and reading every member twice for that one-off difference is not worth it.
     moved = {
         c: stored.times[c] for c in again
-        if stored.payloads[c].get("own_members") != summaries[c].own_members.to_dict() and c in stored.times
+        if "own_members" in stored.payloads[c] and c in stored.times
+        and stored.payloads[c]["own_members"] != summaries[c].own_members.to_dict()
     }
     members = _member_changes(uow, campaign_id, by_code, moved, now, stored.read_now) if moved else {}
     # What the differences compare (none to make when every version is a first one).

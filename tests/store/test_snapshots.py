@@ -427,3 +427,25 @@ def test_an_older_result_arriving_after_a_cancellation_stays_history(store, plan
         inp = load_consolidation_input(uow, plan_187, "c187", later)
     assert by_flags == by_rows and [m.member_id for m in by_flags["KC"].missing] == ["DV007"]
     assert "DV007" not in {r.member_id for r in inp.member_results}
+
+
+def test_summaries_stored_before_members_were_counted_are_rebuilt_whole(store, plan_187, consolidated_v1, monkeypatch):
+    """Snapshots from before ``own_members`` (they listed each member): the next run rebuilds every
+    unit in full, gives each a version in the new shape, and does not read every member again just
+    to name whose result changed in that one-off difference."""
+    import kiemdiem.store.snapshots as snapshots
+
+    with store.uow() as uow:
+        for snap in uow.session.scalars(select(Snapshot).where(Snapshot.campaign_id == "c187")):
+            legacy = {k: v for k, v in snap.payload.items() if k != "own_members"} | {"member_results": []}
+            snap.payload, snap.content_hash = legacy, hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
+        uow.commit()
+    reads = []
+    monkeypatch.setattr(snapshots, "_member_changes", lambda *args, **kwargs: reads.append(args) or {})
+    submit_late_result(store, plan_187)
+    _, run = tick(store, plan_187, LATE_NOW)
+    assert run.mode == "full" and reads == []
+    assert versions(store) == {"KC": 2, "SCT": 2, "VP1": 2, "VP2": 2}
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
+    with store.uow() as uow:
+        assert all("own_members" in s["payload"] for s in latest_snapshots(uow, "c187").values())
