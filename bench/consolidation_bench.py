@@ -15,8 +15,8 @@ On the same data in the same run, for each backend:
 - ``full_recompute``: ``consolidate_campaign(changed_units=None)`` again: load, compute and
   compare every hash; nothing is written.
 - ``compute_only``: ``load_consolidation_input`` + ``consolidate``: every member's full record
-  (no hashing, no writing). ``compute_lines``: what a full run computes instead: member lines
-  read set-based, full records only where a rule must look, ``consolidate_lines``.
+  (no hashing, no writing). ``compute_lines``: what a full run computes instead: each unit's
+  own members counted by the database, full records only where a rule must look, ``consolidate_lines``.
 - ``read_members``: reading every member's id, name and unit, nothing else (snapshots no longer
   list members, so a run does not read this; kept for scale against the rollup).
 - ``snapshot_mb``: the stored size of the first run's snapshots (payload text).
