@@ -245,6 +245,9 @@ class Snapshot(Base):
     payload: Mapped[dict] = mapped_column(JSON)
     diff: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # against the previous version
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The highest member_results id when it was made: with created_at, the results it was made from
+    # (a result stored later, even if dated before, is a change). None: made before this was kept.
+    results_upto: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str] = mapped_column(String(256), default="")
 
 

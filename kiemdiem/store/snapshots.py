@@ -273,7 +273,7 @@ def _members(uow: UnitOfWork, campaign_id: str, code_of: dict[int, str], unit_id
 
 
 @functools.cache
-def _member_results_statement(by: str | None):
+def _member_results_statement(by: str | None, bounded: bool = False):
     r = MemberResultRow
     cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= _NOW)
     # Flags read as plain numbers (SQLite) or booleans (PostgreSQL), no per-row conversion.
@@ -283,6 +283,8 @@ def _member_results_statement(by: str | None):
         .where(r.campaign_id == _CAMPAIGN, r.received_at <= _NOW)
         .order_by(r.member_id, r.received_at, r.id)
     )
+    if bounded:  # only the rows stored up to a given id (what an earlier run saw)
+        query = query.where(r.id <= bindparam("upto"))
     if by == "member":  # the results of these members only
         return query.where(r.member_id.in_(_IDS))
     if by == "member_array":
@@ -293,8 +295,10 @@ def _member_results_statement(by: str | None):
 
 
 def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
-                    members: dict[int, MemberRecord], unit_ids: list[int] | None, *, by_member: bool = False) -> list[MemberResult]:
-    """Each member's result at ``now``: the newest received by then, unless cancelled by then."""
+                    members: dict[int, MemberRecord], unit_ids: list[int] | None, *, by_member: bool = False,
+                    upto: int | None = None) -> list[MemberResult]:
+    """Each member's result at ``now``: the newest received by then, unless cancelled by then
+    (``upto``: among the rows stored up to that id)."""
     if by_member:
         batches = _by_ids(uow, sorted(members))
     elif unit_ids is None:
@@ -303,8 +307,9 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
         batches = [("unit", {"ids": chunk}) for chunk in _chunked(unit_ids)]
     latest: dict[int, tuple] = {}
     for by, params in batches:
-        params = {"campaign": campaign_id, "now": now, **params}
-        latest.update({row[0]: row for row in _raw_rows(uow, _member_results_statement(by), params)})  # ordered: the newest row of each member wins
+        params = {"campaign": campaign_id, "now": now, **params, **({} if upto is None else {"upto": upto})}
+        statement = _member_results_statement(by, upto is not None)
+        latest.update({row[0]: row for row in _raw_rows(uow, statement, params)})  # ordered: the newest row of each member wins
     _preload(code_of, (row[1] for row in latest.values()))
     out = []
     for pk, unit_id, self_level, proposed, final, disciplined, sick, absent, score, note, review, is_cancelled in latest.values():
@@ -740,22 +745,24 @@ def _latest_payloads(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int])
     return {uid: row[2] for uid, row in _newest_rows(uow, campaign_id, unit_ids).items()}
 
 
-def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict, dt.datetime]]:
-    """unit id -> (version, content hash, payload, time) of its newest snapshot, for the given units.
+def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict, dt.datetime, int | None]]:
+    """unit id -> (version, content hash, payload, time, results up to) of its newest snapshot, for the given units.
 
     Each unit's rows by the ``(campaign_id, unit_id, version)`` index, kept when no newer version
     exists (a correlated lookup on the same index), rather than a join on a grouped subquery:
     right after a first run the planner's statistics still say the table is empty, and the join
     then rescans it for every unit."""
-    out: dict[int, tuple[int, str, dict, dt.datetime]] = {}
+    out: dict[int, tuple[int, str, dict, dt.datetime, int | None]] = {}
     for chunk in _chunked(sorted(set(unit_ids))):
         rows = _rows(uow, _NEWEST_ROWS, {"campaign": campaign_id, "ids": chunk})
-        out.update({uid: (version, content, payload, at) for uid, version, content, payload, at in rows})
+        out.update({uid: (version, content, payload, at, upto) for uid, version, content, payload, at, upto in rows})
     return out
 
 
 _NEWER = aliased(Snapshot)
-_NEWEST_ROWS = select(Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload, Snapshot.created_at).where(
+_NEWEST_ROWS = select(
+    Snapshot.unit_id, Snapshot.version, Snapshot.content_hash, Snapshot.payload, Snapshot.created_at, Snapshot.results_upto,
+).where(
     Snapshot.campaign_id == _CAMPAIGN,
     Snapshot.unit_id.in_(_IDS),
     ~select(_NEWER.unit_id).where(
@@ -767,7 +774,7 @@ def _units_with_snapshots(uow: UnitOfWork, campaign_id: str) -> int:
     return _raw_rows(uow, _UNITS_WITH_SNAPSHOTS, {"campaign": campaign_id})[0][0] or 0
 
 
-_SNAPSHOT_COLUMNS = ("campaign_id", "unit_id", "version", "content_hash", "payload", "diff", "created_at", "reason")
+_SNAPSHOT_COLUMNS = ("campaign_id", "unit_id", "version", "content_hash", "payload", "diff", "created_at", "reason", "results_upto")
 # PostgreSQL compresses large values (TOAST); lz4 does it several times faster than the default
 # pglz. Only for this transaction's writes, and only where the server was built with it.
 _LZ4_AVAILABLE = text(
@@ -775,7 +782,9 @@ _LZ4_AVAILABLE = text(
 )
 
 
-def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows: Iterable[tuple], count: int) -> None:
+def _insert_snapshots(
+    uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows: Iterable[tuple], count: int, results_upto: int | None = None,
+) -> None:
     """Insert ``count`` (unit id, version, content hash, payload text, diff, reason) rows at
     driver level, taking them from ``rows`` as they are written (an iterator may make them then).
 
@@ -803,7 +812,7 @@ def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows:
         with cursor, cursor.copy(f"COPY snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) FROM STDIN") as copy:
             for unit_id, version, content, payload, changes, why in rows:
                 changes_text = json_null if changes is None else json.dumps(changes)
-                copy.write_row((campaign_id, unit_id, version, content, payload, changes_text, now, why))
+                copy.write_row((campaign_id, unit_id, version, content, payload, changes_text, now, why, results_upto))
         return
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     json_marker = marker if dialect.name == "sqlite" else f"CAST({marker} AS JSON)"
@@ -811,7 +820,7 @@ def _insert_snapshots(uow: UnitOfWork, campaign_id: str, now: dt.datetime, rows:
     sql = f"INSERT INTO snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) VALUES ({', '.join(markers)})"
     created_at, encode_diff = processor("created_at")(now), processor("diff")
     params = (
-        (campaign_id, unit_id, version, content, payload, encode_diff(changes), created_at, why)
+        (campaign_id, unit_id, version, content, payload, encode_diff(changes), created_at, why, results_upto)
         for unit_id, version, content, payload, changes, why in rows
     )
     if dialect.name == "sqlite":  # in process: executemany by batches
@@ -902,17 +911,16 @@ def diff_versions(uow: UnitOfWork, campaign_id: str, unit_code: str, v1: int, v2
     """``consolidation.diff`` between two versions of a unit's summary (any order of versions)."""
     uid = _unit_id(uow, campaign_id, unit_code)
     rows = {
-        version: (payload, at) for version, payload, at in uow.session.execute(
-            select(Snapshot.version, Snapshot.payload, Snapshot.created_at).where(
-                Snapshot.campaign_id == campaign_id, Snapshot.unit_id == uid, Snapshot.version.in_((v1, v2))
-            )
+        snap.version: snap for snap in uow.session.scalars(
+            select(Snapshot).where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id == uid, Snapshot.version.in_((v1, v2)))
         )
     }
     missing = [v for v in (v1, v2) if v not in rows]
     if missing:
         raise NotFound(f"{unit_code} không có phiên bản tổng hợp {', '.join(map(str, missing))}")
-    (old, before), (new, after) = rows[v1], rows[v2]
-    moved = {unit_code: uid} if old.get("own_members") != new.get("own_members") else {}
+    before, after = rows[v1], rows[v2]
+    old, new = before.payload, after.payload
+    moved = {unit_code: uid} if "own_members" in old and old.get("own_members") != new.get("own_members") else {}
     return diff({unit_code: old}, {unit_code: new}, members=member_changes_between(uow, campaign_id, moved, before, after))
 
 
@@ -930,6 +938,7 @@ class _Pending:
     full_later: bool = False  # an import or plan change after the watermark that counts only after ``now``
     tree_stats_now: list[int] = field(default_factory=list)  # the fingerprint (count, max and sum of unit ids) now
     any_snapshot: bool = False  # the campaign has a snapshot
+    results_upto: int = 0  # the highest member result id now
 
 
 _TREE_STATS_ROW = select(
@@ -948,6 +957,8 @@ _PREAMBLE = select(
     _TREE_STATS_ROW.c.max_id,
     _TREE_STATS_ROW.c.sum_id,
     select(Snapshot.unit_id).where(Snapshot.campaign_id == _CAMPAIGN).limit(1).exists(),
+    # Every member result stored so far (ids only grow): kept with each snapshot written.
+    select(func.max(MemberResultRow.id)).scalar_subquery(),
 )
 _CHANGES_SINCE = select(EventLog.id, EventLog.action, EventLog.at, EventLog.detail).where(
     EventLog.campaign_id == _CAMPAIGN, EventLog.id > bindparam("watermark"), EventLog.action.in_(CHANGE_ACTIONS + FULL_RUN_ACTIONS)
@@ -956,7 +967,7 @@ _CHANGES_SINCE = select(EventLog.id, EventLog.action, EventLog.at, EventLog.deta
 
 def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pending:
     connection = uow.session.connection()
-    last, *stats, any_snapshot = connection.execute(_PREAMBLE, {"campaign": campaign_id}).one()
+    last, *stats, any_snapshot, results_upto = connection.execute(_PREAMBLE, {"campaign": campaign_id}).one()
     last = last or {}
     watermark = int(last.get("event_id", 0))
     rows = connection.execute(_CHANGES_SINCE, {"campaign": campaign_id, "watermark": watermark}).all()
@@ -981,6 +992,7 @@ def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pe
     return _Pending(
         units, full, max(mark, watermark), watermark, last.get("tree_hash"),
         [int(v) for v in kept] if isinstance(kept, list) else None, full_later, [int(v) for v in stats], bool(any_snapshot),
+        int(results_upto or 0),
     )
 
 
@@ -1000,6 +1012,8 @@ class _Stored:
     hashes: dict[str, str]
     payloads: dict[str, dict]
     times: dict[str, dt.datetime] = field(default_factory=dict)  # when each payload was made
+    uptos: dict[str, int | None] = field(default_factory=dict)  # the results each was made from (ids up to)
+    results_upto: int | None = None  # this run's: the highest member result id
     # Own members of the units rebuilt and their final levels at ``now``, when already read.
     read_now: tuple[dict[int, MemberRecord], dict[str, str | None]] | None = None
 
@@ -1216,7 +1230,7 @@ def _incremental(
     by_code = tree.by_code
     seeds = {c for c in changed if c in by_code} | (override_units & by_code.keys())
     affected: set[str] = set()
-    stored: dict[int, tuple[int, str, dict, dt.datetime]] = {}
+    stored: dict[int, tuple[int, str, dict, dt.datetime, int | None]] = {}
     org_results: dict[str, OrgResult] = {}
     todo = tree.with_ancestors(seeds, set())
     while todo:  # committees found on the way join the affected units (usually already in)
@@ -1269,6 +1283,7 @@ def _incremental(
         hashes={code: row[1] for code, row in before.items()},
         payloads={code: row[2] for code, row in before.items()},
         times={code: row[3] for code, row in before.items()},
+        uptos={code: row[4] for code, row in before.items()},
         read_now=(records, {r.member_id: r.final_level for r in results}),
     )
 
@@ -1370,7 +1385,7 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
         tree = _Tree(uow, campaign_id, units)
         limit = _part_limit(uow, plan, campaign_id, part_members)
         if limit is not None:
-            written = _full_in_parts(uow, plan, campaign_id, now, units, tree, with_snapshots, reason, limit, clock)
+            written = _full_in_parts(uow, plan, campaign_id, now, units, tree, with_snapshots, reason, limit, clock, pending.results_upto)
         else:
             summaries = _full(uow, plan, campaign_id, now, units)
     by_code = tree.by_code if tree is not None else {}
@@ -1383,6 +1398,7 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
             hashes = _content_hashes(uow, campaign_id, latest)
             code_of = tree.code_of
             stored = _Stored({code_of[uid]: v for uid, v in latest.items()}, {code_of[uid]: h for uid, h in hashes.items()}, {})
+        stored.results_upto = pending.results_upto
         written = _write_summaries(uow, campaign_id, now, summaries, stored, by_code, parent, reason, clock)
     updated = _depth_order(written.updated, parent) if written.parts > 1 else written.updated
     versions, payloads, old_payloads, flats = written.versions, written.payloads, written.old_payloads, written.flats
@@ -1477,11 +1493,12 @@ def _write_summaries(
         loaded = _newest_rows(uow, campaign_id, (by_code[c].id for c in missing))
         stored.payloads.update({c: loaded[by_code[c].id][2] for c in missing})
         stored.times.update({c: loaded[by_code[c].id][3] for c in missing})
+        stored.uptos.update({c: loaded[by_code[c].id][4] for c in missing})
     # Whose result changed: read for the units whose own members' counts or key moved. Not for a
     # summary stored before they were counted (it listed them): after an upgrade every unit gets
     # a version, and reading every member twice for that one-off difference is not worth it.
     moved = {
-        c: stored.times[c] for c in again
+        c: (stored.times[c], stored.uptos.get(c)) for c in again
         if "own_members" in stored.payloads[c] and c in stored.times
         and stored.payloads[c]["own_members"] != summaries[c].own_members.to_dict()
     }
@@ -1508,7 +1525,7 @@ def _write_summaries(
                 (reason or ("Tổng hợp lần đầu" if version == 1 else "Tổng hợp lại do kết quả thay đổi"))[:256],
             )
 
-    _insert_snapshots(uow, campaign_id, now, rows(), len(updated))
+    _insert_snapshots(uow, campaign_id, now, rows(), len(updated), stored.results_upto)
     clock.lap("store")
     return _Written(updated, versions, payloads, {c: stored.payloads[c] for c in again}, flats, members, len(summaries), 1)
 
@@ -1522,18 +1539,21 @@ class _KnownCodes(dict):
 
 
 def _member_changes(
-    uow: UnitOfWork, campaign_id: str, by_code: dict[str, _UnitRow], units: dict[str, dt.datetime], now: dt.datetime,
-    read_now: tuple[dict[int, MemberRecord], dict[str, str | None]] | None = None,
+    uow: UnitOfWork, campaign_id: str, by_code: dict[str, _UnitRow], units: dict[str, tuple[dt.datetime, int | None]],
+    now: dt.datetime, read_now: tuple[dict[int, MemberRecord], dict[str, str | None]] | None = None,
+    now_upto: int | None = None,
 ) -> dict[str, list[dict]]:
-    """Unit code -> its own members whose final level at ``now`` differs from the one at the
-    time of the unit's previous version (``units``: code -> that time), read from the results
-    (``read_now``: the members of these units and their levels at ``now``, already read)."""
+    """Unit code -> its own members whose final level at ``now`` differs from the one the unit's
+    previous version was made from (``units``: code -> (its time, the highest result id it saw):
+    a result stored later but dated before it is a change, not part of it), read from the results
+    (``read_now``: the members of these units and their levels at ``now``, already read;
+    ``now_upto``: for ``now`` too, only results up to this id)."""
     code_of = _KnownCodes((row.id, code) for code, row in by_code.items())
-    by_time: dict[dt.datetime, list[int]] = {}
-    for code, before in units.items():
-        by_time.setdefault(before, []).append(by_code[code].id)
+    by_time: dict[tuple[dt.datetime, int | None], list[int]] = {}
+    for code, seen in units.items():
+        by_time.setdefault(seen, []).append(by_code[code].id)
     out: dict[str, list[dict]] = {}
-    for before, ids in by_time.items():
+    for (before, before_upto), ids in by_time.items():
         ids.sort()
         finals_now = None
         if read_now is not None:
@@ -1543,11 +1563,12 @@ def _member_changes(
         else:
             records = _members(uow, campaign_id, code_of, ids)
         levels = []
-        for at in (before, now):
+        for at, upto in ((before, before_upto), (now, now_upto)):
             if at is now and finals_now is not None:
                 final = finals_now
             else:
-                final = {r.member_id: r.final_level for r in _member_results(uow, campaign_id, at, code_of, records, ids)}
+                found = _member_results(uow, campaign_id, at, code_of, records, ids, upto=upto)
+                final = {r.member_id: r.final_level for r in found}
             lines: dict[str, list] = {}
             for m in records.values():
                 lines.setdefault(m.unit_code, []).append((m.member_id, m.full_name, final.get(m.member_id), None))
@@ -1557,12 +1578,16 @@ def _member_changes(
 
 
 def member_changes_between(
-    uow: UnitOfWork, campaign_id: str, units: dict[str, int], before: dt.datetime, after: dt.datetime,
+    uow: UnitOfWork, campaign_id: str, units: dict[str, int], before: Snapshot, after: Snapshot,
 ) -> dict[str, list[dict]]:
-    """Unit code -> its own members whose final level differs between ``before`` and ``after``
-    (``units``: code -> unit id), read from the results; for ``consolidation.diff(members=...)``."""
+    """Unit code -> its own members whose final level differs between the results two snapshots
+    were made from (their times, and the results stored by then), for ``units`` (code -> unit
+    id); for ``consolidation.diff(members=...)``."""
     rows = {code: _UnitRow(uid, code, "", "", None) for code, uid in units.items()}
-    return _member_changes(uow, campaign_id, rows, dict.fromkeys(units, before), after) if units else {}
+    if not units:
+        return {}
+    seen = (before.created_at, before.results_upto)
+    return _member_changes(uow, campaign_id, rows, dict.fromkeys(units, seen), after.created_at, now_upto=after.results_upto)
 
 
 # --------------------------------------------------------------------------- a full run in parts
@@ -1669,7 +1694,7 @@ _UNIT_PATHS = select(Unit.code, Unit.path).where(Unit.campaign_id == _CAMPAIGN)
 
 def _full_in_parts(
     uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, units: list[_UnitRow], tree: _Tree,
-    with_snapshots: int | None, reason: str, limit: int, clock: _Stopwatch,
+    with_snapshots: int | None, reason: str, limit: int, clock: _Stopwatch, results_upto: int | None = None,
 ) -> _Written:
     """A full run part by part (``_split_parts``), in bounded memory, equal to the run in one piece.
 
@@ -1702,6 +1727,7 @@ def _full_in_parts(
             stored.versions[code], stored.hashes[code] = version, content
     else:
         stored = _Stored({}, {}, {})
+    stored.results_upto = results_upto
     keep = bool(with_snapshots)
     node_of = {u.code: UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units}
     owner: dict[str, int] = {}

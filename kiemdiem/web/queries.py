@@ -969,8 +969,8 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
     ).all()
     if len({r.unit_id for r in rows}) > MAX_DIFF_UNITS:
         old_payload, new_payload = old.payload or {}, new.payload or {}
-        moved = {unit.code: unit.id} if old_payload.get("own_members") != new_payload.get("own_members") else {}
-        members = member_changes_between(uow, campaign_id, moved, old.created_at, new.created_at)
+        moved = {unit.code: unit.id} if "own_members" in old_payload and old_payload.get("own_members") != new_payload.get("own_members") else {}
+        members = member_changes_between(uow, campaign_id, moved, old, new)
         return compare_payloads(old_payload, new_payload, unit.code, members), False
     picks: dict[str, dict[str, tuple[int, int]]] = {"old": {}, "new": {}}
     for side, snap in (("old", old), ("new", new)):
@@ -998,9 +998,9 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
     moved = {
         code: picks["new"].get(code, picks["old"].get(code))[0]
         for code in before.keys() | after.keys()
-        if (before.get(code) or {}).get("own_members") != (after.get(code) or {}).get("own_members")
+        if "own_members" in (before.get(code) or {}) and (before.get(code) or {}).get("own_members") != (after.get(code) or {}).get("own_members")
     }
-    members = member_changes_between(uow, campaign_id, moved, old.created_at, new.created_at)
+    members = member_changes_between(uow, campaign_id, moved, old, new)
     return consolidation_diff(before, after, members=members), True
 
 

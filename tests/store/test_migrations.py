@@ -66,7 +66,7 @@ def test_an_upgrade_from_the_first_release_keeps_every_row(empty_url):
             assert connection.execute(text("SELECT plan_number FROM campaigns")).scalar_one() == "187-KH/ĐU"
             assert connection.execute(text("SELECT count(*) FROM revoked_sessions")).scalar_one() == 0
         migrate(engine)  # again: nothing to do
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == "0005"
     finally:
         engine.dispose()
 
@@ -122,5 +122,51 @@ def test_the_upgrade_to_0003_keys_every_stored_member(empty_url, monkeypatch):
             with pytest.raises(Exception):
                 with connection.begin_nested():
                     connection.execute(text("DELETE FROM members WHERE id = 13"))
+    finally:
+        engine.dispose()
+
+
+def test_the_upgrade_to_0005_repairs_current_flags_after_a_cancellation(empty_url):
+    """Before 0004 a result received before a member's newest, cancelled row became current;
+    0005 leaves the flag only on a member's newest row, when it is not cancelled (other members'
+    flags are left as they are), and adds ``snapshots.results_upto``."""
+    engine = make_engine(empty_url)
+    try:
+        upgrade_to(engine, "0004")
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO campaigns (id, plan_id, plan_number, plan_text, plan_hash, title, created_at)"
+                " VALUES ('c', 'p', '187-KH/ĐU', 'id: p', 'h', 'Kế hoạch', '2023-11-20 01:00:00+00:00')"
+            ))
+            connection.execute(text(
+                "INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails)"
+                " VALUES (1, 'c', 'CB1', 'Chi bộ 1', 'chi_bo_truc_thuoc', NULL, '/CB1/', 0, '[]')"
+            ))
+            connection.execute(text(
+                "INSERT INTO members (id, campaign_id, member_code, full_name, unit_id, email, joined_on, status,"
+                " temporary_unit_id, positions, code_key) VALUES (:id, 'c', :code, 'Tên', 1, NULL, NULL, 'active', NULL, '[]', 1)"
+            ), [{"id": 1, "code": "A"}, {"id": 2, "code": "B"}, {"id": 3, "code": "C"}])
+            rows = [
+                # A: received 10:00, cancelled at 11:00; a list received 09:00 came in after, flagged current (wrong).
+                (1, 1, "HTTNV", "2023-12-01 03:00:00+00:00", False, "2023-12-01 04:00:00+00:00"),
+                (2, 1, "HTXSNV", "2023-12-01 02:00:00+00:00", True, None),
+                # B: cancelled, then a newer result: the newer one stays current.
+                (3, 2, "HTNV", "2023-12-01 02:00:00+00:00", False, "2023-12-01 03:00:00+00:00"),
+                (4, 2, "HTTNV", "2023-12-01 05:00:00+00:00", True, None),
+                # C: never cancelled: untouched.
+                (5, 3, "HTTNV", "2023-12-01 02:00:00+00:00", True, None),
+            ]
+            for row_id, member, level, received, current, cancelled in rows:
+                connection.execute(text(
+                    "INSERT INTO member_results (id, campaign_id, member_id, unit_id, final_level, disciplined, sick_leave_months,"
+                    " absent, note, has_self_review, received_at, current, cancelled_at)"
+                    " VALUES (:id, 'c', :member, 1, :level, false, 0, false, '', true, :received, :current, :cancelled)"
+                ), {"id": row_id, "member": member, "level": level, "received": received, "current": current, "cancelled": cancelled})
+        migrate(engine)
+        with engine.connect() as connection:
+            flags = dict(connection.execute(text("SELECT id, current FROM member_results ORDER BY id")).all())
+            columns = {c["name"] for c in sa_inspect(connection).get_columns("snapshots")}
+        assert {k: bool(v) for k, v in flags.items()} == {1: False, 2: False, 3: False, 4: True, 5: True}
+        assert "results_upto" in columns
     finally:
         engine.dispose()

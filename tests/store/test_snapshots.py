@@ -449,3 +449,23 @@ def test_summaries_stored_before_members_were_counted_are_rebuilt_whole(store, p
     assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
     with store.uow() as uow:
         assert all("own_members" in s["payload"] for s in latest_snapshots(uow, "c187").values())
+
+
+def test_a_result_stored_after_a_version_but_dated_before_it_is_listed_as_a_change(store, plan_187, consolidated_v1):
+    """DV007 had no result in version 1 (made at NOW). A list received an hour before NOW is only
+    stored later: the next version lists DV007 as changed, in the run's diff, in the stored
+    difference and between the two versions, though the result is dated before version 1."""
+    from kiemdiem.consolidation import MemberResult
+    from kiemdiem.store.results import record_results
+
+    result = MemberResult("DV007", "KC", "HTTNV", "HTTNV", "HTTNV", False, 0.0, False, None, "", True)
+    with store.uow() as uow:
+        changed = record_results(uow, plan_187, "c187", NOW - dt.timedelta(hours=1), [result], [], now=LATE_NOW)
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=changed)
+    assert run.mode == "incremental" and run.versions == {"KC": 2, "SCT": 2}
+    listed = [(m["member_id"], m["old_level"], m["new_level"]) for m in run.diff["members"]]
+    assert listed == [("DV007", None, "HTTNV")]
+    with store.uow() as uow:
+        assert [m["member_id"] for m in diff_versions(uow, "c187", "KC", 1, 2)["members"]] == ["DV007"]
+        assert [m["member_id"] for m in snapshot_history(uow, "c187", "KC")[1]["diff"]["members"]] == ["DV007"]
