@@ -920,7 +920,7 @@ def diff_versions(uow: UnitOfWork, campaign_id: str, unit_code: str, v1: int, v2
         raise NotFound(f"{unit_code} không có phiên bản tổng hợp {', '.join(map(str, missing))}")
     before, after = rows[v1], rows[v2]
     old, new = before.payload, after.payload
-    moved = {unit_code: uid} if "own_members" in old and old.get("own_members") != new.get("own_members") else {}
+    moved = {unit_code: uid} if members_moved(old, new) else {}
     return diff({unit_code: old}, {unit_code: new}, members=member_changes_between(uow, campaign_id, moved, before, after))
 
 
@@ -1494,17 +1494,12 @@ def _write_summaries(
         stored.payloads.update({c: loaded[by_code[c].id][2] for c in missing})
         stored.times.update({c: loaded[by_code[c].id][3] for c in missing})
         stored.uptos.update({c: loaded[by_code[c].id][4] for c in missing})
-    # Whose result changed: read for the units whose own members' counts or key moved. Not for a
-    # summary stored before they were counted (it listed them): after an upgrade every unit gets
-    # a version, and reading every member twice for that one-off difference is not worth it.
-    moved = {
-        c: (stored.times[c], stored.uptos.get(c)) for c in again
-        if "own_members" in stored.payloads[c] and c in stored.times
-        and stored.payloads[c]["own_members"] != summaries[c].own_members.to_dict()
-    }
-    members = _member_changes(uow, campaign_id, by_code, moved, now, stored.read_now) if moved else {}
     # What the differences compare (none to make when every version is a first one).
     payloads = {code: summaries[code].to_dict() for code in updated} if again or (keep_fresh and updated) else {}
+    moved = {
+        c: (stored.times[c], stored.uptos.get(c)) for c in again if c in stored.times and members_moved(stored.payloads[c], payloads[c])
+    }
+    members = _member_changes(uow, campaign_id, by_code, moved, now, stored.read_now) if moved else {}
     compared = set(again)
 
     versions = {code: stored.versions.get(code, 0) + 1 for code in updated}
@@ -1528,6 +1523,24 @@ def _write_summaries(
     _insert_snapshots(uow, campaign_id, now, rows(), len(updated), stored.results_upto)
     clock.lap("store")
     return _Written(updated, versions, payloads, {c: stored.payloads[c] for c in again}, flats, members, len(summaries), 1)
+
+
+def members_moved(old: dict, new: dict) -> bool:
+    """Whether two summaries of a unit may differ in whose result is what: its own members' counts
+    or key moved, or a finding about one of its members changed (two values that are not levels
+    count alike). Not for a summary stored before members were counted (it listed them): after
+    that upgrade every unit gets a version, and reading every member twice for that one-off
+    difference is not worth it."""
+    if "own_members" not in old:
+        return False
+    if old["own_members"] != new.get("own_members"):
+        return True
+    code = new["unit"]["code"]
+
+    def about_members(summary: dict) -> list:
+        return sorted((f["key"], f["message"]) for f in summary.get("findings", ()) if f.get("member_id") and f.get("unit_code") == code)
+
+    return about_members(old) != about_members(new)
 
 
 class _KnownCodes(dict):

@@ -469,3 +469,18 @@ def test_a_result_stored_after_a_version_but_dated_before_it_is_listed_as_a_chan
     with store.uow() as uow:
         assert [m["member_id"] for m in diff_versions(uow, "c187", "KC", 1, 2)["members"]] == ["DV007"]
         assert [m["member_id"] for m in snapshot_history(uow, "c187", "KC")[1]["diff"]["members"]] == ["DV007"]
+
+
+def test_a_change_between_two_values_that_are_not_levels_is_listed(store, plan_187, consolidated_v1):
+    """DV007 goes from no result to "HTT" (not a level): counts and key do not move (both count as
+    no level), but a finding about her appears, so whose result changed is read and she is listed."""
+    from kiemdiem.consolidation import MemberResult
+    from kiemdiem.store.results import record_results
+
+    result = MemberResult("DV007", "KC", "HTTNV", "HTTNV", "HTT", False, 0.0, False, None, "", True)
+    with store.uow() as uow:
+        changed = record_results(uow, plan_187, "c187", LATE_NOW, [result], [])
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=changed)
+    assert "KC" in run.versions
+    assert [(m["member_id"], m["old_level"], m["new_level"]) for m in run.diff["members"]] == [("DV007", None, "HTT")]
