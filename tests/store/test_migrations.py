@@ -71,6 +71,18 @@ def test_an_upgrade_from_the_first_release_keeps_every_row(empty_url):
         engine.dispose()
 
 
+def _campaign_with_one_branch(connection) -> None:
+    """Campaign 'c' and its branch CB1 (unit id 1), written as rows, as an older release stored them."""
+    connection.execute(text(
+        "INSERT INTO campaigns (id, plan_id, plan_number, plan_text, plan_hash, title, created_at)"
+        " VALUES ('c', 'p', '187-KH/ĐU', 'id: p', 'h', 'Kế hoạch', '2023-11-20 01:00:00+00:00')"
+    ))
+    connection.execute(text(
+        "INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails)"
+        " VALUES (1, 'c', 'CB1', 'Chi bộ 1', 'chi_bo_truc_thuoc', NULL, '/CB1/', 0, '[]')"
+    ))
+
+
 MEMBER_CODES = ["0001", "A-17", "Đỗ\tThị", "x" * 64] + [f"M{n:05d}" for n in range(120)]
 
 
@@ -83,14 +95,7 @@ def test_the_upgrade_to_0003_keys_every_stored_member(empty_url, monkeypatch):
     try:
         upgrade_to(engine, "0002")
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO campaigns (id, plan_id, plan_number, plan_text, plan_hash, title, created_at)"
-                " VALUES ('c', 'p', '187-KH/ĐU', 'id: p', 'h', 'Kế hoạch', '2023-11-20 01:00:00+00:00')"
-            ))
-            connection.execute(text(
-                "INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails)"
-                " VALUES (1, 'c', 'CB1', 'Chi bộ 1', 'chi_bo_truc_thuoc', NULL, '/CB1/', 0, '[]')"
-            ))
+            _campaign_with_one_branch(connection)
             connection.execute(
                 text(
                     "INSERT INTO members (id, campaign_id, member_code, full_name, unit_id, email, joined_on, status,"
@@ -134,14 +139,7 @@ def test_the_upgrade_to_0005_repairs_current_flags_after_a_cancellation(empty_ur
     try:
         upgrade_to(engine, "0004")
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO campaigns (id, plan_id, plan_number, plan_text, plan_hash, title, created_at)"
-                " VALUES ('c', 'p', '187-KH/ĐU', 'id: p', 'h', 'Kế hoạch', '2023-11-20 01:00:00+00:00')"
-            ))
-            connection.execute(text(
-                "INSERT INTO units (id, campaign_id, code, name, kind, parent_id, path, depth, emails)"
-                " VALUES (1, 'c', 'CB1', 'Chi bộ 1', 'chi_bo_truc_thuoc', NULL, '/CB1/', 0, '[]')"
-            ))
+            _campaign_with_one_branch(connection)
             connection.execute(text(
                 "INSERT INTO members (id, campaign_id, member_code, full_name, unit_id, email, joined_on, status,"
                 " temporary_unit_id, positions, code_key) VALUES (:id, 'c', :code, 'Tên', 1, NULL, NULL, 'active', NULL, '[]', 1)"
