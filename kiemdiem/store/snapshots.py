@@ -547,7 +547,8 @@ def _own_tallies(
 
     When each member's ``current`` row is their result at ``now`` (``_current_flags_hold``, the
     usual case), the database counts: one GROUP BY (unit, reason, level) with the sum of the
-    members' keys, and one read of the members to list (evaluated without a level) or examine.
+    members' keys, and one read of the members to list (evaluated without a level) or examine
+    (PostgreSQL: both in one grouped pass).
     Consolidating an earlier moment reads one row per member instead (newest result received by
     ``now``): on PostgreSQL one joined read, on SQLite two plain reads joined here.
     """
@@ -587,7 +588,7 @@ def _own_tallies(
             hash_joins = True
         elif in_units is not None:
             where.append(in_units)
-        examined = and_(r.id.is_not(None), _examine_condition(rule_set, reason))
+        needs_record = and_(r.id.is_not(None), _examine_condition(rule_set, reason))
         unlevelled = and_(reason.is_(None), slot == 4)
         if postgres:
             # One pass over the joined rows: counted by (unit, reason, level), each member to list
@@ -595,7 +596,7 @@ def _own_tallies(
             rows = (
                 select(Member.id.label("pk"), Member.unit_id.label("unit_id"), Member.member_code.label("code"),
                        Member.full_name.label("name"), Member.code_key.label("key"), reason.label("why"), slot.label("slot"),
-                       unlevelled.label("missing"), examined.label("examined"))
+                       unlevelled.label("missing"), needs_record.label("examined"))
                 .select_from(Member).outerjoin(r, joined).where(*where)
                 .subquery()
             )
@@ -623,9 +624,9 @@ def _own_tallies(
             for unit_id, why, level_slot, count, keys in _raw_rows(uow, counts):
                 counter.add(unit_id, why, level_slot, count, keys)
             listed = (
-                select(Member.id, Member.unit_id, Member.member_code, Member.full_name, unlevelled, examined)
+                select(Member.id, Member.unit_id, Member.member_code, Member.full_name, unlevelled, needs_record)
                 .select_from(Member).outerjoin(r, joined)
-                .where(*where, or_(unlevelled, examined))
+                .where(*where, or_(unlevelled, needs_record))
             )
             for pk, unit_id, code, name, is_missing, to_examine in _raw_rows(uow, listed):
                 if is_missing:
