@@ -22,7 +22,6 @@ import email.policy
 import random
 import sys
 import time
-from datetime import datetime
 
 from bench.common import peak_rss_mib, save
 from kiemdiem import synth

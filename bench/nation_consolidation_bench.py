@@ -116,39 +116,6 @@ def child_full(db: str, at: str, changed: str) -> dict:
             "snapshots_written": len(run.units_updated), "steps": run.timings}
 
 
-def child_late(db: str, at: str, branch: str) -> dict:
-    """The late branch delivers (its held-back results, recorded as ``record_results`` records them), then one run."""
-    from kiemdiem.consolidation import MemberResult  # noqa: PLC0415
-    from kiemdiem.store.results import record_results  # noqa: PLC0415
-    from kiemdiem.store.snapshots import consolidate_campaign  # noqa: PLC0415
-
-    store = _store(db)
-    plan = _plan(store)
-    when = dt.datetime.fromisoformat(at)
-    with psycopg.connect(url_of(db)) as conn:
-        rows = conn.execute(
-            f"SELECT m.member_code, u.code, h.self_level, h.proposed_level, h.final_level, h.disciplined, h.sick_leave_months,"
-            f" h.absent, h.score, h.note, h.has_self_review FROM {HELD} h JOIN members m ON m.id = h.member_id"
-            f" JOIN units u ON u.id = h.unit_id WHERE u.code = %s ORDER BY m.member_code", (branch,),
-        ).fetchall()
-    results = [MemberResult(code, unit, s, p, f, d, float(sick), a, score, note, review)
-               for code, unit, s, p, f, d, sick, a, score, note, review in rows]
-    started = time.perf_counter()
-    with store.uow() as uow:
-        changed = record_results(uow, plan, CAMPAIGN, when, results, (), actor="bench")
-        uow.commit()
-    recorded = time.perf_counter() - started
-    started = time.perf_counter()
-    run = consolidate_campaign(store, plan, CAMPAIGN, when, changed_units=changed, reason=f"bench: late {branch}")
-    seconds = time.perf_counter() - started
-    store.dispose()
-    return {"branch": branch, "members": len(results), "record_results_seconds": round(recorded, 3),
-            "seconds": round(seconds, 4), "mode": run.mode, "steps": run.timings,
-            "seconds_without_emails": round(seconds - run.timings.get("notify", 0.0), 4),
-            "units_updated": len(run.units_updated), "units_read": run.units_read, "versions": run.versions,
-            "emails_queued": len(run.outbox_ids)}
-
-
 def child_deliver(db: str, at: str, branch: str) -> dict:
     """The late branch delivers: its held-back results, recorded as ``record_results`` records them
     (a process of its own: at national scale ``record_results`` loads the campaign's whole member
@@ -220,7 +187,7 @@ def child_cli(db: str, at: str, _unused: str) -> dict:
             "root_members_total": units[0]["summary"]["members"]["total"] if units else None}
 
 
-CHILDREN = {"full": child_full, "late": child_late, "deliver": child_deliver, "incremental": child_incremental, "cli": child_cli}
+CHILDREN = {"full": child_full, "deliver": child_deliver, "incremental": child_incremental, "cli": child_cli}
 
 
 def own_peak_rss_mib() -> float:

@@ -63,8 +63,9 @@ def from_template() -> str:
     return _url(DATABASE)
 
 
-def scaled_nation(work: Path, scale: float, seed: int) -> tuple[str, dict]:
-    """A fresh database with the nation preset at ``scale``, imported with ``import_organization``."""
+def scaled_nation_or_province(work: Path, source: str, scale: float, seed: int) -> tuple[str, dict]:
+    """A fresh database with the nation preset at ``scale`` (or the province preset), imported with
+    ``import_organization``."""
     from kiemdiem.plan import load_plan  # noqa: PLC0415
     from kiemdiem.settings import StoreSettings, plans_dir  # noqa: PLC0415
     from kiemdiem.store.db import open_store  # noqa: PLC0415
@@ -74,7 +75,10 @@ def scaled_nation(work: Path, scale: float, seed: int) -> tuple[str, dict]:
     url = fresh_pg_database(DATABASE)
     plan = load_plan(plans_dir() / PLAN_FILE)
     started = time.perf_counter()
-    files = generate("nation", seed, work / "org", campaign_year=plan.year, _scale=scale)
+    if source == "province":
+        files = generate("province", seed, work / "org", campaign_year=plan.year)
+    else:
+        files = generate("nation", seed, work / "org", campaign_year=plan.year, _scale=scale)
     generated = time.perf_counter() - started
     store = open_store(StoreSettings(home=work / "home", database_url=url))
     started = time.perf_counter()
@@ -440,29 +444,6 @@ def main() -> None:
         }
     )
     save("nation_tick", result)
-
-
-def scaled_nation_or_province(work: Path, source: str, scale: float, seed: int) -> tuple[str, dict]:
-    if source != "province":
-        return scaled_nation(work, scale, seed)
-    from kiemdiem.plan import load_plan  # noqa: PLC0415
-    from kiemdiem.settings import StoreSettings, plans_dir  # noqa: PLC0415
-    from kiemdiem.store.db import open_store  # noqa: PLC0415
-    from kiemdiem.store.organization import create_campaign, import_organization  # noqa: PLC0415
-    from kiemdiem.synth import generate  # noqa: PLC0415
-
-    url = fresh_pg_database(DATABASE)
-    plan = load_plan(plans_dir() / PLAN_FILE)
-    files = generate("province", seed, work / "org", campaign_year=plan.year)
-    store = open_store(StoreSettings(home=work / "home", database_url=url))
-    started = time.perf_counter()
-    at = dt.datetime(plan.year, 11, 1, tzinfo=dt.timezone.utc)
-    with store.uow() as uow:
-        create_campaign(uow, plan, CAMPAIGN, at)
-        import_organization(uow, CAMPAIGN, files.units, files.members, at)
-        uow.commit()
-    store.dispose()
-    return url, {"import_s": round(time.perf_counter() - started, 2)}
 
 
 if __name__ == "__main__":

@@ -403,8 +403,8 @@ def own_item_counts(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datet
     parts = []
     if unit_values:
         parts.append(
-            f"SELECT d.unit_id, d.phase_id, d.ok FROM d JOIN units u ON u.id = d.unit_id "
-            f"JOIN ru AS r ON r.kind = u.kind AND r.phase_id = d.phase_id AND r.doc_type = d.doc_type WHERE d.member_id IS NULL"
+            "SELECT d.unit_id, d.phase_id, d.ok FROM d JOIN units u ON u.id = d.unit_id "
+            "JOIN ru AS r ON r.kind = u.kind AND r.phase_id = d.phase_id AND r.doc_type = d.doc_type WHERE d.member_id IS NULL"
         )
     if values:
         parts.append(

@@ -17,7 +17,6 @@ import email
 import email.policy
 import random
 from datetime import UTC, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -41,10 +40,7 @@ from kiemdiem.notify.sink import MailSink
 from kiemdiem.notify.transport import SendStatus, SmtpTransport
 from kiemdiem.settings import SmtpSettings
 
-HCM = ZoneInfo("Asia/Ho_Chi_Minh")
-NOW = datetime(2023, 11, 30, 8, 0, tzinfo=HCM)
-SUBMIT_URL = "http://127.0.0.1:8080"
-SENDER = "Văn phòng Đảng ủy <vanphong@kiemdiem.local>"
+from tests.core.test_email_templates import HCM, NOW, SENDER, SUBMIT_URL  # the messages those tests compose
 
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Võ", "Đặng", "Bùi", "Đỗ", "Lò", "Quách")
 MIDDLE = ("Văn", "Thị", "Đức", "Ngọc", "Hữu", "Thùy", "Quỳnh", "Xuân")

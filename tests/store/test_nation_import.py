@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 
 from kiemdiem.errors import InvalidInput
 from kiemdiem.store.bulk_import import import_organization_streaming
-from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.store.organization import import_organization
 from kiemdiem.synth import MEMBER_COLUMNS, UNIT_COLUMNS, generate
-from tests.support import ict, table_counts
+from tests.store.test_org_import import NOW, campaign  # noqa: F401  (fixture)
+from tests.support import table_counts
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
-NOW = ict(2023, 11, 20, 9)
 CHUNK = 500  # rows per chunk: a khoi member file is ~10 chunks
 
 
@@ -49,14 +49,6 @@ def write_org(directory: Path, units: list[list[str]], members: list[list[str]])
             writer.writerow(header)
             writer.writerows(rows)
     return paths
-
-
-@pytest.fixture
-def campaign(store, plan_187):
-    with store.uow() as uow:
-        create_campaign(uow, plan_187, "c187", NOW)
-        uow.commit()
-    return "c187"
 
 
 def stream(store, units: Path, members: Path | None, **options):

@@ -6,20 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from kiemdiem.store.models import Unit
-from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.store.organization import import_organization
 from tests.store.test_nation_import import changed_org, read_csv, write_org
-from tests.support import ict
-
-NOW = ict(2023, 11, 20, 9)
-
-
-@pytest.fixture
-def campaign(store, plan_187):
-    with store.uow() as uow:
-        create_campaign(uow, plan_187, "c187", NOW)
-        uow.commit()
-    return "c187"
-
+from tests.store.test_org_import import NOW, campaign  # noqa: F401  (fixture)
 
 def test_paths_follow_a_moved_subtree(store, campaign, tmp_path, backend):
     from kiemdiem.synth import generate  # noqa: PLC0415
