@@ -1,12 +1,16 @@
 """Settings, one class per concern, read from the environment at call time.
 
 Every field has a default and an environment name (``KIEMDIEM_<FIELD>`` or
-``KIEMDIEM_<CONCERN>_<FIELD>``). Nothing here is read at import time.
+``KIEMDIEM_<CONCERN>_<FIELD>``). Nothing here is read at import time. Each call looks at the
+environment; a concern's settings are parsed again only when its variables changed (pydantic
+takes about a millisecond per parse, paid by every consolidation and every queued email).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,20 +102,37 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+_parsed: dict[type, tuple[tuple, BaseSettings]] = {}
+
+
+def _current(cls: type[_Settings]) -> _Settings:
+    """``cls()`` as the environment is now, parsed again only when a variable it reads changed
+    (names compared case-insensitively, as pydantic-settings reads them)."""
+    prefix = cls.model_config.get("env_prefix", "").upper()
+    state = tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith(prefix)))
+    cached = _parsed.get(cls)
+    if cached is not None and cached[0] == state:
+        return cached[1].model_copy()  # a copy: a caller may change its own
+    value = cls()
+    _parsed[cls] = (state, value)
+    return value.model_copy()
+
+
 def store_settings() -> StoreSettings:
-    return StoreSettings()
+    return _current(StoreSettings)
 
 
 def smtp_settings() -> SmtpSettings:
-    return SmtpSettings()
+    return _current(SmtpSettings)
 
 
 def reminder_settings() -> ReminderSettings:
-    return ReminderSettings()
+    return _current(ReminderSettings)
 
 
 def web_settings() -> WebSettings:
-    return WebSettings()
+    return _current(WebSettings)
 
 
 def templates_dir() -> Path:
