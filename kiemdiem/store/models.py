@@ -74,6 +74,7 @@ class Unit(Base):
         UniqueConstraint("campaign_id", "code", name="uq_unit_code"),
         Index("ix_units_campaign_path", "campaign_id", "path"),
         Index("ix_units_parent", "parent_id"),
+        Index("ix_units_campaign_id", "campaign_id", "id"),  # the tree's fingerprint, read by every consolidation
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -198,7 +199,10 @@ class MemberResult(Base):
 
 class OrgResult(Base):
     __tablename__ = "org_results"
-    __table_args__ = (Index("ix_org_results_current", "campaign_id", "unit_id", "current"),)
+    __table_args__ = (
+        Index("ix_org_results_current", "campaign_id", "unit_id", "current"),
+        Index("ix_org_results_decided_by", "campaign_id", "decided_by_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))

@@ -56,7 +56,7 @@ from itertools import chain, islice
 from typing import NamedTuple
 
 from sqlalchemy import (
-    BigInteger, Integer, String, and_, any_, bindparam, case, cast, func, literal, literal_column, or_, select, text, true, type_coerce,
+    BigInteger, Integer, String, all_, and_, any_, bindparam, case, cast, func, literal, literal_column, or_, select, text, true, type_coerce,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -224,11 +224,15 @@ _IDS = bindparam("ids", expanding=True)
 _ARRAY = bindparam("array", type_=ARRAY(Integer))  # PostgreSQL: a single array parameter
 
 
+def _is_postgres(uow: UnitOfWork) -> bool:
+    return uow.session.get_bind().dialect.name == "postgresql"
+
+
 def _by_ids(uow: UnitOfWork, ids: list[int]) -> list[tuple[str, dict]]:
     """(variant, parameters) per query selecting the rows of ``ids``: one array parameter on
     PostgreSQL (thousands of bound values cost more to send and plan), IN lists of ``ID_CHUNK``
     elsewhere (bound-parameter limits)."""
-    if uow.session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(uow):
         return [("member_array", {"array": list(ids)})]
     return [("member", {"ids": chunk}) for chunk in _chunked(ids)]
 
@@ -322,7 +326,8 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
 
 
 @functools.cache
-def _org_results_statement(related: bool):
+@functools.cache
+def _org_results_statement(related: bool, postgres: bool = False):
     r = OrgResultRow
     cancelled = and_(r.cancelled_at.is_not(None), r.cancelled_at <= _NOW)
     query = (
@@ -335,10 +340,14 @@ def _org_results_statement(related: bool):
     # Whole histories of the organizations concerned (a row decided by one of these units may
     # have been superseded by a row that is not), so that the newest row is picked right.
     decided = aliased(OrgResultRow)
-    return query.where(or_(
-        r.unit_id.in_(_IDS),
-        r.unit_id.in_(select(decided.unit_id).where(decided.campaign_id == _CAMPAIGN, decided.decided_by_id.in_(_IDS))),
-    ))
+    if postgres:
+        # As an array worked out first, so that both halves are index lookups (an IN over a
+        # subquery made PostgreSQL scan the whole table twice).
+        decided_array = cast(select(func.array_agg(decided.unit_id)).where(
+            decided.campaign_id == _CAMPAIGN, decided.decided_by_id.in_(_IDS)).scalar_subquery(), ARRAY(Integer))
+        return query.where(or_(r.unit_id.in_(_IDS), r.unit_id == any_(decided_array)))
+    decided_by_them = select(decided.unit_id).where(decided.campaign_id == _CAMPAIGN, decided.decided_by_id.in_(_IDS))
+    return query.where(or_(r.unit_id.in_(_IDS), r.unit_id.in_(decided_by_them)))
 
 
 def _org_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: dict[int, str],
@@ -348,7 +357,8 @@ def _org_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: d
     if related_to is None:
         batches = [(_org_results_statement(False), params)]
     else:
-        batches = [(_org_results_statement(True), params | {"ids": chunk}) for chunk in _chunked(related_to)]
+        statement = _org_results_statement(True, _is_postgres(uow))
+        batches = [(statement, params | {"ids": chunk}) for chunk in _chunked(related_to)]
     latest: dict[int, tuple] = {}
     for statement, values in batches:
         latest.update({row[0]: row for row in _raw_rows(uow, statement, values)})
@@ -564,7 +574,7 @@ def _own_tallies(
     in_units = None if units_where is None else Member.unit_id.in_(
         select(Unit.id).where(Unit.campaign_id == campaign_id, units_where)
     )
-    postgres = uow.session.get_bind().dialect.name == "postgresql"
+    postgres = _is_postgres(uow)
     if by_flags if by_flags is not None else _current_flags_hold(uow, campaign_id, now):
         joined = and_(r.campaign_id == Member.campaign_id, r.member_id == Member.id, r.current == true())
         slot = _level_slot(r.final_level)
@@ -1069,7 +1079,7 @@ class _Tree:
     def _load(self, by: str, values: list) -> list[_UnitRow]:
         rows, on_line = [], []
         for uid, code, name, kind, parent_code, path, flag in _raw_rows(
-            self.uow, _units_statement(by), {"campaign": self.campaign_id, "ids": values}
+            self.uow, _units_statement(by, _is_postgres(self.uow)), {"campaign": self.campaign_id, "ids": values}
         ):
             rows.append(_UnitRow(uid, code, name, kind, parent_code))
             self.paths[code] = path
@@ -1160,7 +1170,7 @@ class _Tree:
 
 
 @functools.cache
-def _units_statement(by: str):
+def _units_statement(by: str, postgres: bool = False):
     parent = aliased(Unit)
     if by != "lines":
         return (
@@ -1176,6 +1186,14 @@ def _units_statement(by: str):
     step = aliased(Unit)
     up = up.union(select(step.id, step.parent_id).where(step.id == up.c.parent_id))
     on_line = select(up.c.id)
+    if postgres:
+        # As an array worked out first: PostgreSQL guesses a hundred rows for the CTE and would
+        # scan every unit twice (hash joins) instead of looking a few up by key and parent.
+        on_line = cast(select(func.array_agg(up.c.id)).scalar_subquery(), ARRAY(Integer))  # ANY((SELECT …)), not ANY(SELECT …)
+        in_line, parent_in_line = Unit.id == any_(on_line), Unit.parent_id == any_(on_line)
+        not_in_line = func.coalesce(Unit.id != all_(on_line), true())
+    else:
+        in_line, parent_in_line, not_in_line = Unit.id.in_(on_line), Unit.parent_id.in_(on_line), Unit.id.not_in(on_line)
 
     def rows(flag: int):
         return select(Unit.id, Unit.code, Unit.name, Unit.kind, parent.code, Unit.path, literal(flag, Integer)).outerjoin(
@@ -1183,8 +1201,8 @@ def _units_statement(by: str):
         )
 
     return union_all(
-        rows(1).where(Unit.id.in_(on_line)),
-        rows(0).where(Unit.campaign_id == _CAMPAIGN, Unit.parent_id.in_(on_line), Unit.id.not_in(on_line)),
+        rows(1).where(in_line),
+        rows(0).where(Unit.campaign_id == _CAMPAIGN, parent_in_line, not_in_line),
     )
 
 
@@ -1717,7 +1735,7 @@ def _full_in_parts(
     summaries are kept. The units above the parts are then built from their own members and those
     summaries (``rollup_lines``) and written. Organization results and overrides are read once for
     all (one row per organization)."""
-    if uow.session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(uow):
         # A few dozen reads of a few hundred thousand rows each: compiling each one (JIT) costs
         # more than it saves.
         uow.session.connection().exec_driver_sql("SET LOCAL jit = off")
