@@ -100,7 +100,7 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         UniqueConstraint("campaign_id", "member_code", name="uq_member_code"),
-        Index("ix_members_unit", "unit_id"),
+        Index("ix_members_unit", "unit_id", "id"),  # with the id: a part's member-id range by an index-only scan
         # Consolidation's per-unit GROUP BY over members (status, joined_on, sum of code_key)
         # reads this index alone.
         Index("ix_members_lines", "campaign_id", "unit_id", "status", "joined_on", "code_key"),
