@@ -19,6 +19,9 @@ On a copy of ``kiemdiem_nation_template`` (``bench.nation_import_bench.nation_da
   at this size it loads the campaign's whole member list, its peak is reported apart), then
   ``consolidate_campaign(changed_units=...)`` in another child process: the branch and its
   ancestors get new versions, the offices their diff emails. The median counts (target under 1 s);
+  then the tick's next step, ``steps.assemble_dossiers`` of those units, in a child of its own
+  (the branch's and its base organization's dossiers; the units above have no phase with
+  documents in this plan): time and peak RSS;
 - ``full_recompute`` (``--verify``): ``consolidate_campaign(changed_units=None)`` after the late
   runs, in a child process: a full run in parts on the final data; it must make no new version
   (the incremental runs equal a full recompute);
@@ -159,6 +162,21 @@ def child_incremental(db: str, at: str, changed: str) -> dict:
             "emails_queued": len(run.outbox_ids)}
 
 
+def child_dossiers(db: str, at: str, units: str) -> dict:
+    """The tick's next step after a late result: ``steps.assemble_dossiers`` of the units given new
+    versions (``units``, comma-separated); those with phases that have documents get their dossiers."""
+    from kiemdiem import steps  # noqa: PLC0415
+
+    store = _store(db)
+    plan = _plan(store)
+    started = time.perf_counter()
+    built = steps.assemble_dossiers(store, plan, CAMPAIGN, dt.datetime.fromisoformat(at), units.split(","))
+    seconds = time.perf_counter() - started
+    store.dispose()
+    return {"seconds": round(seconds, 3), "dossiers": [f"{d['unit']}/{d['phase']}" for d in built],
+            "changed": sum(1 for d in built if d["changed"])}
+
+
 def child_cli(db: str, at: str, _unused: str) -> dict:
     """``kiemdiem consolidate --campaign nation --json`` as the console script runs it."""
     os.environ["KIEMDIEM_DATABASE_URL"] = url_of(db)
@@ -187,7 +205,7 @@ def child_cli(db: str, at: str, _unused: str) -> dict:
             "root_members_total": units[0]["summary"]["members"]["total"] if units else None}
 
 
-CHILDREN = {"full": child_full, "deliver": child_deliver, "incremental": child_incremental, "cli": child_cli}
+CHILDREN = {"full": child_full, "deliver": child_deliver, "incremental": child_incremental, "dossiers": child_dossiers, "cli": child_cli}
 
 
 def own_peak_rss_mib() -> float:
@@ -345,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
             assert run["mode"] == "incremental", run
             run.update({"branch": branch, "members": delivered["members"], "record_results_seconds": delivered["seconds"],
                         "record_results_peak_rss_mib": delivered["peak_rss_mib"]})
+            dossiers = run_child("dossiers", BENCH_DB, at.isoformat(), ",".join(run["versions"]))
+            assert dossiers["dossiers"], dossiers  # the branch's and its base organization's, at least
+            run["dossiers"] = dossiers
             incremental.append(run)
         report["incremental"] = incremental
         report["incremental_median_seconds"] = round(statistics.median(r["seconds"] for r in incremental), 4)
         report["incremental_without_emails_median_seconds"] = round(statistics.median(r["seconds_without_emails"] for r in incremental), 4)
         report["incremental_peak_rss_mib"] = max(r["peak_rss_mib"] for r in incremental)
+        report["dossiers_median_seconds"] = round(statistics.median(r["dossiers"]["seconds"] for r in incremental), 3)
+        report["dossiers_peak_rss_mib"] = max(r["dossiers"]["peak_rss_mib"] for r in incremental)
         last = first_at + dt.timedelta(days=len(late))
         if args.verify:
             again = run_child("full", BENCH_DB, last.isoformat(), "-")
@@ -358,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         report["cli"] = run_child("cli", BENCH_DB, last.isoformat(), "-")
         assert report["cli"]["printed_units"] == ["VN"] and report["cli"]["root_members_total"] == report["members"], report["cli"]
         report["peak_rss_mib"] = max(report["full_peak_rss_mib"], report["incremental_peak_rss_mib"], report["cli"]["peak_rss_mib"],
+                                     report["dossiers_peak_rss_mib"],
                                      report.get("full_recompute", {}).get("peak_rss_mib", 0))
         report["bench_process_peak_rss_mib"] = peak_rss_mib()
         report["met"] = {

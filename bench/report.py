@@ -217,8 +217,15 @@ def section_nation_consolidation(data: dict) -> list[str]:
     full = data["full"]
     runs = data["incremental"]
     median = sorted(r["seconds"] for r in runs)[len(runs) // 2]
-    peak = max([full["peak_rss_mib"]] + [r["peak_rss_mib"] for r in runs])
+    peak = max([full["peak_rss_mib"]] + [r["peak_rss_mib"] for r in runs] + [r["dossiers"]["peak_rss_mib"] for r in runs if "dossiers" in r])
     sql = data["sql_rollup_seconds"]
+    dossiers = [
+        f"After each late branch the tick's next step, re-assembling the dossiers of the units given new versions "
+        f"({', '.join(runs[0]['dossiers']['dossiers'])}; the units above have no phase with documents in this plan), in a "
+        f"process of its own: median {data['dossiers_median_seconds']} s, peak RSS {data['dossiers_peak_rss_mib']} MiB. Each "
+        "unit's subtree is read on its own; the step used to read every snapshot of the campaign.",
+        "",
+    ] if all("dossiers" in r for r in runs) else []
     return [
         "## Nation consolidation (issue 6)",
         "",
@@ -236,11 +243,13 @@ def section_nation_consolidation(data: dict) -> list[str]:
         "",
         f"Full run by step: read {full['steps']['read']} s, compute {full['steps']['compute']} s, store "
         f"{full['steps']['store']} s. Snapshots count members rather than list them, and the database counts each "
-        "part's members in one hash-joined GROUP BY (members found by their units, results by the part's range of "
-        "member ids); the 28 parts' reads together still cost several times the rollup's one pass over both tables. "
-        "The rollup of 292,000 units in Python, their canonical JSON and the COPY of the payloads come on top, one "
-        "after the other on a 2-core machine: 2× would need far cheaper reads and the Python work overlapping them.",
+        "part's members in one hash-joined GROUP BY that carries only member ids (members found by their units within "
+        "the part's range of member ids, taken from an index-only scan, and results by that range); the 28 parts' reads "
+        "together still cost more than twice the rollup's one pass over both tables. The rollup of 292,000 units in "
+        "Python, their canonical JSON and the COPY of the payloads come on top, one after the other on a 2-core machine: "
+        "that Python work alone is above 2× the rollup, so 2× would need it overlapped with the reads and made smaller.",
         "",
+        *dossiers,
     ]
 
 

@@ -21,7 +21,7 @@ from kiemdiem.status import STATE_NAMES, CampaignStatus
 from kiemdiem.store.db import Store
 from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
-from kiemdiem.store.models import Member
+from kiemdiem.store.models import Member, Unit
 from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save, recipient_directory
 from kiemdiem.store.outbox import SendReport, send_due
 from kiemdiem.store.queries import (
@@ -89,31 +89,33 @@ def rerun_units(report: dict) -> list[str]:
 
 
 def assemble_dossiers(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, unit_codes: list[str]) -> list[dict]:
-    """Re-assemble the dossiers of the given units (checklist, archive, generated documents); unchanged ones are left alone."""
-    if not unit_codes:
-        return []
+    """Re-assemble the dossiers of the given units (checklist, archive, generated documents); unchanged ones are left alone.
+
+    Only a unit with a consolidating phase has its subtree read (its units and their newest
+    snapshots), each on its own; the others need only their kind. Never the whole campaign: at
+    national scale its snapshots take gigabytes, and a late result reaches the root."""
+    codes = sorted(set(unit_codes))
     with store.uow() as uow:
-        tree = {u.code: u for u in load_units(uow, campaign_id)}  # the tree is all this needs of the status
-        snapshots = latest_snapshots(uow, campaign_id)
-    payloads = {code: snap["payload"] for code, snap in snapshots.items()}
+        kinds = {}
+        for start in range(0, len(codes), 500):
+            kinds.update(uow.session.execute(
+                select(Unit.code, Unit.kind).where(Unit.campaign_id == campaign_id, Unit.code.in_(codes[start:start + 500]))
+            ).all())
     out_root = store.settings.output_dir / campaign_id / "dossiers"
-    children: dict[str, list[str]] = {}
-    for c, info in tree.items():
-        if info.parent_code is not None:
-            children.setdefault(info.parent_code, []).append(c)
     results = []
-    for code in sorted(set(unit_codes)):
-        unit = tree.get(code)
-        if unit is None:
-            continue
-        subtree = {c: payloads[c] for c in _descendants(children, code) if c in payloads}
-        for phase in plan.phases_for_kind(unit.kind):
-            if not phase.documents:
-                continue
+    for code in codes:
+        phases = [phase for phase in plan.phases_for_kind(kinds[code]) if phase.documents] if code in kinds else []
+        subtree: dict[str, dict] = {}
+        if any(phase.kind in CONSOLIDATING_KINDS for phase in phases):
+            with store.uow() as uow:
+                units = load_units(uow, campaign_id, subtree_of=code)
+                snapshots = latest_snapshots(uow, campaign_id, [u.code for u in units])
+            subtree = {u.code: snapshots[u.code]["payload"] for u in units if u.code in snapshots}
+        for phase in phases:
             consolidating = phase.kind in CONSOLIDATING_KINDS
             result = assemble_dossier(
                 store, plan, campaign_id, code, phase.id, out_root / code / phase.id, now,
-                payloads.get(code) if consolidating else None, subtree=(subtree or None) if consolidating else None,
+                subtree.get(code) if consolidating else None, subtree=(subtree or None) if consolidating else None,
             )
             results.append({"unit": code, "phase": phase.id, "changed": result.changed, "archive": str(result.archive)})
     return results

@@ -13,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from kiemdiem import steps
 from kiemdiem.cli.dossier_cmd import register
 from kiemdiem.documents import MEMBER_SHEET, ORG_SHEET, PARTY, STATISTICS_FIRST_ROW, SAMPLE_SUMMARY, docx_text
 from kiemdiem.errors import NotFound, Refused
@@ -20,7 +21,8 @@ from kiemdiem.store.dossiers import archive_inputs_hash, assemble_dossier, dossi
 from kiemdiem.store.models import Member, MemberResult, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from tests.support import ict, write_small_org
+from kiemdiem.store.snapshots import consolidate_campaign
+from tests.support import SMALL_UNITS, ict, write_small_org
 
 SETUP_AT = ict(2023, 11, 20, 8)
 BRANCH_PHASE = "chi_bo_kiem_diem"
@@ -227,6 +229,52 @@ def test_upper_unit_with_consolidation_generates_documents(store, plan_187, vp1_
     assert not again.changed and again.sha256 == result.sha256
     bare = assemble(store, plan_187, out, unit="SCT", phase="dang_uy_bao_cao_khoi", now=now)
     assert bare.changed and not (out / "bao_cao_tong_hop.docx").exists()
+
+
+def test_the_ticks_dossiers_read_only_their_own_subtrees_snapshots(store, plan_187, tmp_path, monkeypatch):
+    """A tick re-assembles the dossiers of the units a late result changed. Each one's subtree is
+    read on its own: at national scale the campaign's snapshots do not fit in memory."""
+    units, members = write_small_org(
+        tmp_path / "org",
+        units=SMALL_UNITS + "HUYEN,Huyện ủy Đức Thọ,cap_tren_co_so,,vanphong@ductho.example.vn\n"
+        "SXD,Đảng bộ Sở Xây dựng,dang_bo_co_so,HUYEN,vanphong@sxd.example.vn\n"
+        "XD1,Chi bộ Xây dựng 1,chi_bo_truc_thuoc,SXD,xd1@sxd.example.vn\n",
+    )
+    with store.uow() as uow:
+        create_campaign(uow, plan_187, "c187", SETUP_AT)
+        import_organization(uow, "c187", units, members, SETUP_AT)
+        dv001 = uow.session.query(Member).filter_by(campaign_id="c187", member_code="DV001").one()
+        uow.session.add(MemberResult(
+            campaign_id="c187", member_id=dv001.id, unit_id=dv001.unit_id, self_level="HTXSNV", proposed_level="HTTNV",
+            final_level="HTTNV", note="", received_at=ict(2023, 12, 4, 12), current=True,
+        ))
+        uow.commit()
+    now = ict(2023, 12, 11, 9)
+    assert len(consolidate_campaign(store, plan_187, "c187", now).units_updated) == 7
+    asked: list[list[str] | None] = []
+    subtrees: list[str | None] = []
+    read, load = steps.latest_snapshots, steps.load_units
+
+    def latest_snapshots(uow, campaign_id, unit_codes=None):
+        asked.append(None if unit_codes is None else sorted(unit_codes))
+        return read(uow, campaign_id, unit_codes)
+
+    def load_units(uow, campaign_id, subtree_of=None):
+        subtrees.append(subtree_of)
+        return load(uow, campaign_id, subtree_of)
+
+    monkeypatch.setattr(steps, "latest_snapshots", latest_snapshots)
+    monkeypatch.setattr(steps, "load_units", load_units)
+    built = steps.assemble_dossiers(store, plan_187, "c187", now, ["VP1", "SCT", "HUYEN"])
+    assert {(d["unit"], d["phase"]) for d in built} >= {("SCT", "dang_uy_bao_cao_khoi"), ("VP1", BRANCH_PHASE)}
+    assert not any(d["unit"] == "HUYEN" for d in built)  # no phase of this plan has documents for it
+    # SCT's subtree only: VP1 has no consolidating phase, HUYEN no phase at all (its subtree is not even listed)
+    assert subtrees == ["SCT"] and asked == [["KC", "SCT", "VP1", "VP2"]]
+    [sct] = [d for d in built if d["unit"] == "SCT" and d["phase"] == "dang_uy_bao_cao_khoi"]
+    with zipfile.ZipFile(sct["archive"]) as archive:
+        vp1 = json.loads(archive.read("sub_units/VP1.json"))["consolidation"]
+        assert vp1["unit"]["code"] == "VP1" and vp1["members"]["levels"]["HTTNV"]["count"] == 1
+        assert "sub_units/XD1.json" not in archive.namelist()
 
 
 BAD_REQUESTS = [
