@@ -56,7 +56,7 @@ from itertools import chain, islice
 from typing import NamedTuple
 
 from sqlalchemy import (
-    BigInteger, Integer, String, all_, and_, any_, bindparam, case, cast, func, literal, literal_column, or_, select, text, true, type_coerce,
+    BigInteger, Integer, String, all_, and_, any_, bindparam, case, cast, func, literal, or_, select, text, true, type_coerce,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -325,7 +325,6 @@ def _member_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of
     return out
 
 
-@functools.cache
 @functools.cache
 def _org_results_statement(related: bool, postgres: bool = False):
     r = OrgResultRow
@@ -851,6 +850,11 @@ def _insert_snapshots(
     connection.exec_driver_sql(
         f"INSERT INTO snapshots ({', '.join(_SNAPSHOT_COLUMNS)}) VALUES {values}", tuple(chain.from_iterable(params))
     )
+
+
+def has_snapshots(uow: UnitOfWork, campaign_id: str) -> bool:
+    """Whether the campaign was ever consolidated: one lookup on ``ix_snapshots_latest``."""
+    return bool(uow.session.scalar(select(select(Snapshot.unit_id).where(Snapshot.campaign_id == campaign_id).limit(1).exists())))
 
 
 def latest_hashes(uow: UnitOfWork, campaign_id: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ from kiemdiem.store.results import cancel_result, ingest_results, override_findi
 from kiemdiem.store.snapshots import (
     consolidate_campaign,
     diff_versions,
+    has_snapshots,
     latest_hashes,
     latest_snapshots,
     load_consolidation_input,
@@ -97,6 +98,15 @@ def test_first_consolidation_is_version_one_of_every_unit(store, plan_187, conso
     assert sct["payload"]["missing_results"]["members"] == [{"member_id": "DV007", "full_name": "Hoàng Thị Lan", "unit_code": "KC"}]
     assert members["quota"] == {"scope": "base_organization", "htxsnv": 1, "httnv": 3, "max_allowed": 0, "status": "breach"}
     assert stored_hashes(store) == full_recompute_hashes(store, plan_187, NOW)
+
+
+def test_has_snapshots_tells_whether_a_campaign_was_consolidated(store, plan_187, committee_decided):  # noqa: F811
+    with store.uow() as uow:
+        assert not has_snapshots(uow, "c187")
+    tick(store, plan_187, NOW)
+    with store.uow() as uow:
+        assert has_snapshots(uow, "c187")
+        assert not has_snapshots(uow, "another")
 
 
 def test_late_result_makes_v2_for_the_unit_and_its_ancestors_and_tells_their_offices(store, plan_187, consolidated_v1):
