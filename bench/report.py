@@ -131,6 +131,19 @@ def section_consolidation(data: dict) -> list[str]:
         "writes come on top, which is why SQLite stays above 2×.",
         "",
     ]
+    runs = {name: b["incremental"] for name, b in data.get("backends", {}).items() if b.get("incremental")}
+    if runs:
+        spread = "; ".join(
+            f"{name} {min(r['seconds'] for r in rs) * 1000:.1f}–{max(r['seconds'] for r in rs) * 1000:.1f} ms" for name, rs in runs.items()
+        )
+        lines += [
+            f"The incremental median is over {len(next(iter(runs.values())))} late branches, the first run of the "
+            f"process included; the runs ranged {spread}. An incremental run is about 15 statements (on "
+            "PostgreSQL each a round trip of 0.5–1 ms, with planning), the rebuild of 4 units, and composing 5–7 emails "
+            "of about 30 kB each. The machine is shared, so the tables above are one run; the statements' plans were "
+            "checked with EXPLAIN ANALYZE (each under 0.4 ms of execution on the server).",
+            "",
+        ]
     return lines
 
 
