@@ -20,6 +20,7 @@ from tasks.collect import collect_submissions
 from tasks.consolidation import assemble_dossiers, consolidate, finish_tick, take_results
 from tasks.context import get_plan, get_store
 from tasks.notify import compose_digests, send_outbox
+from tasks.progress import publish_progress
 
 
 @flow(name="kiemdiem-tick")
@@ -43,8 +44,10 @@ async def tick(
     consolidated = await consolidate(campaign_id, at, results["changed_units"], False)
     open_ids = steps.open_phase_ids(plan, instant)
     # Phases are independent: run their steps together so Prefect's API round-trips overlap.
-    results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at) for pid in open_ids))
+    results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at, publish=False) for pid in open_ids))
     phases = dict(zip(open_ids, results))
+    if open_ids:  # every open phase's progress and one table of overdue units (as the fanned tick does)
+        await publish_progress(campaign_id, open_ids, at)
     dossiers = await assemble_dossiers(campaign_id, at, steps.rerun_units(consolidated))
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.testing.utilities import prefect_test_harness
 
+import tasks.progress
 from flows.phases import PHASE_FLOWS
 from flows.tick import tick
 from kiemdiem.notify.sink import MailSink
+from kiemdiem.plan import parse_plan
 from kiemdiem.store.organization import create_campaign, import_organization
-from tests.flows.support import one_phase_plan, write_tree
+from tests.flows.support import ONE_PHASE_PLAN, one_phase_plan, write_tree
 from tests.support import ict
 
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("prefect")]
@@ -66,3 +69,48 @@ def test_tick_flow_runs_phases_sends_and_publishes(prefect_harness, store, tmp_p
 
 def test_every_phase_kind_of_the_seeds_has_a_flow():
     assert {"prepare_reports", "branch_meeting", "committee_review", "report_upward", "remediation"} <= set(PHASE_FLOWS)
+
+
+TWO_PHASES = "\n".join([
+    ONE_PHASE_PLAN.rstrip(),
+    "  - id: chuan_bi",
+    "    name: Chuẩn bị báo cáo",
+    "    kind: prepare_reports",
+    "    applies_to: [dang_bo_co_so]",
+    '    deadline: {date: "04/12/2023", text: "trước ngày 04/12/2023"}',
+    "    documents:",
+    "      - {type: bao_cao_kiem_diem_tap_the}",
+    "",
+])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_ticks_overdue_table_covers_every_open_phase(prefect_harness, store, tmp_path, monkeypatch):
+    """Each phase used to publish its own table under the tick's key: the last to finish hid the others."""
+    plan = parse_plan(TWO_PHASES, source="two-phases.yaml")
+    units, members = write_tree(tmp_path / "org")
+    with store.uow() as uow:
+        create_campaign(uow, plan, "two", ict(2023, 11, 20))
+        import_organization(uow, "two", units, members, ict(2023, 11, 20))
+        uow.commit()
+
+    async def latest_overdue() -> list[dict]:
+        async with get_client() as client:
+            arts = await client.read_artifacts(limit=200, sort=ArtifactSort.CREATED_DESC)
+        return next(a for a in arts if a.key == "two-overdue-units").data
+
+    with MailSink(tmp_path / "mail") as sink:
+        monkeypatch.setenv("KIEMDIEM_SMTP_PORT", str(sink.port))
+        ran = asyncio.run(tick("two", ict(2023, 12, 6, 8).isoformat()))
+        assert set(ran["phases"]) == {"hop_chi_bo", "chuan_bi"}
+        table = asyncio.run(latest_overdue())
+        rows = table if isinstance(table, list) else json.loads(table)
+        assert {(r["giai_doan"], r["don_vi"]) for r in rows} == {
+            ("hop_chi_bo", "CB1"), ("hop_chi_bo", "CB2"), ("hop_chi_bo", "CB3"), ("chuan_bi", "ROOT"),
+        }
+        # A national morning's table is cut, with a last row that counts the rest.
+        monkeypatch.setattr(tasks.progress, "MAX_OVERDUE_ROWS", 2)
+        asyncio.run(tick("two", ict(2023, 12, 6, 9).isoformat()))
+        table = asyncio.run(latest_overdue())
+        rows = table if isinstance(table, list) else json.loads(table)
+        assert len(rows) == 3 and rows[-1]["ten"].startswith("… và 2 lượt đơn vị quá hạn khác")
