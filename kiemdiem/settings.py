@@ -106,16 +106,21 @@ _Settings = TypeVar("_Settings", bound=BaseSettings)
 _parsed: dict[type, tuple[tuple, BaseSettings]] = {}
 
 
+def _environment_state(prefix: str) -> tuple:
+    # Folded as pydantic-settings folds names (lower()), so the key covers every name it reads.
+    return tuple(sorted((k.lower(), v) for k, v in os.environ.items() if k.lower().startswith(prefix)))
+
+
 def _current(cls: type[_Settings]) -> _Settings:
-    """``cls()`` as the environment is now, parsed again only when a variable it reads changed
-    (names compared case-insensitively, as pydantic-settings reads them)."""
-    prefix = cls.model_config.get("env_prefix", "").upper()
-    state = tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith(prefix)))
+    """``cls()`` as the environment is now, parsed again only when a variable it reads changed."""
+    prefix = cls.model_config.get("env_prefix", "").lower()
+    state = _environment_state(prefix)
     cached = _parsed.get(cls)
     if cached is not None and cached[0] == state:
         return cached[1].model_copy()  # a copy: a caller may change its own
     value = cls()
-    _parsed[cls] = (state, value)
+    if _environment_state(prefix) == state:  # not changed while it was parsed (another thread): else not kept
+        _parsed[cls] = (state, value)
     return value.model_copy()
 
 

@@ -683,15 +683,18 @@ def _own_tallies(
             if found_bits and (mask | (evaluated_bits if why is None else not_evaluated_bits)) & found_bits:
                 examine.append(pk)
     _preload(code_of, counter.groups)
-    wanted = sorted({*examine, *(pk for _, pk in unlisted)})
-    examined = _members(uow, campaign_id, code_of, None, wanted) if wanted else {}
-    if unlisted:  # PostgreSQL: the members to list were read with those to examine
+    examined = _members(uow, campaign_id, code_of, None, examine) if examine else {}
+    if unlisted:  # PostgreSQL: the members to list, by id (code and name only; those examined are read already)
+        others = sorted({pk for _, pk in unlisted if pk not in examined})
+        names = {pk: (code, name) for pk, code, name in _raw_rows(uow, _LISTED_MEMBERS, {"array": others})} if others else {}
         for unit_id, pk in unlisted:
-            record = examined[pk]
-            counter.missing.setdefault(unit_id, []).append((record.member_id, record.full_name))
-        examined = {pk: examined[pk] for pk in examine}
+            record = examined.get(pk)
+            counter.missing.setdefault(unit_id, []).append((record.member_id, record.full_name) if record else names[pk])
     results = _member_results(uow, campaign_id, now, code_of, examined, None, by_member=True) if examined else []
     return counter.tallies(code_of), list(examined.values()), results
+
+
+_LISTED_MEMBERS = select(Member.id, Member.member_code, Member.full_name).where(Member.id == any_(_ARRAY))
 
 
 def _tallies_of_records(plan: Plan, members: Iterable[MemberRecord], results: Iterable[MemberResult]) -> dict[str, OwnTally]:
