@@ -559,24 +559,19 @@ def _context(inp: ConsolidationInput, rule_set) -> RuleContext:
     )
 
 
+def _entry_lines(entries) -> list[MemberLine]:
+    return [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in entries]
+
+
 def member_lines_of(inp: ConsolidationInput) -> dict[str, list[MemberLine]]:
     """Unit code -> its own members as ``MemberLine`` (for ``member_changes``)."""
     ctx = _context(inp, get_rule_set(inp.rule_set))
-    return {
-        code: [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in entries]
-        for code, entries in ctx.entries.items()
-    }
+    return {code: _entry_lines(entries) for code, entries in ctx.entries.items()}
 
 
 def _entry_tallies(ctx: RuleContext, codes: Iterable[str]) -> dict[str, OwnTally]:
     """The own members of the given units, counted."""
-    return {
-        code: tally_lines(
-            code, [(m.member_id, m.full_name, r.final_level if r is not None else None, reason) for m, r, reason in ctx.entries[code]]
-        )
-        for code in codes
-        if code in ctx.entries
-    }
+    return {code: tally_lines(code, _entry_lines(ctx.entries[code])) for code in codes if code in ctx.entries}
 
 
 def _affected(ctx: RuleContext, prev: dict[str, UnitSummary], changed: set[str], overrides) -> set[str]:

@@ -760,11 +760,6 @@ def _content_hashes(uow: UnitOfWork, campaign_id: str, versions: dict[int, int])
     return out
 
 
-def _latest_payloads(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, dict]:
-    """unit id -> payload of its newest snapshot, for the given units."""
-    return {uid: row[2] for uid, row in _newest_rows(uow, campaign_id, unit_ids).items()}
-
-
 def _newest_rows(uow: UnitOfWork, campaign_id: str, unit_ids: Iterable[int]) -> dict[int, tuple[int, str, dict, dt.datetime, int | None]]:
     """unit id -> (version, content hash, payload, time, results up to) of its newest snapshot, for the given units.
 
@@ -945,8 +940,7 @@ def diff_versions(uow: UnitOfWork, campaign_id: str, unit_code: str, v1: int, v2
         raise NotFound(f"{unit_code} không có phiên bản tổng hợp {', '.join(map(str, missing))}")
     before, after = rows[v1], rows[v2]
     old, new = before.payload, after.payload
-    moved = {unit_code: uid} if members_moved(old, new) else {}
-    return diff({unit_code: old}, {unit_code: new}, members=member_changes_between(uow, campaign_id, moved, before, after))
+    return diff({unit_code: old}, {unit_code: new}, members=member_changes_between(uow, campaign_id, {unit_code: (uid, old, new)}, before, after))
 
 
 # --------------------------------------------------------------------------- what changed since the last run
@@ -1624,16 +1618,17 @@ def _member_changes(
 
 
 def member_changes_between(
-    uow: UnitOfWork, campaign_id: str, units: dict[str, int], before: Snapshot, after: Snapshot,
+    uow: UnitOfWork, campaign_id: str, units: dict[str, tuple[int, dict, dict]], before: Snapshot, after: Snapshot,
 ) -> dict[str, list[dict]]:
     """Unit code -> its own members whose final level differs between the results two snapshots
-    were made from (their times, and the results stored by then), for ``units`` (code -> unit
-    id); for ``consolidation.diff(members=...)``."""
-    rows = {code: _UnitRow(uid, code, "", "", None) for code, uid in units.items()}
-    if not units:
+    were made from (their times, and the results stored by then), for ``consolidation.diff(members=...)``.
+    ``units``: code -> (unit id, its summary at ``before``, at ``after``); only those whose own
+    members may have moved (``members_moved``) are read."""
+    rows = {code: _UnitRow(uid, code, "", "", None) for code, (uid, old, new) in units.items() if members_moved(old, new)}
+    if not rows:
         return {}
     seen = (before.created_at, before.results_upto)
-    return _member_changes(uow, campaign_id, rows, dict.fromkeys(units, seen), after.created_at, now_upto=after.results_upto)
+    return _member_changes(uow, campaign_id, rows, dict.fromkeys(rows, seen), after.created_at, now_upto=after.results_upto)
 
 
 # --------------------------------------------------------------------------- a full run in parts

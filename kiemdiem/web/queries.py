@@ -24,7 +24,7 @@ from sqlalchemy import func, select, tuple_
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
-from kiemdiem.store.snapshots import member_changes_between, members_moved
+from kiemdiem.store.snapshots import member_changes_between
 from kiemdiem.plan import Phase, Plan
 from kiemdiem.status import STATES, MemberInfo, UnitInfo, compute_status, member_owes, owed_items, unit_phase_state
 from kiemdiem.store.db import UnitOfWork
@@ -969,8 +969,7 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
     ).all()
     if len({r.unit_id for r in rows}) > MAX_DIFF_UNITS:
         old_payload, new_payload = old.payload or {}, new.payload or {}
-        moved = {unit.code: unit.id} if members_moved(old_payload, new_payload) else {}
-        members = member_changes_between(uow, campaign_id, moved, old, new)
+        members = member_changes_between(uow, campaign_id, {unit.code: (unit.id, old_payload, new_payload)}, old, new)
         return compare_payloads(old_payload, new_payload, unit.code, members), False
     picks: dict[str, dict[str, tuple[int, int]]] = {"old": {}, "new": {}}
     for side, snap in (("old", old), ("new", new)):
@@ -994,13 +993,10 @@ def compare_versions(uow: UnitOfWork, campaign_id: str, unit: Unit, old: Snapsho
     before = {code: payloads[key] for code, key in picks["old"].items()}
     after = {code: payloads[key] for code, key in picks["new"].items()}
     # Summaries count members without listing them: whose result changed is read from the
-    # results at the two versions' times, for the units whose own members moved.
-    moved = {
-        code: picks["new"].get(code, picks["old"].get(code))[0]
-        for code in before.keys() | after.keys()
-        if code in before and code in after and members_moved(before[code], after[code])
-    }
-    members = member_changes_between(uow, campaign_id, moved, old, new)
+    # results at the two versions' times, for the units in both whose own members moved.
+    members = member_changes_between(
+        uow, campaign_id, {code: (picks["new"][code][0], before[code], after[code]) for code in before.keys() & after.keys()}, old, new,
+    )
     return consolidation_diff(before, after, members=members), True
 
 
