@@ -90,7 +90,7 @@ from kiemdiem.consolidation import (
     tally_lines,
 )
 from kiemdiem.errors import NotFound
-from kiemdiem.notify.messages import compose_consolidation_diff
+from kiemdiem.notify.messages import ComposedMessage, compose_consolidation_diff
 from kiemdiem.plan import Plan
 from kiemdiem.rules import r132_21, r366_43
 from kiemdiem.rules.base import (
@@ -1875,20 +1875,27 @@ def _notify_offices(
         for email in dict.fromkeys(e.strip() for e in emails_of.get(code) or () if e and e.strip()):
             units_of_email.setdefault(email, []).append(code)
     sender = smtp_settings().from_
+    composed: dict[str, ComposedMessage | None] = {}  # office -> its message (None: nothing changed), made once
     rows = []
     for email in sorted(units_of_email):
         codes = units_of_email[email]
         tops = [c for c in codes if not any(o != c and _in_subtree(c, o, parent) for o in codes)]
         for office in sorted(tops):
-            inside = [c for c in updated if _in_subtree(c, office, parent)]
-            changes = diff(
-                {c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside}, members=members, flat_memo=flats,
-            )
-            if diff_is_empty(changes):
+            if office not in composed:  # an office with several addresses gets the same message at each
+                inside = [c for c in updated if _in_subtree(c, office, parent)]
+                changes = diff(
+                    {c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside},
+                    members=members, flat_memo=flats,
+                )
+                name = payloads[office]["unit"]["name"]
+                composed[office] = None if diff_is_empty(changes) else compose_consolidation_diff(
+                    name, plan.number, name, versions[office], render_diff_text(changes), changes, now
+                )
+            message = composed[office]
+            if message is None:
                 continue
             name = payloads[office]["unit"]["name"]
             version = versions[office]
-            message = compose_consolidation_diff(name, plan.number, name, version, render_diff_text(changes), changes, now)
             why = f"Kết quả tổng hợp của {name} ({office}) thay đổi, phiên bản {version}" + (f": {reason}" if reason else "")
             rows.append(outbox_values(
                 campaign_id=campaign_id, kind="consolidation_diff", recipient=email, recipient_name=name,

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from kiemdiem.cli.consolidate_cmd import register
 from kiemdiem.consolidation import consolidate, unit_hash
 from kiemdiem.errors import NotFound
+from kiemdiem.store import snapshots as snapshots_module
 from kiemdiem.store.models import EventLog, Outbox, Snapshot
 from kiemdiem.store.organization import import_organization
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding
@@ -187,6 +188,26 @@ def test_cancel_makes_a_new_version_and_keeps_the_history(store, plan_187, conso
     _, again = tick(store, plan_187, ict(2023, 12, 15, 10))
     assert again.versions == {"VP1": 3, "SCT": 3}
     assert stored_hashes(store) == full_recompute_hashes(store, plan_187, ict(2023, 12, 15, 10))
+
+
+def test_an_office_with_two_addresses_gets_the_same_message_at_each(store, plan_187, consolidated_v1, monkeypatch):
+    composed = []
+    real = snapshots_module.compose_consolidation_diff
+    monkeypatch.setattr(snapshots_module, "compose_consolidation_diff", lambda *a, **k: composed.append(a[0]) or real(*a, **k))
+    cancelled_at = ict(2023, 12, 14, 9)
+    with store.uow() as uow:
+        outcome = cancel_result(uow, "c187", member_code="DV004", by="Đảng ủy Sở", reason="Hủy bỏ kết quả, xếp loại lại", now=cancelled_at)
+        uow.commit()
+    run = consolidate_campaign(store, plan_187, "c187", cancelled_at, changed_units={outcome.changed_unit}, reason="Hủy kết quả DV004")
+    assert run.versions == {"VP2": 2, "SCT": 2}
+    rows = {r.recipient: r for r in outbox_rows(store)}
+    assert set(rows) == {"vp2@sct.example.vn", "bithu.vp2@sct.example.vn", "vanphong@sct.example.vn"}
+    first, second = rows["vp2@sct.example.vn"], rows["bithu.vp2@sct.example.vn"]
+    assert (first.subject, first.body_text, first.body_html, first.attachments) == (
+        second.subject, second.body_text, second.body_html, second.attachments)
+    assert "Lê Xuân Tiến (DV004)" in first.body_text and "(SCT):" not in first.body_text
+    assert first.message_id != second.message_id and b"bithu.vp2@sct.example.vn" in second.mime
+    assert sorted(composed) == ["Chi bộ Văn phòng 2", "Đảng bộ Sở Công Thương"]  # once per office, not per address
 
 
 def test_changes_lost_by_a_crashed_tick_are_picked_up_from_the_log(store, plan_187, consolidated_v1):
