@@ -164,12 +164,16 @@ def test_same_inputs_make_no_new_version(store, plan_187, consolidated_v1):
     assert table_counts(store) == before
 
 
-def test_cancel_makes_a_new_version_and_keeps_the_history(store, plan_187, consolidated_v1):
-    cancelled_at = ict(2023, 12, 14, 9)
+def cancel_and_rerun(store, plan, member_code: str, at: dt.datetime):
+    """The committee cancels a member's current result; the next run consolidates that change."""
     with store.uow() as uow:
-        outcome = cancel_result(uow, "c187", member_code="DV002", by="Đảng ủy Sở", reason="Hủy bỏ kết quả, xếp loại lại", now=cancelled_at)
+        outcome = cancel_result(uow, "c187", member_code=member_code, by="Đảng ủy Sở", reason="Hủy bỏ kết quả, xếp loại lại", now=at)
         uow.commit()
-    run = consolidate_campaign(store, plan_187, "c187", cancelled_at, changed_units={outcome.changed_unit}, reason="Hủy kết quả DV002")
+    return consolidate_campaign(store, plan, "c187", at, changed_units={outcome.changed_unit}, reason=f"Hủy kết quả {member_code}")
+
+
+def test_cancel_makes_a_new_version_and_keeps_the_history(store, plan_187, consolidated_v1):
+    run = cancel_and_rerun(store, plan_187, "DV002", ict(2023, 12, 14, 9))
     assert run.versions == {"VP1": 2, "SCT": 2}
     # The history is kept: v1 still says HTXSNV, v2 says no result.
     with store.uow() as uow:
@@ -194,11 +198,7 @@ def test_an_office_with_two_addresses_gets_the_same_message_at_each(store, plan_
     composed = []
     real = snapshots_module.compose_consolidation_diff
     monkeypatch.setattr(snapshots_module, "compose_consolidation_diff", lambda *a, **k: composed.append(a[0]) or real(*a, **k))
-    cancelled_at = ict(2023, 12, 14, 9)
-    with store.uow() as uow:
-        outcome = cancel_result(uow, "c187", member_code="DV004", by="Đảng ủy Sở", reason="Hủy bỏ kết quả, xếp loại lại", now=cancelled_at)
-        uow.commit()
-    run = consolidate_campaign(store, plan_187, "c187", cancelled_at, changed_units={outcome.changed_unit}, reason="Hủy kết quả DV004")
+    run = cancel_and_rerun(store, plan_187, "DV004", ict(2023, 12, 14, 9))
     assert run.versions == {"VP2": 2, "SCT": 2}
     rows = {r.recipient: r for r in outbox_rows(store)}
     assert set(rows) == {"vp2@sct.example.vn", "bithu.vp2@sct.example.vn", "vanphong@sct.example.vn"}
