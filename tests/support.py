@@ -50,3 +50,12 @@ def write_small_org(directory: Path, units: str = SMALL_UNITS, members: str = SM
     units_path.write_text(units, encoding="utf-8")
     members_path.write_text(members, encoding="utf-8")
     return units_path, members_path
+
+
+def readable_list(doc_type: str, unit_code: str, member_codes: list[str]) -> tuple[str, bytes]:
+    """(file name, content) of a classification list that reads, as every list must to be received:
+    the unit's own result for ``ket_qua_xep_loai_chi_bo``, otherwise the members named (HTTNV)."""
+    if doc_type == "ket_qua_xep_loai_chi_bo":
+        return "ket_qua.csv", f"Mã đơn vị,Tự xếp loại\n{unit_code},HTTNV\n".encode()
+    rows = "".join(f"{code},HTTNV,HTTNV\n" for code in member_codes)
+    return "danh_sach.csv", f"Mã đảng viên,Tự xếp loại,Chi bộ đề xuất\n{rows}".encode()

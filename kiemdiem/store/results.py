@@ -31,7 +31,7 @@ after a crash between the two. ``cancel_result`` and ``override_finding`` do the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -482,40 +482,70 @@ def _parse_file(source: Path, data: bytes, doc_type: str, submitter: str, tree: 
 
 
 def _parse_submission(blobs: BlobStore, files: list[SubmissionFile], doc_type: str, submitter: str, tree: _Tree) -> list[tuple[_Parsed, str]]:
-    """All tabular files of one submission, parsed; InvalidInput with every problem of every file."""
-    tabular = [f for f in files if Path(f.filename).suffix.lower() in TABULAR_SUFFIXES]
+    """All tabular files of one stored submission, parsed; InvalidInput with every problem of every file."""
     prefix = f"{submitter}/{doc_type}"
+
+    def stored(f: SubmissionFile):
+        def read() -> bytes:
+            try:
+                return blobs.read(f.sha256)
+            except OSError as exc:
+                raise InvalidInput(Problem(f"{prefix}/{f.filename}", f"không đọc được tệp đã lưu ({f.sha256[:12]}…): {exc.strerror or exc}")) from exc
+        return read
+
+    named = [(f.filename, stored(f)) for f in sorted(files, key=lambda f: (f.filename, f.id))]
+    return _parse_files(named, doc_type, submitter, tree, prefix + "/")
+
+
+def _parse_files(named: list[tuple[str, Callable[[], bytes]]], doc_type: str, submitter: str, tree: _Tree,
+                 prefix: str = "") -> list[tuple[_Parsed, str]]:
+    """(file name, its bytes) of one submission: each tabular file parsed; problems named ``prefix + name``."""
+    tabular = [(name, read) for name, read in named if Path(name).suffix.lower() in TABULAR_SUFFIXES]
     if not tabular:
-        names = ", ".join(f.filename for f in files) or "không có tệp"
-        raise InvalidInput(Problem(f"{prefix}/", f"không có tệp CSV hoặc XLSX để đọc kết quả ({names})"))
+        names = ", ".join(name for name, _ in named) or "không có tệp"
+        raise InvalidInput(Problem(
+            prefix or names,
+            f"không có tệp CSV hoặc XLSX để đọc kết quả ({names}); danh sách phải là tệp .csv hoặc .xlsx "
+            "(tệp Excel 97-2003 .xls: mở bằng Excel và lưu lại dạng .xlsx)",
+        ))
     problems: list[Problem] = []
     parsed: list[tuple[_Parsed, str]] = []
     seen_members: dict[str, str] = {}
     seen_units: dict[str, str] = {}
-    for f in sorted(tabular, key=lambda f: (f.filename, f.id)):
-        source = Path(f"{prefix}/{f.filename}")
+    for name, read in tabular:
+        source = Path(prefix + name)
         try:
-            data = blobs.read(f.sha256)
-        except OSError as exc:
-            problems.append(Problem(str(source), f"không đọc được tệp đã lưu ({f.sha256[:12]}…): {exc.strerror or exc}"))
-            continue
-        try:
-            result = _parse_file(source, data, doc_type, submitter, tree)
+            result = _parse_file(source, read(), doc_type, submitter, tree)
         except InvalidInput as exc:
             problems.extend(exc.problems)
             continue
         for r in result.members:
             if r.member_id in seen_members:
                 problems.append(Problem(str(source), f"đảng viên {r.member_id} đã có trong tệp {seen_members[r.member_id]}", field="member_id"))
-            seen_members[r.member_id] = f.filename
+            seen_members[r.member_id] = name
         for r in result.orgs:
             if r.unit_code in seen_units:
                 problems.append(Problem(str(source), f"tổ chức đảng {r.unit_code} đã có trong tệp {seen_units[r.unit_code]}", field="unit"))
-            seen_units[r.unit_code] = f.filename
-        parsed.append((result, f.filename))
+            seen_units[r.unit_code] = name
+        parsed.append((result, name))
     if problems:
         raise InvalidInput(problems)
     return parsed
+
+
+def check_result_files(uow: UnitOfWork, plan: Plan, campaign_id: str, unit_code: str, doc_type: str,
+                       files: Sequence[tuple[str, bytes]]) -> None:
+    """Read a classification list as the ingest will, before it is stored: raises InvalidInput
+    naming each file, row and field, so that a list that cannot be read is refused at the door
+    (it would otherwise replace the unit's readable list and count as delivered). Does nothing
+    for a document that is not a list. The ingest reads it again against the tree of its time."""
+    if doc_type not in STRUCTURED_DOC_TYPES:
+        return
+    tree = _load_units(uow, campaign_id)
+    if unit_code not in tree.unit_id:
+        raise NotFound(f"đơn vị không tồn tại: '{unit_code}'")
+    _load_members(uow, plan, campaign_id, tree, tree.subtree(unit_code))
+    _parse_files([(name, lambda data=data: data) for name, data in sorted(files)], doc_type, unit_code, tree)
 
 
 # --------------------------------------------------------------------------- ingest

@@ -18,6 +18,7 @@ from kiemdiem.plan import Plan
 from kiemdiem.store.blobs import BlobStore
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import EventLog, Member, Submission, SubmissionFile, Unit
+from kiemdiem.store.results import STRUCTURED_DOC_TYPES, check_result_files
 from kiemdiem.submission import content_key, is_on_time, item_key, resolve_target, safe_filename
 
 
@@ -48,13 +49,6 @@ def find_unit(uow: UnitOfWork, campaign_id: str, code: str) -> Unit:
     return unit
 
 
-def find_member(uow: UnitOfWork, campaign_id: str, code: str) -> Member:
-    member = uow.session.scalar(select(Member).where(Member.campaign_id == campaign_id, Member.member_code == code))
-    if member is None:
-        raise NotFound(f"đảng viên không tồn tại: '{code}'")
-    return member
-
-
 def record_submission(
     uow: UnitOfWork,
     blobs: BlobStore,
@@ -76,20 +70,29 @@ def record_submission(
     unit = find_unit(uow, campaign_id, unit_code)
     member = None
     if member_code is not None:
-        member = find_member(uow, campaign_id, member_code)
-        if member.unit_id != unit.id:
-            raise Refused(f"đảng viên '{member_code}' không sinh hoạt ở '{unit_code}'")
+        member = uow.session.scalar(select(Member).where(Member.campaign_id == campaign_id, Member.member_code == member_code))
+        if member is None or member.unit_id != unit.id:
+            # One answer whether the member exists elsewhere or not at all: a unit's user learns
+            # nothing about other units' members.
+            raise NotFound(f"đảng viên '{member_code}' không sinh hoạt ở '{unit_code}'")
     target = resolve_target(plan, unit.kind, doc_type, member is not None, phase_id)
     key = item_key(unit.code, target.phase.id, doc_type, member.member_code if member else None)
+
+    for incoming in files:
+        size = len(incoming.data) if incoming.data is not None else incoming.path.stat().st_size if incoming.path is not None else None
+        if not size:
+            raise Refused(f"tệp '{incoming.filename}' rỗng (0 byte): không có nội dung để nhận")
+    if doc_type in STRUCTURED_DOC_TYPES:  # a list must read as the ingest will read it
+        contents = [incoming.data if incoming.data is not None else incoming.path.read_bytes() for incoming in files]
+        check_result_files(uow, plan, campaign_id, unit.code, doc_type, [(f.filename, data) for f, data in zip(files, contents)])
+        files = [IncomingFile(f.filename, data=data, content_type=f.content_type) for f, data in zip(files, contents)]
 
     stored: list[tuple[str, int, str, str | None]] = []
     for incoming in files:
         if incoming.data is not None:
             sha, size = blobs.put_bytes(incoming.data)
-        elif incoming.path is not None:
-            sha, size = blobs.put_file(incoming.path)
         else:
-            raise Refused(f"tệp '{incoming.filename}' không có nội dung")
+            sha, size = blobs.put_file(incoming.path)
         stored.append((sha, size, safe_filename(incoming.filename), incoming.content_type))
     content = content_key([sha for sha, *_ in stored])
 

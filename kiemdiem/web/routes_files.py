@@ -19,7 +19,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import DOCUMENTS
-from kiemdiem.errors import KiemdiemError
+from kiemdiem.errors import InvalidInput, KiemdiemError, Problem
+from kiemdiem.results import MEMBER_COLUMNS, ORG_COLUMNS
 from kiemdiem.notify.ics import CalendarEvent, calendar_feed
 from kiemdiem.notify.messages import slug
 from kiemdiem.plan import Plan
@@ -189,14 +190,29 @@ def store_upload(
     ctx: WebContext, request: Request, viewer: Viewer, campaign_id: str, unit: UnitRef, options: list[ItemOption],
     chosen: str, member_code: str, checks: list[FileCheck], datas: list[bytes],
 ) -> UploadResult:
-    def refuse(message: str, status_code: int = 422) -> UploadResult:
-        files = [
+    def refuse(message: str, status_code: int = 422, files: list[FileFeedback] | None = None) -> UploadResult:
+        files = files if files is not None else [
             FileFeedback(c.original_name, "refused" if not c.ok else "not_stored",
                          sentence(c.reason) if not c.ok else "Hợp lệ, nhưng chưa lưu vì lần nộp bị từ chối.", c.size)
             for c in checks
         ]
         log.info("upload refused: %s %s by %s: %s", campaign_id, unit.code, viewer.email, message)
         return UploadResult(False, status_code, message, files)
+
+    def refuse_list(exc: InvalidInput) -> UploadResult:
+        files = []
+        for c in checks:
+            own = [p for p in exc.problems if p.source == c.filename]
+            if own:
+                shown = [_problem_text(p) for p in own[:MAX_PROBLEMS_SHOWN]]
+                if len(own) > MAX_PROBLEMS_SHOWN:
+                    shown.append(f"… và {len(own) - MAX_PROBLEMS_SHOWN} lỗi khác")
+                files.append(FileFeedback(c.original_name, "refused", "; ".join(shown), c.size))
+            else:
+                files.append(FileFeedback(c.original_name, "not_stored", "Chưa lưu vì lần nộp bị từ chối.", c.size))
+        general = [p.reason for p in exc.problems if not any(p.source == c.filename for c in checks)]
+        message = f"Danh sách không đọc được ({len(exc.problems)} lỗi); không có tệp nào được lưu. Hãy sửa và nộp lại."
+        return refuse(" ".join([message, *general]), files=files)
 
     if not checks:
         return refuse("Chưa chọn tệp nào để nộp.")
@@ -221,6 +237,8 @@ def store_upload(
                 [IncomingFile(c.filename, data=d, content_type=c.content_type) for c, d in zip(checks, datas)],
                 now, "web", member_code=member_code if option.per_member else None, phase_id=option.phase_id, actor=viewer.email,
             )
+        except InvalidInput as exc:  # a classification list that does not read: each file's rows and fields
+            return refuse_list(exc)
         except KiemdiemError as exc:
             return refuse(f"Không nhận: {exc}.")
         if outcome.created:
@@ -239,6 +257,18 @@ def store_upload(
     superseded = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
     return UploadResult(True, 200, f"Đã nhận {len(checks)} tệp ({timing}, hạn {deadline}){superseded}.", files,
                         outcome.on_time, outcome.submission_id, outcome.item_key)
+
+
+MAX_PROBLEMS_SHOWN = 20  # per file; the rest are counted
+
+
+def _problem_text(problem: Problem) -> str:
+    """A list's problem without the file name (shown beside it): "dòng 3, cột 'x': why"."""
+    where = [f"dòng {problem.row}"] if problem.row is not None else []
+    if problem.field:  # the column's Vietnamese header, as the office's spreadsheet has it
+        headers = MEMBER_COLUMNS.get(problem.field) or ORG_COLUMNS.get(problem.field)
+        where.append(f"cột '{headers[0] if headers else problem.field}'")
+    return f"{', '.join(where)}: {problem.reason}" if where else problem.reason
 
 
 # ----------------------------------------------------------------------------- download

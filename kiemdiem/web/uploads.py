@@ -7,8 +7,9 @@ and passes the accepted ones to ``record_submission`` (the one path every submis
 The type is read from the file's first bytes (its "magic"), never from the name alone:
 PDF (``%PDF-``), PNG, JPEG, the zip-based Office formats (DOCX holds ``word/``, XLSX holds
 ``xl/``) and the OLE2 ones (``D0 CF 11 E0``: DOC has a ``WordDocument`` stream, XLS a
-``Workbook`` or ``Book`` stream). The extension must be on the allow-list and agree with
-what the content is. Limits are set by ``WebSettings.max_upload_mb``.
+``Workbook`` or ``Book`` stream); a CSV must be text. The extension must be on the allow-list
+and agree with what the content is. Limits are set by ``WebSettings.max_upload_mb``. A
+classification list is then read as data by ``record_submission`` before it is stored.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ALLOWED_EXTENSIONS: dict[str, str] = {
     ".doc": "doc",
     ".xlsx": "xlsx",
     ".xls": "xls",
+    ".csv": "csv",  # classification lists (read as data); its content is checked as text
     ".jpg": "jpg",
     ".jpeg": "jpg",
     ".png": "png",
@@ -40,6 +42,7 @@ TYPE_NAMES: dict[str, str] = {
     "doc": "Word 97-2003 (DOC)",
     "xlsx": "Excel (XLSX)",
     "xls": "Excel 97-2003 (XLS)",
+    "csv": "CSV (văn bản)",
     "jpg": "ảnh JPG",
     "png": "ảnh PNG",
 }
@@ -49,10 +52,11 @@ CONTENT_TYPES: dict[str, str] = {
     "doc": "application/msword",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "xls": "application/vnd.ms-excel",
+    "csv": "text/csv",
     "jpg": "image/jpeg",
     "png": "image/png",
 }
-ALLOWED_LIST = "PDF, DOCX, DOC, XLSX, XLS, JPG, PNG"
+ALLOWED_LIST = "PDF, DOCX, DOC, XLSX, XLS, CSV, JPG, PNG"
 ACCEPT_ATTRIBUTE = ",".join(ALLOWED_EXTENSIONS)  # for <input type=file accept=...>
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,7 +86,14 @@ class FileCheck:
 
 
 def megabytes(size: int) -> str:
+    """A size for people: KB below a megabyte (a small file is not "0,0 MB"), MB with one decimal above."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KB"
     return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " MB"
+
+
+def _bytes(size: int) -> str:
+    return f"{size:,}".replace(",", ".") + " byte"
 
 
 def check_filename(name: str) -> str | None:
@@ -123,6 +134,15 @@ def sniff(data: bytes) -> str | None:
         if any(stream in data for stream in _EXCEL_STREAMS):
             return "xls"
     return None
+
+
+def _sniff_text(data: bytes) -> str | None:
+    """"csv" for text (no NUL byte, not a known binary type, not markup); its columns and
+    encoding are checked when the list is read."""
+    head = data[:4096]
+    if b"\x00" in head or sniff(data) is not None or describe_content(data) == "HTML/XML":
+        return None
+    return "csv"
 
 
 def _sniff_zip(data: bytes) -> str | None:
@@ -177,9 +197,12 @@ def check_file(name: str, data: bytes, max_bytes: int, *, declared_size: int | N
     if size == 0:
         return refused("tệp rỗng")
     if size > max_bytes:
-        return refused(f"tệp quá lớn ({megabytes(size)}; tối đa {megabytes(max_bytes)})")
-    kind = sniff(data)
+        shown, limit = megabytes(size), megabytes(max_bytes)
+        if shown == limit:  # just over the limit: rounded, both would read the same
+            shown, limit = _bytes(size), f"{_bytes(max_bytes)} = {limit}"
+        return refused(f"tệp quá lớn ({shown}; tối đa {limit})")
     expected = ALLOWED_EXTENSIONS[ext]
+    kind = _sniff_text(data) if expected == "csv" else sniff(data)
     if kind is None:
         return refused(
             f"nội dung tệp không phải {TYPE_NAMES[expected]} như phần mở rộng {ext} cho biết "

@@ -22,8 +22,9 @@ from kiemdiem.settings import SmtpSettings
 from kiemdiem.status import owed_items
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.queries import load_members, load_units
+from kiemdiem.store.results import STRUCTURED_DOC_TYPES
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from tests.support import ict, write_small_org
+from tests.support import ict, readable_list, write_small_org
 
 CAMPAIGN = "c187"
 FIRST, LAST = dt.date(2023, 11, 20), dt.date(2023, 12, 31)
@@ -69,13 +70,17 @@ def test_reminders_per_unit_over_the_187_campaign(store, plan_187, tmp_path):
         members = load_members(uow, CAMPAIGN)
 
     def deliver(unit_code: str, phase: Phase, at: dt.datetime) -> None:
-        items = owed_items(phase, units[unit_code], [m for m in members if m.unit_code == unit_code])
+        own = [m for m in members if m.unit_code == unit_code]
+        items = owed_items(phase, units[unit_code], own)
         with store.uow() as uow:
             for item in items:
                 if item.required:
+                    name, data = ("f.pdf", f"{item.key}".encode())
+                    if item.doc_type in STRUCTURED_DOC_TYPES:  # a list must read as one
+                        name, data = readable_list(item.doc_type, unit_code, [m.code for m in own if m.status == "active"])
                     record_submission(
                         uow, store.blobs, plan_187, CAMPAIGN, unit_code, item.doc_type,
-                        [IncomingFile("f.pdf", data=f"{item.key}".encode())], at, "web",
+                        [IncomingFile(name, data=data)], at, "web",
                         member_code=item.member_code, phase_id=phase.id,
                     )
             uow.commit()

@@ -108,7 +108,7 @@ def test_status_of_the_whole_tree_is_written_in_blocks(campaign, monkeypatch):
 BAD_SUBMITS = [
     (["--unit", "NOPE", "--doc", "bien_ban_hoi_nghi"], 3, "đơn vị không tồn tại"),
     (["--unit", "VP1", "--doc", "bien_ban_la"], 4, "không có trong danh mục"),
-    (["--unit", "VP1", "--doc", "ban_kiem_diem_ca_nhan", "--member", "DV999"], 3, "đảng viên không tồn tại"),
+    (["--unit", "VP1", "--doc", "ban_kiem_diem_ca_nhan", "--member", "DV999"], 3, "đảng viên 'DV999' không sinh hoạt ở 'VP1'"),
     (["--unit", "VP1", "--doc", "bien_ban_hoi_nghi", "--phase", "khong_co"], 4, "giai đoạn không tồn tại"),
     (["--unit", "VP1", "--doc", "bien_ban_hoi_nghi", "--at", "32/12/2023"], 2, "--at"),
 ]
@@ -121,6 +121,33 @@ def test_bad_submit_exit_codes(campaign, store, tmp_path, args, code, reason):
     before = table_counts(store)
     result = run("submit", "--campaign", "c187", *args, str(pdf))
     assert result.exit_code == code and reason in result.output
+    assert table_counts(store) == before
+
+
+SUBMITTED_LISTS = [
+    ("bad level", "sai.csv", "Mã đảng viên,Chi bộ đề xuất\nDV001,Giỏi\n".encode(),
+     "sai.csv, dòng 2, cột/trường 'proposed_level': mức xếp loại không hợp lệ 'Giỏi'"),
+    ("not a table", "danh_sach.pdf", b"%PDF-1.4", "không có tệp CSV hoặc XLSX"),
+    ("old Excel", "danh_sach.xls", b"\xd0\xcf\x11\xe0", "lưu lại dạng .xlsx"),
+]
+
+
+@pytest.mark.parametrize("label, name, data, reason", SUBMITTED_LISTS, ids=[s[0] for s in SUBMITTED_LISTS])
+def test_a_list_that_does_not_read_is_refused_by_submit(campaign, store, tmp_path, label, name, data, reason):
+    path = tmp_path / name
+    path.write_bytes(data)
+    before = table_counts(store)
+    result = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "tong_hop_xep_loai_dang_vien", str(path), "--at", "04/12/2023 10:00")
+    assert result.exit_code == 2 and reason in " ".join(result.output.split())
+    assert table_counts(store) == before
+
+
+def test_an_empty_file_is_refused(campaign, store, tmp_path):
+    empty = tmp_path / "bao_cao.pdf"
+    empty.write_bytes(b"")
+    before = table_counts(store)
+    result = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(empty))
+    assert result.exit_code == 4 and "rỗng (0 byte)" in result.output
     assert table_counts(store) == before
 
 

@@ -58,7 +58,7 @@ def vp1_partly_delivered(store, campaign, plan_187):
     submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", [("bien_ban.pdf", b"minutes v1")], ict(2023, 12, 1, 9))
     submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", [("bien_ban.pdf", b"minutes v2")], ict(2023, 12, 2, 9))
     submit(store, plan_187, "VP1", "phieu_phan_tich_chat_luong", [("phieu.pdf", b"form p1"), ("phieu.pdf", b"form p2")], ict(2023, 12, 5, 8))
-    submit(store, plan_187, "VP1", "ket_qua_xep_loai_chi_bo", [("ket_qua.xlsx", b"result later")], ict(2023, 12, 9, 8))
+    submit(store, plan_187, "VP1", "ket_qua_xep_loai_chi_bo", [("ket_qua.csv", "Mã đơn vị,Tự xếp loại,Ghi chú\nVP1,HTTNV,result later\n".encode())], ict(2023, 12, 9, 8))
     return "VP1"
 
 

@@ -20,7 +20,7 @@ from kiemdiem.store.snapshots import consolidate_campaign
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.store.snapshots import load_consolidation_input
 from kiemdiem.synth_results import generate_results, write_member_list, write_org_list, write_unit_list
-from tests.support import ict, table_counts, write_small_org
+from tests.support import SMALL_MEMBERS, ict, table_counts, write_small_org
 
 SETUP_AT = ict(2023, 11, 20, 8)
 BRANCH_AT = ict(2023, 12, 4, 10)
@@ -155,28 +155,50 @@ def test_only_current_submissions_received_by_now_are_read(store, plan_187, camp
     assert later.ingested == [future.submission_id]
 
 
-def test_bad_file_is_refused_with_rows_and_previous_results_stay(store, plan_187, branch_lists_delivered):
+def blob_files(store) -> list:
+    return sorted(p for p in store.blobs.root.rglob("*") if p.is_file())
+
+
+def test_bad_list_is_refused_at_submission_with_rows_and_nothing_is_stored(store, plan_187, branch_lists_delivered):
+    ingest_results(store, plan_187, "c187", NOW)
+    before, blobs = table_counts(store), blob_files(store)
+    bad = HEADER + "1,DV004,Lê Xuân Tiến,HTTNV,Hoàn thành tốt lắm,,,\n2,DV001,Nguyễn Sỹ Chín,HTTNV,HTTNV,,,\n3,DV005,,HTNV,HTNV,có lẽ,,\n"
+    with pytest.raises(InvalidInput) as info:
+        submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"sai.csv": bad}, ict(2023, 12, 9, 9))
+    problems = info.value.problems
+    assert {(p.row, p.field) for p in problems} == {(2, "proposed_level"), (3, "member_id"), (4, "disciplined")}
+    texts = [str(p) for p in problems]
+    assert any(t.startswith("sai.csv, dòng 3") and "DV001" in t for t in texts)
+    assert any("Hoàn thành tốt lắm" in t for t in texts)
+    # Refused at the door: no submission, no file, and the unit's readable list stays its current one.
+    assert table_counts(store) == before and blob_files(store) == blobs
+
+
+def test_a_list_the_tree_no_longer_fits_is_refused_by_the_ingest_and_logged_once(store, plan_187, branch_lists_delivered, tmp_path):
+    """Read at submission and again by the ingest, against the tree of its time: here DV004 moved to
+    VP1 between the two (a re-import), so VP2's list names a member it no longer has."""
     ingest_results(store, plan_187, "c187", NOW)
     before = current_members(store)
-    bad = HEADER + "1,DV004,Lê Xuân Tiến,HTTNV,Hoàn thành tốt lắm,,,\n2,DV001,Nguyễn Sỹ Chín,HTTNV,HTTNV,,,\n3,DV005,,HTNV,HTNV,có lẽ,,\n"
-    outcome = submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"sai.csv": bad}, ict(2023, 12, 9, 9))
+    outcome = submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien",
+                     {"bo_sung.csv": HEADER + "1,DV004,Lê Xuân Tiến,HTTNV,HTXSNV,,,\n"}, ict(2023, 12, 9, 9))
+    units, members = write_small_org(tmp_path / "moved", members=SMALL_MEMBERS.replace("DV004,Lê Xuân Tiến,VP2", "DV004,Lê Xuân Tiến,VP1"))
+    with store.uow() as uow:
+        import_organization(uow, "c187", units, members, ict(2023, 12, 9, 9, 30))
+        uow.commit()
     counts = table_counts(store)
     report = ingest_results(store, plan_187, "c187", ict(2023, 12, 9, 10))
     assert report.ingested == [] and report.changed_units == set()
     (refused,) = report.refused
     assert refused.submission_id == outcome.submission_id and refused.unit_code == "VP2"
-    found = {(p.row, p.field) for p in refused.problems}
-    assert found == {(2, "proposed_level"), (3, "member_id"), (4, "disciplined")}
-    texts = [str(p) for p in refused.problems]
-    assert any("VP2/tong_hop_xep_loai_dang_vien/sai.csv, dòng 3" in t and "DV001" in t for t in texts)
-    assert any("Hoàn thành tốt lắm" in t for t in texts)
+    (problem,) = refused.problems
+    assert (problem.row, problem.field) == (2, "member_id") and "DV004" in str(problem)
+    assert str(problem).startswith("VP2/tong_hop_xep_loai_dang_vien/bo_sung.csv, dòng 2")
     # Nothing written but the log line; the file stays stored as the current submission.
     after = table_counts(store)
     assert after["member_results"] == counts["member_results"] and after["event_log"] == counts["event_log"] + 1
-    assert current_members(store).keys() == before.keys()
     assert all(current_members(store)[k].id == before[k].id for k in before)
     (logged,) = events(store, "results.refused")
-    assert [p["row"] for p in logged.detail["problems"]] == [2, 3, 4]
+    assert [p["row"] for p in logged.detail["problems"]] == [2]
     with store.uow() as uow:
         assert uow.session.get(Submission, outcome.submission_id) is not None
     assert ingest_results(store, plan_187, "c187", ict(2023, 12, 9, 11)).refused == []  # reported once
@@ -204,14 +226,12 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize("label, unit, doc, files, where, reason", BAD_FILES, ids=[b[0] for b in BAD_FILES])
-def test_every_bad_file_is_refused_with_where_and_why(store, plan_187, campaign, label, unit, doc, files, where, reason):
-    submit(store, plan_187, unit, doc, files, BRANCH_AT)
-    before = table_counts(store)
-    report = ingest_results(store, plan_187, "c187", NOW)
-    (refused,) = report.refused
-    assert any(reason in p.reason and (p.row, p.field) == where for p in refused.problems), refused.problems
-    after = table_counts(store)
-    assert (after["member_results"], after["org_results"]) == (before["member_results"], before["org_results"])
+def test_every_bad_list_is_refused_at_submission_with_where_and_why(store, plan_187, campaign, label, unit, doc, files, where, reason):
+    before, blobs = table_counts(store), blob_files(store)
+    with pytest.raises(InvalidInput) as info:
+        submit(store, plan_187, unit, doc, files, BRANCH_AT)
+    assert any(reason in p.reason and (p.row, p.field) == where for p in info.value.problems), info.value.problems
+    assert table_counts(store) == before and blob_files(store) == blobs
 
 
 def test_supplement_touches_only_the_members_it_lists(store, plan_187, committee_decided):

@@ -350,13 +350,18 @@ def test_cli_consolidate_prints_the_summary_and_json(store, plan_187, committee_
     assert missing.exit_code == NotFound.exit_code and "NOPE" in missing.output
 
 
-def test_cli_refused_file_exits_non_zero_and_names_the_row(store, plan_187, committee_decided):  # noqa: F811
-    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"sai.csv": "Mã đảng viên,Chi bộ đề xuất\nDV004,Giỏi\n"}, DECISION_AT)
+def test_cli_refused_file_exits_non_zero_and_names_the_row(store, plan_187, committee_decided, tmp_path):  # noqa: F811
+    # Read at submission, VP2's list is refused by the ingest only because DV004 moved to VP1 since.
+    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"bo_sung.csv": "Mã đảng viên,Chi bộ đề xuất\nDV004,HTTNV\n"}, DECISION_AT)
+    units, members = write_small_org(tmp_path / "moved", members=SMALL_MEMBERS.replace("DV004,Lê Xuân Tiến,VP2", "DV004,Lê Xuân Tiến,VP1"))
+    with store.uow() as uow:
+        import_organization(uow, "c187", units, members, DECISION_AT)
+        uow.commit()
     runner = CliRunner()
     done = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "08/12/2023 12:00"])
     assert done.exit_code == 2
-    assert "VP2/tong_hop_xep_loai_dang_vien/sai.csv, dòng 2, cột/trường 'proposed_level'" in flat(done.output)
-    assert "Giỏi" in done.output
+    assert "VP2/tong_hop_xep_loai_dang_vien/bo_sung.csv, dòng 2, cột/trường 'member_id'" in flat(done.output)
+    assert "DV004" in done.output
     with store.uow() as uow:
         assert "VP2" in latest_snapshots(uow, "c187")  # the valid lists were consolidated
 

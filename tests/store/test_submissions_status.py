@@ -13,8 +13,9 @@ from kiemdiem.store.intake import collect_drop_folder
 from kiemdiem.store.models import Submission, SubmissionFile
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.queries import campaign_status
+from kiemdiem.store.results import STRUCTURED_DOC_TYPES
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from tests.support import ict, table_counts, write_small_org
+from tests.support import ict, readable_list, table_counts, write_small_org
 
 SETUP_AT = ict(2023, 11, 20, 8)
 
@@ -73,8 +74,9 @@ def test_identical_resubmission_is_noop(store, campaign, plan_187):
 BAD_SUBMISSIONS = [
     ("unknown unit", dict(unit="NOPE", doc="bien_ban_hoi_nghi"), NotFound, "đơn vị không tồn tại"),
     ("unknown document", dict(unit="VP1", doc="ban_tuyen_truyen"), Refused, "không có trong danh mục"),
-    ("unknown member", dict(unit="VP1", doc="ban_kiem_diem_ca_nhan", member="DV999"), NotFound, "đảng viên không tồn tại"),
-    ("member of another branch", dict(unit="VP1", doc="ban_kiem_diem_ca_nhan", member="DV004"), Refused, "không sinh hoạt"),
+    # The same answer for a member of another branch as for no member at all (nothing learnt about other units).
+    ("unknown member", dict(unit="VP1", doc="ban_kiem_diem_ca_nhan", member="DV999"), NotFound, "đảng viên 'DV999' không sinh hoạt ở 'VP1'"),
+    ("member of another branch", dict(unit="VP1", doc="ban_kiem_diem_ca_nhan", member="DV004"), NotFound, "đảng viên 'DV004' không sinh hoạt ở 'VP1'"),
     ("unknown phase", dict(unit="VP1", doc="bien_ban_hoi_nghi", phase="giai_doan_x"), Refused, "giai đoạn không tồn tại"),
     ("document the unit does not owe", dict(unit="SCT", doc="ket_qua_xep_loai_chi_bo"), Refused, "không phải nộp"),
     ("per-member document without member", dict(unit="VP1", doc="ban_kiem_diem_ca_nhan"), Refused, "--member"),
@@ -101,6 +103,9 @@ def owe_everything(store, plan, unit, members, at):
         if req.per_member:
             for m in members:
                 submit(store, plan, unit, req.doc_type, f"{unit}{req.doc_type}{m}".encode(), at=at, member=m)
+        elif req.doc_type in STRUCTURED_DOC_TYPES:  # a list must read as one
+            name, data = readable_list(req.doc_type, unit, members)
+            submit(store, plan, unit, req.doc_type, data, at=at, name=name)
         else:
             submit(store, plan, unit, req.doc_type, f"{unit}{req.doc_type}".encode(), at=at)
 

@@ -159,7 +159,7 @@ def test_per_member_document_needs_a_member_of_the_unit(client_as, store):
 
 
 REFUSED_UPLOADS = [
-    ("oversized", [("du_thao.pdf", PDF + b"x" * (1024 * 1024), "application/pdf")], "Tệp quá lớn (1,0 MB; tối đa 1,0 MB)"),
+    ("oversized", [("du_thao.pdf", PDF + b"x" * (1024 * 1024), "application/pdf")], "tối đa 1.048.576 byte = 1,0 MB)"),
     ("exe named pdf", [("du_thao.pdf", EXE, "application/pdf")], "Nội dung tệp không phải PDF như phần mở rộng .pdf cho biết (nội dung: tệp chương trình"),
     ("html named pdf", [("du_thao.pdf", HTML, "application/pdf")], "HTML"),
     ("traversal name", [("../../etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n", "text/plain")], "Tên tệp không hợp lệ: không được chứa đường dẫn"),
@@ -184,6 +184,40 @@ def test_refused_upload_stores_nothing(client_as, store, label, files, reason):
     assert len(result["files"]) == len(files) and all(f["status"] in ("refused", "not_stored") for f in result["files"])
     assert table_counts(store) == before
     assert blob_files(store) == blobs
+
+
+MEMBER_LIST_ITEM = "chi_bo_kiem_diem|tong_hop_xep_loai_dang_vien|u"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_a_classification_list_that_does_not_read_is_refused_with_its_rows(client_as, store):
+    client = client_as("vp1@sct.example.vn")
+    before, blobs = table_counts(store), blob_files(store)
+    bad = "Mã đảng viên,Chi bộ đề xuất\nDV001,Giỏi\nDV004,HTTNV\n".encode()
+    response = upload(client, "VP1", MEMBER_LIST_ITEM, [("tong_hop.csv", bad, "text/csv"), ("bien_ban.pdf", PDF + b"scan", "application/pdf")])
+    assert response.status_code == 422
+    result = response.json()
+    assert not result["ok"] and "Danh sách không đọc được (2 lỗi)" in result["message"]
+    listed, scan = result["files"]
+    assert listed["status"] == "refused" and scan["status"] == "not_stored"
+    assert "dòng 2, cột 'Chi bộ đề xuất': mức xếp loại không hợp lệ 'Giỏi'" in listed["message"]
+    assert "dòng 3, cột 'Mã đảng viên'" in listed["message"] and "DV004" in listed["message"]
+    # Nothing stored: the unit's current list (none here) stays what it was.
+    assert table_counts(store) == before and blob_files(store) == blobs
+
+
+def test_a_classification_list_is_received_as_csv_and_refused_as_old_excel(client_as, store):
+    client = client_as("vp1@sct.example.vn")
+    old_excel = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + "Workbook".encode("utf-16-le") + b"\x00" * 64
+    before, blobs = table_counts(store), blob_files(store)
+    refused = upload(client, "VP1", MEMBER_LIST_ITEM, [("tong_hop.xls", old_excel, "application/vnd.ms-excel")])
+    assert refused.status_code == 422 and "lưu lại dạng .xlsx" in refused.json()["files"][0]["message"]
+    assert table_counts(store) == before and blob_files(store) == blobs
+    good = "Mã đảng viên,Tự xếp loại,Chi bộ đề xuất\nDV001,HTTNV,HTTNV\n".encode()
+    received = upload(client, "VP1", MEMBER_LIST_ITEM, [("tong_hop.csv", good, "text/csv")]).json()
+    assert received["ok"] and received["item_key"] == "VP1:chi_bo_kiem_diem:tong_hop_xep_loai_dang_vien:-"
+    not_text = upload(client, "VP1", MEMBER_LIST_ITEM, [("tong_hop.csv", PDF, "text/csv")])
+    assert not_text.status_code == 422 and "không phải CSV" in not_text.json()["files"][0]["message"]
 
 
 def test_refusal_is_shown_per_file_without_javascript(client_as, store):
