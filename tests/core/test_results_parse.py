@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import openpyxl
@@ -70,6 +71,22 @@ def test_member_results_with_vietnamese_headers_csv(tmp_path):
     assert results[2] == MemberResult("DV03", "CB1", "HTTNV", "HTNV", None, True, 3.5, False, 60.0, "Bị khiển trách", True)
     # Absent: no level is fine; no self-level while others have one ⇒ no self-review.
     assert results[3] == MemberResult("DV04", "CB1", None, None, None, False, 0.0, True, None, "Đi công tác", False)
+
+
+def test_decomposed_vietnamese_reads_as_precomposed_text(tmp_path):
+    # Unikey's "Unicode tổ hợp" (and macOS) write each mark as its own character.
+    text = "Mã đảng viên,Họ và tên,Chi bộ đề xuất,Ghi chú\nDV01,Nguyễn Văn A,Hoàn thành tốt nhiệm vụ,Điển hình\n"
+    decomposed = unicodedata.normalize("NFD", text)
+    assert decomposed != text
+    expected = parse_member_results(write_csv(tmp_path, text), "CB1")
+    assert parse_member_results(Path("nfd.csv"), "CB1", data=decomposed.encode()) == expected
+    assert expected[0].note == "Điển hình" and expected[0].proposed_level == "HTTNV"
+    book = openpyxl.Workbook()
+    for line in decomposed.splitlines():
+        book.active.append(line.split(","))
+    path = tmp_path / "nfd.xlsx"
+    book.save(path)
+    assert parse_member_results(path, "CB1") == expected
 
 
 def test_member_results_alternative_headers_and_xlsx(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
 import openpyxl
 import pytest
@@ -56,6 +57,18 @@ def test_reimport_same_files_changes_nothing(store, campaign, tmp_path):
     assert not report.changed
     after = table_counts(store)
     assert before == after
+
+
+def test_decomposed_vietnamese_is_stored_precomposed_and_reimports_as_no_change(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path / "nfd", unicodedata.normalize("NFD", SMALL_UNITS), unicodedata.normalize("NFD", SMALL_MEMBERS))
+    assert do_import(store, units, members).members_added == 7
+    with store.uow() as uow:
+        assert uow.session.scalar(select(Unit.name).where(Unit.code == "SCT")) == "Đảng bộ Sở Công Thương"
+        assert uow.session.scalar(select(Member.full_name).where(Member.member_code == "DV004")) == "Lê Xuân Tiến"
+    before = table_counts(store)
+    units, members = write_small_org(tmp_path / "nfc")
+    assert not do_import(store, units, members).changed
+    assert table_counts(store) == before
 
 
 def test_reimport_updates_changed_rows_and_keeps_absent_ones(store, campaign, tmp_path):
