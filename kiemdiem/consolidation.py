@@ -1265,13 +1265,22 @@ def field_label(field: str) -> str:
     return f"{subject}: {_FIELD_LABELS.get(parts[0], rest)}"
 
 
-def _show(value) -> str:
+# Where the 20% cap is counted (a quota's ``scope``), as offices say it.
+QUOTA_SCOPE_LABELS = {
+    "base_organization": "trong tổ chức cơ sở đảng",
+    "subtree": "toàn cây (chỉ để tham khảo)",
+    "committee": "trong các tổ chức do cấp ủy này xếp loại",
+}
+
+
+def show_value(value) -> str:
+    """A totals value as the offices read it: decimal comma, quota status and scope in Vietnamese."""
     if value is None:
         return "—"
     if isinstance(value, float):
         return f"{value:g}".replace(".", ",")  # Vietnamese decimal comma
-    if isinstance(value, str) and value in _STATUS_LABELS:
-        return _STATUS_LABELS[value]
+    if isinstance(value, str):
+        return _STATUS_LABELS.get(value) or QUOTA_SCOPE_LABELS.get(value) or value
     return str(value)
 
 
@@ -1295,7 +1304,7 @@ def render_diff_text(changes: dict) -> str:
         for unit in totals:
             lines.append(f"* {unit['unit_name']} ({unit['unit_code']}):")
             for change in unit["changes"]:
-                lines.append(f"  - {field_label(change['field'])}: {_show(change['old'])} → {_show(change['new'])}")
+                lines.append(f"  - {field_label(change['field'])}: {show_value(change['old'])} → {show_value(change['new'])}")
         lines.append("")
     for key, title in (
         ("findings_appeared", "Vi phạm, lưu ý mới"),

@@ -18,6 +18,7 @@ from rich.table import Table
 # The module, not its names: the CLI package imports this file while it is still loading.
 import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
+from kiemdiem.consolidation import QUOTA_SCOPE_LABELS
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
 from kiemdiem.rules.base import LEVEL_NAMES, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.store.db import open_store
@@ -31,11 +32,6 @@ finding_app = typer.Typer(help="Vi phạm, lưu ý khi tổng hợp (chấp thu�
 SEVERITY_NAMES = {"error": "Lỗi", "warning": "Cảnh báo", "info": "Thông tin"}
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 QUOTA_STATUS = {"ok": "đạt", "breach": "VƯỢT", "overridden": "vượt (đã được chấp thuận)", "n/a": "không áp dụng"}
-QUOTA_SCOPE = {
-    "base_organization": "trong tổ chức cơ sở đảng",
-    "subtree": "toàn cây (chỉ để tham khảo)",
-    "committee": "trong các tổ chức do cấp ủy này xếp loại",
-}
 MODE_NAMES = {"full": "tính toàn bộ", "incremental": "tính lại phần thay đổi", "unchanged": "không có gì thay đổi"}
 
 
@@ -129,7 +125,7 @@ def _levels_table(title: str, levels: dict) -> Table:
 
 def _quota_line(quota: dict) -> str:
     return (
-        f"Hạn mức 20% ({QUOTA_SCOPE.get(quota['scope'], quota['scope'])}): {quota['htxsnv']} HTXSNV / {quota['httnv']} HTTNV, "
+        f"Hạn mức 20% ({QUOTA_SCOPE_LABELS.get(quota['scope'], quota['scope'])}): {quota['htxsnv']} HTXSNV / {quota['httnv']} HTTNV, "
         f"tối đa được {quota['max_allowed']} HTXSNV — {QUOTA_STATUS.get(quota['status'], quota['status'])}."
     )
 

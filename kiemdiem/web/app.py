@@ -9,6 +9,7 @@ and a clock, so a whole campaign can be walked through at simulated times.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -19,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiemdiem.settings import WebSettings, reminder_settings, templates_dir, web_settings
@@ -28,6 +29,8 @@ from kiemdiem.web import routes_auth, routes_files, routes_pages
 from kiemdiem.web.auth import LoginThrottle, SessionCodec, load_secret_key
 from kiemdiem.web.context import VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, shared_templates
 from kiemdiem.web.queries import STATUS_CHECK_SECONDS, STATUS_TTL_SECONDS, RenderCache, StatusCache
+
+log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 15
 
@@ -52,6 +55,8 @@ GZIP_EXCLUDED = (
 ERROR_MESSAGES = {
     404: "Không tìm thấy trang này, hoặc đồng chí không có quyền xem nội dung này.",
     405: "Không tìm thấy trang này.",
+    500: "Đã có lỗi xảy ra khi xử lý yêu cầu. Lỗi đã được ghi lại; hãy thử lại sau ít phút, "
+         "nếu vẫn lỗi xin báo bộ phận kỹ thuật kèm thời điểm xảy ra.",
 }
 
 
@@ -131,6 +136,7 @@ def create_app(
     app.add_exception_handler(CsrfRefused, csrf_refused)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, not_found)
+    app.add_exception_handler(Exception, server_error)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:
@@ -171,3 +177,19 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
 
 async def not_found(request: Request, _exc: Exception) -> Response:
     return await http_error(request, StarletteHTTPException(404))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Any unhandled error: logged with its traceback, answered with a Vietnamese page (no internals shown)."""
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    message = ERROR_MESSAGES[500]
+    if wants_json(request):
+        response: Response = JSONResponse({"error": message}, status_code=500)
+    else:
+        try:
+            response = render(request, "error.html", status_code=500, title="Lỗi hệ thống", message=message, viewer=None)
+        except Exception:  # the templates themselves may be what failed
+            response = HTMLResponse(f'<!doctype html><html lang="vi"><meta charset="utf-8"><p>{message}</p></html>', status_code=500)
+    # This handler runs outside the middleware stack, so the security headers are added here.
+    response.headers.update({**SECURITY_HEADERS, "cache-control": "no-store"})
+    return response

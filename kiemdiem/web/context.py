@@ -9,6 +9,7 @@ not open, answers 404 so nothing outside is even confirmed to exist.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 
 from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import DOCUMENTS, LEVELS, MEMBER_STATUSES, PHASE_KINDS, UNIT_KINDS
+from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, show_value
 from kiemdiem.settings import WebSettings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, UnitOfWork
@@ -44,6 +46,29 @@ from kiemdiem.web.auth import (
 from kiemdiem.web.queries import NO_STATE, RenderCache, StatusCache, StatusView
 
 STATE_LABELS = {**STATE_NAMES, NO_STATE: "Không có hạn"}
+AUDIT_ACTIONS = {
+    "web.login": "Đăng nhập",
+    "web.login_failed": "Đăng nhập không thành công",
+    "web.logout": "Đăng xuất",
+    "web.user_created": "Tạo người dùng",
+    "web.invite": "Mời người phụ trách (gửi đường dẫn đăng nhập)",
+    "web.upload": "Nộp hồ sơ qua cổng web",
+    "web.download": "Tải tệp hồ sơ",
+    "web.export": "Xuất dữ liệu (XLSX, CSV)",
+    "submission.received": "Nhận hồ sơ",
+    "results.ingested": "Đọc danh sách kết quả xếp loại",
+    "results.recorded": "Ghi kết quả xếp loại",
+    "results.refused": "Từ chối danh sách kết quả xếp loại",
+    "result.cancelled": "Hủy kết quả xếp loại",
+    "finding.overridden": "Chấp thuận vi phạm, lưu ý",
+    "consolidation.completed": "Tổng hợp kết quả",
+    "org.imported": "Nhập danh sách tổ chức, đảng viên",
+    "plan.updated": "Cập nhật kế hoạch",
+    "campaign.created": "Tạo đợt kiểm điểm",
+    "tick.done": "Lượt xử lý tự động (nhận hồ sơ, nhắc việc, chuyển cấp)",
+    "mail.failed": "Gửi thư không thành công",
+    "mail.retry": "Gửi lại thư",
+}
 VIEWER_TTL_SECONDS = 5.0
 
 
@@ -135,6 +160,10 @@ def make_templates(directory: Path) -> Environment:
     env.filters["urlq"] = lambda value: quote(str(value), safe="")
     env.filters["num"] = format_number
     env.filters["size"] = format_size
+    env.filters["quota_scope"] = lambda code: QUOTA_SCOPE_LABELS.get(code, code)
+    env.filters["change"] = format_change
+    env.filters["action"] = lambda code: AUDIT_ACTIONS.get(code, code)
+    env.globals["audit_detail"] = audit_detail
     return env
 
 
@@ -143,6 +172,32 @@ def format_percent(value: float | None) -> str:
         return "—"
     text = f"{value:.1f}".rstrip("0").rstrip(".")
     return text.replace(".", ",") + "%"
+
+
+def format_change(value) -> str:
+    """A value of a changed totals field, translated as the diff email translates it (numbers as on the page)."""
+    return format_number(value) if isinstance(value, int) else show_value(value)
+
+
+def audit_detail(detail: dict | None) -> tuple[list[str], list[str]]:
+    """An event's detail as "key: value" lines, and the problems of a refused list (their text, one a line)."""
+    fields = dict(detail or {})
+    problems = fields.pop("problems_text", None) or []
+    if problems:
+        fields.pop("problems", None)  # the same problems, as data
+    return [f"{key}: {detail_value(value)}" for key, value in fields.items()], [str(p) for p in problems]
+
+
+def detail_value(value) -> str:
+    if isinstance(value, bool):
+        return "có" if value else "không"
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def format_size(size: int) -> str:

@@ -15,7 +15,7 @@ from openpyxl.styles import Font
 
 from kiemdiem.calendar import format_instant
 from kiemdiem.catalogue import UNIT_KINDS
-from kiemdiem.rules.base import LEVELS, NOT_EVALUATED_REASONS
+from kiemdiem.rules.base import LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.models import Snapshot, Unit
 from kiemdiem.web.queries import StatusView
@@ -50,7 +50,7 @@ def progress_table(view: StatusView, root_code: str) -> Table:
 
 def consolidation_table(snapshots: list[tuple[Unit, Snapshot]]) -> Table:
     header = ["Mã đơn vị", "Tên đơn vị", "Loại", "Phiên bản", "Thời điểm tổng hợp", "Tổng số đảng viên", "Được đánh giá"]
-    header += [f"Không đánh giá: {r}" for r in NOT_EVALUATED_REASONS]
+    header += [f"Không đánh giá: {NOT_EVALUATED_NAMES[r]}" for r in NOT_EVALUATED_REASONS]  # as the page names them
     header += ["Đã xếp loại", "Chưa có kết quả"]
     for level in LEVELS:
         header += [f"{level} (số)", f"{level} (%)"]

@@ -56,6 +56,7 @@ STATUS_TTL_SECONDS = 300.0
 SLOW_BUILD_SECONDS = 0.5  # a status that takes longer to build is rebuilt in the background
 SLOW_BUILD_SPACING = 3.0  # ... and at most once every this many build times  # catches edits the key cannot see (a re-import that renames units or changes a member's status)
 RENDER_CACHE_SIZE = 64
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL); drivers refuse to bind a larger one
 
 
 # ----------------------------------------------------------------------------- the status view
@@ -839,6 +840,8 @@ def unit_results(uow: UnitOfWork, unit: Unit) -> tuple[list[ResultRow], list[Org
 
 
 def file_in_scope(uow: UnitOfWork, campaign_id: str, file_id: int, root_path: str) -> tuple[SubmissionFile, Submission, Unit] | None:
+    if not 0 < file_id <= MAX_ID:
+        return None
     row = uow.session.execute(
         select(SubmissionFile, Submission, Unit)
         .join(Submission, Submission.id == SubmissionFile.submission_id)

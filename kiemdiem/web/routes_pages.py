@@ -313,15 +313,22 @@ def consolidation_page(campaign_id: str, code: str, request: Request, a: int | N
 # ----------------------------------------------------------------------------- people, audit
 
 
+def users_form(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: str, status_code: int = 200, *,
+               form: FormData | None = None, error: str | None = None, unit_error: str | None = None):
+    """The people page with the invitation form (again, with what was typed and why it was refused)."""
+    return render(
+        request, "users.html", status_code=status_code, viewer=viewer, campaign_id=campaign_id, section="users",
+        users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
+        invited=request.query_params.get("invited") if form is None else None, error=error, unit_error=unit_error,
+        form={k: str(v) for k, v in form.items() if k != "csrf_token"} if form is not None else {},
+    )
+
+
 @router.get("/c/{campaign_id}/users")
 def users_page(campaign_id: str, request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
     campaign_of(viewer, campaign_id)
     require_role(viewer, "admin", "office")
-    return render(
-        request, "users.html", viewer=viewer, campaign_id=campaign_id, section="users",
-        users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
-        invited=request.query_params.get("invited"), error=None, form={},
-    )
+    return users_form(request, uow, viewer, campaign_id)
 
 
 @router.post("/c/{campaign_id}/users/invite")
@@ -332,9 +339,14 @@ def invite(campaign_id: str, request: Request, form: FormData = Depends(checked_
     ctx = get_ctx(request)
     code = str(form.get("unit") or "").strip()
     role = str(form.get("role") or "unit")
-    unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
-    if unit is None or not may_invite(viewer.role, role):
+    if not may_invite(viewer.role, role):  # the form never offers it
         raise HTTPException(404)
+    unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
+    if unit is None:
+        # A typo keeps what was typed; the same answer for a unit outside the subtree, so nothing there is confirmed.
+        return users_form(request, uow, viewer, campaign_id, 404, form=form,
+                          unit_error=f"Không có đơn vị mã {code} trong phạm vi của đồng chí. Hãy kiểm tra lại mã đơn vị."
+                          if code else "Hãy nhập mã đơn vị.")
     try:
         invitation = invite_user(
             uow, campaign_id=campaign_id, unit_code=unit.code, email=str(form.get("email") or ""),
@@ -344,11 +356,7 @@ def invite(campaign_id: str, request: Request, form: FormData = Depends(checked_
     except KiemdiemError as exc:
         uow.rollback()
         message = "; ".join(p.reason for p in exc.problems) if isinstance(exc, InvalidInput) else str(exc)
-        return render(
-            request, "users.html", status_code=422, viewer=viewer, campaign_id=campaign_id, section="users",
-            users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
-            invited=None, error=message, form={k: str(v) for k, v in form.items() if k != "csrf_token"},
-        )
+        return users_form(request, uow, viewer, campaign_id, 422, form=form, error=message)
     uow.commit()
     back = str(form.get("back") or "")
     target = f"/c/{campaign_id}/u/{unit.code}" if back == "unit" else f"/c/{campaign_id}/users"

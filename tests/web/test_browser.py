@@ -157,3 +157,27 @@ def test_a_unit_user_gets_404_for_another_unit(page: Page, live_server):
     expect(page.locator("h1")).to_have_text("Không tìm thấy")
     own = page.request.get(f"{live_server.url}/c/{CAMPAIGN}/files/{live_server.campaign.files['VP1']}")
     assert own.status == 200 and own.body() == PDF + b"VP1"
+
+
+PHONE_PAGES = ["", "/tree", "/u/VP1", "/u/SCT/consolidation", "/users", "/audit"]
+
+
+def test_pages_fit_a_phone_screen(page: Page, live_server, artifacts):
+    """At 375 px the page itself never scrolls sideways: wide tables scroll inside their own box, cards hold
+    their tables, and the tree shows whole unit names (wrapped, not cut to "C…")."""
+    page.set_viewport_size({"width": 375, "height": 800})
+    log_in(page, live_server, "admin@sct.example.vn")
+    for path in PHONE_PAGES:
+        page.goto(f"{live_server.url}/c/{CAMPAIGN}{path}")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (path, width)
+        spilling = page.evaluate("""[...document.querySelectorAll('.card, section')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className + ' ' + e.scrollWidth)""")
+        assert spilling == [], (path, spilling)
+        page.screenshot(path=str(artifacts / f"phone{path.replace('/', '-') or '-overview'}.png"), full_page=True)
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree")
+    page.click("#expand-all")
+    cut = page.evaluate("""[...document.querySelectorAll('#tree li a')]
+        .filter(a => a.offsetParent && a.scrollWidth > a.clientWidth + 1).map(a => a.textContent)""")
+    assert cut == []
+    expect(page.locator('#tree li[data-c="QL1"] a')).to_be_visible()

@@ -98,6 +98,34 @@ def test_people_and_audit_pages_by_role(client_as, email, allowed):
         assert client.get(url).status_code == (200 if url in allowed else 404), url
 
 
+
+def test_audit_log_names_actions_in_vietnamese_and_shows_details_as_text(client_as, store, clock):
+    from kiemdiem.errors import Problem
+    from kiemdiem.store.results import REFUSED_ACTION, RefusedFile
+
+    problem = Problem("VP2/tong_hop_xep_loai_dang_vien/bo_sung.csv", "không có trong danh sách đảng viên của đơn vị", 2, "member_id")
+    refused = RefusedFile(41, "VP2", "tong_hop_xep_loai_dang_vien", (problem,))
+    with store.uow() as uow:  # as the results intake logs a refused list
+        uow.session.add(EventLog(campaign_id=CAMPAIGN, at=clock.now, actor="tick", action=REFUSED_ACTION, subject="submission:41",
+                                 detail={**refused.as_dict(), "item_key": "x", "problems_text": [str(problem)]}))
+        uow.commit()
+    client = client_as("admin@sct.example.vn")
+    page = client.get("/c/c187/audit").text
+    options = dict(re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', page[page.index('id="action"'):]))
+    assert options["results.refused"].startswith("Từ chối danh sách kết quả xếp loại")
+    assert options["web.user_created"].startswith("Tạo người dùng")
+    table = page[page.index('id="events"'):]
+    row = re.search(r"<tr>(?:(?!</tr>).)*results\.refused(?:(?!</tr>).)*</tr>", table, re.S).group(0)
+    assert "Từ chối danh sách kết quả xếp loại" in row and "<code>results.refused</code>" in row  # the code kept for IT staff
+    shown = str(problem).replace("'", "&#39;")  # as the page escapes it
+    assert f"<li>{shown}</li>" in row and "source" not in row and "problems:" not in row and "problems_text" not in row
+    assert "unit_code: VP2<br>" in row and "submission_id: 41" in row
+    created = re.search(r"<tr>(?:(?!</tr>).)*web\.user_created(?:(?!</tr>).)*</tr>", table, re.S).group(0)
+    assert "Tạo người dùng" in created and "with_password: có" in created and "with_password=True" not in created
+    filtered = client.get("/c/c187/audit?action=results.refused").text
+    assert filtered.count("<code>results.refused</code>") == 1 and "<code>web.user_created</code>" not in filtered
+
+
 def test_users_page_lists_only_the_subtree(client_as):
     text = client_as("office.ql@sct.example.vn").get("/c/c187/users").text
     assert "unit.ql@sct.example.vn" in text and "vp1@sct.example.vn" not in text and "admin@sct.example.vn" not in text
@@ -134,6 +162,35 @@ def test_unknown_pages_and_bad_ids_are_404(client_as):
     for url in ("/nope", "/c/c187/files/abc", "/c/c187/files/999999", "/c/c187/u/NOPE", "/c/c187/u/VP1/export/secret.csv",
                 "/c/c187/tree?root=NOPE", "/ics/forged.ics"):
         assert client.get(url).status_code == 404, url
+
+
+
+@pytest.mark.parametrize("file_id", [2**31, 2**63, 99999999999999999999])
+def test_out_of_range_file_ids_are_the_vietnamese_404_page(client_as, file_id):
+    """Ids past the database's integer range (SQLite refuses to bind them) are just ids that do not exist."""
+    response = client_as("vp1@sct.example.vn").get(f"/c/c187/files/{file_id}")
+    assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+    assert "Không tìm thấy" in response.text and '<html lang="vi">' in response.text
+
+
+def test_an_unexpected_error_is_a_vietnamese_500_page_with_the_usual_headers_and_logged(app, store, caplog):
+    def broken():
+        raise RuntimeError("hỏng giữa chừng")
+
+    app.add_api_route("/c/c187/broken", broken)
+    app.add_api_route("/c/c187/broken/live", broken)
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level("ERROR", logger="kiemdiem.web.app"):
+        response = client.get("/c/c187/broken")
+        script = client.get("/c/c187/broken/live")
+    assert response.status_code == 500 and response.headers["content-type"].startswith("text/html")
+    assert '<html lang="vi">' in response.text and "Đã có lỗi xảy ra" in response.text
+    assert "Internal Server Error" not in response.text and "hỏng giữa chừng" not in response.text  # no internals shown
+    assert response.headers["x-frame-options"] == "DENY" and "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["cache-control"] == "no-store"
+    records = [r for r in caplog.records if r.name == "kiemdiem.web.app"]
+    assert [r.getMessage() for r in records] == ["unhandled error in GET /c/c187/broken", "unhandled error in GET /c/c187/broken/live"]
+    assert all(r.exc_info and str(r.exc_info[1]) == "hỏng giữa chừng" for r in records)  # with the traceback
+    assert script.status_code == 500 and "lỗi" in script.json()["error"]
 
 
 # ----------------------------------------------------------------------------- log-in, sessions, CSRF
@@ -365,6 +422,25 @@ def test_invite_with_bad_input_explains_and_stores_nothing(client_as, store):
     assert table_counts(store) == before
 
 
+
+def test_invite_with_a_mistyped_unit_shows_the_form_again_with_what_was_typed(client_as, store):
+    office = client_as("office.ql@sct.example.vn")
+    before = table_counts(store)
+    typed = {"unit": "KHONGCO", "email": "bithu.moi@sct.example.vn", "full_name": "Nguyễn Thị Bé", "role": "unit"}
+    response = office.post("/c/c187/users/invite", data={**typed, "csrf_token": office.csrf})
+    # 404 as for any unit outside the viewer's subtree, but with the form and the typed values kept.
+    assert response.status_code == 404 and 'id="invite-form"' in response.text
+    form = response.text[response.text.index('id="invite-form"'):]
+    assert 'value="KHONGCO"' in form and 'value="bithu.moi@sct.example.vn"' in form and 'value="Nguyễn Thị Bé"' in form
+    error = re.search(r'<[^>]+id="inv-unit-error"[^>]*>([^<]*)<', form).group(1)
+    assert "Không có đơn vị mã KHONGCO" in error
+    assert re.search(r'<input id="inv-unit"[^>]*aria-invalid="true"', form)
+    # A unit outside the subtree answers the same way: nothing confirms it exists.
+    outside = office.post("/c/c187/users/invite", data={**typed, "unit": "VP1", "csrf_token": office.csrf})
+    assert outside.status_code == 404 and outside.text.replace("VP1", "KHONGCO") == response.text
+    assert table_counts(store) == before
+
+
 # ----------------------------------------------------------------------------- pages
 
 
@@ -533,6 +609,18 @@ def test_consolidation_diff_between_any_two_versions(client_as, store):
     assert "Đảng viên HTXSNV: số" in diff  # the totals of SCT, with their Vietnamese labels
 
 
+
+def test_consolidation_shows_quota_scope_and_changed_values_in_vietnamese(client_as):
+    text = client_as("office@sct.example.vn").get("/c/c187/u/SCT/consolidation?a=1&b=2").text
+    quota = text[text.index('id="quota"'):text.index("</table>", text.index('id="quota"'))]
+    assert "trong tổ chức cơ sở đảng" in quota  # SCT is a đảng bộ cơ sở: its member cap is its own
+    assert "base_organization" not in quota and "subtree" not in quota and "committee" not in quota
+    diff = text[text.index('id="diff"'):]
+    status = re.search(r"<tr><td>Đảng viên: tình trạng hạn mức 20%</td><td[^>]*>([^<]*)</td><td[^>]*><strong>([^<]*)<", diff)
+    assert status.groups() == ("đạt", "vượt")  # 1 HTXSNV for 2 HTTNV in version 2
+    assert not re.search(r">(ok|breach|overridden|n/a)<", diff)
+
+
 # ----------------------------------------------------------------------------- files, exports, calendar
 
 
@@ -565,8 +653,15 @@ def test_consolidation_export_lists_latest_versions(client_as):
     header = rows[0]
     sct = dict(zip(header, rows[1]))
     assert sct["HTXSNV (số)"] == "1" and sct["HTTNV (số)"] == "2" and sct["Hạn mức 20% đảng viên"] == "vượt"
+    # The reasons for not evaluating, named as on the consolidation page (no codes such as "exempt").
+    reasons = ["Không đánh giá: được miễn công tác và sinh hoạt đảng", "Không đánh giá: bị đình chỉ sinh hoạt đảng",
+               "Không đánh giá: mới kết nạp chưa đủ 6 tháng"]
+    assert [h for h in header if h.startswith("Không đánh giá")] == reasons
     book = load_workbook(io.BytesIO(client.get("/c/c187/u/SCT/export/consolidation.xlsx").content))
     assert book.active.max_row == 4
+    assert [c.value for c in book.active[1]] == header
+    page = client.get("/c/c187/u/SCT/consolidation").text
+    assert all(f"<th>{name}</th>" in page for name in reasons)
 
 
 def test_calendar_feed_per_unit(client_as, store):

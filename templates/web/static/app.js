@@ -153,7 +153,11 @@
     var item = document.getElementById("item"), memberRow = document.getElementById("member-row");
     var maxBytes = parseInt(upload.getAttribute("data-max"), 10);
     var allowed = upload.getAttribute("data-accept").split(",");
-    var mb = function (n) { return (n / 1048576).toFixed(1).replace(".", ",") + " MB"; };
+    // As the server words sizes (uploads.megabytes): KB below a megabyte, so a small file is not "0,0 MB".
+    var mb = function (n) {
+      return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " KB" : (n / 1048576).toFixed(1).replace(".", ",") + " MB";
+    };
+    var bytes = function (n) { return n.toLocaleString("de-DE") + " byte"; };
 
     var syncMember = function () {
       var opt = item.options[item.selectedIndex];
@@ -180,7 +184,12 @@
         var dot = f.name.lastIndexOf("."), ext = dot > 0 ? f.name.slice(dot).toLowerCase() : "";
         var why = "Sẵn sàng (" + mb(f.size) + ")", cls = "ready";
         if (allowed.indexOf(ext) < 0) { why = "Loại tệp không được nhận (" + (ext || "không có đuôi") + ")"; cls = "bad"; }
-        else if (f.size > maxBytes) { why = "Tệp quá lớn (" + mb(f.size) + "; tối đa " + mb(maxBytes) + ")"; cls = "bad"; }
+        else if (f.size > maxBytes) {
+          // Just over the limit both round alike: then exact bytes, as the server says.
+          why = mb(f.size) === mb(maxBytes) ? "Tệp quá lớn (" + bytes(f.size) + "; tối đa " + bytes(maxBytes) + " = " + mb(maxBytes) + ")"
+                                            : "Tệp quá lớn (" + mb(f.size) + "; tối đa " + mb(maxBytes) + ")";
+          cls = "bad";
+        }
         else if (f.size === 0) { why = "Tệp rỗng"; cls = "bad"; }
         list.appendChild(entry(cls, f.name, why));
       });
