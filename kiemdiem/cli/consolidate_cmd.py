@@ -18,7 +18,7 @@ from rich.table import Table
 # The module, not its names: the CLI package imports this file while it is still loading.
 import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
-from kiemdiem.consolidation import QUOTA_SCOPE_LABELS
+from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, unit_hash
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
 from kiemdiem.rules.base import LEVEL_NAMES, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.store.db import open_store
@@ -32,7 +32,7 @@ finding_app = typer.Typer(help="Vi phạm, lưu ý khi tổng hợp (chấp thu�
 SEVERITY_NAMES = {"error": "Lỗi", "warning": "Cảnh báo", "info": "Thông tin"}
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 QUOTA_STATUS = {"ok": "đạt", "breach": "VƯỢT", "overridden": "vượt (đã được chấp thuận)", "n/a": "không áp dụng"}
-MODE_NAMES = {"full": "tính toàn bộ", "incremental": "tính lại phần thay đổi", "unchanged": "không có gì thay đổi"}
+MODE_NAMES = {"full": "tính toàn bộ", "incremental": "tính lại phần thay đổi", "unchanged": "không có gì thay đổi", "as_of": "xem lại một thời điểm trước"}
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +64,13 @@ def consolidate(
             # Only the units printed: the root's (or the given unit's) newest snapshot, never the
             # whole tree's (at national scale, hundreds of thousands of payloads).
             shown = [unit] if unit else root_units(uow, campaign)
-            snapshots = latest_snapshots(uow, campaign, shown)
+            if run.mode == "as_of":  # a look back: the state at --at, computed and not stored
+                snapshots = {
+                    code: {"version": None, "content_hash": unit_hash(run.as_of[code]), "created_at": now.isoformat(), "payload": run.as_of[code]}
+                    for code in shown if code in run.as_of
+                }
+            else:
+                snapshots = latest_snapshots(uow, campaign, shown)
         if unit and unit not in snapshots:
             raise NotFound(f"đơn vị không tồn tại hoặc chưa có kết quả tổng hợp: '{unit}'")
         shown = [code for code in shown if code in snapshots]
@@ -106,7 +112,13 @@ def _print_run(plan_number: str, now, intake, run: ConsolidationReport) -> None:
         f"từ chối {len(intake.refused)}. Lần tổng hợp: {MODE_NAMES.get(run.mode, run.mode)}, {run.recomputed} đơn vị được tính.",
         highlight=False,
     )
-    if run.units_updated:
+    if run.mode == "as_of":
+        console.print(
+            f"Xem lại tại {format_instant(now)}, trước lần tổng hợp gần nhất ({format_instant(run.last_run_at)}): "
+            "số liệu tính theo các kết quả đã nhận đến thời điểm đó; không lưu phiên bản mới, không gửi thư.",
+            highlight=False,
+        )
+    elif run.units_updated:
         versions = ", ".join(f"{c} v{run.versions[c]}" for c in run.units_updated[:12])
         more = f" … +{len(run.units_updated) - 12}" if len(run.units_updated) > 12 else ""
         console.print(f"Phiên bản mới: {versions}{more}. Thư báo thay đổi: {len(run.outbox_ids)}.", highlight=False)
@@ -136,9 +148,9 @@ def _print_summary(snapshot: dict) -> None:
     unit, members, orgs = summary["unit"], summary["members"], summary["organizations"]
     console.print()
     console.print(
-        f"[bold]{unit['name']} ({unit['code']})[/] — phiên bản {snapshot['version']}, "
-        f"lập lúc {format_instant(dt.datetime.fromisoformat(snapshot['created_at']))}, "
-        f"mã băm {snapshot['content_hash'][:12]}…",
+        f"[bold]{unit['name']} ({unit['code']})[/] — "
+        + (f"phiên bản {snapshot['version']}, lập lúc " if snapshot["version"] is not None else "xem lại tại ")
+        + f"{format_instant(dt.datetime.fromisoformat(snapshot['created_at']))}, mã băm {snapshot['content_hash'][:12]}…",
         highlight=False,
     )
     own = unit.get("result")

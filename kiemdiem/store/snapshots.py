@@ -133,7 +133,7 @@ PART_MEMBERS = 250_000
 
 @dataclass
 class ConsolidationReport:
-    mode: str  # full | incremental | unchanged
+    mode: str  # full | incremental | unchanged | as_of (a moment before the last stored run: computed, not stored)
     recomputed: int  # units whose summary was rebuilt
     changed_units: list[str]  # the change set the run started from
     units_updated: list[str]  # units given a new version, deepest first
@@ -147,6 +147,8 @@ class ConsolidationReport:
     timings: dict[str, float] = field(default_factory=dict)
     units_read: int = 0  # units of the tree the run read (an incremental run: the ones it rebuilt and their neighbours)
     parts: int = 0  # a full run in parts: how many batches it wrote (the parts, then the units above them); else 0
+    as_of: dict[str, dict] = field(default_factory=dict)  # mode as_of: each unit's summary (``to_dict``) at that moment
+    last_run_at: dt.datetime | None = None  # mode as_of: when the newest stored consolidation was made
 
     @property
     def created(self) -> bool:
@@ -164,6 +166,7 @@ class ConsolidationReport:
             "timings": dict(self.timings),
             "units_read": self.units_read,
             "parts": self.parts,
+            **({"last_run_at": self.last_run_at.isoformat()} if self.last_run_at else {}),
         }
 
 
@@ -958,6 +961,7 @@ class _Pending:
     tree_stats_now: list[int] = field(default_factory=list)  # the fingerprint (count, max and sum of unit ids) now
     any_snapshot: bool = False  # the campaign has a snapshot
     results_upto: int = 0  # the highest member result id now
+    last_run_at: dt.datetime | None = None  # the "now" of the last run that stored anything
 
 
 _TREE_STATS_ROW = select(
@@ -965,13 +969,11 @@ _TREE_STATS_ROW = select(
     func.coalesce(func.max(Unit.id), 0).label("max_id"),
     func.coalesce(func.sum(cast(Unit.id, BigInteger)), 0).label("sum_id"),
 ).where(Unit.campaign_id == _CAMPAIGN).subquery()
-# The run's first read: the last run's record, the tree's fingerprint, whether any snapshot exists.
+# The run's first read: the last run's record and time, the tree's fingerprint, whether any snapshot exists.
+_LAST_COMPLETED = select(EventLog).where(EventLog.campaign_id == _CAMPAIGN, EventLog.action == COMPLETED_ACTION).order_by(EventLog.id.desc()).limit(1)
 _PREAMBLE = select(
-    select(EventLog.detail)
-    .where(EventLog.campaign_id == _CAMPAIGN, EventLog.action == COMPLETED_ACTION)
-    .order_by(EventLog.id.desc())
-    .limit(1)
-    .scalar_subquery(),
+    _LAST_COMPLETED.with_only_columns(EventLog.detail).scalar_subquery(),
+    _LAST_COMPLETED.with_only_columns(EventLog.at).scalar_subquery(),
     _TREE_STATS_ROW.c.units,
     _TREE_STATS_ROW.c.max_id,
     _TREE_STATS_ROW.c.sum_id,
@@ -986,7 +988,7 @@ _CHANGES_SINCE = select(EventLog.id, EventLog.action, EventLog.at, EventLog.deta
 
 def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pending:
     connection = uow.session.connection()
-    last, *stats, any_snapshot, results_upto = connection.execute(_PREAMBLE, {"campaign": campaign_id}).one()
+    last, last_at, *stats, any_snapshot, results_upto = connection.execute(_PREAMBLE, {"campaign": campaign_id}).one()
     last = last or {}
     watermark = int(last.get("event_id", 0))
     rows = connection.execute(_CHANGES_SINCE, {"campaign": campaign_id, "watermark": watermark}).all()
@@ -1011,7 +1013,7 @@ def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pe
     return _Pending(
         units, full, max(mark, watermark), watermark, last.get("tree_hash"),
         [int(v) for v in kept] if isinstance(kept, list) else None, full_later, [int(v) for v in stats], bool(any_snapshot),
-        int(results_upto or 0),
+        int(results_upto or 0), last_at,
     )
 
 
@@ -1315,6 +1317,21 @@ def _incremental(
     )
 
 
+def _look_back(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, last_run_at: dt.datetime,
+               clock: _Stopwatch) -> ConsolidationReport:
+    """A run at a moment before the last stored one: every unit computed as it stood at ``now``
+    (the results received by then, none cancelled since), returned and not stored. Stored, it
+    would become the newest version of a state older than the versions before it, and tell the
+    offices that results changed when none did."""
+    units = _units(uow, campaign_id)
+    summaries = _full(uow, plan, campaign_id, now, units)
+    clock.lap("compute")
+    return ConsolidationReport(
+        "as_of", len(summaries), [], [], {}, timings=clock.laps, units_read=len(units),
+        as_of={code: summary.to_dict() for code, summary in summaries.items()}, last_run_at=last_run_at,
+    )
+
+
 def _depth_order(codes: Iterable[str], parent: dict[str, str | None]) -> list[str]:
     """Deepest first, then by code (each unit's depth worked out once, its ancestors' with it)."""
     depth: dict[str, int] = {}
@@ -1364,6 +1381,8 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
     clock.lap("lock")
     session = uow.session
     pending = _pending_changes(uow, campaign_id, now)
+    if pending.last_run_at is not None and now < pending.last_run_at:
+        return _look_back(uow, plan, campaign_id, now, pending.last_run_at, clock)
     changed = set(changed_units or ()) | pending.units
     stats = pending.tree_stats_now
 

@@ -248,6 +248,29 @@ def test_reimported_organization_forces_a_full_run(store, plan_187, consolidated
     assert stored_hashes(store) == full_recompute_hashes(store, plan_187, ict(2023, 12, 9, 9))
 
 
+def test_a_run_at_a_moment_before_the_last_one_looks_back_and_stores_nothing(store, plan_187, consolidated_v1):
+    submit_late_result(store, plan_187)
+    tick(store, plan_187, LATE_NOW)  # v2 of KC and SCT, with DV007's late result
+    with store.uow() as uow:
+        v1 = {h["version"]: h for h in snapshot_history(uow, "c187", "SCT")}[1]
+    before, mails = table_counts(store), len(outbox_rows(store))
+    between = ict(2023, 12, 10, 9)  # after v1, before the late result arrived
+    for changed in ({"KC"}, None):  # incremental or full: either way the state of that moment
+        run = consolidate_campaign(store, plan_187, "c187", between, changed_units=changed)
+        assert run.mode == "as_of" and run.units_updated == [] and run.outbox_ids == []
+        assert run.last_run_at == LATE_NOW
+        assert run.as_of["SCT"]["members"]["missing"] == 1  # DV007 had no result yet
+        assert unit_hash(run.as_of["SCT"]) == v1["content_hash"]
+    assert table_counts(store) == before and len(outbox_rows(store)) == mails
+    assert versions(store) == {"KC": 2, "SCT": 2, "VP1": 1, "VP2": 1}
+
+    shown = CliRunner().invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "10/12/2023 09:00"])
+    assert shown.exit_code == 0, shown.output
+    text = flat(shown.output)
+    assert "Xem lại tại 10/12/2023 09:00, trước lần tổng hợp gần nhất (12/12/2023 10:00)" in text and "không lưu phiên bản mới" in text
+    assert table_counts(store) == before
+
+
 def test_results_count_from_when_they_were_received(store, plan_187, consolidated_v1):
     submit_late_result(store, plan_187)
     ingest_results(store, plan_187, "c187", LATE_NOW)
