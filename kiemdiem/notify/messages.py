@@ -28,7 +28,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, formataddr, parseaddr
@@ -72,7 +72,11 @@ class OutstandingItem:
 
 @dataclass(frozen=True)
 class PhaseDue:
-    """A phase of a plan with its deadline and what the recipient's units still owe for it."""
+    """A phase of a plan with its deadline and what the recipient's units still owe for it.
+
+    In an escalation, ``overdue_working_days`` and ``step`` say how late this phase is and which
+    rung of the ladder it has reached: phases of one digest differ, and each is worded with its
+    own figures. Reminders leave them None."""
 
     plan_number: str
     issuer: str
@@ -81,6 +85,8 @@ class PhaseDue:
     deadline: datetime
     deadline_reading: str
     items: tuple[OutstandingItem, ...]
+    overdue_working_days: int | None = None
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,8 @@ class PhaseOutstanding:
     item_count: int
     more_units: int = 0  # units left out of the list (an office high up the tree)
     more_items: int = 0  # their items
+    overdue_working_days: int | None = None  # escalations only, as in PhaseDue
+    step: int | None = None
 
 
 # A digest to an office high in the tree (a province's, the plan's mailbox) may carry hundreds
@@ -211,6 +219,8 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                 item_count=len(due.items),
                 more_units=more_units,
                 more_items=more_items,
+                overdue_working_days=due.overdue_working_days,
+                step=due.step,
             )
         )
     return tuple(phases)
@@ -284,23 +294,47 @@ _SAMPLE_DUES = (
     ),
 )
 _SAMPLE_PHASES = summarize_dues(_SAMPLE_DUES)
+# An escalation's phases each carry their own delay and step; the sample's differ, as on
+# 06/12/2023 under 187-KH/ĐU (the draft 4 working days late, the meeting's dossier 1).
+_SAMPLE_ESCALATION_NOW = datetime(2023, 12, 6, 8, 0, tzinfo=LOCAL_ZONE)
+_SAMPLE_ESCALATION_PHASES = summarize_dues((
+    PhaseDue(
+        plan_number="187-KH/ĐU",
+        issuer="Đảng ủy Sở Công Thương",
+        phase_id="chuan_bi_chi_bo",
+        phase_name="Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị",
+        deadline=datetime(2023, 11, 30, 23, 59, tzinfo=LOCAL_ZONE),
+        deadline_reading="trước 23:59 ngày 30/11/2023",
+        items=(
+            OutstandingItem("CB02", "Chi bộ Phòng Quản lý Công nghiệp & <Năng lượng>",
+                            "du_thao_bao_cao_kiem_diem", "Dự thảo báo cáo kiểm điểm tập thể (gửi trước hội nghị)"),
+        ),
+        overdue_working_days=4,
+        step=1,
+    ),
+    replace(_SAMPLE_DUES[0], overdue_working_days=1, step=0),
+))
 
 
-def _digest_placeholders() -> tuple[Placeholder, ...]:
+def _digest_placeholders(
+    phases: tuple[PhaseOutstanding, ...] = _SAMPLE_PHASES, now: datetime = _SAMPLE_NOW
+) -> tuple[Placeholder, ...]:
     return (
         Placeholder("recipient_name", "How the recipient is addressed.", "Đồng chí Bí thư Chi bộ"),
         Placeholder("plan_numbers", "Plan numbers concerned, in order, without repeats.",
                     ("187-KH/ĐU",)),
         Placeholder("phases", "PhaseOutstanding values: each phase with its missing items "
-                    "grouped by unit and document.", _SAMPLE_PHASES),
-        Placeholder("phase_count", "Number of phases listed.", len(_SAMPLE_PHASES)),
-        Placeholder("unit_count", "Number of distinct units with something missing.", 2),
-        Placeholder("item_count", "Number of missing items over all phases.", 5),
+                    "grouped by unit and document.", phases),
+        Placeholder("phase_count", "Number of phases listed.", len(phases)),
+        Placeholder("unit_count", "Number of distinct units with something missing.",
+                    len({u.unit_code for p in phases for u in p.units})),
+        Placeholder("item_count", "Number of missing items over all phases.",
+                    sum(p.item_count for p in phases)),
         Placeholder("earliest_deadline", "The nearest deadline (aware datetime).",
-                    _SAMPLE_PHASES[0].deadline),
+                    phases[0].deadline),
         Placeholder("submit_url", "Where units submit (web portal).", "http://127.0.0.1:8080"),
         Placeholder("drop_folder_pattern", "The drop-folder convention.", DROP_FOLDER_PATTERN),
-        Placeholder("now", "When the message is composed (aware datetime).", _SAMPLE_NOW),
+        Placeholder("now", "When the message is composed (aware datetime).", now),
     )
 
 
@@ -318,10 +352,17 @@ PURPOSES: dict[str, Purpose] = {
         ),
         Purpose(
             name="escalation",
-            description="Digest sent after a deadline to a parent unit or committee member.",
-            placeholders=_digest_placeholders() + (
-                Placeholder("step", "Rung of the escalation ladder (1 = first).", 1),
-                Placeholder("overdue_working_days", "Working days past the deadline.", 2),
+            description="Digest sent after a deadline to a parent unit or committee member. "
+            "Each phase in ``phases`` has its own ``overdue_working_days`` and ``step``; the "
+            "digest-wide figures below are the most overdue phase's, never every item's.",
+            placeholders=_digest_placeholders(_SAMPLE_ESCALATION_PHASES, _SAMPLE_ESCALATION_NOW) + (
+                Placeholder("step", "Rung of the escalation ladder the most overdue phase has "
+                            "reached (0 = the parent unit, right after the deadline).", 1),
+                Placeholder("overdue_working_days",
+                            "Working days past the deadline of the most overdue phase.", 4),
+                Placeholder("most_overdue_item_count",
+                            "Items that are that late at that step; equal to item_count when "
+                            "every phase is.", 1),
             ),
         ),
         Purpose(
@@ -549,15 +590,32 @@ def compose_escalation(
     recipient_name: str,
     dues: list[PhaseDue],
     *,
-    step: int,
-    overdue_working_days: int,
     submit_url: str,
     now: datetime,
+    step: int | None = None,
+    overdue_working_days: int | None = None,
 ) -> ComposedMessage:
-    """A digest of overdue items for a parent unit or committee member at ladder ``step``."""
+    """A digest of overdue items for a parent unit or committee member.
+
+    Each phase is worded with its own delay and ladder step: the PhaseDue's, or else ``step``
+    and ``overdue_working_days`` given here (for phases that all share them). The subject puts
+    the most overdue phase's figures only on the items they are true of.
+    """
+    if any(d.step is None or d.overdue_working_days is None for d in dues):
+        if step is None or overdue_working_days is None:
+            raise ValueError("an escalation needs each phase's step and working days overdue")
+        dues = [
+            d if d.step is not None and d.overdue_working_days is not None
+            else replace(d, step=step, overdue_working_days=overdue_working_days)
+            for d in dues
+        ]
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
-    context["step"] = step
-    context["overdue_working_days"] = overdue_working_days
+    phases = context["phases"]
+    worst = max((p.overdue_working_days, p.step) for p in phases)
+    context["overdue_working_days"], context["step"] = worst
+    context["most_overdue_item_count"] = sum(
+        p.item_count for p in phases if (p.overdue_working_days, p.step) == worst
+    )
     return _compose("escalation", context)
 
 

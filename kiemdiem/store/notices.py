@@ -15,7 +15,7 @@ from collections import defaultdict
 from itertools import groupby
 from operator import itemgetter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import sqlite
@@ -301,7 +301,11 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
             unit_code, unit_name = units[n.unit_id]
             member_code, member_name = members.get(n.member_id, (None, None))
             outstanding.append(OutstandingItem(unit_code, unit_name, n.doc_type, DOCUMENTS[n.doc_type].name, member_code, member_name))
-        dues.append(PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding)))
+        due = PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding))
+        if kind == "escalation":
+            # Per phase: a digest mixes phases late by different amounts and at different steps.
+            due = replace(due, overdue_working_days=overdue_working_days(plan, phase, now), step=max(n.step for n in items))
+        dues.append(due)
     dues.sort(key=lambda d: (d.deadline, d.phase_id))
     name = notices[0].recipient_name or notices[0].recipient
     item_count = sum(len(d.items) for d in dues)
@@ -310,8 +314,13 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
         message = compose_reminder(name, dues, submit_url=submit_url, offset_working_days=offset, now=now)
         reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
     else:
-        step = max(n.step for n in notices)
-        late = max(overdue_working_days(plan, plan.phase(pid), now) for pid in by_phase)
-        message = compose_escalation(name, dues, step=step, overdue_working_days=late, submit_url=submit_url, now=now)
-        reason = f"chuyển cấp bước {step}: {item_count} mục quá hạn {late} ngày làm việc ở {len(dues)} giai đoạn"
+        message = compose_escalation(name, dues, submit_url=submit_url, now=now)
+        figures = {(d.step, d.overdue_working_days) for d in dues}
+        if len(figures) == 1:
+            ((step, late),) = figures
+            reason = f"chuyển cấp bước {step}: {item_count} mục quá hạn {late} ngày làm việc ở {len(dues)} giai đoạn"
+        else:
+            reason = f"chuyển cấp: {item_count} mục ở {len(dues)} giai đoạn (" + "; ".join(
+                f"{d.phase_id}: {len(d.items)} mục quá hạn {d.overdue_working_days} ngày làm việc, bước {d.step}" for d in dues
+            ) + ")"
     return message, reason

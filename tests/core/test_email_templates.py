@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from zoneinfo import ZoneInfo
@@ -225,6 +226,50 @@ def test_escalation_names_the_delay_and_the_step(two_phases_five_items):
     assert "Tính đến 09:00 ngày 08/12/2023" in msg.text
     assert "Nguyễn Thị Hạnh" in msg.text
     assert msg.attachments == ()
+
+
+def test_escalation_words_each_phase_with_its_own_delay_and_step(two_phases_five_items):
+    # 06/12/2023 under 187-KH/ĐU: the draft 4 working days late at step 1, the meeting's 4 items
+    # 1 working day late at step 0. The draft's figures must not be put on all five items.
+    review = two_phases_five_items[1]
+    draft = PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "chuan_bi_chi_bo", "Chi bộ gửi dự thảo báo cáo",
+                     datetime(2023, 11, 30, 23, 59, tzinfo=HCM), "trước 23:59 ngày 30/11/2023",
+                     (_item(unit="CB02", unit_name="Chi bộ Kế hoạch & <Tài chính>", doc="du_thao_bao_cao_kiem_diem",
+                            doc_name="Dự thảo báo cáo kiểm điểm"),),
+                     overdue_working_days=4, step=1)
+    review = replace(review, overdue_working_days=1, step=0)
+    msg = compose_escalation("Văn phòng Đảng ủy", [review, draft], submit_url=SUBMIT_URL,
+                             now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
+    assert msg.subject == ("[187-KH/ĐU] Quá hạn: 5 mục còn thiếu tại 2 đơn vị, "
+                           "trong đó 1 mục quá hạn 4 ngày làm việc (đôn đốc bước 1)")
+    assert (
+        "Tính đến 08:00 ngày 06/12/2023, 2 đơn vị thuộc phạm vi theo dõi của đồng chí còn thiếu 5 mục hồ sơ "
+        "đã quá hạn, trong 2 giai đoạn với mức quá hạn khác nhau:\n"
+        "- Chi bộ gửi dự thảo báo cáo (hạn 30/11/2023): 1 mục quá hạn 4 ngày làm việc, đôn đốc bước 1\n"
+        "- Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại (hạn 05/12/2023): 4 mục quá hạn 1 ngày làm việc, "
+        "đôn đốc bước 0\n"
+    ) in msg.text
+    assert "quá hạn 4 ngày làm việc mà vẫn còn thiếu" not in msg.text
+    assert "Đây là thông báo đôn đốc bước" not in msg.text
+    assert ('1 mục <strong style="color:#b00020;">quá hạn 4 ngày làm việc</strong>, đôn đốc <strong>bước 1</strong>'
+            in msg.html)
+    assert ('4 mục <strong style="color:#b00020;">quá hạn 1 ngày làm việc</strong>, đôn đốc <strong>bước 0</strong>'
+            in msg.html)
+    # The same phases at the same figures: one figure for all, as before.
+    same = compose_escalation("Văn phòng Đảng ủy", [replace(draft, overdue_working_days=1, step=0), review],
+                              submit_url=SUBMIT_URL, now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
+    assert same.subject == ("[187-KH/ĐU] Quá hạn 1 ngày làm việc: 5 mục còn thiếu tại 2 đơn vị "
+                            "(đôn đốc bước 0)")
+    # A phase's own figures win over the digest-wide ones, which only fill in a phase without them.
+    mixed = compose_escalation("Văn phòng Đảng ủy", [draft, replace(review, overdue_working_days=None, step=None)],
+                               step=0, overdue_working_days=1, submit_url=SUBMIT_URL,
+                               now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
+    assert mixed == msg
+
+
+def test_escalation_needs_each_phase_figures(two_phases_five_items):
+    with pytest.raises(ValueError):
+        compose_escalation("A", two_phases_five_items, submit_url=SUBMIT_URL, now=NOW)
 
 
 def test_consolidation_diff_shows_the_text_and_attaches_the_data():
