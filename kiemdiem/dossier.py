@@ -9,6 +9,10 @@ letterhead of the generated documents, and ``inputs_hash``, a digest of everythi
 output depends on. It reads no blob and renders nothing, so it is cheap: a pipeline
 compares ``inputs_hash`` with the last one and skips an unchanged dossier.
 
+A dossier's files sit in a folder of their own, one per unit and phase (``folder_name``, the
+archive's name without ``.zip``, or the tick's ``<unit>/<phase>/``): the generated files have
+the same names in every dossier, so two dossiers in one folder would replace each other's.
+
 ``render_outputs`` generates the documents and ``write_archive`` writes the ZIP with
 sorted entries and fixed timestamps, so unchanged inputs give a byte-identical archive.
 The output depends on ``now`` only through which submissions had arrived and whether a
@@ -186,8 +190,13 @@ class Dossier:
         return names + (list(CONSOLIDATION_OUTPUTS) if self.has_consolidation else [])
 
 
+def folder_name(unit_code: str, phase_id: str) -> str:
+    """``<unit>_<phase>``: the folder a dossier gets inside a folder shared by several dossiers."""
+    return f"{safe_filename(unit_code)}_{safe_filename(phase_id)}"
+
+
 def archive_name(unit_code: str, phase_id: str) -> str:
-    return f"{safe_filename(unit_code)}_{safe_filename(phase_id)}.zip"
+    return f"{folder_name(unit_code, phase_id)}.zip"
 
 
 def build_dossier(source: DossierInput) -> Dossier:

@@ -1,4 +1,4 @@
-"""``kiemdiem dossier``: assemble one unit's dossier for one phase into a folder."""
+"""``kiemdiem dossier``: assemble one unit's dossier for one phase into its own folder under ``--out``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 # The module, not its names: the CLI package imports this file while it is still loading.
 import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
-from kiemdiem.dossier import REPORT_DOCX
+from kiemdiem.dossier import REPORT_DOCX, folder_name
 from kiemdiem.errors import KiemdiemError
 from kiemdiem.store.db import open_store
 from kiemdiem.store.dossiers import assemble_dossier, latest_summaries
@@ -28,7 +28,7 @@ def dossier(
     campaign: str = typer.Option(..., "--campaign", help="Mã đợt."),
     unit: str = typer.Option(..., "--unit", help="Mã đơn vị."),
     phase: str = typer.Option(..., "--phase", help="Mã giai đoạn (xem 'kiemdiem plan check')."),
-    out: Path = typer.Option(..., "--out", help="Thư mục ghi hồ sơ."),
+    out: Path = typer.Option(..., "--out", help="Thư mục chứa các hồ sơ; mỗi hồ sơ nằm trong thư mục con <mã đơn vị>_<mã giai đoạn>/."),
     at: str = typer.Option(None, "--at", help="Lập hồ sơ như tại thời điểm này (ISO 8601 hoặc dd/mm/yyyy HH:MM, giờ địa phương)."),
 ) -> None:
     """Lập hồ sơ của một đơn vị trong một giai đoạn: danh mục, tệp nén kèm bảng kê, văn bản tổng hợp."""
@@ -39,8 +39,10 @@ def dossier(
             plan = campaign_plan(uow, campaign)
             # Consolidation documents come with the newest snapshot, when one has been made.
             summaries = latest_summaries(uow, campaign, unit, now)
+        # Every dossier has the same file names (checklist.json…): one folder each, so that
+        # several units and phases can share one --out.
         result = assemble_dossier(
-            store, plan, campaign, unit, phase, out, now, summaries.get(unit), subtree=summaries or None,
+            store, plan, campaign, unit, phase, out / folder_name(unit, phase), now, summaries.get(unit), subtree=summaries or None,
         )
     except KiemdiemError as exc:
         shell.fail(exc)
@@ -63,6 +65,7 @@ def dossier(
         shell.console.print(table)
     if REPORT_DOCX not in result.outputs:
         shell.console.print("[dim]Chưa có kết quả tổng hợp (consolidation): chưa lập báo cáo tổng hợp, danh sách xếp loại, biểu thống kê.[/]")
+    shell.console.print(f"Thư mục hồ sơ: {result.out_dir}", highlight=False)
     verb = "Đã ghi" if result.changed else "Không thay đổi"
     shell.console.print(f"{verb}: {result.archive} (sha256 {result.sha256[:16]}…)", highlight=False)
     for name in result.written:

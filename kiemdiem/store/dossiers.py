@@ -5,7 +5,10 @@ needs: the unit, what it owes in the phase, its submissions received by ``now`` 
 files, its children's deliveries, and (with a consolidation) the members' classification
 rows. ``assemble_dossier`` writes ``checklist.json``, ``checklist.xlsx``, the generated
 documents and ``<unit>_<phase>.zip`` into ``out_dir``, each only when its bytes changed, and
-returns the archive's sha256 and whether anything changed. ``dossier_inputs_hash`` computes
+returns the archive's sha256 and whether anything changed. ``out_dir`` belongs to that one
+dossier (the CLI gives each its ``<unit>_<phase>/`` folder, the tick ``<unit>/<phase>/``): a
+folder holding another dossier is refused, since the generated files have the same names in
+every dossier. ``dossier_inputs_hash`` computes
 the digest of the inputs without reading a blob or rendering a document, so a pipeline can
 skip unchanged dossiers; the same digest is in the archive's manifest (``archive_inputs_hash``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -24,6 +28,7 @@ from sqlalchemy import and_, or_, select
 
 from kiemdiem.catalogue import MEMBER_STATUSES, REVIEWED_STATUSES, UNIT_KINDS
 from kiemdiem.dossier import (
+    CHECKLIST_JSON,
     CONSOLIDATION_OUTPUTS,
     ChildInput,
     ChildPhase,
@@ -331,15 +336,19 @@ def assemble_dossier(
 ) -> DossierResult:
     """Write the unit's dossier for the phase into ``out_dir``; idempotent (unchanged inputs: nothing written).
 
-    ``consolidation`` is the unit's consolidation summary; ``subtree`` the summaries of its
-    subtree by unit code (rows of the statistics table, and each child's summary in ``sub_units/``).
+    ``out_dir`` is this dossier's own folder: Refused, with nothing written, when it holds the
+    dossier of another unit, phase or campaign. ``consolidation`` is the unit's consolidation
+    summary; ``subtree`` the summaries of its subtree by unit code (rows of the statistics table,
+    and each child's summary in ``sub_units/``).
     """
     with store.uow() as uow:
         source = load_dossier_input(uow, plan, campaign_id, unit_code, phase_id, now, consolidation, subtree=subtree, issued_on=issued_on)
     dossier = build_dossier(source)
     out_dir = Path(out_dir)
     archive = out_dir / dossier.archive_name
-    if _up_to_date(out_dir, archive, dossier):
+    found = _archive_manifest(archive)
+    _refuse_another_dossiers_folder(out_dir, dossier, found)
+    if _up_to_date(out_dir, dossier, found):
         return _result(dossier, out_dir, archive, _sha256_file(archive), ())
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -372,13 +381,41 @@ def _result(dossier: Dossier, out_dir: Path, archive: Path, sha: str, written: t
     )
 
 
-def _up_to_date(out_dir: Path, archive: Path, dossier: Dossier) -> bool:
-    """The archive records these very inputs and every output is there: nothing to do."""
-    if not archive.is_file() or any(not (out_dir / name).is_file() for name in dossier.output_names):
-        return False
+def _archive_manifest(archive: Path) -> dict | None:
+    if not archive.is_file():
+        return None
     with open(archive, "rb") as handle:
-        found = read_manifest(handle)
-    return found is not None and found.get("inputs_hash") == dossier.inputs_hash
+        return read_manifest(handle)
+
+
+def _refuse_another_dossiers_folder(out_dir: Path, dossier: Dossier, found: dict | None) -> None:
+    """Refused when ``out_dir`` holds another dossier: this one would replace its checklist and documents."""
+    source = dossier.source
+    mine = f"{source.unit.code} · {source.phase.id}"
+    try:
+        checklist = json.loads((out_dir / CHECKLIST_JSON).read_text(encoding="utf-8"))
+        theirs = (checklist["unit"]["code"], checklist["phase"]["id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        theirs = None  # none yet, or a damaged one of ours: rewritten like any damaged output
+    if theirs is not None and theirs != (source.unit.code, source.phase.id):
+        raise Refused(
+            f"thư mục '{out_dir}' đang chứa hồ sơ {theirs[0]} · {theirs[1]}; hồ sơ {mine} sẽ ghi đè lên các tệp của hồ sơ đó, "
+            f"nên không được ghi — hãy chọn thư mục khác"
+        )
+    # Same unit and phase in another campaign: only the archive's manifest names the campaign.
+    campaign = found.get("campaign") if found else None
+    if campaign is not None and campaign != source.campaign_id:
+        raise Refused(
+            f"thư mục '{out_dir}' đang chứa hồ sơ {mine} của đợt '{campaign}'; hồ sơ của đợt '{source.campaign_id}' "
+            f"sẽ ghi đè lên hồ sơ đó, nên không được ghi — hãy chọn thư mục khác"
+        )
+
+
+def _up_to_date(out_dir: Path, dossier: Dossier, found: dict | None) -> bool:
+    """The archive (its manifest ``found``) records these very inputs and every output is there: nothing to do."""
+    if found is None or any(not (out_dir / name).is_file() for name in dossier.output_names):
+        return False
+    return found.get("inputs_hash") == dossier.inputs_hash
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:

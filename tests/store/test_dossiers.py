@@ -314,9 +314,74 @@ def test_cli_assembles_and_refuses_unknown_unit(store, plan_187, vp1_partly_deli
     args = ["dossier", "--campaign", "c187", "--unit", "VP1", "--phase", BRANCH_PHASE, "--out", str(out), "--at", "07/12/2023 12:00"]
     done = runner.invoke(_cli(), args)
     assert done.exit_code == 0, done.output
-    assert "Quá hạn" in done.output and (out / "VP1_chi_bo_kiem_diem.zip").is_file()
+    assert "Quá hạn" in done.output and (out / "VP1_chi_bo_kiem_diem" / "VP1_chi_bo_kiem_diem.zip").is_file()
     assert "Không thay đổi" in runner.invoke(_cli(), args).output
     bad = runner.invoke(_cli(), ["dossier", "--campaign", "c187", "--unit", "NOPE", "--phase", BRANCH_PHASE, "--out", str(tmp_path / "x")])
     assert bad.exit_code == NotFound.exit_code
     assert "đơn vị không tồn tại" in bad.output
     shutil.rmtree(out)
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _mtimes(folder) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_cli_dossiers_of_two_units_in_one_out_folder_keep_their_own_files(store, plan_187, vp1_partly_delivered, tmp_path):
+    """Office staff give every dossier the same --out (the README says `--out hoso/`): each one goes
+    into its own <unit>_<phase>/ folder, so a second unit or phase never replaces the first one's files."""
+    out = tmp_path / "hoso"
+    runner = CliRunner()
+
+    def run(unit, phase, at="08/12/2023 11:00"):
+        done = runner.invoke(_cli(), ["dossier", "--campaign", "c187", "--unit", unit, "--phase", phase, "--out", str(out), "--at", at])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    first = run("VP1", BRANCH_PHASE)
+    assert "VP1_chi_bo_kiem_diem" in first
+    run("SCT", "dang_uy_bao_cao_khoi")
+    assert sorted(p.name for p in out.iterdir()) == ["SCT_dang_uy_bao_cao_khoi", "VP1_chi_bo_kiem_diem"]
+    for unit, phase in (("VP1", BRANCH_PHASE), ("SCT", "dang_uy_bao_cao_khoi")):
+        folder = out / f"{unit}_{phase}"
+        checklist = json.loads((folder / "checklist.json").read_text(encoding="utf-8"))
+        assert (checklist["unit"]["code"], checklist["phase"]["id"]) == (unit, phase)
+        with zipfile.ZipFile(folder / f"{unit}_{phase}.zip") as archive:
+            for name in ("checklist.json", "checklist.xlsx", "muc_luc_ho_so.docx"):
+                assert archive.read(name) == (folder / name).read_bytes()
+
+    # The same unit and phase again: nothing new, nothing touched.
+    vp1 = out / "VP1_chi_bo_kiem_diem"
+    before = _mtimes(out)
+    assert "Không thay đổi" in run("VP1", BRANCH_PHASE)
+    assert _mtimes(out) == before
+    # Something new arrived: that dossier is brought up to date in its folder, the other is left alone.
+    sct = _files(out / "SCT_dang_uy_bao_cao_khoi")
+    submit(store, plan_187, "VP1", "nhan_xet_noi_cu_tru", [("nhan_xet.pdf", b"comment")], ict(2023, 12, 8, 14), member="DV001")
+    assert "Đã ghi" in run("VP1", BRANCH_PHASE, at="08/12/2023 15:00")
+    checklist = json.loads((vp1 / "checklist.json").read_text(encoding="utf-8"))
+    assert next(i for i in checklist["items"] if i["doc_type"] == "nhan_xet_noi_cu_tru" and i["member_id"] == "DV001")["status"] == "late"  # after 07/12
+    assert _files(out / "SCT_dang_uy_bao_cao_khoi") == sct
+
+
+def test_a_folder_holding_another_dossier_is_refused_and_left_as_it_was(store, plan_187, vp1_partly_delivered, tmp_path):
+    """Whoever calls it, assembling into a folder that holds another unit's, phase's or campaign's
+    dossier would replace its checklist and documents: refused, with nothing written."""
+    out = tmp_path / "out"
+    assemble(store, plan_187, out)
+    kept = _files(out)
+    with pytest.raises(Refused, match="VP1 · chi_bo_kiem_diem"):
+        assemble(store, plan_187, out, unit="SCT", phase="dang_uy_bao_cao_khoi", now=ict(2023, 12, 11, 9))
+    assert _files(out) == kept
+
+    units, members = write_small_org(tmp_path / "org2")
+    with store.uow() as uow:
+        create_campaign(uow, plan_187, "c2", SETUP_AT)
+        import_organization(uow, "c2", units, members, SETUP_AT)
+        uow.commit()
+    with pytest.raises(Refused, match="c187"):
+        assemble_dossier(store, plan_187, "c2", "VP1", BRANCH_PHASE, out, NOW)
+    assert _files(out) == kept
