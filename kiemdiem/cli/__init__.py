@@ -208,10 +208,14 @@ def submit(
         fail(exc)
         return
     if not outcome.created:
-        console.print(f"Không thay đổi: nội dung trùng với lần nộp hiện hành (#{outcome.submission_id}).")
+        which = "hiện hành" if outcome.is_current else "đã ghi cùng thời điểm"
+        console.print(f"Không thay đổi: nội dung trùng với lần nộp {which} (#{outcome.submission_id}).")
         return
     timing = "[green]đúng hạn[/]" if outcome.on_time else "[yellow]trễ hạn[/]"
-    extra = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
+    if outcome.is_current:
+        extra = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
+    else:  # recorded with an earlier --at than the current submission
+        extra = f"; ghi vào lịch sử theo thời điểm nhận, lần nộp hiện hành vẫn là #{outcome.current_id}"
     console.print(f"Đã nhận #{outcome.submission_id} {outcome.item_key}: {timing} (hạn {format_instant(outcome.deadline)}){extra}.")
 
 

@@ -40,6 +40,11 @@ class SubmissionOutcome:
     supersedes_id: int | None
     item_key: str
     unit_code: str
+    current_id: int | None = None  # the item's current submission now (another one when this was recorded with an earlier time)
+
+    @property
+    def is_current(self) -> bool:
+        return self.current_id is None or self.current_id == self.submission_id
 
 
 def find_unit(uow: UnitOfWork, campaign_id: str, code: str) -> Unit:
@@ -97,14 +102,20 @@ def record_submission(
     content = content_key([sha for sha, *_ in stored])
 
     session = uow.session
-    current = session.scalar(
-        select(Submission)
-        .where(Submission.campaign_id == campaign_id, Submission.item_key == key)
-        .order_by(Submission.received_at.desc(), Submission.id.desc())
-        .limit(1)
-    )
+    of_item = select(Submission).where(Submission.campaign_id == campaign_id, Submission.item_key == key)
+    newest_first = (Submission.received_at.desc(), Submission.id.desc())
+    current = session.scalar(of_item.order_by(*newest_first).limit(1))
     if current is not None and current.content_key == content:
         return SubmissionOutcome(current.id, False, current.on_time, target.phase.id, target.phase.deadline, current.supersedes_id, key, unit.code)
+    # Recorded with an earlier time (``--at``) than the current submission: it goes into the
+    # history at its place, and the current one stays current. Sent again, it changes nothing.
+    later = session.scalar(of_item.where(Submission.received_at > received_at).order_by(*newest_first).limit(1))
+    if later is not None:
+        same = session.scalar(of_item.where(Submission.received_at == received_at, Submission.content_key == content).limit(1))
+        if same is not None:
+            return SubmissionOutcome(same.id, False, same.on_time, target.phase.id, target.phase.deadline, same.supersedes_id, key,
+                                     unit.code, current_id=current.id)
+        current = session.scalar(of_item.where(Submission.received_at <= received_at).order_by(*newest_first).limit(1))
 
     on_time = is_on_time(received_at, target.phase.deadline)
     submission = Submission(
@@ -135,7 +146,8 @@ def record_submission(
             detail={"submission_id": submission.id, "on_time": on_time, "files": [s[0] for s in stored], "source": source},
         )
     )
-    return SubmissionOutcome(submission.id, True, on_time, target.phase.id, target.phase.deadline, submission.supersedes_id, key, unit.code)
+    return SubmissionOutcome(submission.id, True, on_time, target.phase.id, target.phase.deadline, submission.supersedes_id, key, unit.code,
+                             current_id=later.id if later is not None else submission.id)
 
 
 def submission_history(uow: UnitOfWork, campaign_id: str, unit_id: int) -> list[tuple[Submission, list[SubmissionFile]]]:

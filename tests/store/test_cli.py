@@ -142,6 +142,18 @@ def test_a_list_that_does_not_read_is_refused_by_submit(campaign, store, tmp_pat
     assert table_counts(store) == before
 
 
+def test_submit_with_an_earlier_time_says_it_goes_into_the_history(campaign, store, tmp_path):
+    first, second = tmp_path / "bb2.pdf", tmp_path / "bb1.pdf"
+    first.write_bytes(b"%PDF v2")
+    second.write_bytes(b"%PDF v1")
+    assert run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(first), "--at", "06/12/2023 09:00").exit_code == 0
+    backdated = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(second), "--at", "05/12/2023 16:00")
+    text = " ".join(backdated.output.split())
+    assert backdated.exit_code == 0 and "ghi vào lịch sử theo thời điểm nhận, lần nộp hiện hành vẫn là #1" in text and "thay thế" not in text
+    again = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(second), "--at", "05/12/2023 16:00")
+    assert again.exit_code == 0 and "Không thay đổi" in again.output
+
+
 def test_an_empty_file_is_refused(campaign, store, tmp_path):
     empty = tmp_path / "bao_cao.pdf"
     empty.write_bytes(b"")

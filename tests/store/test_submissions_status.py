@@ -94,6 +94,26 @@ def test_bad_submission_is_refused_and_nothing_stored(store, campaign, plan_187,
     assert table_counts(store) == before
 
 
+def test_a_submission_recorded_with_an_earlier_time_goes_into_the_history(store, campaign, plan_187):
+    later = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes v2", at=ict(2023, 12, 6, 9))
+    earlier = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes v1", at=ict(2023, 12, 5, 16))
+    assert earlier.created and not earlier.is_current and earlier.current_id == later.submission_id
+    assert earlier.supersedes_id is None and earlier.on_time  # nothing came before it; on time at its own moment
+    assert later.is_current
+    before = table_counts(store)
+    again = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes v1", at=ict(2023, 12, 5, 16))
+    assert not again.created and again.submission_id == earlier.submission_id
+    assert table_counts(store) == before
+    with store.uow() as uow:
+        newest = uow.session.scalars(
+            select(Submission).where(Submission.item_key == later.item_key).order_by(Submission.received_at.desc(), Submission.id.desc())
+        ).first()
+        assert newest.id == later.submission_id  # the later one stays current
+    # Sent later again, the first content replaces the current one as usual.
+    last = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes v1", at=ict(2023, 12, 6, 10))
+    assert last.created and last.is_current and last.supersedes_id == later.submission_id
+
+
 def owe_everything(store, plan, unit, members, at):
     """Submit every required item of the branch meeting phase for a unit."""
     phase = plan.phase("chi_bo_kiem_diem")
