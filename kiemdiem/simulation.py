@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from kiemdiem.consolidation import MemberRecord, UnitNode
 from kiemdiem.plan import Plan
 from kiemdiem.status import MemberInfo, UnitInfo, owed_items
-from kiemdiem.synth_results import MEMBER_HEADERS, generate_results, member_rows, table_bytes
+from kiemdiem.synth_results import MEMBER_HEADERS, ORG_HEADERS, generate_results, member_rows, org_rows, table_bytes
 
 BEHAVIOURS = ("on_time", "late", "partial", "never")
 WEIGHTS = (0.55, 0.25, 0.12, 0.08)
@@ -113,8 +113,10 @@ def with_results(
     members: list[MemberInfo],
     seed: int,
 ) -> tuple[list[SimEvent], SimEvent | None]:
-    """Give every submitted classification list real rows, with one member absent from their
-    branch's meeting; that member's result follows as a supplement after the committee's deadline."""
+    """Give every submitted classification list real rows (the members' lists, a branch's own
+    result), with one member absent from their branch's meeting; that member's result follows as
+    a supplement after the committee's deadline. Every list must read: one that does not is
+    refused when submitted."""
     nodes = [UnitNode(u.code, u.name, u.kind, u.parent_code) for u in units]
     records = [MemberRecord(m.code, m.full_name, m.unit_code, m.status, m.joined_on, m.positions) for m in members]
     generated = generate_results(nodes, records, seed, plan.evaluation_date, rule_set=plan.rule_set)
@@ -122,7 +124,14 @@ def with_results(
     absent_id: str | None = None
     out: list[SimEvent] = []
     supplement: SimEvent | None = None
+    unit_names = {u.code: u.name for u in units}
+    org_of = {r.unit_code: r for r in generated.org_results}
     for event in events:
+        if event.doc_type == "ket_qua_xep_loai_chi_bo":  # the branch's own self-assessment
+            own = org_of.get(event.unit_code)
+            rows = [replace(own, level=None, decided_by=None)] if own is not None else []
+            out.append(replace(event, filename="ket_qua_xep_loai_chi_bo.csv", content=table_bytes(ORG_HEADERS, org_rows(rows, unit_names), ".csv")))
+            continue
         if event.doc_type != "tong_hop_xep_loai_dang_vien":
             out.append(event)
             continue
