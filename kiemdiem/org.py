@@ -223,6 +223,9 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
     dates: dict[str, dt.date] = {}
     statuses: dict[str, str] = {}
     position_lists: dict[str, tuple[str, ...]] = {"": ()}
+    # A refused row is not kept, so the later check of duplicates would not see it: a repeated id
+    # where either row is refused is reported here (both kept: ``validate_member_columns``).
+    first_seen: dict[str, tuple[int, bool]] = {}
     for number, (member_id, full_name, unit, email, joined_text, status_text, temporary_unit, positions_text) in rows:
         ok = True
         if code_ok(member_id) is None:
@@ -274,6 +277,12 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
                 position_lists[positions_text] = positions
             else:
                 ok = False
+        if member_id:
+            first = first_seen.get(member_id)
+            if first is None:
+                first_seen[member_id] = (number, ok)
+            elif not (ok and first[1]):
+                problems.append(duplicate_member_problem(source, number, member_id, first[0]))
         if ok:
             append((number, member_id, full_name, unit, email, joined_on, status, temporary_unit or None, positions))
     return members

@@ -284,6 +284,18 @@ def test_bad_row_after_blank_line_keeps_its_file_row_number(store, campaign, tmp
     assert str(info.value.problems[0]) == f"{members}, dòng 10, cột/trường 'joined_on': ngày không hợp lệ '31/02/2001' (dùng dd/mm/yyyy)"
 
 
+def test_a_repeated_member_id_is_reported_even_when_one_of_its_rows_has_a_bad_cell(store, campaign, tmp_path):
+    extra = "DV100,Ngô Văn A,VP1,,31/02/2001,active,,\nDV100,Ngô Văn A,VP1,,01/02/2001,active,,\nDV001,Nguyễn Sỹ Chín,VP1,,bad,active,,\n"
+    units, members = write_small_org(tmp_path, members=SMALL_MEMBERS + extra)
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    assert [(p.row, p.field) for p in info.value.problems] == [(9, "joined_on"), (10, "member_id"), (11, "joined_on"), (11, "member_id")]
+    assert "'DV100' bị lặp (đã có ở dòng 9)" in str(info.value.problems[1])
+    assert "'DV001' bị lặp (đã có ở dòng 2)" in str(info.value.problems[3])
+    assert table_counts(store) == before
+
+
 def test_every_bad_cell_of_a_member_file_is_reported_in_file_order(store, campaign, tmp_path):
     extra = (
         "bad id,,VP1,x@,99/99/2001,nghi_huu,,tong_bi_thu\n"
