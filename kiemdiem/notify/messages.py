@@ -592,23 +592,14 @@ def compose_escalation(
     *,
     submit_url: str,
     now: datetime,
-    step: int | None = None,
-    overdue_working_days: int | None = None,
 ) -> ComposedMessage:
     """A digest of overdue items for a parent unit or committee member.
 
-    Each phase is worded with its own delay and ladder step: the PhaseDue's, or else ``step``
-    and ``overdue_working_days`` given here (for phases that all share them). The subject puts
+    Each phase is worded with its own delay and ladder step (its PhaseDue's). The subject puts
     the most overdue phase's figures only on the items they are true of.
     """
     if any(d.step is None or d.overdue_working_days is None for d in dues):
-        if step is None or overdue_working_days is None:
-            raise ValueError("an escalation needs each phase's step and working days overdue")
-        dues = [
-            d if d.step is not None and d.overdue_working_days is not None
-            else replace(d, step=step, overdue_working_days=overdue_working_days)
-            for d in dues
-        ]
+        raise ValueError("an escalation needs each phase's step and working days overdue")
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
     phases = context["phases"]
     worst = max((p.overdue_working_days, p.step) for p in phases)

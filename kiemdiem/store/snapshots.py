@@ -1900,21 +1900,19 @@ def _notify_offices(
         codes = units_of_email[email]
         tops = [c for c in codes if not any(o != c and _in_subtree(c, o, parent) for o in codes)]
         for office in sorted(tops):
+            name, version = payloads[office]["unit"]["name"], versions[office]
             if office not in composed:  # an office with several addresses gets the same message at each
                 inside = [c for c in updated if _in_subtree(c, office, parent)]
                 changes = diff(
                     {c: old_payloads[c] for c in inside if c in old_payloads}, {c: payloads[c] for c in inside},
                     members=members, flat_memo=flats,
                 )
-                name = payloads[office]["unit"]["name"]
                 composed[office] = None if diff_is_empty(changes) else compose_consolidation_diff(
-                    name, plan.number, name, versions[office], render_diff_text(changes), changes, now
+                    name, plan.number, name, version, render_diff_text(changes), changes, now
                 )
             message = composed[office]
             if message is None:
                 continue
-            name = payloads[office]["unit"]["name"]
-            version = versions[office]
             why = f"Kết quả tổng hợp của {name} ({office}) thay đổi, phiên bản {version}" + (f": {reason}" if reason else "")
             rows.append(outbox_values(
                 campaign_id=campaign_id, kind="consolidation_diff", recipient=email, recipient_name=name,

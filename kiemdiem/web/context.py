@@ -44,6 +44,7 @@ from kiemdiem.web.auth import (
     password_fingerprint,
 )
 from kiemdiem.web.queries import NO_STATE, RenderCache, StatusCache, StatusView
+from kiemdiem.web.uploads import format_size
 
 STATE_LABELS = {**STATE_NAMES, NO_STATE: "Không có hạn"}
 AUDIT_ACTIONS = {
@@ -198,14 +199,6 @@ def detail_value(value) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def format_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f}".replace(".", ",") + " KB"
-    return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " MB"
 
 
 def format_number(value) -> str:

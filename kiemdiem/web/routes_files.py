@@ -41,7 +41,7 @@ from kiemdiem.web.context import (
 )
 from kiemdiem.web.exports import MEDIA_TYPES, consolidation_table, progress_table, to_csv, to_xlsx
 from kiemdiem.web.queries import UnitRef, file_in_scope, latest_snapshots, member_options, scoped_unit
-from kiemdiem.web.uploads import ACCEPT_ATTRIBUTE, ALLOWED_LIST, MAX_FILES, FileCheck, check_file, megabytes
+from kiemdiem.web.uploads import ACCEPT_ATTRIBUTE, ALLOWED_LIST, MAX_FILES, FileCheck, check_file, format_size
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -150,8 +150,8 @@ async def upload(campaign_id: str, code: str, request: Request):
         result = UploadResult(False, 411, "Yêu cầu thiếu độ dài (Content-Length). Không có gì được lưu.")
         return upload_response(ctx, request, wants_json, result, viewer, campaign_id, unit, options, members, "", "")
     if int(length) > limit:
-        result = UploadResult(False, 413, f"Lần nộp quá lớn: tổng dung lượng tối đa {megabytes(limit - REQUEST_OVERHEAD)} "
-                                          f"(mỗi tệp tối đa {megabytes(ctx.max_upload_bytes)}). Không có gì được lưu.")
+        result = UploadResult(False, 413, f"Lần nộp quá lớn: tổng dung lượng tối đa {format_size(limit - REQUEST_OVERHEAD)} "
+                                          f"(mỗi tệp tối đa {format_size(ctx.max_upload_bytes)}). Không có gì được lưu.")
         return upload_response(ctx, request, wants_json, result, viewer, campaign_id, unit, options, members, "", "")
     form = await request.form(max_files=MAX_FILES + 1, max_fields=20)
     try:

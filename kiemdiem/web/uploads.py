@@ -85,10 +85,12 @@ class FileCheck:
         return self.reason is None
 
 
-def megabytes(size: int) -> str:
-    """A size for people: KB below a megabyte (a small file is not "0,0 MB"), MB with one decimal above."""
+def format_size(size: int) -> str:
+    """A size for people (pages and messages): B, KB or MB with a decimal comma."""
+    if size < 1024:
+        return f"{size} B"
     if size < 1024 * 1024:
-        return f"{max(1, round(size / 1024))} KB"
+        return f"{size / 1024:.1f}".replace(".", ",") + " KB"
     return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " MB"
 
 
@@ -197,7 +199,7 @@ def check_file(name: str, data: bytes, max_bytes: int, *, declared_size: int | N
     if size == 0:
         return refused("tệp rỗng")
     if size > max_bytes:
-        shown, limit = megabytes(size), megabytes(max_bytes)
+        shown, limit = format_size(size), format_size(max_bytes)
         if shown == limit:  # just over the limit: rounded, both would read the same
             shown, limit = _bytes(size), f"{_bytes(max_bytes)} = {limit}"
         return refused(f"tệp quá lớn ({shown}; tối đa {limit})")

@@ -16,6 +16,7 @@ import asyncio
 import email
 import email.policy
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -91,7 +92,7 @@ def _variety() -> list[tuple[str, ComposedMessage]]:
         out.append((f"reminder-{units}-{members}",
                     compose_reminder(name, dues, submit_url=SUBMIT_URL, offset_working_days=units % 4, now=NOW)))
         out.append((f"escalation-{units}-{members}",
-                    compose_escalation(name, dues, step=2, overdue_working_days=3, submit_url=SUBMIT_URL, now=NOW)))
+                    compose_escalation(name, [replace(d, step=2, overdue_working_days=3) for d in dues], submit_url=SUBMIT_URL, now=NOW)))
     out.append(("invite", compose_invite("Đồng chí Nguyễn Thị Hạnh", "Chi bộ Văn phòng Sở & <Kho>",
                                          "http://127.0.0.1:8080/dang-nhap?token=abc&unit=CB01", NOW)))
     out.append(("diff", compose_consolidation_diff(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from kiemdiem.store.models import EventLog, Submission, SubmissionFile
-from kiemdiem.web.uploads import check_file, check_filename, sniff
+from kiemdiem.web.uploads import check_file, check_filename, format_size, sniff
 from tests.support import ict, table_counts
 from tests.web.conftest import PDF, docx_bytes, xlsx_bytes
 
@@ -77,6 +77,12 @@ def test_refused_files_say_why(name, data, reason):
     check = check_file(name, data, MAX)
     assert not check.ok
     assert reason in check.reason
+
+
+def test_sizes_read_in_the_unit_that_fits():
+    assert [format_size(n) for n in (512, 3500, 1024 * 1024 + 116, 5 * 1024 * 1024)] == ["512 B", "3,4 KB", "1,0 MB", "5,0 MB"]
+    # Just over the limit both round to 1,0 MB: the refusal gives exact bytes.
+    assert check_file("a.pdf", b"%PDF" + b"x" * (1024 * 1024), 1024 * 1024).reason == "tệp quá lớn (1.048.580 byte; tối đa 1.048.576 byte = 1,0 MB)"
 
 
 def test_traversal_names_are_refused_before_anything_else():

@@ -153,9 +153,10 @@
     var item = document.getElementById("item"), memberRow = document.getElementById("member-row");
     var maxBytes = parseInt(upload.getAttribute("data-max"), 10);
     var allowed = upload.getAttribute("data-accept").split(",");
-    // As the server words sizes (uploads.megabytes): KB below a megabyte, so a small file is not "0,0 MB".
+    // As the server words sizes (uploads.format_size), so a small file is not "0,0 MB".
     var mb = function (n) {
-      return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + " KB" : (n / 1048576).toFixed(1).replace(".", ",") + " MB";
+      if (n < 1024) return n + " B";
+      return n < 1048576 ? (n / 1024).toFixed(1).replace(".", ",") + " KB" : (n / 1048576).toFixed(1).replace(".", ",") + " MB";
     };
     var bytes = function (n) { return n.toLocaleString("de-DE") + " byte"; };
 
