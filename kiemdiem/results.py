@@ -28,7 +28,7 @@ from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
 from kiemdiem.tabular import fold, read_table
 
-__all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results"]
+__all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results", "problem_text"]
 
 MEMBER_COLUMNS: dict[str, list[str]] = {
     "member_id": ["Mã đảng viên", "Mã ĐV", "Mã số đảng viên", "Số thẻ đảng viên", "ma_dv", "member"],
@@ -58,6 +58,18 @@ ORG_COLUMNS: dict[str, list[str]] = {
     "row_number": ["STT", "TT", "Số thứ tự", "no"],
     "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên chi bộ"],
 }
+
+
+def problem_text(problem: Problem, *, with_file: bool = False) -> str:
+    """A list's problem as an office reads it, the column under the spreadsheet's Vietnamese
+    header: "dòng 3, cột 'Chi bộ đề xuất': why" (prefixed by the file's name ``with_file``)."""
+    where = [Path(problem.source).name] if with_file and problem.source else []
+    if problem.row is not None:
+        where.append(f"dòng {problem.row}")
+    if problem.field:
+        headers = MEMBER_COLUMNS.get(problem.field) or ORG_COLUMNS.get(problem.field)
+        where.append(f"cột '{headers[0] if headers else problem.field}'")
+    return f"{', '.join(where)}: {problem.reason}" if where else problem.reason
 
 
 def _squash(text: str) -> str:

@@ -176,7 +176,10 @@ def _versions(uow: UnitOfWork, campaign_id: str, unit_id: int, phase_id: str, no
             Submission.on_time, Submission.source, Submission.submitted_by,
         )
         .outerjoin(Member, Member.id == Submission.member_id)
-        .where(Submission.campaign_id == campaign_id, Submission.unit_id == unit_id, Submission.phase_id == phase_id, Submission.received_at <= now)
+        .where(
+            Submission.campaign_id == campaign_id, Submission.unit_id == unit_id, Submission.phase_id == phase_id,
+            Submission.received_at <= now, Submission.refused_at.is_(None),
+        )
         .order_by(Submission.received_at, Submission.id)
     ).all()
     files: dict[int, list[StoredFile]] = {}
@@ -206,6 +209,7 @@ def _children(
                 Submission.unit_id.in_([c.id for c in children]),
                 Submission.phase_id.in_(phase_ids),
                 Submission.received_at <= now,
+                Submission.refused_at.is_(None),
             )
             .order_by(Submission.received_at, Submission.id)
         )

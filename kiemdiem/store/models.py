@@ -124,13 +124,19 @@ class Member(Base):
 class Submission(Base):
     """One delivery of one item (a unit's document, or a member's) with one or more files.
 
-    The newest submission of an item is current; older ones stay as history.
+    The newest submission of an item is current; older ones stay as history. A classification
+    list the ingest refused (``refused_at``) stays too, but does not count as delivered.
     """
 
     __tablename__ = "submissions"
     __table_args__ = (
         Index("ix_submissions_item", "campaign_id", "item_key", "received_at"),
         Index("ix_submissions_unit", "unit_id"),
+        # The few lists the ingest refused (status_key reads their newest time on every page).
+        Index(
+            "ix_submissions_refused", "campaign_id", "refused_at",
+            sqlite_where=text("refused_at IS NOT NULL"), postgresql_where=text("refused_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -149,6 +155,9 @@ class Submission(Base):
     submitted_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Set when the ingest could not read this classification list (the tree changed after it was
+    # checked at submission): kept, but not a delivery: the item is owed again.
+    refused_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class SubmissionFile(Base):

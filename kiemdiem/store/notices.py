@@ -236,7 +236,9 @@ def _pending(campaign_id: str) -> tuple:
 
 def _cancel_stale(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime) -> int:
     """Cancel pending notices whose item has been delivered by ``now``, and reminders whose deadline has passed."""
-    delivered = select(Submission.item_key).where(Submission.campaign_id == campaign_id, Submission.received_at <= now)
+    delivered = select(Submission.item_key).where(
+        Submission.campaign_id == campaign_id, Submission.received_at <= now, Submission.refused_at.is_(None)
+    )
     stale = NOTICES.c.item_key.in_(delivered)
     past = [p.id for p in plan.phases if now > p.deadline]
     if past:

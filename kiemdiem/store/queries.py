@@ -75,13 +75,14 @@ def load_members(uow: UnitOfWork, campaign_id: str, unit_ids: set[int] | None = 
 
 
 def load_deliveries(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> dict[str, Delivery]:
-    """Each item's first and last delivery received at or before ``now`` (time travel for --at)."""
+    """Each item's first and last delivery received at or before ``now`` (time travel for --at);
+    a list the ingest refused is not a delivery."""
     return _deliveries(uow, _deliveries_query(campaign_id, now))
 
 
 def _deliveries_query(campaign_id: str, now: dt.datetime, unit_ids: list[int] | None = None):
     """Per item: first and last delivery at or before ``now``, how many, and whether the first was on time."""
-    scope = [Submission.campaign_id == campaign_id, Submission.received_at <= now]
+    scope = [Submission.campaign_id == campaign_id, Submission.received_at <= now, Submission.refused_at.is_(None)]
     if unit_ids is not None:
         scope.append(Submission.unit_id.in_(unit_ids))
     first = (
@@ -93,7 +94,7 @@ def _deliveries_query(campaign_id: str, now: dt.datetime, unit_ids: list[int] | 
     return (
         select(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n, func.min(cast(Submission.on_time, Integer)))
         .join(Submission, (Submission.item_key == first.c.item_key) & (Submission.received_at == first.c.first_at))
-        .where(Submission.campaign_id == campaign_id)
+        .where(Submission.campaign_id == campaign_id, Submission.refused_at.is_(None))
         .group_by(first.c.item_key, first.c.first_at, first.c.last_at, first.c.n)
     )
 
@@ -415,10 +416,12 @@ def own_item_counts(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datet
     if not parts:
         return
     ctes = [
-        "f AS (SELECT item_key, min(received_at) AS first_at FROM submissions WHERE campaign_id = :campaign AND received_at <= :now GROUP BY item_key)",
+        "f AS (SELECT item_key, min(received_at) AS first_at FROM submissions"
+        " WHERE campaign_id = :campaign AND received_at <= :now AND refused_at IS NULL GROUP BY item_key)",
         "d AS (SELECT s.item_key, min(s.unit_id) AS unit_id, min(s.phase_id) AS phase_id, min(s.doc_type) AS doc_type,"
         " min(s.member_id) AS member_id, min(CAST(s.on_time AS INTEGER)) AS ok"
-        " FROM f JOIN submissions s ON s.campaign_id = :campaign AND s.item_key = f.item_key AND s.received_at = f.first_at GROUP BY s.item_key)",
+        " FROM f JOIN submissions s ON s.campaign_id = :campaign AND s.item_key = f.item_key AND s.received_at = f.first_at"
+        " AND s.refused_at IS NULL GROUP BY s.item_key)",
     ]
     if unit_values:
         ctes.append(f"ru(kind, phase_id, doc_type, scope) AS (VALUES {unit_values})")

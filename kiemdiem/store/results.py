@@ -22,6 +22,8 @@ self-assessment in a decision list) is kept from the current row.
 
 A file that does not parse is not lost: the submission stays stored, the problems (file, row,
 column, reason) are logged as ``results.refused``, and the results already current stay current.
+The submission is marked ``refused_at``: it no longer counts as delivered (status, reminders,
+dossiers), so the unit is asked for the list again.
 
 Every write records which units changed in the event log (``CHANGE_ACTIONS``) under the
 campaign's consolidation lock (``lock_campaign``), so consolidation can tell what to rerun even
@@ -615,6 +617,7 @@ def ingest_pending(uow: UnitOfWork, blobs: BlobStore, plan: Plan, campaign_id: s
         except InvalidInput as exc:
             refused = RefusedFile(sub.id, submitter, sub.doc_type, tuple(exc.problems))
             report.refused.append(refused)
+            sub.refused_at = now  # no longer a delivery: the item is owed again
             session.add(
                 EventLog(
                     campaign_id=campaign_id, at=now, actor=actor, action=REFUSED_ACTION, subject=f"submission:{sub.id}",

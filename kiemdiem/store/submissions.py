@@ -105,7 +105,9 @@ def record_submission(
     of_item = select(Submission).where(Submission.campaign_id == campaign_id, Submission.item_key == key)
     newest_first = (Submission.received_at.desc(), Submission.id.desc())
     current = session.scalar(of_item.order_by(*newest_first).limit(1))
-    if current is not None and current.content_key == content:
+    # The same files again are a no-op, unless the ingest refused them: sent again (the tree
+    # fixed since), they are a new attempt.
+    if current is not None and current.content_key == content and current.refused_at is None:
         return SubmissionOutcome(current.id, False, current.on_time, target.phase.id, target.phase.deadline, current.supersedes_id, key, unit.code)
     # Recorded with an earlier time (``--at``) than the current submission: it goes into the
     # history at its place, and the current one stays current. Sent again, it changes nothing.

@@ -24,8 +24,10 @@ from sqlalchemy import func, select, tuple_
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
+from kiemdiem.errors import Problem
 from kiemdiem.store.snapshots import member_changes_between
 from kiemdiem.plan import Phase, Plan
+from kiemdiem.results import problem_text
 from kiemdiem.status import STATES, MemberInfo, UnitInfo, compute_status, member_owes, owed_items, unit_phase_state
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import (
@@ -43,6 +45,7 @@ from kiemdiem.store.models import (
     User,
 )
 from kiemdiem.store.organization import campaign_plan
+from kiemdiem.store.results import REFUSED_ACTION
 from kiemdiem.store.queries import load_deliveries, load_members, load_unit_deliveries
 from kiemdiem.submission import item_key
 
@@ -189,13 +192,15 @@ def status_key(uow: UnitOfWork, campaign_id: str, plan: Plan, now: dt.datetime) 
             select(func.max(Submission.id)).scalar_subquery(),
             select(func.max(Member.id)).scalar_subquery(),
             select(func.max(Unit.id)).scalar_subquery(),
+            # A list the ingest refused is owed again (on the partial index: a lookup).
+            select(func.max(Submission.refused_at)).where(Submission.campaign_id == campaign_id, Submission.refused_at.is_not(None)).scalar_subquery(),
         ).where(Campaign.id == campaign_id)
     ).first()
     if row is None:
         return None
     local_day = plan.calendar.local(now).date()
     passed = sum(1 for p in plan.phases if now > p.deadline)
-    return (campaign_id, row[0], row[1], row[2], row[3], local_day, passed)
+    return (campaign_id, row[0], row[1], row[2], row[3], local_day, passed, row[4])
 
 
 class StatusCache:
@@ -374,7 +379,8 @@ def build_view(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, 
     )
 
 
-# status_key() layout: (campaign, plan hash, newest submission, newest member, newest unit, local day, deadlines passed)
+# status_key() layout: (campaign, plan hash, newest submission, newest member, newest unit, local day, deadlines passed,
+# newest refusal)
 KEY_SUBMISSION = 2
 MAX_INCREMENTAL_UNITS = 200  # more units touched at once than this: a full build is as quick
 
@@ -749,6 +755,9 @@ class ChecklistItem:
     submission: Submission | None  # the current (newest) one
     first_on_time: bool | None
     versions: int
+    # A classification list sent after the current one (or instead of any) that the ingest
+    # could not read: the item is owed again.
+    refused: Submission | None = None
 
     @property
     def present(self) -> bool:
@@ -779,8 +788,14 @@ def unit_members(uow: UnitOfWork, unit: Unit) -> list[MemberInfo]:
 
 def checklist(view: StatusView, unit: Unit, members: list[MemberInfo], history: list[tuple[Submission, list[SubmissionFile]]]) -> list[PhaseChecklist]:
     by_item: dict[str, list[Submission]] = defaultdict(list)
+    refused: dict[str, Submission] = {}
     for submission, _files in history:  # newest first
-        if submission.received_at <= view.now:
+        if submission.received_at > view.now:
+            continue
+        if submission.refused_at is not None:
+            if submission.item_key not in by_item:
+                refused.setdefault(submission.item_key, submission)
+        else:
             by_item[submission.item_key].append(submission)
     phases = []
     for phase in view.plan.phases_for_kind(unit.kind):
@@ -795,11 +810,35 @@ def checklist(view: StatusView, unit: Unit, members: list[MemberInfo], history: 
                     ChecklistItem(
                         req.doc_type, DOCUMENTS[req.doc_type].name, req.required,
                         member.code if member else None, member.full_name if member else None,
-                        subs[0] if subs else None, first.on_time if first else None, len(subs),
+                        subs[0] if subs else None, first.on_time if first else None, len(subs), refused.get(key),
                     )
                 )
         phases.append(PhaseChecklist(phase, view.cell(unit.code, phase.id), items))
     return phases
+
+
+REFUSAL_PROBLEMS_SHOWN = 20
+
+
+def refusal_problems(uow: UnitOfWork, campaign_id: str, history: list[tuple[Submission, list[SubmissionFile]]]) -> dict[int, list[str]]:
+    """Why the ingest refused each refused list of ``history`` (its logged problems), by submission id."""
+    ids = [s.id for s, _ in history if s.refused_at is not None]
+    if not ids:
+        return {}
+    rows = uow.session.execute(
+        select(EventLog.subject, EventLog.detail).where(
+            EventLog.campaign_id == campaign_id, EventLog.action == REFUSED_ACTION,
+            EventLog.subject.in_([f"submission:{i}" for i in ids]),
+        )
+    )
+    found: dict[int, list[str]] = {}
+    for subject, detail in rows:
+        problems = [Problem(**p) for p in (detail or {}).get("problems", [])]
+        shown = [problem_text(p, with_file=True) for p in problems[:REFUSAL_PROBLEMS_SHOWN]]
+        if len(problems) > REFUSAL_PROBLEMS_SHOWN:
+            shown.append(f"… và {len(problems) - REFUSAL_PROBLEMS_SHOWN} lỗi khác")
+        found[int(subject.split(":", 1)[1])] = shown
+    return found
 
 
 @dataclass

@@ -19,8 +19,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import DOCUMENTS
-from kiemdiem.errors import InvalidInput, KiemdiemError, Problem
-from kiemdiem.results import MEMBER_COLUMNS, ORG_COLUMNS
+from kiemdiem.errors import InvalidInput, KiemdiemError
+from kiemdiem.results import problem_text
 from kiemdiem.notify.ics import CalendarEvent, calendar_feed
 from kiemdiem.notify.messages import slug
 from kiemdiem.plan import Plan
@@ -204,7 +204,7 @@ def store_upload(
         for c in checks:
             own = [p for p in exc.problems if p.source == c.filename]
             if own:
-                shown = [_problem_text(p) for p in own[:MAX_PROBLEMS_SHOWN]]
+                shown = [problem_text(p) for p in own[:MAX_PROBLEMS_SHOWN]]
                 if len(own) > MAX_PROBLEMS_SHOWN:
                     shown.append(f"… và {len(own) - MAX_PROBLEMS_SHOWN} lỗi khác")
                 files.append(FileFeedback(c.original_name, "refused", "; ".join(shown), c.size))
@@ -260,15 +260,6 @@ def store_upload(
 
 
 MAX_PROBLEMS_SHOWN = 20  # per file; the rest are counted
-
-
-def _problem_text(problem: Problem) -> str:
-    """A list's problem without the file name (shown beside it): "dòng 3, cột 'x': why"."""
-    where = [f"dòng {problem.row}"] if problem.row is not None else []
-    if problem.field:  # the column's Vietnamese header, as the office's spreadsheet has it
-        headers = MEMBER_COLUMNS.get(problem.field) or ORG_COLUMNS.get(problem.field)
-        where.append(f"cột '{headers[0] if headers else problem.field}'")
-    return f"{', '.join(where)}: {problem.reason}" if where else problem.reason
 
 
 # ----------------------------------------------------------------------------- download

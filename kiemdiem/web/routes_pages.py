@@ -53,6 +53,7 @@ from kiemdiem.web.queries import (
     latest_snapshots,
     notices_sent,
     overview,
+    refusal_problems,
     scoped_unit,
     snapshot_versions,
     timeline,
@@ -225,6 +226,7 @@ def unit_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_id: 
     return dict(
         viewer=viewer, campaign_id=campaign_id, unit=unit, view=view, plan=view.plan,
         checklist=checklist(view, unit, members, history), history=history, members=members, member_names=member_names,
+        refusals=refusal_problems(uow, campaign_id, history),
         children=children, notices=unit_notices(uow, unit), member_results=member_results, org_results=org_results,
         unit_state=view.state(unit.code), unit_percent=view.subtree_percent(unit.code),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 import pytest
 from alembic import command
@@ -9,11 +11,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from kiemdiem.member_key import member_key
 from kiemdiem.store.db import alembic_config, current_revision, make_engine, migrate
-from kiemdiem.store.models import Base
+from kiemdiem.store.models import Base, Submission
 from tests.conftest import PG_ADMIN_URL, _worker_db_name, require_postgres
 
 
@@ -166,6 +168,40 @@ def test_the_upgrade_to_0005_repairs_current_flags_after_a_cancellation(empty_ur
             columns = {c["name"] for c in sa_inspect(connection).get_columns("snapshots")}
         assert {k: bool(v) for k, v in flags.items()} == {1: False, 2: False, 3: False, 4: True, 5: True}
         assert "results_upto" in columns
+    finally:
+        engine.dispose()
+
+
+def test_the_upgrade_to_0009_marks_the_lists_the_ingest_refused(empty_url):
+    """A list refused by the ingest before 0009 was only logged (``results.refused``); 0009 marks
+    its submission ``refused_at`` (the log's time), so that it stops counting as delivered."""
+    engine = make_engine(empty_url)
+    try:
+        upgrade_to(engine, "0008")
+        with engine.begin() as connection:
+            _campaign_with_one_branch(connection)
+            for sid in (7, 8, 17):
+                connection.execute(text(
+                    "INSERT INTO submissions (id, campaign_id, unit_id, phase_id, doc_type, item_key, content_key, received_at,"
+                    " on_time, source) VALUES (:id, 'c', 1, 'p', 'tong_hop_xep_loai_dang_vien', :key, 'k',"
+                    " '2023-12-01 02:00:00+00:00', true, 'web')"
+                ), {"id": sid, "key": f"CB1:p:tong_hop_xep_loai_dang_vien:{sid}"})
+            for action, subject, at in [
+                ("results.refused", "submission:8", "2023-12-01 03:00:00+00:00"),
+                ("results.ingested", "submission:7", "2023-12-01 03:00:00+00:00"),
+                ("results.refused", "submission:1", "2023-12-01 03:00:00+00:00"),  # no such submission; not '...:17' either
+            ]:
+                connection.execute(text(
+                    "INSERT INTO event_log (campaign_id, at, actor, action, subject, detail) VALUES ('c', :at, 'tick', :action, :subject, '{}')"
+                ), {"at": at, "action": action, "subject": subject})
+        migrate(engine)
+        with engine.connect() as connection:
+            refused = connection.execute(
+                select(Submission.id, Submission.refused_at).order_by(Submission.id)
+            ).all()
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert refused == [(7, None), (8, dt.datetime(2023, 12, 1, 3, tzinfo=dt.timezone.utc)), (17, None)]
+        assert differences == []
     finally:
         engine.dispose()
 

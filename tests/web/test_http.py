@@ -19,12 +19,13 @@ from typer.testing import CliRunner
 from kiemdiem.cli.web_cmd import register
 from kiemdiem.store.models import EventLog, Notice, Outbox, RevokedSession, SignInToken, Snapshot, Unit, User
 from kiemdiem.store.organization import create_campaign, import_organization
+from kiemdiem.store.results import ingest_results
 from kiemdiem.web.app import create_app
 from kiemdiem.web import auth
 from kiemdiem.web.auth import SESSION_COOKIE, hash_password, verify_password
 from kiemdiem.web.queries import StatusCache, build_view
 from tests.support import ict, table_counts, write_small_org
-from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, Client, plan_187, session_for, submit
+from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, WEB_MEMBERS, WEB_UNITS, Client, plan_187, session_for, submit
 
 # ----------------------------------------------------------------------------- the access matrix
 
@@ -500,6 +501,37 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     assert "Lê Xuân Tiến" in results and "<strong>HTNV</strong>" in results and "hiện hành" in results
     assert "Chưa có kết quả xếp loại" not in text
     assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
+
+
+def test_a_list_the_ingest_refused_shows_as_owed_with_its_problems(client_as, store, campaign, clock, tmp_path):
+    """Read at submission, VP2's list was refused by the ingest after DV004 moved to VP1 (a
+    re-import): its unit page says it must be sent again, with the file, row and column, and the
+    cached status stops counting it as delivered."""
+    data = "Mã đảng viên,Chi bộ đề xuất\nDV004,HTTNV\nDV005,HTTNV\n".encode()
+    submit(store, campaign.plan, "VP2", "tong_hop_xep_loai_dang_vien", data, ict(2023, 12, 1, 9), name="tong_hop.csv")
+    clock.now = ict(2023, 12, 1, 9, 10)
+    client = client_as("vp2@sct.example.vn")
+
+    def list_row(text: str) -> str:
+        checklist = text[text.index('data-phase="chi_bo_kiem_diem"'):]
+        return checklist[checklist.index("Tổng hợp kết quả"):].split("</tr>", 1)[0]
+
+    assert "✓ Đã nộp" in list_row(client.get("/c/c187/u/VP2").text)
+    present = client.get("/c/c187/tree/status.json?phase=chi_bo_kiem_diem").json()["units"]["VP2"][1]
+    units, members = write_small_org(tmp_path / "moved", WEB_UNITS, WEB_MEMBERS.replace("DV004,Lê Xuân Tiến,VP2", "DV004,Lê Xuân Tiến,VP1"))
+    with store.uow() as uow:
+        import_organization(uow, CAMPAIGN, units, members, ict(2023, 12, 1, 9, 20))
+        uow.commit()
+    assert len(ingest_results(store, campaign.plan, CAMPAIGN, ict(2023, 12, 1, 9, 30)).refused) == 1
+
+    clock.now = ict(2023, 12, 1, 9, 40)
+    text = client.get("/c/c187/u/VP2").text
+    assert "không đọc được, cần nộp lại" in list_row(text) and "Đã nộp" not in list_row(text)
+    history = text[text.index('id="files"'):]
+    assert "tong_hop.csv, dòng 2, cột &#39;Mã đảng viên&#39;: mã đảng viên DV004 không có trong danh sách" in history
+    assert "hiện hành" not in history.split("tong_hop.csv", 1)[1].split("</tr>", 1)[0]
+    after = client.get("/c/c187/tree/status.json?phase=chi_bo_kiem_diem").json()["units"]["VP2"][1]
+    assert after < present  # the cached status was rebuilt without it
 
 
 def test_tree_filters_on_the_server(client_as, clock):
