@@ -12,18 +12,21 @@ class Problem:
     source: str
     reason: str
     row: int | None = None
-    field: str | None = None
+    field: str | None = None  # the canonical name code works with ('proposed_level')
+    column: str | None = None  # for a table: the column as its file names it ('Chi bộ đề xuất'), shown instead
 
     def __str__(self) -> str:
         where = self.source
         if self.row is not None:
             where += f", dòng {self.row}"
-        if self.field:
+        if self.column:
+            where += f", cột '{self.column}'"
+        elif self.field:
             where += f", cột/trường '{self.field}'"
         return f"{where}: {self.reason}"
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "row": self.row, "field": self.field, "reason": self.reason}
+        return {"source": self.source, "row": self.row, "field": self.field, "column": self.column, "reason": self.reason}
 
 
 class KiemdiemError(Exception):

@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 from kiemdiem.catalogue import BRANCH_KINDS, MEMBER_STATUSES, POSITIONS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
-from kiemdiem.tabular import columns_of, fold, iter_rows, open_rows, parse_date, read_columns, split_list
+from kiemdiem.tabular import columns_of, fold, iter_rows, name_columns, open_rows, parse_date, read_columns, split_list
 
 UNIT_COLUMNS = {
     "code": ["Mã đơn vị", "Mã tổ chức", "Ma don vi"],
@@ -47,6 +47,13 @@ _STATUS_ALIASES = {fold(v): k for k, v in MEMBER_STATUSES.items()} | {fold(k): k
     fold("Đình chỉ sinh hoạt"): "suspended",
     fold("Đang sinh hoạt"): "active",
 }
+
+
+def _accepted(names: dict[str, str]) -> str:
+    """What a coded cell accepts, as a message lists it: the Vietnamese name or the code."""
+    return "; ".join(f"{name} ({code})" for code, name in names.items())
+
+
 _POSITION_ALIASES = {fold(v): k for k, v in POSITIONS.items()} | {fold(k): k for k in POSITIONS}
 
 
@@ -77,6 +84,14 @@ def is_email(text: str) -> bool:
     return bool(EMAIL_RE.match(text))
 
 
+def name_import_columns(
+    problems: list[Problem], units_path: Path, units_data: bytes | None, members_path: Path | None, members_data: bytes | None,
+) -> list[Problem]:
+    """An import's problems with each file's columns as that file names them (``tabular.name_columns``)."""
+    problems = name_columns(problems, units_path, UNIT_COLUMNS, units_data)
+    return problems if members_path is None else name_columns(problems, members_path, MEMBER_COLUMNS, members_data)
+
+
 def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | None = None) -> list[UnitRow]:
     """Parse a units file. Row problems go to ``problems`` (or raise when it is None)."""
     own = problems is None
@@ -84,7 +99,7 @@ def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | 
     rows = iter_rows(path, UNIT_COLUMNS, required={"code", "name", "kind"}, data=data)
     units = units_of_rows(str(path), rows, problems)
     if own and problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, path, UNIT_COLUMNS, data))
     return units
 
 
@@ -95,7 +110,7 @@ def read_units_streaming(path: Path, data: bytes | None = None, problems: list[P
     with open_rows(path, UNIT_COLUMNS, required={"code", "name", "kind"}, data=data) as rows:
         units = units_of_rows(str(path), rows, problems)
     if own and problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, path, UNIT_COLUMNS, data))
     return units
 
 
@@ -112,7 +127,7 @@ def units_of_rows(source: str, rows, problems: list[Problem]) -> list[UnitRow]:
             ok = False
         kind = _KIND_ALIASES.get(fold(kind_text))
         if kind is None:
-            problems.append(Problem(source, f"loại tổ chức không hợp lệ '{kind_text}' (chỉ nhận {', '.join(UNIT_KINDS)})", number, "kind"))
+            problems.append(Problem(source, f"loại tổ chức không hợp lệ '{kind_text}' (chỉ nhận {_accepted(UNIT_KINDS)})", number, "kind"))
             ok = False
         emails = split_list(emails_text)
         for email in emails:
@@ -144,7 +159,7 @@ def read_member_columns(path: Path, data: bytes | None = None, problems: list[Pr
     if members is None:
         members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems), len(MemberRow._fields))
     if own and problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, path, MEMBER_COLUMNS, data))
     return members
 
 
@@ -256,7 +271,7 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
             status = _STATUS_ALIASES.get(fold(status_text or "active"))
             if status is None:
                 problems.append(
-                    Problem(source, f"trạng thái không hợp lệ '{status_text}' (chỉ nhận {', '.join(MEMBER_STATUSES)})", number, "status")
+                    Problem(source, f"trạng thái không hợp lệ '{status_text}' (chỉ nhận {_accepted(MEMBER_STATUSES)})", number, "status")
                 )
                 ok = False
             else:
@@ -268,7 +283,7 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
             for item in split_list(positions_text.replace(",", ";")):
                 position = _POSITION_ALIASES.get(fold(item))
                 if position is None:
-                    problems.append(Problem(source, f"chức vụ không hợp lệ '{item}' (chỉ nhận {', '.join(POSITIONS)})", number, "positions"))
+                    problems.append(Problem(source, f"chức vụ không hợp lệ '{item}' (chỉ nhận {_accepted(POSITIONS)})", number, "positions"))
                     valid = False
                 else:
                     found.append(position)

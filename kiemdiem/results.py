@@ -26,7 +26,7 @@ from pathlib import Path
 from kiemdiem.consolidation import MemberResult, OrgResult
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
-from kiemdiem.tabular import fold, read_table
+from kiemdiem.tabular import fold, name_columns, read_table
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results", "problem_text"]
 
@@ -61,14 +61,14 @@ ORG_COLUMNS: dict[str, list[str]] = {
 
 
 def problem_text(problem: Problem, *, with_file: bool = False) -> str:
-    """A list's problem as an office reads it, the column under the spreadsheet's Vietnamese
-    header: "dòng 3, cột 'Chi bộ đề xuất': why" (prefixed by the file's name ``with_file``)."""
+    """A list's problem as an office reads it, the column as the file names it (else under its usual
+    Vietnamese header): "dòng 3, cột 'Chi bộ đề xuất': why" (prefixed by the file's name ``with_file``)."""
     where = [Path(problem.source).name] if with_file and problem.source else []
     if problem.row is not None:
         where.append(f"dòng {problem.row}")
-    if problem.field:
+    if problem.column or problem.field:
         headers = MEMBER_COLUMNS.get(problem.field) or ORG_COLUMNS.get(problem.field)
-        where.append(f"cột '{headers[0] if headers else problem.field}'")
+        where.append(f"cột '{problem.column or (headers[0] if headers else problem.field)}'")
     return f"{', '.join(where)}: {problem.reason}" if where else problem.reason
 
 
@@ -182,7 +182,10 @@ def parse_member_results(
     Raises InvalidInput listing every bad row.
     """
     source = str(path)
-    rows = read_table(path, MEMBER_COLUMNS, required={"member_id"}, data=data)
+    try:
+        rows = read_table(path, MEMBER_COLUMNS, required={"member_id"}, data=data)
+    except InvalidInput as exc:
+        raise InvalidInput(name_columns(exc.problems, path, MEMBER_COLUMNS, data)) from None
     problems: list[Problem] = []
     file_has_self_levels = any(row.values["self_level"].strip() for row in rows)
     seen: dict[str, int] = {}
@@ -240,7 +243,7 @@ def parse_member_results(
             )
         )
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, path, MEMBER_COLUMNS, data))
     return results
 
 
@@ -254,7 +257,10 @@ def parse_org_results(
     self-assessment not yet decided). A row needs a level or a self-level.
     The note column is accepted but not kept (OrgResult has no note)."""
     source = str(path)
-    rows = read_table(path, ORG_COLUMNS, required={"unit"}, data=data)
+    try:
+        rows = read_table(path, ORG_COLUMNS, required={"unit"}, data=data)
+    except InvalidInput as exc:
+        raise InvalidInput(name_columns(exc.problems, path, ORG_COLUMNS, data)) from None
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     results: list[OrgResult] = []
@@ -279,5 +285,5 @@ def parse_org_results(
             continue
         results.append(OrgResult(code, level, decided_by, bool(disciplined), self_level))
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, path, ORG_COLUMNS, data))
     return results

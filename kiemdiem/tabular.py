@@ -7,6 +7,7 @@ name it. Unknown headers are reported, never silently dropped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import datetime as dt
 import io
@@ -182,6 +183,34 @@ def columns_of(rows: Sequence[Sequence], width: int) -> list[tuple]:
     """Transpose rows into ``width`` column tuples. Unlike ``zip(*rows)`` this makes no
     iterator per row: 90,000 short-lived tracked objects would wake the garbage collector."""
     return [tuple(map(operator.itemgetter(index), rows)) for index in range(width)]
+
+
+def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, list[str]], data: bytes | None = None) -> list[Problem]:
+    """``problems`` of the table ``path`` with their ``column`` set: the header cell of their field as the
+    file spells it, or (a column the file lacks) the field's usual Vietnamese header. Problems of other
+    files, or without a canonical field, are left as they are. Only called on the way to an error, so
+    it reads the header row again rather than carry it through every reader."""
+    source = str(path)
+    if not any(p.source == source and p.field in columns and p.column is None for p in problems):
+        return list(problems)
+    spelt: dict[str, str] = {}
+    try:
+        with ExitStack() as stack:
+            raw_rows, _ = _stream_raw_rows(path, data, stack)
+            header = next(raw_rows, None) or []
+    except (InvalidInput, UnicodeDecodeError, csv.Error):
+        header = []
+    lookup = {fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]}
+    for cell in header:
+        name = str(cell or "").strip()
+        canonical = lookup.get(fold(name)) if name else None
+        if canonical is not None:
+            spelt.setdefault(canonical, name)
+    return [
+        dataclasses.replace(p, column=spelt.get(p.field) or columns[p.field][0])
+        if p.source == source and p.field in columns and p.column is None else p
+        for p in problems
+    ]
 
 
 def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: bytes | None):

@@ -43,6 +43,7 @@ from kiemdiem.org import (
     duplicate_member_problem,
     member_chunks,
     member_unit_problems,
+    name_import_columns,
     read_units_streaming,
     validate_tree,
 )
@@ -115,7 +116,7 @@ def import_organization_streaming(
         del kinds
         if unit_problems or member_problems:
             _drop_stages(cursor)
-            raise InvalidInput(unit_problems + member_problems)
+            raise InvalidInput(name_import_columns(unit_problems + member_problems, units_path, units_data, members_path, members_data))
 
         units_added, units_updated = _merge_units(cursor, campaign_id, units, stored)
         del units, stored

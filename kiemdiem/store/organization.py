@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
-from kiemdiem.org import MemberRow, UnitRow, read_member_columns, read_units, validate_member_columns, validate_tree
+from kiemdiem.org import MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, validate_member_columns, validate_tree
 from kiemdiem.plan import Plan, parse_plan
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import Campaign, EventLog, Member, Unit
@@ -139,7 +139,7 @@ def import_organization(
     if members_path:
         problems += validate_member_columns(members, str(members_path), kinds)
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
     units_added, units_updated, unit_ids = _write_units(uow, campaign_id, units)
     members_added, members_updated = _write_members(uow, campaign_id, members, unit_ids)

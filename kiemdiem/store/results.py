@@ -62,7 +62,7 @@ from kiemdiem.store.models import (
     SubmissionFile,
     Unit,
 )
-from kiemdiem.tabular import read_table
+from kiemdiem.tabular import name_columns, read_table
 
 MEMBER_LIST = "tong_hop_xep_loai_dang_vien"
 ORG_LIST = "ket_qua_xep_loai_chi_bo"
@@ -452,7 +452,7 @@ def _parse_orgs(source: Path, data: bytes, submitter: str, tree: _Tree, decision
         else:
             out.append(OrgResultValue(result.unit_code, result.level, None if result.unit_code == submitter else submitter, result.disciplined, result.self_level))
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput(name_columns(problems, source, ORG_COLUMNS, data))
     return _Parsed(orgs=out, org_carried=_carried(rows, _ORG_COLUMN_FIELDS))
 
 

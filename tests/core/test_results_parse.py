@@ -154,7 +154,7 @@ def test_every_bad_row_kind_is_reported_with_row_and_column(tmp_path):
     assert "có/không không hợp lệ 'có lẽ'" in reasons[(9, "disciplined")]
     assert reasons[(10, "member_id")] == "thiếu mã đảng viên"
     assert reasons[(11, "sick_leave_months")] == "số tháng nghỉ ốm phải từ 0 đến 12, nhận được 13"
-    assert "tong_hop.csv, dòng 7, cột/trường 'score'" in str(caught.value)
+    assert "tong_hop.csv, dòng 7, cột 'Điểm'" in str(caught.value)
 
 
 def test_not_evaluated_members_may_be_listed_without_level(tmp_path):
@@ -170,6 +170,25 @@ def test_unknown_and_missing_headers(tmp_path):
         parse_member_results(write_csv(tmp_path, "Họ và tên,Quyết định xếp loại,Khen thưởng\nA,HTTNV,x\n"), "CB1")
     fields = {(p.row, p.field) for p in caught.value.problems}
     assert fields == {(1, "Khen thưởng"), (1, "member_id")}
+
+
+def test_problems_name_the_column_as_the_file_spells_it(tmp_path):
+    """Messages name the column by the file's own header (any accepted spelling, any language);
+    a required column the file lacks by its usual Vietnamese header. The field stays canonical."""
+    path = write_csv(tmp_path, "Mã ĐV,Đề nghị xếp loại,bi ky luat\nDV01,Tốt lắm,có lẽ\n")
+    with pytest.raises(InvalidInput) as caught:
+        parse_member_results(path, "CB1", KNOWN)
+    assert [(p.field, p.column) for p in caught.value.problems] == [("proposed_level", "Đề nghị xếp loại"), ("disciplined", "bi ky luat")]
+    assert str(caught.value.problems[0]).replace(f"{tmp_path}/", "").startswith("tong_hop.csv, dòng 2, cột 'Đề nghị xếp loại': mức xếp loại không hợp lệ 'Tốt lắm'")
+    english = write_csv(tmp_path, "member_id,proposed_level\nDV09,HTTNV\n", name="en.csv")
+    with pytest.raises(InvalidInput) as caught:
+        parse_member_results(english, "CB1", KNOWN)
+    assert [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems] == [
+        "en.csv, dòng 2, cột 'member_id': mã đảng viên DV09 không có trong danh sách đảng viên của đơn vị"
+    ]
+    with pytest.raises(InvalidInput) as caught:
+        parse_org_results(write_csv(tmp_path, "Tên chi bộ,Xếp loại\nChi bộ 1,HTTNV\n", name="kq.csv"), "DB01", {"CB1"})
+    assert [str(p).replace(f"{tmp_path}/", "") for p in caught.value.problems] == ["kq.csv, dòng 1, cột 'Mã đơn vị': thiếu cột bắt buộc"]
 
 
 def test_org_results_vietnamese_headers(tmp_path):

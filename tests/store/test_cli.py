@@ -126,7 +126,7 @@ def test_bad_submit_exit_codes(campaign, store, tmp_path, args, code, reason):
 
 SUBMITTED_LISTS = [
     ("bad level", "sai.csv", "Mã đảng viên,Chi bộ đề xuất\nDV001,Giỏi\n".encode(),
-     "sai.csv, dòng 2, cột/trường 'proposed_level': mức xếp loại không hợp lệ 'Giỏi'"),
+     "sai.csv, dòng 2, cột 'Chi bộ đề xuất': mức xếp loại không hợp lệ 'Giỏi'"),
     ("not a table", "danh_sach.pdf", b"%PDF-1.4", "không có tệp CSV hoặc XLSX"),
     ("old Excel", "danh_sach.xls", b"\xd0\xcf\x11\xe0", "lưu lại dạng .xlsx"),
 ]

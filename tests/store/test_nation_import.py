@@ -329,7 +329,7 @@ def test_cli_import_on_postgres_streams_and_refuses_a_bad_last_row(store_env, st
     result = runner.invoke(app, ["org", "import", "--campaign", "c187", "--units", str(units_path), "--members", str(members_path)])
     assert result.exit_code == 2
     output = "".join(result.output.split())  # the console wraps long lines, even inside the file's path
-    expected = f"members.csv, dòng {len(members) + 1}, cột/trường 'joined_on': ngày không hợp lệ '30/02/2020'"
+    expected = f"members.csv, dòng {len(members) + 1}, cột 'joined_on': ngày không hợp lệ '30/02/2020'"
     assert "".join(expected.split()) in output
     assert table_counts(store) == before
     units_path, members_path = write_org(tmp_path / "ok", *khoi)

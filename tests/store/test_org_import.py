@@ -184,6 +184,23 @@ def test_missing_required_column(store, campaign, tmp_path):
     assert any(p.field == "kind" and p.row == 1 and "thiếu cột" in p.reason for p in info.value.problems)
 
 
+def test_problems_name_each_files_columns_as_it_spells_them(store, campaign, tmp_path):
+    """An English header is named in English, a Vietnamese one in Vietnamese; a coded cell's
+    message lists the Vietnamese names it accepts."""
+    units = "Mã đơn vị,Tên đơn vị,Loại,Đơn vị cấp trên\nSCT,Đảng bộ Sở,Đảng bộ cơ sở,\nCB1,Chi bộ 1,chi bo,SCT\n"
+    members = "member_id,full_name,unit,joined_on\nDV1,Tên,CB1,31/02/2020\nDV2,Tên,CB9,\n"
+    units_path, members_path = write_small_org(tmp_path, units=units, members=members)
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units_path, members_path)
+    shown = sorted(str(p).replace(f"{tmp_path}/", "") for p in info.value.problems)
+    assert shown[0].startswith("members.csv, dòng 2, cột 'joined_on': ")
+    assert shown[1].startswith("members.csv, dòng 3, cột 'unit': chi bộ 'CB9' không tồn tại")
+    assert shown[2].startswith("units.csv, dòng 3, cột 'Loại': loại tổ chức không hợp lệ 'chi bo' (chỉ nhận Đảng bộ cấp trên cơ sở (cap_tren_co_so); ")
+    assert "Chi bộ trực thuộc (chi_bo_truc_thuoc)" in shown[2]
+    assert table_counts(store) == before
+
+
 def test_unknown_column(store, campaign, tmp_path):
     units, members = write_small_org(tmp_path, units=SMALL_UNITS.replace("emails", "ghi_chu_la"))
     with pytest.raises(InvalidInput) as info:
@@ -281,7 +298,7 @@ def test_bad_row_after_blank_line_keeps_its_file_row_number(store, campaign, tmp
     with pytest.raises(InvalidInput) as info:
         do_import(store, units, members)
     assert [(p.row, p.field) for p in info.value.problems] == [(10, "joined_on")]
-    assert str(info.value.problems[0]) == f"{members}, dòng 10, cột/trường 'joined_on': ngày không hợp lệ '31/02/2001' (dùng dd/mm/yyyy)"
+    assert str(info.value.problems[0]) == f"{members}, dòng 10, cột 'joined_on': ngày không hợp lệ '31/02/2001' (dùng dd/mm/yyyy)"
 
 
 def test_a_repeated_member_id_is_reported_even_when_one_of_its_rows_has_a_bad_cell(store, campaign, tmp_path):

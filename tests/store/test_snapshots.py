@@ -383,7 +383,7 @@ def test_cli_refused_file_exits_non_zero_and_names_the_row(store, plan_187, comm
     runner = CliRunner()
     done = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "08/12/2023 12:00"])
     assert done.exit_code == 2
-    assert "VP2/tong_hop_xep_loai_dang_vien/bo_sung.csv, dòng 2, cột/trường 'member_id'" in flat(done.output)
+    assert "VP2/tong_hop_xep_loai_dang_vien/bo_sung.csv, dòng 2, cột 'Mã đảng viên'" in flat(done.output)
     assert "DV004" in done.output
     with store.uow() as uow:
         assert "VP2" in latest_snapshots(uow, "c187")  # the valid lists were consolidated
