@@ -285,10 +285,11 @@ def _override_view(override: Mapping | None) -> dict | None:
 
 
 def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int) -> dict:
-    """What the classification list template reads: the rows plus the count per final level."""
+    """What the classification list template reads: the rows plus the count per final level (of
+    the members evaluated: a level given to someone not evaluated is not counted, as in the report)."""
     counts = {lv: 0 for lv in LEVELS}
     for row in rows:
-        if row.get("final_level") in counts:
+        if row.get("final_level") in counts and row.get("evaluated", True):
             counts[row["final_level"]] += 1
     return {
         "unit_name": unit_name,

@@ -64,7 +64,7 @@ def dossier(
                 table.add_row(item["doc_name"], item["member_name"] or "", f"[{STATUS_STYLES['missing']}]{item['status_name']}[/]")
         shell.console.print(table)
     if REPORT_DOCX not in result.outputs:
-        shell.console.print("[dim]Chưa có kết quả tổng hợp (consolidation): chưa lập báo cáo tổng hợp, danh sách xếp loại, biểu thống kê.[/]")
+        shell.console.print("[dim]Chưa có kết quả tổng hợp (chạy kiemdiem consolidate): chưa lập báo cáo tổng hợp, danh sách xếp loại, biểu thống kê.[/]")
     shell.console.print(f"Thư mục hồ sơ: {result.out_dir}", highlight=False)
     verb = "Đã ghi" if result.changed else "Không thay đổi"
     shell.console.print(f"{verb}: {result.archive} (sha256 {result.sha256[:16]}…)", highlight=False)

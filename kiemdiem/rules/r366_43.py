@@ -35,9 +35,10 @@ def score_band_mismatch(rs, ctx, member, result, reason):
         return None
     if band == "HTXSNV" and level == "HTTNV":
         return None  # ≥90 but outside the 20% quota: HTTNV is the expected outcome
+    score = f"{result.score:g}".replace(".", ",")  # Vietnamese decimal comma: 89,5
     return rs.finding(
         "score_band", severity, member.unit_code, member.member_id,
-        f"{who(member)} đạt {result.score:g} điểm, tương ứng mức {band} ({LEVEL_NAMES[band]}), "
+        f"{who(member)} đạt {score} điểm, tương ứng mức {band} ({LEVEL_NAMES[band]}), "
         f"nhưng {level_phrase(level, severity)}.",
         {"score": result.score, "band": band, "level": level},
     )

@@ -45,6 +45,7 @@ from kiemdiem.dossier import (
 )
 from kiemdiem.errors import NotFound, Refused
 from kiemdiem.plan import Phase, Plan
+from kiemdiem.rules.base import NEW_MEMBER_MONTHS, months_before
 from kiemdiem.status import Delivery, MemberInfo, UnitInfo, owed_items
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import Member, MemberResult, Snapshot, Submission, SubmissionFile, Unit
@@ -131,7 +132,7 @@ def load_dossier_input(
     versions = _versions(uow, campaign_id, unit.id, phase.id, now)
     child_inputs = _children(uow, plan, phase, campaign_id, children, by_unit, now)
     secretary = next((m.full_name for m in own_members if "bi_thu" in m.positions), None)
-    rows = tuple(_classification_rows(uow, campaign_id, units, members, root_path, now)) if with_results else ()
+    rows = tuple(_classification_rows(uow, plan, campaign_id, units, members, root_path, now)) if with_results else ()
     ordered_subtree = {u.code: subtree[u.code] for u in units if subtree and u.code in subtree}
     return DossierInput(
         campaign_id=campaign_id,
@@ -231,7 +232,7 @@ def _children(
 
 
 def _classification_rows(
-    uow: UnitOfWork, campaign_id: str, units: list[UnitInfo], members: list[MemberInfo], root_path: str, now: dt.datetime
+    uow: UnitOfWork, plan: Plan, campaign_id: str, units: list[UnitInfo], members: list[MemberInfo], root_path: str, now: dt.datetime
 ) -> list[dict]:
     """One row per member of the subtree, in tree order: the result current at ``now``, or why there is none."""
     if not members:
@@ -255,11 +256,17 @@ def _classification_rows(
         latest[result.member_id] = result
     order = {u.code: i for i, u in enumerate(units)}
     names = {u.code: u.name for u in units}
+    # Who is not evaluated, as the rule sets say (a level given to them is not counted).
+    cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
     rows = []
     for member in sorted(members, key=lambda m: (order.get(m.unit_code, len(order)), m.code)):
         result = latest.get(member.id)
+        new_member = member.joined_on is not None and member.joined_on > cutoff
+        evaluated = member.status in REVIEWED_STATUSES and not new_member
         if member.status not in REVIEWED_STATUSES:
             note = MEMBER_STATUSES.get(member.status, member.status)
+        elif new_member:
+            note = f"Kết nạp dưới {NEW_MEMBER_MONTHS} tháng, không đánh giá, xếp loại"
         elif result is None:
             note = "Chưa có kết quả"
         else:
@@ -271,6 +278,7 @@ def _classification_rows(
             "self_level": result.self_level if result else None,
             "proposed_level": result.proposed_level if result else None,
             "final_level": result.final_level if result else None,
+            "evaluated": evaluated,
             "note": note,
         })
     return rows

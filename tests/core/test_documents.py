@@ -23,6 +23,7 @@ from kiemdiem.documents import (
     SAMPLE_CHECKLIST,
     SAMPLE_LETTERHEAD,
     SAMPLE_ROWS,
+    listing_view,
     SAMPLE_SUMMARY,
     SAMPLE_UNIT_NAMES,
     STATISTICS_FIRST_ROW,
@@ -246,6 +247,18 @@ def test_classification_list_table():
     text = docx_text(data)
     assert "Hà Tĩnh, ngày 05 tháng 12 năm 2023" in text and "CHI BỘ VĂN PHÒNG 1" in text
     assert "HTTNV: 2" in text and "T/M CHI BỘ" in text
+
+
+def test_the_classification_list_counts_only_the_members_evaluated():
+    """A level given to a member who is not evaluated (here admitted under 6 months) is listed
+    but not counted, as the report and the statistics table do not count it."""
+    rows = [dict(row) for row in SAMPLE_ROWS] + [{
+        "member_id": "DV009", "full_name": "Phạm Minh Đức", "unit_name": "Chi bộ Văn phòng 1", "self_level": None,
+        "proposed_level": None, "final_level": "HTXSNV", "evaluated": False, "note": "Kết nạp dưới 6 tháng, không đánh giá, xếp loại",
+    }]
+    counts = {c["code"]: c["count"] for c in listing_view(rows, unit_name="Chi bộ Văn phòng 1", year=2023)["level_counts"]}
+    assert counts == {c["code"]: c["count"] for c in listing_view(SAMPLE_ROWS, unit_name="Chi bộ Văn phòng 1", year=2023)["level_counts"]}
+    assert counts["HTXSNV"] == sum(1 for r in SAMPLE_ROWS if r.get("final_level") == "HTXSNV")
 
 
 def test_dossier_index_lists_items_with_status():

@@ -287,7 +287,7 @@ def test_score_bands():
 def test_score_rules_in_366_43():
     members = [member(m, "CB1") for m in "ABCDEF"]
     results = [
-        result("A", "CB1", "HTXSNV", score=85.0),  # band HTTNV: above the band → error
+        result("A", "CB1", "HTXSNV", score=85.5),  # band HTTNV: above the band → error
         result("B", "CB1", "HTTNV", score=92.0),  # ≥90 but outside the 20% quota → allowed
         result("C", "CB1", "HTNV", score=75.0),  # band HTTNV: below the band → error
         result("D", "CB1", "HTTNV", score=None),  # no score → error
@@ -297,7 +297,7 @@ def test_score_rules_in_366_43():
     found = check("366/43", members, results)
     assert [(f.member_id, f.data["band"]) for f in by_rule(found, "score_band")] == [("A", "HTTNV"), ("C", "HTTNV")]
     assert [f.member_id for f in by_rule(found, "score_missing")] == ["D"]
-    assert "85 điểm" in by_rule(found, "score_band")[0].message
+    assert "đạt 85,5 điểm" in by_rule(found, "score_band")[0].message  # the Vietnamese decimal comma
     assert by_rule(check("124/25", members, results), "score_missing") == []
 
 
