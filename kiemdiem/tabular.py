@@ -200,7 +200,7 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
             header = next(raw_rows, None) or []
     except (InvalidInput, UnicodeDecodeError, csv.Error):
         header = []
-    lookup = {fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]}
+    lookup = _header_lookup(columns)
     for cell in header:
         name = str(cell or "").strip()
         canonical = lookup.get(fold(name)) if name else None
@@ -211,6 +211,11 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
         if p.source == source and p.field in columns and p.column is None else p
         for p in problems
     ]
+
+
+def _header_lookup(columns: dict[str, list[str]]) -> dict[str, str]:
+    """Folded header text (the canonical name or any alias) → canonical column."""
+    return {fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]}
 
 
 def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: bytes | None):
@@ -226,10 +231,7 @@ def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]]
     header = next(raw_rows, None)
     if header is None:
         raise InvalidInput(Problem(source, "tệp rỗng, không có dòng tiêu đề", row=1))
-    lookup: dict[str, str] = {}
-    for canonical, aliases in columns.items():
-        for alias in [canonical, *aliases]:
-            lookup[fold(alias)] = canonical
+    lookup = _header_lookup(columns)
     mapping: dict[int, str] = {}
     problems: list[Problem] = []
     for index, cell in enumerate(header):

@@ -45,7 +45,8 @@ from kiemdiem.dossier import (
 )
 from kiemdiem.errors import NotFound, Refused
 from kiemdiem.plan import Phase, Plan
-from kiemdiem.rules.base import NEW_MEMBER_MONTHS, months_before
+from kiemdiem.documents import NOT_EVALUATED_NAMES
+from kiemdiem.rules.base import NEW_MEMBER_MONTHS, get_rule_set, months_before
 from kiemdiem.status import Delivery, MemberInfo, UnitInfo, owed_items
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import Member, MemberResult, Snapshot, Submission, SubmissionFile, Unit
@@ -256,17 +257,17 @@ def _classification_rows(
         latest[result.member_id] = result
     order = {u.code: i for i, u in enumerate(units)}
     names = {u.code: u.name for u in units}
-    # Who is not evaluated, as the rule sets say (a level given to them is not counted).
+    # Who is not evaluated, as the plan's rule set says (a level given to them is not counted).
+    not_evaluated = get_rule_set(plan.rule_set).not_evaluated_reason_by_cutoff
     cutoff = months_before(plan.evaluation_date, NEW_MEMBER_MONTHS)
     rows = []
     for member in sorted(members, key=lambda m: (order.get(m.unit_code, len(order)), m.code)):
         result = latest.get(member.id)
-        new_member = member.joined_on is not None and member.joined_on > cutoff
-        evaluated = member.status in REVIEWED_STATUSES and not new_member
+        reason = not_evaluated(member, cutoff)
         if member.status not in REVIEWED_STATUSES:
             note = MEMBER_STATUSES.get(member.status, member.status)
-        elif new_member:
-            note = f"Kết nạp dưới {NEW_MEMBER_MONTHS} tháng, không đánh giá, xếp loại"
+        elif reason is not None:
+            note = f"{NOT_EVALUATED_NAMES.get(reason, reason)}, không đánh giá, xếp loại"
         elif result is None:
             note = "Chưa có kết quả"
         else:
@@ -278,7 +279,7 @@ def _classification_rows(
             "self_level": result.self_level if result else None,
             "proposed_level": result.proposed_level if result else None,
             "final_level": result.final_level if result else None,
-            "evaluated": evaluated,
+            "evaluated": reason is None,
             "note": note,
         })
     return rows

@@ -254,7 +254,7 @@ def test_the_classification_list_counts_only_the_members_evaluated():
     but not counted, as the report and the statistics table do not count it."""
     rows = [dict(row) for row in SAMPLE_ROWS] + [{
         "member_id": "DV009", "full_name": "Phạm Minh Đức", "unit_name": "Chi bộ Văn phòng 1", "self_level": None,
-        "proposed_level": None, "final_level": "HTXSNV", "evaluated": False, "note": "Kết nạp dưới 6 tháng, không đánh giá, xếp loại",
+        "proposed_level": None, "final_level": "HTXSNV", "evaluated": False, "note": "Mới kết nạp dưới 6 tháng, không đánh giá, xếp loại",
     }]
     counts = {c["code"]: c["count"] for c in listing_view(rows, unit_name="Chi bộ Văn phòng 1", year=2023)["level_counts"]}
     assert counts == {c["code"]: c["count"] for c in listing_view(SAMPLE_ROWS, unit_name="Chi bộ Văn phòng 1", year=2023)["level_counts"]}

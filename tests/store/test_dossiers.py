@@ -224,7 +224,7 @@ def test_upper_unit_with_consolidation_generates_documents(store, plan_187, vp1_
     listing = docx_text((out / "danh_sach_xep_loai.docx").read_bytes())
     assert "Nguyễn Sỹ Chín" in listing and "HTXSNV" in listing and "Miễn công tác và sinh hoạt đảng" in listing
     assert "Chưa có kết quả" in listing  # DV002 has none
-    assert "Kết nạp dưới 6 tháng, không đánh giá, xếp loại" in listing  # DV005, admitted 01/09/2023
+    assert "Mới kết nạp dưới 6 tháng, không đánh giá, xếp loại" in listing  # DV005, admitted 01/09/2023
     # Same consolidation again: nothing to do; without it, its documents go away.
     again = assemble(store, plan_187, out, unit="SCT", phase="dang_uy_bao_cao_khoi", now=now, consolidation=subtree["SCT"], subtree=subtree)
     assert not again.changed and again.sha256 == result.sha256
