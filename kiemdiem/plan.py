@@ -162,6 +162,9 @@ class DocumentRequirement:
     per_member: bool
     required: bool
     member_scope: str = "reviewed"
+    # The plan's own words for this item (which form, whose report, where a copy goes): shown
+    # to units next to the catalogue's name, which is the same for every plan.
+    note: str = ""
 
     @property
     def name(self) -> str:
@@ -413,7 +416,7 @@ def _resolve(spec: PlanSpec, source: str, text: str) -> Plan:
             deadline=resolved[p.id][0],
             reading=resolved[p.id][1],
             applies_to=tuple(p.applies_to),
-            documents=tuple(DocumentRequirement(d.type, d.per == "member", d.required, d.members) for d in p.documents),
+            documents=tuple(DocumentRequirement(d.type, d.per == "member", d.required, d.members, (d.note or "").strip()) for d in p.documents),
             after=tuple(p.after),
             submit_to=p.submit_to,
             source=p.source,

@@ -758,6 +758,7 @@ class ChecklistItem:
     # A classification list sent after the current one (or instead of any) that the ingest
     # could not read: the item is owed again.
     refused: Submission | None = None
+    note: str = ""  # the plan's own words for the item
 
     @property
     def present(self) -> bool:
@@ -811,6 +812,7 @@ def checklist(view: StatusView, unit: Unit, members: list[MemberInfo], history: 
                         req.doc_type, DOCUMENTS[req.doc_type].name, req.required,
                         member.code if member else None, member.full_name if member else None,
                         subs[0] if subs else None, first.on_time if first else None, len(subs), refused.get(key),
+                        req.note,
                     )
                 )
         phases.append(PhaseChecklist(phase, view.cell(unit.code, phase.id), items))

@@ -63,6 +63,7 @@ class ItemOption:
     per_member: bool
     required: bool
     deadline: dt.datetime
+    note: str = ""  # the plan's own words for the item
 
 
 def item_options(plan: Plan, unit_kind: str) -> list[ItemOption]:
@@ -71,7 +72,7 @@ def item_options(plan: Plan, unit_kind: str) -> list[ItemOption]:
         for req in phase.documents:
             options.append(ItemOption(
                 f"{phase.id}|{req.doc_type}|{'m' if req.per_member else 'u'}", phase.id, phase.name, req.doc_type,
-                DOCUMENTS[req.doc_type].name, req.per_member, req.required, phase.deadline,
+                DOCUMENTS[req.doc_type].name, req.per_member, req.required, phase.deadline, req.note,
             ))
     return options
 
@@ -324,6 +325,7 @@ def unit_feed(ctx: WebContext, uow: UnitOfWork, campaign_id: str, unit: Unit) ->
     for phase in plan.phases_for_kind(unit.kind):
         documents = "\n".join(
             f"- {DOCUMENTS[d.doc_type].name}{' (từng đảng viên)' if d.per_member else ''}{'' if d.required else ' (nếu có)'}"
+            + (f"\n  {d.note}" if d.note else "")
             for d in phase.documents
         )
         description = (

@@ -42,6 +42,7 @@ def test_unit_user_sees_only_their_subtree_and_two_files_complete_a_phase(page: 
     page.click("text=Nộp hồ sơ")
     page.select_option("#item", "chuan_bi_chi_bo|du_thao_bao_cao_kiem_diem|u")
     expect(page.locator("#member-row")).to_be_hidden()
+    expect(page.locator("#item-note")).to_have_text("Kế hoạch ghi: Dự thảo báo cáo kiểm điểm của chi ủy (của chi bộ, nơi không có chi ủy)")
     page.set_input_files("#files", [
         {"name": "du_thao_bao_cao.pdf", "mimeType": "application/pdf", "buffer": PDF + b"draft"},
         {"name": "phu_luc.docx", "mimeType": "application/vnd.openxmlformats-officedocument.wordprocessingml.document", "buffer": docx_bytes()},

@@ -501,6 +501,10 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     assert "Lê Xuân Tiến" in results and "<strong>HTNV</strong>" in results and "hiện hành" in results
     assert "Chưa có kết quả xếp loại" not in text
     assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
+    # The plan's own words for an item appear under the catalogue's name (plan 187 on mẫu 3đ).
+    assert '<small class="muted note">Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)</small>' in text
+    upload = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2/upload").text
+    assert 'data-note="Tổng hợp kết quả đề nghị đánh giá, xếp loại chất lượng đảng viên"' in upload
 
 
 def test_a_list_the_ingest_refused_shows_as_owed_with_its_problems(client_as, store, campaign, clock, tmp_path):
@@ -703,6 +707,8 @@ def test_calendar_feed_per_unit(client_as, store):
     text = body.content.decode()
     assert text.count("BEGIN:VEVENT") == 4  # the four phases of a chi bộ trực thuộc in plan 187
     assert "DTEND:20231205T165959Z" in text and "X-WR-CALNAME:Hạn kiểm điểm – Chi bộ Văn phòng 1" in text
+    unfolded = text.replace("\r\n ", "")
+    assert "Dự thảo báo cáo kiểm điểm của chi ủy (của chi bộ\\, nơi không có chi ủy)" in unfolded  # the plan's note
     page = client.get("/c/c187/u/VP1").text
     subscribe = re.search(r'href="(/ics/[^"]+\.ics)"', page).group(1)
     feed = client_as().get(subscribe)  # a calendar client has no session

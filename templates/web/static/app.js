@@ -160,9 +160,14 @@
     };
     var bytes = function (n) { return n.toLocaleString("de-DE") + " byte"; };
 
+    var itemNote = document.getElementById("item-note");
     var syncMember = function () {
       var opt = item.options[item.selectedIndex];
       memberRow.hidden = !(opt && opt.getAttribute("data-m") === "1");
+      // The plan's own words for the chosen item (its form, where a copy goes).
+      var note = opt ? opt.getAttribute("data-note") || "" : "";
+      itemNote.textContent = note ? "Kế hoạch ghi: " + note : "";
+      itemNote.hidden = !note;
     };
     item.addEventListener("change", syncMember);
     syncMember();
