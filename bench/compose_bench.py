@@ -107,7 +107,7 @@ def main() -> None:
     ids = [make_message_id(f"bench|{r}") for r, _, _ in cases]
 
     def compose_all() -> list[ComposedMessage]:
-        return [compose_reminder(name, dues, submit_url=SUBMIT_URL, offset_working_days=0, now=NOW)
+        return [compose_reminder(name, dues, submit_url=SUBMIT_URL, now=NOW)
                 for _, name, dues in cases]
 
     composed = compose_all()  # also loads and compiles the templates

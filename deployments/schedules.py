@@ -23,7 +23,16 @@ def campaign_window(plan: Plan) -> Window:
     last_step = max((s.after_working_days for s in plan.escalation), default=0)
     first = min(calendar.add_working_days(calendar.local(p.deadline).date(), -first_offset) for p in plan.phases)
     last = max(calendar.add_working_days(calendar.local(p.deadline).date(), last_step + 1) for p in plan.phases)
-    return Window(calendar.at(first, dt.time(7, 0)), calendar.at(last, dt.time(18, 0)))
+    # Hourly from 07:00 to 18:00, widened to the sending window when an office sets a wider one.
+    start = min(dt.time(7, 0), calendar.work_start.replace(minute=0))
+    end = max(dt.time(18, 0), calendar.work_end)
+    return Window(calendar.at(first, start), calendar.at(last, end))
+
+
+def _phase_run_time(plan: Plan) -> dt.time:
+    """08:00, or the sending window's start when 08:00 is outside it (a run then would only plan)."""
+    calendar = plan.calendar
+    return dt.time(8, 0) if calendar.work_start <= dt.time(8, 0) < calendar.work_end else calendar.work_start
 
 
 def phase_days(plan: Plan, phase: Phase) -> list[dt.datetime]:
@@ -33,7 +42,8 @@ def phase_days(plan: Plan, phase: Phase) -> list[dt.datetime]:
     days = {calendar.add_working_days(deadline, -k) for k in plan.reminder_offsets}
     days.add(calendar.add_working_days(deadline, 1))
     days |= {calendar.add_working_days(deadline, s.after_working_days) for s in plan.escalation if s.after_working_days > 0}
-    return [calendar.at(day, dt.time(8, 0)) for day in sorted(days)]
+    run_at = _phase_run_time(plan)
+    return [calendar.at(day, run_at) for day in sorted(days)]
 
 
 def _stamp(instant: dt.datetime) -> str:

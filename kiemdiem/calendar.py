@@ -30,6 +30,7 @@ TIMEZONE = "Asia/Ho_Chi_Minh"
 
 _COUNTRY = "VN"
 _WEEKEND = (5, 6)  # Saturday, Sunday
+WEEKDAYS_VI = ("thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", "thứ Bảy", "Chủ nhật")
 # Years covered per extension step when add_working_days runs off the end (about 245 working days/year).
 _APPROX_WORKING_DAYS_PER_YEAR = 200
 
@@ -182,6 +183,12 @@ class WorkCalendar:
         ordinals = coverage.ordinals
         return bisect.bisect_right(ordinals, end.toordinal()) - bisect.bisect_right(ordinals, start.toordinal())
 
+    def working_days_left(self, now: dt.datetime, deadline: dt.datetime) -> int:
+        """Working days after `now`'s local day up to and including `deadline`'s: the count a
+        reminder offset is read against (0 on the deadline's day, when only days off remain
+        before it, and once it has passed)."""
+        return max(0, self.working_days_between(self.local(now).date(), self.local(deadline).date()))
+
     def holidays_between(self, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
         """Named non-working days with start <= d <= end, in order (to explain a computed deadline)."""
         start, end = self._as_date(start), self._as_date(end)
@@ -291,6 +298,13 @@ def parse_instant(text: str, timezone: str = TIMEZONE) -> dt.datetime:
         except ValueError:
             continue
     raise ValueError(f"không đọc được thời điểm '{text}'. Các định dạng được chấp nhận: {_ACCEPTED_FORMATS}")
+
+
+def weekday_name(d: dt.date, timezone: str = TIMEZONE) -> str:
+    """The Vietnamese weekday ("thứ Hai" … "Chủ nhật"); an aware datetime is named by its local day."""
+    if isinstance(d, dt.datetime):
+        d = _local(d, timezone)
+    return WEEKDAYS_VI[d.weekday()]
 
 
 def format_date(d: dt.date, timezone: str = TIMEZONE) -> str:

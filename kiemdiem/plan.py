@@ -19,11 +19,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator
 
-from kiemdiem.calendar import Swap, WorkCalendar, format_date
+from kiemdiem.calendar import Swap, WorkCalendar, format_date, weekday_name
 from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
-
-WEEKDAYS_VI = ["thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", "thứ Bảy", "Chủ nhật"]
+from kiemdiem.settings import reminder_settings
 
 
 # --- The file format (pydantic models reject unknown keys and wrong types) -----------------
@@ -246,15 +245,25 @@ class Plan:
 # --- Loading ------------------------------------------------------------------------------
 
 
-def load_plan(path: Path) -> Plan:
+WorkHours = tuple[dt.time, dt.time]
+
+
+def load_plan(path: Path, *, work_hours: WorkHours | None = None) -> Plan:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(Problem(str(path), f"không đọc được tệp kế hoạch: {exc.strerror or exc}")) from exc
-    return parse_plan(text, source=str(path))
+    return parse_plan(text, source=str(path), work_hours=work_hours)
 
 
-def parse_plan(text: str, source: str = "<plan>") -> Plan:
+def parse_plan(text: str, source: str = "<plan>", *, work_hours: WorkHours | None = None) -> Plan:
+    """The resolved plan. ``work_hours`` is the sending window (start, end) of its calendar;
+    None takes KIEMDIEM_REMINDERS_WORK_START/_END from the environment (a bad value is an
+    ``InvalidInput`` naming the variable), so every caller's calendar sends when the office set."""
+    if work_hours is None:
+        work_hours = reminder_settings().work_hours
+    elif work_hours[0] >= work_hours[1]:
+        raise ValueError(f"giờ bắt đầu gửi ({work_hours[0]:%H:%M}) phải trước giờ kết thúc ({work_hours[1]:%H:%M})")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -267,7 +276,7 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
         spec = PlanSpec.model_validate(_stringify_dates(data))
     except ValidationError as exc:
         raise InvalidInput([_problem_from_pydantic(source, err) for err in exc.errors()]) from exc
-    return _resolve(spec, source, text)
+    return _resolve(spec, source, text, work_hours)
 
 
 def _stringify_dates(value):
@@ -346,7 +355,7 @@ def _parse_time(value: str | None, source: str, field_name: str, problems: list[
         return None
 
 
-def _resolve(spec: PlanSpec, source: str, text: str) -> Plan:
+def _resolve(spec: PlanSpec, source: str, text: str, work_hours: WorkHours) -> Plan:
     problems: list[Problem] = []
     if spec.rule_set not in RULE_SETS:
         problems.append(Problem(source, f"bộ quy tắc không được hỗ trợ: '{spec.rule_set}' (chỉ nhận {', '.join(RULE_SETS)})", field="rule_set"))
@@ -355,7 +364,7 @@ def _resolve(spec: PlanSpec, source: str, text: str) -> Plan:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         problems.append(Problem(source, f"múi giờ không tồn tại: '{spec.timezone}'", field="timezone"))
 
-    calendar = _build_calendar(spec, source, problems)
+    calendar = _build_calendar(spec, source, problems, work_hours)
     phase_ids = [p.id for p in spec.phases]
     seen: set[str] = set()
     for i, phase in enumerate(spec.phases):
@@ -455,7 +464,7 @@ def _resolve(spec: PlanSpec, source: str, text: str) -> Plan:
     )
 
 
-def _build_calendar(spec: PlanSpec, source: str, problems: list[Problem]) -> WorkCalendar:
+def _build_calendar(spec: PlanSpec, source: str, problems: list[Problem], work_hours: WorkHours) -> WorkCalendar:
     holidays: dict[dt.date, str] = {}
     for i, h in enumerate(spec.calendar.extra_holidays):
         day = _parse_day(h.date, source, f"calendar.extra_holidays[{i}].date", problems)
@@ -472,10 +481,12 @@ def _build_calendar(spec: PlanSpec, source: str, problems: list[Problem]) -> Wor
         on = _parse_day(s.work_on, source, f"calendar.swaps[{i}].work_on", problems)
         if off and on:
             swaps.append(Swap(off, on, s.note))
+    start, end = work_hours
+    overrides = dict(extra_holidays=holidays, extra_working_days=working, swaps=swaps, work_start=start, work_end=end)
     try:
-        return WorkCalendar(timezone=spec.timezone, extra_holidays=holidays, extra_working_days=working, swaps=swaps)
+        return WorkCalendar(timezone=spec.timezone, **overrides)
     except ValueError:  # an unknown time zone is reported by _resolve, on its own field
-        return WorkCalendar(extra_holidays=holidays, extra_working_days=working, swaps=swaps)
+        return WorkCalendar(**overrides)
 
 
 def _references(phase: PhaseSpec) -> list[str]:
@@ -549,7 +560,7 @@ def _resolve_deadlines(spec: PlanSpec, order: list[str], calendar: WorkCalendar,
 
 
 def _instant(calendar: WorkCalendar, day: dt.date, hour: dt.time | None, quote: str) -> tuple[dt.datetime, str]:
-    weekday = WEEKDAYS_VI[day.weekday()]
+    weekday = weekday_name(day)
     offset = calendar.end_of_day(day).strftime("%z")
     offset = f"UTC{offset[:3]}:{offset[3:]}"
     if hour is None:

@@ -36,11 +36,15 @@ def current_reminder_offset(plan: Plan, phase: Phase, now: dt.datetime) -> int |
     """The offset whose reminder is due at ``now``: the smallest offset not after today, if any."""
     if now > phase.deadline:
         return None
-    calendar = plan.calendar
-    today = calendar.local(now).date()
-    days_left = calendar.working_days_between(today, calendar.local(phase.deadline).date())
+    days_left = working_days_left(plan, phase, now)
     due = [k for k in plan.reminder_offsets if days_left <= k]
     return min(due) if due else None
+
+
+def working_days_left(plan: Plan, phase: Phase, now: dt.datetime) -> int:
+    """Working days really left at ``now`` (what a reminder says), whichever offset planned it:
+    a reminder sent late, or on a tick after a missed one, has fewer left than its offset."""
+    return plan.calendar.working_days_left(now, phase.deadline)
 
 
 def overdue_working_days(plan: Plan, phase: Phase, now: dt.datetime) -> int:

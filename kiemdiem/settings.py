@@ -8,12 +8,16 @@ takes about a millisecond per parse, paid by every consolidation and every queue
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kiemdiem.errors import InvalidInput, Problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +83,35 @@ class ReminderSettings(BaseSettings):
     batch_size: int = Field(500, description="Rows the sender claims per batch.")
     submit_url: str = Field("http://127.0.0.1:8080", description="Where units submit, named in emails.")
 
+    @field_validator("work_start", "work_end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        # Strict HH:MM: "25:00" or "7h30" must be refused, not read as some other hour.
+        match = _CLOCK.fullmatch(value.strip())
+        if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+            raise ValueError(f"giờ không hợp lệ: '{value}' (dùng HH:MM, từ 00:00 đến 23:59, ví dụ 07:30)")
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> ReminderSettings:
+        if self.work_start >= self.work_end:  # both are normalised "HH:MM": text order is time order
+            raise ValueError(
+                f"khung giờ gửi thư không hợp lệ: giờ bắt đầu {_ENV_NAMES['work_start']}={self.work_start} "
+                f"phải trước giờ kết thúc {_ENV_NAMES['work_end']}={self.work_end}"
+            )
+        return self
+
+    @property
+    def work_hours(self) -> tuple[dt.time, dt.time]:
+        """The sending window on working days, local clock: (start, end), end excluded."""
+        start, end = (dt.time.fromisoformat(v) for v in (self.work_start, self.work_end))
+        return start, end
+
+
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+_ENV_NAMES = {name: f"KIEMDIEM_REMINDERS_{name.upper()}" for name in ReminderSettings.model_fields}
+_ENV_REASONS = {"int_parsing": "phải là một số nguyên", "int_type": "phải là một số nguyên"}
+
 
 class WebSettings(BaseSettings):
     """The dashboard and submission portal."""
@@ -133,7 +166,23 @@ def smtp_settings() -> SmtpSettings:
 
 
 def reminder_settings() -> ReminderSettings:
-    return _current(ReminderSettings)
+    """The reminder settings; a bad value is an ``InvalidInput`` naming its variable and value,
+    which the CLI prints and exits on (2), as for any bad input."""
+    try:
+        return _current(ReminderSettings)
+    except ValidationError as exc:
+        raise InvalidInput([_environment_problem(err) for err in exc.errors()]) from exc
+
+
+def _environment_problem(err) -> Problem:
+    if err["type"] == "value_error":
+        reason = str(err["ctx"]["error"])
+    else:
+        reason = f"giá trị không hợp lệ: '{err.get('input')}' ({_ENV_REASONS.get(err['type'], err['msg'])})"
+    if not err["loc"]:  # the window out of order: its reason names both variables
+        return Problem("biến môi trường", reason)
+    field = str(err["loc"][0])
+    return Problem(f"biến môi trường {_ENV_NAMES.get(field, field)}", reason)
 
 
 def web_settings() -> WebSettings:

@@ -7,7 +7,7 @@ import threading
 
 from kiemdiem.calendar import parse_instant
 from kiemdiem.plan import Plan, parse_plan
-from kiemdiem.settings import store_settings
+from kiemdiem.settings import reminder_settings, store_settings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.store.organization import get_campaign
 
@@ -28,7 +28,8 @@ def get_store() -> Store:
 def get_plan(store: Store, campaign_id: str) -> Plan:
     with store.uow() as uow:
         campaign = get_campaign(uow, campaign_id)
-        key = (campaign_id, campaign.plan_hash)
+        # The sending window comes from the environment when a plan is parsed (KIEMDIEM_REMINDERS_WORK_*).
+        key = (campaign_id, campaign.plan_hash, reminder_settings().work_hours)
         text = campaign.plan_text
     with _lock:
         plan = _plans.get(key)

@@ -47,6 +47,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from kiemdiem.calendar import WorkCalendar, weekday_name
 from kiemdiem.notify import ics
 from kiemdiem.settings import templates_dir
 
@@ -145,6 +146,40 @@ class PhaseOutstanding:
     more_items: int = 0  # their items
     overdue_working_days: int | None = None  # escalations only, as in PhaseDue
     step: int | None = None
+
+
+@dataclass(frozen=True)
+class Countdown:
+    """Where a reminder's tick stands against the digest's earliest deadline, on the plan's
+    working-day calendar: what the reminder may truthfully say about the time left."""
+
+    working_days_left: int  # after today up to and including the deadline's day (WorkCalendar.working_days_left)
+    is_today: bool  # the tick's local date is the deadline's
+    passed: bool  # the deadline is behind the tick
+    weekday: str  # the deadline's weekday, "thứ Hai" … "Chủ nhật"
+    day_off: bool  # the deadline falls on a weekend or a holiday
+    holiday: str  # that holiday's name; "" for a weekend or a working day
+    today_is_working_day: bool
+
+
+# Vietnam's public calendar: for callers that do not pass the plan's own (its swaps and extra days).
+_PUBLIC_CALENDAR = WorkCalendar()
+
+
+def countdown(deadline: datetime, now: datetime, calendar: WorkCalendar | None = None) -> Countdown:
+    """The facts a reminder words about ``deadline`` at ``now``; pure, from the calendar given."""
+    calendar = calendar or _PUBLIC_CALENDAR
+    today = calendar.local(now).date()
+    day = calendar.local(deadline).date()
+    return Countdown(
+        working_days_left=calendar.working_days_left(now, deadline),
+        is_today=day == today,
+        passed=now > deadline,
+        weekday=weekday_name(day),
+        day_off=not calendar.is_working_day(day),
+        holiday=calendar.holiday_name(day) or "",
+        today_is_working_day=calendar.is_working_day(today),
+    )
 
 
 # A digest to an office high in the tree (a province's, the plan's mailbox) may carry hundreds
@@ -346,8 +381,10 @@ PURPOSES: dict[str, Purpose] = {
             description="Digest reminder before deadlines: every outstanding item of every "
             "unit the recipient answers for, one message per recipient per tick.",
             placeholders=_digest_placeholders() + (
-                Placeholder("offset_working_days",
-                            "Working days left before the deadline (0 = due today).", 3),
+                Placeholder("countdown", "Countdown to the earliest deadline at ``now``: working "
+                            "days really left (not the reminder step that planned the digest), "
+                            "whether the deadline is today, passed, or falls on a day off.",
+                            Countdown(3, False, False, "thứ Ba", False, "", True)),
             ),
         ),
         Purpose(
@@ -573,15 +610,18 @@ def compose_reminder(
     dues: list[PhaseDue],
     *,
     submit_url: str,
-    offset_working_days: int,
     now: datetime,
+    calendar: WorkCalendar | None = None,
 ) -> ComposedMessage:
     """One digest listing every outstanding item of every unit the recipient answers for.
 
-    Each phase comes with an ICS attachment for its deadline.
+    Each phase comes with an ICS attachment for its deadline. The time left to the earliest
+    deadline is counted from ``now`` on ``calendar``, the plan's (without it: Vietnam's public
+    calendar, which lacks a plan's swaps and extra days), not taken from the reminder step that
+    planned the digest: sent late, a step overstates what is left.
     """
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
-    context["offset_working_days"] = offset_working_days
+    context["countdown"] = countdown(context["earliest_deadline"], now, calendar)
     attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now)
     return _compose("reminder", context, attachments)
 

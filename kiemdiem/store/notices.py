@@ -313,7 +313,7 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
     item_count = sum(len(d.items) for d in dues)
     if kind == "reminder":
         offset = min(n.step for n in notices)
-        message = compose_reminder(name, dues, submit_url=submit_url, offset_working_days=offset, now=now)
+        message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar)
         reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
     else:
         message = compose_escalation(name, dues, submit_url=submit_url, now=now)

@@ -20,6 +20,8 @@ from kiemdiem.calendar import (
     override_conflicts,
     parse_instant,
 )
+from kiemdiem.plan import load_plan
+from tests.support import PLANS
 
 D = dt.date
 VN = ZoneInfo(TIMEZONE)
@@ -163,6 +165,26 @@ def test_working_days_between(cal):
     assert cal.working_days_between(D(2024, 12, 5), D(2024, 12, 5)) == 0
     assert cal.working_days_between(D(2024, 12, 6), D(2024, 12, 8)) == 0  # only a weekend
     assert cal.working_days_between(D(2024, 12, 2), D(2024, 12, 9)) == 5
+
+
+def test_working_days_left_from_an_instant_to_a_deadline(cal):
+    # What a reminder says is left: days after the tick's local day up to the deadline's.
+    tuesday = vn(2023, 12, 5, 23, 59, 59)
+    assert cal.working_days_left(vn(2023, 11, 30, 8, 0), tuesday) == 3  # Fri, Mon, Tue
+    assert cal.working_days_left(vn(2023, 12, 1, 8, 0), tuesday) == 2  # a late "3 days" reminder
+    assert cal.working_days_left(utc(2023, 12, 4, 17, 30), tuesday) == 0  # 00:30 Tuesday local
+    assert cal.working_days_left(vn(2023, 12, 6, 8, 0), tuesday) == 0  # passed: none, never negative
+    sunday = vn(2023, 12, 10, 23, 59, 59)
+    assert cal.working_days_left(vn(2023, 12, 8, 8, 0), sunday) == 0  # Friday: no working day before Sunday
+    assert cal.working_days_left(vn(2023, 12, 6, 8, 0), sunday) == 2
+
+
+def test_weekday_names_are_vietnamese_and_local():
+    from kiemdiem.calendar import weekday_name
+
+    assert weekday_name(D(2023, 12, 10)) == "Chủ nhật"
+    assert weekday_name(D(2023, 12, 4)) == "thứ Hai"
+    assert weekday_name(utc(2023, 12, 9, 17, 30)) == "Chủ nhật"  # 00:30 Sunday local
 
 
 def test_working_days_in_2024(cal):
@@ -360,6 +382,16 @@ def test_custom_office_hours():
     assert not c.is_working_time(vn(2024, 12, 5, 7, 45))
     assert c.next_working_instant(vn(2024, 12, 5, 7, 45)) == vn(2024, 12, 5, 8, 0)
     assert c.next_working_instant(vn(2024, 12, 5, 12, 0)) == vn(2024, 12, 6, 8, 0)
+
+
+def test_a_plan_calendar_has_the_sending_window_it_is_given():
+    plan = load_plan(PLANS / "187-KH-DU-2023.yaml", work_hours=(dt.time(8, 0), dt.time(11, 0)))
+    calendar = plan.calendar
+    assert (calendar.work_start, calendar.work_end) == (dt.time(8, 0), dt.time(11, 0))
+    assert calendar.next_working_instant(vn(2023, 12, 7, 7, 45)) == vn(2023, 12, 7, 8, 0)
+    assert calendar.next_working_instant(vn(2023, 12, 7, 11, 30)) == vn(2023, 12, 8, 8, 0)
+    with pytest.raises(ValueError, match="phải trước"):
+        load_plan(PLANS / "187-KH-DU-2023.yaml", work_hours=(dt.time(11, 0), dt.time(8, 0)))
 
 
 # --- parsing and formatting -------------------------------------------------------------------

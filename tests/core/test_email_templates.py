@@ -150,7 +150,7 @@ def test_date_filters_use_vietnam_time():
 
 def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items):
     msg = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
-                           offset_working_days=3, now=NOW)
+                           now=NOW)
     assert msg.subject == (
         "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
     )
@@ -186,29 +186,31 @@ def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items)
 
 
 def test_reminder_on_the_deadline_day(two_phases_five_items):
+    on_the_day = datetime(2023, 12, 5, 8, 0, tzinfo=HCM)  # "today" is the tick's date, not the step
     msg = compose_reminder("A", two_phases_five_items[1:], submit_url=SUBMIT_URL,
-                           offset_working_days=0, now=NOW)
+                           now=on_the_day)
     assert "Hôm nay là hạn nộp (23:59 ngày 05/12/2023)" in msg.text
+    assert "<strong>Hôm nay là hạn nộp</strong> (23:59 ngày 05/12/2023)" in msg.html
     assert msg.subject == "[187-KH/ĐU] Nhắc hạn: 1 giai đoạn, 4 mục còn thiếu – hạn 05/12/2023"
 
 
 def test_member_without_a_name_is_shown_by_id():
     due = PhaseDue("1-KH", "X", "p", "P", datetime(2023, 12, 1, 17, tzinfo=HCM), "trước 17:00",
                    (_item(doc="ban_cam_ket", doc_name="Bản cam kết", member_id="DV9"),))
-    msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, offset_working_days=1, now=NOW)
+    msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, now=NOW)
     assert "DV9 (mã DV9) → thư mục CB01/ban_cam_ket/DV9/" in msg.text
 
 
 def test_a_digest_needs_something_to_say():
     with pytest.raises(ValueError):
-        compose_reminder("A", [], submit_url=SUBMIT_URL, offset_working_days=1, now=NOW)
+        compose_reminder("A", [], submit_url=SUBMIT_URL, now=NOW)
 
 
 def test_composition_is_deterministic(two_phases_five_items):
     a = compose_reminder("A", two_phases_five_items, submit_url=SUBMIT_URL,
-                         offset_working_days=2, now=NOW)
+                         now=NOW)
     b = compose_reminder("A", list(reversed(two_phases_five_items)), submit_url=SUBMIT_URL,
-                         offset_working_days=2, now=NOW)
+                         now=NOW)
     assert a == b
 
 
@@ -309,7 +311,7 @@ def test_make_message_id_is_deterministic():
 
 def test_build_mime_round_trip(two_phases_five_items):
     composed = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
-                                offset_working_days=3, now=NOW)
+                                now=NOW)
     message_id = make_message_id("reminder:1")
     mime = build_mime(composed, sender=SENDER, recipient="Nguyễn Thị Hạnh <hanh@example.vn>",
                       message_id=message_id, date=NOW)
@@ -404,6 +406,6 @@ def test_a_digest_too_long_for_mail_counts_per_unit_then_stops_listing():
 
 def test_a_digest_within_bounds_lists_every_member():
     due = _province_office_due(10, messages.MAX_DETAILED_ITEMS // 10)
-    message = compose_reminder("Chi ủy", [due], submit_url=SUBMIT_URL, offset_working_days=3, now=NOW)
+    message = compose_reminder("Chi ủy", [due], submit_url=SUBMIT_URL, now=NOW)
     assert all(f"Đảng viên {u}-{m}" in message.text for u in range(10) for m in range(messages.MAX_DETAILED_ITEMS // 10))
     assert "đơn vị khác" not in message.text and "quá dài" not in message.text

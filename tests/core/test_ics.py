@@ -265,7 +265,7 @@ def test_reminder_mail_carries_a_strictly_valid_ics_per_phase():
                                   "Kế hoạch khắc phục hạn chế, khuyết điểm"),)),
     ]
     composed = compose_reminder("Đồng chí Bí thư", dues, submit_url="http://127.0.0.1:8080",
-                                offset_working_days=3, now=NOW)
+                                now=NOW)
     mime = build_mime(composed, sender="Văn phòng Đảng ủy <vp@kiemdiem.local>",
                       recipient="bithu@example.vn", message_id=make_message_id("k"), date=NOW)
     parsed = email.message_from_bytes(mime.as_bytes(policy=email.policy.SMTP),
