@@ -559,16 +559,20 @@ def _resolve_deadlines(spec: PlanSpec, order: list[str], calendar: WorkCalendar,
     return resolved
 
 
+VIETNAM_ZONES = frozenset({"Asia/Ho_Chi_Minh", "Asia/Saigon"})
+
+
 def _instant(calendar: WorkCalendar, day: dt.date, hour: dt.time | None, quote: str) -> tuple[dt.datetime, str]:
     weekday = weekday_name(day)
     offset = calendar.end_of_day(day).strftime("%z")
-    offset = f"UTC{offset[:3]}:{offset[3:]}"
+    # Users read "giờ Việt Nam", not the IANA name; another zone is named by its offset only.
+    zone = f"giờ Việt Nam, UTC{offset[:3]}:{offset[3:]}" if calendar.timezone in VIETNAM_ZONES else f"giờ UTC{offset[:3]}:{offset[3:]}"
     if hour is None:
         instant = calendar.end_of_day(day)
-        reading = f"“{quote}” được hiểu là: hạn cuối 23:59:59 {weekday}, ngày {format_date(day)} (giờ {calendar.timezone}, {offset})"
+        reading = f"“{quote}” được hiểu là: hạn cuối 23:59:59 {weekday}, ngày {format_date(day)} ({zone})"
     else:
         instant = calendar.at(day, hour)
-        reading = f"“{quote}” được hiểu là: hạn cuối {hour:%H:%M} {weekday}, ngày {format_date(day)} (giờ {calendar.timezone}, {offset})"
+        reading = f"“{quote}” được hiểu là: hạn cuối {hour:%H:%M} {weekday}, ngày {format_date(day)} ({zone})"
     note = calendar.holiday_name(day)
     if note or not calendar.is_working_day(day):
         reading += f"; lưu ý: ngày này là ngày nghỉ ({note or weekday})"

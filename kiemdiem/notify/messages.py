@@ -88,6 +88,9 @@ class PhaseDue:
     items: tuple[OutstandingItem, ...]
     overdue_working_days: int | None = None
     step: int | None = None
+    # The plan's own words for the documents still owed, (document name, note): which form,
+    # where a copy goes. Said once per phase, not per unit.
+    notes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class PhaseOutstanding:
     more_items: int = 0  # their items
     overdue_working_days: int | None = None  # escalations only, as in PhaseDue
     step: int | None = None
+    notes: tuple[tuple[str, str], ...] = ()  # as in PhaseDue
 
 
 @dataclass(frozen=True)
@@ -256,6 +260,7 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                 more_items=more_items,
                 overdue_working_days=due.overdue_working_days,
                 step=due.step,
+                notes=due.notes,
             )
         )
     return tuple(phases)

@@ -303,7 +303,12 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
             unit_code, unit_name = units[n.unit_id]
             member_code, member_name = members.get(n.member_id, (None, None))
             outstanding.append(OutstandingItem(unit_code, unit_name, n.doc_type, DOCUMENTS[n.doc_type].name, member_code, member_name))
-        due = PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding))
+        owed = {(i.doc_type, i.member_id is not None) for i in outstanding}
+        notes = tuple(dict.fromkeys(
+            (req.name, req.note) for req in phase.documents
+            if req.note and (req.doc_type, req.per_member) in owed and req.note.casefold() != req.name.casefold()
+        ))
+        due = PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding), notes=notes)
         if kind == "escalation":
             # Per phase: a digest mixes phases late by different amounts and at different steps.
             due = replace(due, overdue_working_days=overdue_working_days(plan, phase, now), step=max(n.step for n in items))

@@ -38,7 +38,7 @@ def _reminder():
     due = PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "kiem_diem_chi_bo",
                    "Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại",
                    datetime(2023, 12, 5, 23, 59, tzinfo=HCM), "trước 23:59 ngày 05/12/2023", items)
-    return compose_reminder("Đồng chí Bí thư", [due], submit_url="http://127.0.0.1:8080", offset_working_days=3, now=NOW)
+    return compose_reminder("Đồng chí Bí thư", [due], submit_url="http://127.0.0.1:8080", now=NOW)
 
 
 def test_enqueue_stores_the_email_packages_bytes(store):

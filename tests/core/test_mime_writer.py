@@ -76,7 +76,7 @@ def _dues(rng: random.Random, units: int, members: int, special: bool = False) -
         PhaseDue("KH/ĐUK (Hà Tĩnh, 2022)", "Ban Thường vụ Đảng ủy Khối các cơ quan và doanh nghiệp tỉnh",
                  "chi_bo_kiem_diem", phase_name, datetime(2022, 12, 1, 23, 59, tzinfo=HCM),
                  "“hoàn thành trước ngày 01/12/2022” được hiểu là: hạn cuối 23:59:59 thứ Năm, ngày "
-                 "01/12/2022 (giờ Asia/Ho_Chi_Minh, UTC+07:00)", tuple(review)),
+                 "01/12/2022 (giờ Việt Nam, UTC+07:00)", tuple(review)),
         PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "khac_phuc_chi_bo",
                  "Chi bộ gửi kế hoạch khắc phục hạn chế, khuyết điểm",
                  datetime(2022, 12, 28, 17, 0, tzinfo=HCM), "trước 17:00 ngày 28/12/2022", tuple(remediation)),
@@ -90,7 +90,7 @@ def _variety() -> list[tuple[str, ComposedMessage]]:
         dues = _dues(rng, units, members, special)
         name = f"Đồng chí {_person(rng)}" + (" <&>" if special else "")
         out.append((f"reminder-{units}-{members}",
-                    compose_reminder(name, dues, submit_url=SUBMIT_URL, offset_working_days=units % 4, now=NOW)))
+                    compose_reminder(name, dues, submit_url=SUBMIT_URL, now=NOW)))
         out.append((f"escalation-{units}-{members}",
                     compose_escalation(name, [replace(d, step=2, overdue_working_days=3) for d in dues], submit_url=SUBMIT_URL, now=NOW)))
     out.append(("invite", compose_invite("Đồng chí Nguyễn Thị Hạnh", "Chi bộ Văn phòng Sở & <Kho>",

@@ -145,3 +145,7 @@ def test_the_tick_counts_the_days_left_on_the_plans_own_calendar(store, tmp_path
     with store.uow() as uow:
         texts = uow.session.scalars(select(Outbox.body_text).where(Outbox.kind == "reminder")).all()
     assert texts and all("Còn 1 ngày làm việc đến hạn nộp gần nhất" in t for t in texts), texts[0]
+    # The plan's own words for what is owed, once per phase (plan 187 asks for mẫu 3đ).
+    assert all("Kế hoạch ghi:" in t for t in texts)
+    assert all(t.count("(mẫu 3đ)") == 1 for t in texts)
+    assert "* Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng: Phiếu phân tích" in texts[0]
