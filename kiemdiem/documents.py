@@ -1,9 +1,11 @@
 """Generated documents, in the Vietnamese administrative format. Pure: values in, bytes out.
 
-Four documents: the statistics table (XLSX, ``statistics_xlsx``), the member classification
-list, the consolidated report and the dossier index (DOCX: ``classification_list_docx``,
-``consolidated_report_docx``, ``dossier_index_docx``), plus the checklist as XLSX
-(``checklist_xlsx``). Every DOCX comes from a Jinja2 template in ``templates/documents/``
+Four documents: the statistics table (XLSX, ``statistics_xlsx``; with the member list as a
+sheet of its own), the member classification list, the consolidated report and the dossier
+index (DOCX: ``classification_list_docx``, ``consolidated_report_docx``,
+``dossier_index_docx``), plus the checklist as XLSX (``checklist_xlsx``). Under a rule set
+that scores members (366/43) both member lists have a "Điểm" column; other rule sets have
+none. Every DOCX comes from a Jinja2 template in ``templates/documents/``
 that renders to the small line markup below; ``markup_to_docx`` lays it out with python-docx
 (A4, Times New Roman, the two-column letterhead as a borderless table, the date line in
 italic on the right, "Nơi nhận" bottom left, the signature bottom right).
@@ -226,6 +228,8 @@ SAMPLE_ROWS = [
     {"member_id": "DV002", "full_name": "Trần Thị Hoa", "unit_name": "Chi bộ Văn phòng 1", "self_level": "HTTNV", "proposed_level": "HTTNV", "final_level": "HTTNV", "note": ""},
     {"member_id": "DV003", "full_name": "Lê Văn Nam", "unit_name": "Chi bộ Văn phòng 1", "self_level": None, "proposed_level": None, "final_level": None, "note": "Miễn công tác và sinh hoạt đảng"},
 ]
+# The same under rule set 366/43, where members are scored out of 100.
+SAMPLE_SCORED_ROWS = [row | {"score": score} for row, score in zip(SAMPLE_ROWS, (91.5, 85.0, None))]
 
 
 def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Mapping[str, str] | None = None) -> dict:
@@ -245,8 +249,10 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
         "own_level_name": LEVELS.get(own.get("level") or "", ""),
         "members": members,
         "member_levels": _level_rows(members["levels"]),
+        # In the usual order: a stored snapshot's keys come back sorted (exempt, new_member, suspended).
         "not_evaluated": [
-            {"reason": r, "name": NOT_EVALUATED_NAMES.get(r, r), "count": n} for r, n in members["not_evaluated"].items()
+            {"reason": r, "name": NOT_EVALUATED_NAMES.get(r, r), "count": members["not_evaluated"][r]}
+            for r in sorted(members["not_evaluated"], key=lambda r: (list(NOT_EVALUATED_NAMES).index(r) if r in NOT_EVALUATED_NAMES else len(NOT_EVALUATED_NAMES), r))
         ],
         "not_evaluated_total": sum(members["not_evaluated"].values()),
         "member_quota_status": QUOTA_STATUS_NAMES.get(members["quota"]["status"], members["quota"]["status"]),
@@ -284,9 +290,10 @@ def _override_view(override: Mapping | None) -> dict | None:
     return {"by": override.get("by", ""), "reason": override.get("reason", ""), "at": when}
 
 
-def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int) -> dict:
+def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int, scored: bool = False) -> dict:
     """What the classification list template reads: the rows plus the count per final level (of
-    the members evaluated: a level given to someone not evaluated is not counted, as in the report)."""
+    the members evaluated: a level given to someone not evaluated is not counted, as in the report).
+    ``scored``: the plan's rule set scores members (366/43), so the list has a "Điểm" column."""
     counts = {lv: 0 for lv in LEVELS}
     for row in rows:
         if row.get("final_level") in counts and row.get("evaluated", True):
@@ -294,9 +301,17 @@ def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int) -> dict:
     return {
         "unit_name": unit_name,
         "year": year,
-        "rows": [dict(row) for row in rows],
+        "scored": scored,
+        "rows": [dict(row) | {"score_text": format_score(row.get("score"))} for row in rows],
         "level_counts": [{"code": lv, "name": LEVELS[lv], "count": counts[lv]} for lv in LEVELS],
     }
+
+
+def format_score(value: float | None) -> str:
+    """85.5 -> "85,5", 90.0 -> "90" (Vietnamese decimal comma); None -> ""."""
+    if value is None:
+        return ""
+    return f"{float(value):g}".replace(".", ",")
 
 
 def _level_rows(levels: Mapping) -> list[dict]:
@@ -315,14 +330,14 @@ SAMPLE_CHECKLIST: dict = {
         "name": "Chi bộ trực thuộc kiểm điểm, đánh giá, xếp loại và gửi hồ sơ",
         "deadline": "2023-12-05T23:59:59+07:00",
         "deadline_local": "05/12/2023 23:59",
-        "reading": "hết ngày 05/12/2023",
+        "reading": "“trước ngày 05/12/2023” được hiểu là: hạn cuối 23:59:59 thứ Ba, ngày 05/12/2023 (giờ Việt Nam, UTC+07:00)",
     },
     "past_deadline": True,
     "summary": {"state": "overdue", "state_name": "Quá hạn, còn thiếu", "required": 3, "present": 2, "late": 1, "missing": 1, "optional_present": 0, "files": 2, "last_received_at": "2023-12-06T09:00:00+07:00"},
     "items": [
-        {"key": "VP1:chi_bo_kiem_diem:bien_ban_hoi_nghi:-", "doc_type": "bien_ban_hoi_nghi", "doc_name": "Biên bản hội nghị kiểm điểm, đánh giá, xếp loại", "member_id": None, "member_name": None, "required": True, "owed": True, "status": "present", "status_name": "Đã nộp", "first_received_at": "2023-12-04T10:00:00+07:00", "received_at": "2023-12-04T10:00:00+07:00", "received_local": "04/12/2023 10:00", "on_time": True, "versions": 1, "files": ["files/bien_ban_hoi_nghi/bien_ban.pdf"]},
-        {"key": "VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV001", "doc_type": "ban_kiem_diem_ca_nhan", "doc_name": "Bản kiểm điểm cá nhân", "member_id": "DV001", "member_name": "Nguyễn Sỹ Chín", "required": True, "owed": True, "status": "late", "status_name": "Đã nộp (trễ hạn)", "first_received_at": "2023-12-06T09:00:00+07:00", "received_at": "2023-12-06T09:00:00+07:00", "received_local": "06/12/2023 09:00", "on_time": False, "versions": 1, "files": ["files/ban_kiem_diem_ca_nhan/DV001/kiem_diem.pdf"]},
-        {"key": "VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV002", "doc_type": "ban_kiem_diem_ca_nhan", "doc_name": "Bản kiểm điểm cá nhân", "member_id": "DV002", "member_name": "Trần Thị Hoa", "required": True, "owed": True, "status": "missing", "status_name": "Chưa nộp (quá hạn)", "first_received_at": None, "received_at": None, "received_local": None, "on_time": None, "versions": 0, "files": []},
+        {"key": "VP1:chi_bo_kiem_diem:bien_ban_hoi_nghi:-", "doc_type": "bien_ban_hoi_nghi", "doc_name": "Biên bản hội nghị kiểm điểm, đánh giá, xếp loại", "member_id": None, "member_name": None, "required": True, "owed": True, "status": "present", "status_name": "Đã nộp", "status_detail": "Đã nộp đúng hạn (lần đầu 04/12/2023), nộp lại sau hạn 06/12/2023", "first_received_at": "2023-12-04T10:00:00+07:00", "first_on_time": True, "received_at": "2023-12-06T08:00:00+07:00", "received_local": "06/12/2023 08:00", "on_time": False, "timeliness": "Đúng hạn (lần đầu 04/12/2023), nộp lại sau hạn 06/12/2023", "versions": 2, "files": ["files/bien_ban_hoi_nghi/bien_ban.pdf"]},
+        {"key": "VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV001", "doc_type": "ban_kiem_diem_ca_nhan", "doc_name": "Bản kiểm điểm cá nhân", "member_id": "DV001", "member_name": "Nguyễn Sỹ Chín", "required": True, "owed": True, "status": "late", "status_name": "Đã nộp (trễ hạn)", "status_detail": "Đã nộp (trễ hạn)", "first_received_at": "2023-12-06T09:00:00+07:00", "first_on_time": False, "received_at": "2023-12-06T09:00:00+07:00", "received_local": "06/12/2023 09:00", "on_time": False, "timeliness": "Trễ hạn", "versions": 1, "files": ["files/ban_kiem_diem_ca_nhan/DV001/kiem_diem.pdf"]},
+        {"key": "VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV002", "doc_type": "ban_kiem_diem_ca_nhan", "doc_name": "Bản kiểm điểm cá nhân", "member_id": "DV002", "member_name": "Trần Thị Hoa", "required": True, "owed": True, "status": "missing", "status_name": "Chưa nộp (quá hạn)", "status_detail": "Chưa nộp (quá hạn)", "first_received_at": None, "first_on_time": None, "received_at": None, "received_local": None, "on_time": None, "timeliness": None, "versions": 0, "files": []},
     ],
 }
 
@@ -343,7 +358,8 @@ DOCUMENT_TEMPLATES: dict[str, DocumentTemplate] = {
             "Danh sách đánh giá, xếp loại chất lượng đảng viên (tự xếp loại, đề xuất, quyết định).",
             (
                 Placeholder("letterhead", "Letterhead.view()", SAMPLE_LETTERHEAD.view()),
-                Placeholder("listing", "listing_view() of the member rows", listing_view(SAMPLE_ROWS, unit_name="Đảng bộ Sở Công Thương", year=2023)),
+                Placeholder("listing", "listing_view() of the member rows (scored: with the 366/43 score column)",
+                            listing_view(SAMPLE_SCORED_ROWS, unit_name="Đảng bộ Sở Công Thương", year=2023, scored=True)),
             ),
         ),
         DocumentTemplate(
@@ -868,9 +884,10 @@ def consolidated_report_docx(letterhead: Letterhead, summary: Mapping, *, year: 
     return markup_to_docx(markup, issued_on=letterhead.issued_on, title=f"Báo cáo tổng hợp kết quả xếp loại năm {year}")
 
 
-def classification_list_docx(letterhead: Letterhead, rows: Sequence[Mapping], *, unit_name: str, year: int) -> bytes:
-    """The member classification list; rows: member_id, full_name, unit_name, self_level, proposed_level, final_level, note."""
-    context = {"letterhead": letterhead.view(), "listing": listing_view(rows, unit_name=unit_name, year=year)}
+def classification_list_docx(letterhead: Letterhead, rows: Sequence[Mapping], *, unit_name: str, year: int, scored: bool = False) -> bytes:
+    """The member classification list; rows: member_id, full_name, unit_name, self_level, proposed_level, final_level,
+    note, and score; ``scored`` (rule set 366/43) adds the "Điểm" column."""
+    context = {"letterhead": letterhead.view(), "listing": listing_view(rows, unit_name=unit_name, year=year, scored=scored)}
     markup = render_markup("danh_sach_xep_loai", context)
     return markup_to_docx(markup, issued_on=letterhead.issued_on, title=f"Danh sách xếp loại đảng viên năm {year}")
 
@@ -891,6 +908,7 @@ _WRAP_CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
 MEMBER_SHEET = "Đảng viên"
 ORG_SHEET = "Tổ chức đảng"
+LIST_SHEET = "Danh sách xếp loại"
 CHECKLIST_SHEET = "Danh mục hồ sơ"
 
 
@@ -939,15 +957,54 @@ ORG_HEADERS: list[tuple[str, list[str]]] = [
 STATISTICS_FIRST_ROW = 6
 
 
-def statistics_xlsx(summaries: Mapping[str, Mapping], *, title: str, issued_on: dt.date) -> bytes:
-    """The statistics table: one row per unit of the subtree (in the given order), members and organizations."""
+def statistics_xlsx(summaries: Mapping[str, Mapping], *, title: str, issued_on: dt.date,
+                    rows: Sequence[Mapping] | None = None, scored: bool = False) -> bytes:
+    """The statistics table: one row per unit of the subtree (in the given order), members and organizations;
+    with ``rows`` (as for the classification list) also the member list, with the score when ``scored``."""
     workbook = openpyxl.Workbook()
     members = workbook.active
     members.title = MEMBER_SHEET
     orgs = workbook.create_sheet(ORG_SHEET)
     _grouped_sheet(members, title, "Kết quả đánh giá, xếp loại chất lượng đảng viên", MEMBER_HEADERS, [_member_row(s) for s in summaries.values()])
     _grouped_sheet(orgs, title, "Kết quả đánh giá, xếp loại chất lượng tổ chức đảng", ORG_HEADERS, [_org_row(s) for s in summaries.values()])
+    if rows is not None:
+        _list_sheet(workbook.create_sheet(LIST_SHEET), title, rows, scored)
     return _save_workbook(workbook, issued_on)
+
+
+def list_headers(scored: bool) -> list[str]:
+    """The member list's columns; "Điểm" only under a rule set that scores members (366/43)."""
+    return ["STT", "Mã đảng viên", "Họ và tên", "Chi bộ", "Tự xếp loại", "Đề xuất", *(["Điểm"] if scored else []), "Quyết định", "Ghi chú"]
+
+
+# Where data starts in the list sheet: title, subtitle, blank, one header row.
+LIST_FIRST_ROW = 5
+
+
+def _list_sheet(sheet, title: str, rows: Sequence[Mapping], scored: bool) -> None:
+    headers = list_headers(scored)
+    sheet.cell(1, 1, title).font = Font(name=FONT, size=13, bold=True)
+    sheet.cell(2, 1, "Danh sách đánh giá, xếp loại chất lượng đảng viên").font = Font(name=FONT, size=12, italic=True)
+    for c, name in enumerate(headers, start=1):
+        cell = sheet.cell(LIST_FIRST_ROW - 1, c, name)
+        cell.border, cell.fill, cell.alignment = _BOX, _HEAD_FILL, _WRAP_CENTER
+        cell.font = Font(name=FONT, size=11, bold=True)
+    for n, row in enumerate(rows, start=1):
+        # The score stays a number (sortable, summable); the spreadsheet shows it with the
+        # reader's decimal separator (85,5 in Vietnamese), as it does the percentages.
+        score = [row.get("score")] if scored else []
+        values = [n, row.get("member_id"), row.get("full_name"), row.get("unit_name"), row.get("self_level"),
+                  row.get("proposed_level"), *score, row.get("final_level"), row.get("note") or None]
+        for c, value in enumerate(values, start=1):
+            cell = sheet.cell(LIST_FIRST_ROW - 1 + n, c, value)
+            cell.border = _BOX
+            cell.font = Font(name=FONT, size=11)
+            if headers[c - 1] not in ("Họ và tên", "Chi bộ", "Ghi chú"):
+                cell.alignment = Alignment(horizontal="center")
+    widths = {"STT": 6, "Mã đảng viên": 14, "Họ và tên": 26, "Chi bộ": 30, "Ghi chú": 40}
+    for c, name in enumerate(headers, start=1):
+        sheet.column_dimensions[get_column_letter(c)].width = widths.get(name, 12)
+    sheet.freeze_panes = sheet.cell(LIST_FIRST_ROW, 1)
 
 
 def _grouped_sheet(sheet, title: str, subtitle: str, headers: list[tuple[str, list[str]]], rows: list[list]) -> None:
@@ -990,7 +1047,11 @@ def _grouped_sheet(sheet, title: str, subtitle: str, headers: list[tuple[str, li
     sheet.freeze_panes = sheet.cell(STATISTICS_FIRST_ROW, 3)
 
 
-CHECKLIST_HEADERS = ["STT", "Văn bản", "Loại", "Mã đảng viên", "Họ và tên", "Bắt buộc", "Tình trạng", "Nhận lúc", "Đúng hạn", "Số lần nộp", "Tệp"]
+# The document's Vietnamese name comes first; its catalogue code, for IT staff, last.
+CHECKLIST_HEADERS = [
+    "STT", "Văn bản", "Mã đảng viên", "Họ và tên", "Bắt buộc", "Tình trạng", "Nhận lúc (bản hiện hành)",
+    "Đúng hạn / trễ hạn", "Số lần nộp", "Tệp", "Kế hoạch ghi", "Mã loại văn bản",
+]
 CHECKLIST_FIRST_ROW = 6
 
 
@@ -1013,15 +1074,16 @@ def checklist_xlsx(checklist: Mapping, *, issued_on: dt.date) -> bytes:
         cell.font = Font(name=FONT, size=11, bold=True)
     for n, item in enumerate(checklist["items"], start=1):
         values = [
-            n, item["doc_name"], item["doc_type"], item["member_id"] or "", item["member_name"] or "",
+            n, item["doc_name"], item["member_id"] or "", item["member_name"] or "",
             "Có" if item["required"] else "Không", item["status_name"], item["received_local"] or "",
-            "" if item["on_time"] is None else ("Có" if item["on_time"] else "Không"), item["versions"], "\n".join(item["files"]),
+            # Not a bare yes/no next to the current receipt: a correction after the deadline says so.
+            item["timeliness"] or "", item["versions"], "\n".join(item["files"]), item.get("note") or "", item["doc_type"],
         ]
         for c, value in enumerate(values, start=1):
             cell = sheet.cell(head + n, c, value)
             cell.border = _BOX
             cell.font = Font(name=FONT, size=11)
-    for c, w in enumerate([6, 48, 26, 12, 24, 9, 22, 17, 9, 9, 50], start=1):
+    for c, w in enumerate([6, 48, 12, 24, 9, 22, 17, 30, 9, 50, 40, 26], start=1):
         sheet.column_dimensions[get_column_letter(c)].width = w
     sheet.freeze_panes = sheet.cell(CHECKLIST_FIRST_ROW, 1)
     return _save_workbook(workbook, issued_on)

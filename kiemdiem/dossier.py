@@ -16,11 +16,26 @@ the same names in every dossier, so two dossiers in one folder would replace eac
 ``render_outputs`` generates the documents and ``write_archive`` writes the ZIP with
 sorted entries and fixed timestamps, so unchanged inputs give a byte-identical archive.
 The output depends on ``now`` only through which submissions had arrived and whether a
-deadline had passed; documents are dated by the newest evidence they include.
+deadline had passed. Dates come from the inputs, never from the clock, so a later run with
+nothing new gives the same bytes:
+
+- the report, the classification list and the statistics table are dated by the
+  consolidation version they are made from (its snapshot's creation time, in the plan's
+  time zone): that is the day their figures are as of, and it only moves with a new version;
+- the index and the checklist by the newest of that day and the last receipt of the unit's
+  own items they list (the day the dossier last changed); with neither, the phase deadline.
+  A child's receipt no longer dates the parent's documents: they do not list it.
+
+Timeliness follows ``kiemdiem.status``: an item delivered on time once counts as delivered on
+time (``status`` present, not late), even when a correction arrives after the deadline. The
+checklist says both facts (``first_on_time`` decides the status; ``on_time`` is the current
+version's, as in the manifest, and ``timeliness`` says "Đúng hạn (lần đầu …), nộp lại sau hạn
+…"), so the receipt time shown next to it is never called on time when it was not.
 
 Archive layout::
 
-    manifest.json                 every file: type, member, sha256, size, received at, on time
+    manifest.json                 every file: type, member, sha256, size, received at, on time (this
+                                  version) and its item's first delivery; the consolidation version
     checklist.json, checklist.xlsx, muc_luc_ho_so.docx
     thong_ke_xep_loai.xlsx, bao_cao_tong_hop.docx, danh_sach_xep_loai.docx   (with a consolidation)
     files/<doc type>/[<member id>/]<file name>
@@ -36,7 +51,7 @@ import shutil
 import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -45,10 +60,11 @@ from kiemdiem.calendar import format_instant
 from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS
 from kiemdiem.documents import Letterhead, Signature
 from kiemdiem.plan import Phase, Plan
+from kiemdiem.rules.base import get_rule_set
 from kiemdiem.status import Delivery, Item, UnitInfo
 from kiemdiem.submission import safe_filename
 
-FORMAT = "kiemdiem-ho-so/1"  # bump when the archive's layout or contents change
+FORMAT = "kiemdiem-ho-so/2"  # bump when the archive's layout or contents change (2: timeliness, dates, scores)
 ZIP_EPOCH = documents.ZIP_EPOCH
 
 CHECKLIST_JSON = "checklist.json"
@@ -130,8 +146,11 @@ class DossierInput:
     subtree: Mapping[str, Mapping] = field(default_factory=dict)  # summaries by unit code, tree order
     classification_rows: tuple[Mapping, ...] = ()
     unit_names: Mapping[str, str] = field(default_factory=dict)
-    secretary: str | None = None  # who signs for a non-root unit
-    issued_on: dt.date | None = None  # the documents' date; default: newest evidence
+    secretary: str | None = None  # who signs as BÍ THƯ (the root signs as the plan's signer when it has one)
+    issued_on: dt.date | None = None  # every document's date, when the caller fixes it; default: see the module docstring
+    # The stored consolidation version ``consolidation`` is (None: not a stored one, e.g. a look-back).
+    consolidation_version: int | None = None
+    consolidated_at: dt.datetime | None = None
 
 
 def child_phases(plan: Plan, phase: Phase, child_kind: str) -> list[Phase]:
@@ -172,7 +191,8 @@ class Dossier:
     superseded: list[dict]
     sub_units: dict[str, dict]  # archive path -> payload
     letterhead: Letterhead
-    issued_on: dt.date
+    issued_on: dt.date  # the index's and the checklist's date
+    consolidation_issued_on: dt.date | None = None  # the report's, the list's and the statistics' date
     inputs_hash: str = ""
 
     @property
@@ -182,6 +202,11 @@ class Dossier:
     @property
     def has_consolidation(self) -> bool:
         return self.source.consolidation is not None
+
+    @property
+    def consolidation_letterhead(self) -> Letterhead:
+        """The letterhead of the documents made from the consolidation: dated by its version."""
+        return replace(self.letterhead, issued_on=self.consolidation_issued_on or self.issued_on)
 
     @property
     def output_names(self) -> list[str]:
@@ -220,9 +245,11 @@ def build_dossier(source: DossierInput) -> Dossier:
     entries: list[dict] = []
     files: list[ArchivedFile] = []
     superseded: list[dict] = []
+    notes = {(req.doc_type, req.per_member): req.note for req in phase.documents}
     for item in items:
         versions = by_key.get(item.key, [])
         entry = _item_entry(item, versions, item.key in owed_keys, past_deadline, zone)
+        entry["note"] = notes.get((item.doc_type, item.member_code is not None), "")  # the plan's own words
         if versions:
             current, first = versions[-1], versions[0]
             for stored in current.files:
@@ -233,6 +260,7 @@ def build_dossier(source: DossierInput) -> Dossier:
                 superseded.append(_superseded_entry(item, old, versions, zone))
         entries.append(entry)
 
+    # Timeliness is the first delivery's, as kiemdiem.status counts it.
     summary = _tally(source.items, {k: (v[0].on_time, v[-1].received_at) for k, v in by_key.items()}, past_deadline)
     summary["optional_present"] = sum(1 for e in entries if not e["required"] and e["versions"])
     summary["files"] = len(files)
@@ -247,16 +275,50 @@ def build_dossier(source: DossierInput) -> Dossier:
         "items": entries,
     }
     sub_units = {f"sub_units/{safe_filename(child.unit.code)}.json": _child_payload(child, source, zone) for child in source.children}
-    newest = [last] + [_parse(p["phases"][i]["summary"]["last_received_at"]) for p in sub_units.values() for i in range(len(p["phases"]))]
-    newest = [t for t in newest if t is not None]
-    issued_on = source.issued_on or (max(newest).astimezone(zone).date() if newest else phase.deadline.astimezone(zone).date())
+    issued_on, consolidation_issued_on = _dates(source, last, zone)
     letterhead = letterhead_for(plan, unit, source.parent_name, source.secretary, issued_on)
-    dossier = Dossier(source, checklist, files, superseded, sub_units, letterhead, issued_on)
+    dossier = Dossier(source, checklist, files, superseded, sub_units, letterhead, issued_on, consolidation_issued_on)
     dossier.inputs_hash = _inputs_hash(dossier)
     return dossier
 
 
+def _dates(source: DossierInput, last: dt.datetime | None, zone: ZoneInfo) -> tuple[dt.date, dt.date | None]:
+    """(index and checklist date, consolidation documents' date); see the module docstring.
+
+    Not the newest receipt in the subtree: a child's late file is no reason to re-date the
+    parent's report. Both come from the inputs, so an unchanged dossier keeps its bytes."""
+    if source.issued_on is not None:
+        return source.issued_on, source.issued_on if source.consolidation is not None else None
+    consolidated = source.consolidated_at.astimezone(zone).date() if source.consolidated_at and source.consolidation is not None else None
+    known = [d for d in (last.astimezone(zone).date() if last else None, consolidated) if d is not None]
+    issued_on = max(known) if known else source.phase.deadline.astimezone(zone).date()
+    # A consolidation that is no stored version (a look-back) has no date of its own.
+    return issued_on, (consolidated or issued_on) if source.consolidation is not None else None
+
+
+def _day(instant: dt.datetime, zone: ZoneInfo) -> str:
+    local = instant.astimezone(zone)
+    return f"{local.day:02d}/{local.month:02d}/{local.year:04d}"
+
+
+def _timeliness(versions: list[Version], zone: ZoneInfo) -> str | None:
+    """How the item's deliveries stand against the deadline, in words; None when none arrived.
+
+    The first delivery decides on time or late (as kiemdiem.status counts it); a correction
+    sent after the deadline is said too, so the receipt time shown is never called on time."""
+    if not versions:
+        return None
+    first, current = versions[0], versions[-1]
+    if first.on_time and not current.on_time:
+        return f"Đúng hạn (lần đầu {_day(first.received_at, zone)}), nộp lại sau hạn {_day(current.received_at, zone)}"
+    if first.on_time:
+        return "Đúng hạn"
+    return f"Trễ hạn (lần đầu {_day(first.received_at, zone)})" if len(versions) > 1 else "Trễ hạn"
+
+
 def _item_entry(item: Item, versions: list[Version], owed: bool, past_deadline: bool, zone: ZoneInfo) -> dict:
+    # present / late by the first delivery: an item delivered on time once counts as on time,
+    # as in kiemdiem.status (a correction after the deadline does not make it late).
     if versions:
         status = "present" if versions[0].on_time else "late"
     elif not item.required:
@@ -265,6 +327,8 @@ def _item_entry(item: Item, versions: list[Version], owed: bool, past_deadline: 
         status = "missing"
     status_name = ITEM_STATUS_NAMES["overdue" if status == "missing" and past_deadline else status]
     current = versions[-1] if versions else None
+    timeliness = _timeliness(versions, zone)
+    resent_late = current is not None and versions[0].on_time and not current.on_time
     return {
         "key": item.key,
         "doc_type": item.doc_type,
@@ -275,10 +339,14 @@ def _item_entry(item: Item, versions: list[Version], owed: bool, past_deadline: 
         "owed": owed,
         "status": status,
         "status_name": status_name,
+        # What the index says: the status, and a correction after the deadline when there was one.
+        "status_detail": f"Đã nộp {timeliness[0].lower()}{timeliness[1:]}" if resent_late else status_name,
         "first_received_at": _iso(versions[0].received_at, zone) if versions else None,
+        "first_on_time": versions[0].on_time if versions else None,
         "received_at": _iso(current.received_at, zone) if current else None,
         "received_local": format_instant(current.received_at, str(zone)) if current else None,
-        "on_time": versions[0].on_time if versions else None,
+        "on_time": current.on_time if current else None,  # of the version received_at is, as in the manifest
+        "timeliness": timeliness,
         "versions": len(versions),
         "files": [],
     }
@@ -376,10 +444,6 @@ def _iso(instant: dt.datetime | None, zone: ZoneInfo) -> str | None:
     return None if instant is None else instant.astimezone(zone).isoformat()
 
 
-def _parse(text: str | None) -> dt.datetime | None:
-    return None if text is None else dt.datetime.fromisoformat(text)
-
-
 def _unique(path: str, used: set[str]) -> str:
     """The path itself, or "name (2).ext", "name (3).ext"… when taken (two files of one name)."""
     candidate, n = path, 1
@@ -449,12 +513,29 @@ def _inputs_hash(dossier: Dossier) -> str:
         "sub_units": dossier.sub_units,
         "letterhead": dossier.letterhead.view(),
         "issued_on": dossier.issued_on.isoformat(),
+        "consolidation_issued_on": dossier.consolidation_issued_on.isoformat() if dossier.consolidation_issued_on else None,
+        "consolidation_version": consolidation_version(dossier),
+        "scored": scored(source.plan),
         "consolidation": source.consolidation,
         "statistics": _statistics_rows(dossier) if source.consolidation is not None else None,
         "classification": [dict(r) for r in source.classification_rows],
         "unit_names": dict(source.unit_names),
     }
     return hashlib.sha256(_json_bytes(material)).hexdigest()
+
+
+def scored(plan: Plan) -> bool:
+    """Whether the plan's rule set scores members (366/43: out of 100); the lists then show the score."""
+    return bool(get_rule_set(plan.rule_set).score_bands)
+
+
+def consolidation_version(dossier: Dossier) -> dict | None:
+    """{version, created_at} of the stored consolidation the documents are made from; None without one."""
+    source = dossier.source
+    if source.consolidation is None or source.consolidation_version is None:
+        return None
+    zone = ZoneInfo(source.plan.timezone)
+    return {"version": source.consolidation_version, "created_at": _iso(source.consolidated_at, zone)}
 
 
 def render_outputs(dossier: Dossier) -> dict[str, bytes]:
@@ -466,15 +547,17 @@ def render_outputs(dossier: Dossier) -> dict[str, bytes]:
         INDEX_DOCX: documents.dossier_index_docx(dossier.letterhead, dossier.checklist),
     }
     if source.consolidation is not None:
-        year = source.plan.year
+        year, with_score = source.plan.year, scored(source.plan)
+        letterhead = dossier.consolidation_letterhead
         outputs[STATISTICS_XLSX] = documents.statistics_xlsx(
-            _statistics_rows(dossier), title=f"Thống kê kết quả đánh giá, xếp loại chất lượng năm {year} — {source.unit.name}", issued_on=issued_on,
+            _statistics_rows(dossier), title=f"Thống kê kết quả đánh giá, xếp loại chất lượng năm {year} — {source.unit.name}",
+            issued_on=letterhead.issued_on, rows=source.classification_rows, scored=with_score,
         )
         outputs[REPORT_DOCX] = documents.consolidated_report_docx(
-            dossier.letterhead, source.consolidation, year=year, plan_number=source.plan.number, unit_names=source.unit_names,
+            letterhead, source.consolidation, year=year, plan_number=source.plan.number, unit_names=source.unit_names,
         )
         outputs[LISTING_DOCX] = documents.classification_list_docx(
-            dossier.letterhead, source.classification_rows, unit_name=source.unit.name, year=year,
+            letterhead, source.classification_rows, unit_name=source.unit.name, year=year, scored=with_score,
         )
     return outputs
 
@@ -495,6 +578,9 @@ def manifest(dossier: Dossier, outputs: Mapping[str, bytes]) -> dict:
         "phase": dossier.checklist["phase"],
         "inputs_hash": dossier.inputs_hash,
         "issued_on": dossier.issued_on.isoformat(),
+        # The consolidation version the report, the list and the statistics are made from, and their date.
+        "consolidation_version": consolidation_version(dossier),
+        "consolidation_issued_on": dossier.consolidation_issued_on.isoformat() if dossier.consolidation_issued_on else None,
         "summary": dossier.checklist["summary"],
         "files": sorted((f.entry for f in dossier.files), key=lambda e: e["path"]),
         "superseded": dossier.superseded,

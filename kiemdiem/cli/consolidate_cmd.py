@@ -20,7 +20,7 @@ import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
 from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, unit_hash
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
-from kiemdiem.rules.base import LEVEL_NAMES, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
+from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.store.db import open_store
 from kiemdiem.store.organization import campaign_plan
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding
@@ -87,7 +87,7 @@ def consolidate(
                 "run": run.as_dict(),
                 "units": [
                     {"code": code, "version": snapshots[code]["version"], "content_hash": snapshots[code]["content_hash"],
-                     "created_at": snapshots[code]["created_at"], "summary": snapshots[code]["payload"]}
+                     "created_at": snapshots[code]["created_at"], "summary": in_usual_order(snapshots[code]["payload"])}
                     for code in shown
                 ],
             },
@@ -126,18 +126,42 @@ def _print_run(plan_number: str, now, intake, run: ConsolidationReport) -> None:
         console.print("Không có phiên bản mới (dữ liệu không đổi).")
 
 
+def _ordered(mapping: dict, order: tuple[str, ...]) -> dict:
+    return {k: mapping[k] for k in order if k in mapping} | {k: v for k, v in mapping.items() if k not in order}
+
+
+def in_usual_order(summary: dict) -> dict:
+    """The summary with levels best first (HTXSNV, HTTNV, HTNV, KHTNV) and not-evaluated reasons in
+    their usual order. A stored snapshot comes back from the database with its keys sorted
+    (canonical JSON: HTNV, HTTNV, HTXSNV, KHTNV), a look-back in the usual order; the same
+    command must print both alike. Only the order changes: the content and its hash do not."""
+    out = dict(summary)
+    for part in ("members", "organizations"):
+        if isinstance(out.get(part), dict):
+            section = dict(out[part])
+            if isinstance(section.get("levels"), dict):
+                section["levels"] = _ordered(section["levels"], LEVELS)
+            if isinstance(section.get("not_evaluated"), dict):
+                section["not_evaluated"] = _ordered(section["not_evaluated"], NOT_EVALUATED_REASONS)
+            out[part] = section
+    return out
+
+
 def _levels_table(title: str, levels: dict) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("Mức xếp loại", "Số lượng", "Tỷ lệ (%)"):
         table.add_column(column)
-    for code, value in levels.items():
-        table.add_row(f"{code} – {LEVEL_NAMES[code]}", str(value["count"]), _vn_number(value["percent"]))
+    for code in LEVELS:  # best first, whatever order the stored payload's keys came back in
+        if code in levels:
+            value = levels[code]
+            table.add_row(f"{code} – {LEVEL_NAMES[code]}", str(value["count"]), _vn_number(value["percent"]))
     return table
 
 
 def _quota_line(quota: dict) -> str:
+    # "tính <scope>", not "(<scope>)": one scope reads "toàn cây (chỉ để tham khảo)" and would nest brackets.
     return (
-        f"Hạn mức 20% ({QUOTA_SCOPE_LABELS.get(quota['scope'], quota['scope'])}): {quota['htxsnv']} HTXSNV / {quota['httnv']} HTTNV, "
+        f"Hạn mức 20% tính {QUOTA_SCOPE_LABELS.get(quota['scope'], quota['scope'])}: {quota['htxsnv']} HTXSNV / {quota['httnv']} HTTNV, "
         f"tối đa được {quota['max_allowed']} HTXSNV — {QUOTA_STATUS.get(quota['status'], quota['status'])}."
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import typer
@@ -65,6 +66,14 @@ def dossier(
         shell.console.print(table)
     if REPORT_DOCX not in result.outputs:
         shell.console.print("[dim]Chưa có kết quả tổng hợp (chạy kiemdiem consolidate): chưa lập báo cáo tổng hợp, danh sách xếp loại, biểu thống kê.[/]")
+    elif result.consolidation_version:
+        # The documents carry that version's date, not today's: say which one it is.
+        made = dt.datetime.fromisoformat(result.consolidation_version["created_at"])
+        shell.console.print(
+            f"Báo cáo, danh sách, biểu thống kê lập theo lần tổng hợp phiên bản {result.consolidation_version['version']} "
+            f"({format_instant(made)}), ghi ngày của phiên bản đó.",
+            highlight=False,
+        )
     shell.console.print(f"Thư mục hồ sơ: {result.out_dir}", highlight=False)
     verb = "Đã ghi" if result.changed else "Không thay đổi"
     shell.console.print(f"{verb}: {result.archive} (sha256 {result.sha256[:16]}…)", highlight=False)

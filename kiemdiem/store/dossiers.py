@@ -2,9 +2,11 @@
 
 ``load_dossier_input`` reads, in a few set-based queries, what the pure ``kiemdiem.dossier``
 needs: the unit, what it owes in the phase, its submissions received by ``now`` with their
-files, its children's deliveries, and (with a consolidation) the members' classification
-rows. ``assemble_dossier`` writes ``checklist.json``, ``checklist.xlsx``, the generated
-documents and ``<unit>_<phase>.zip`` into ``out_dir``, each only when its bytes changed, and
+files, its children's deliveries, who signs (``_secretary``), and with a consolidation the
+members' classification rows and the stored snapshot version it is (whose creation time dates
+the documents made from it). ``assemble_dossier`` writes ``checklist.json``,
+``checklist.xlsx``, the generated documents and ``<unit>_<phase>.zip`` into ``out_dir``, each
+only when its bytes changed, and
 returns the archive's sha256 and whether anything changed. ``out_dir`` belongs to that one
 dossier (the CLI gives each its ``<unit>_<phase>/`` folder, the tick ``<unit>/<phase>/``): a
 folder holding another dossier is refused, since the generated files have the same names in
@@ -19,14 +21,17 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import tempfile
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, or_, select
 
-from kiemdiem.catalogue import MEMBER_STATUSES, REVIEWED_STATUSES, UNIT_KINDS
+from kiemdiem.catalogue import BRANCH_KINDS, MEMBER_STATUSES, REVIEWED_STATUSES, UNIT_KINDS
+from kiemdiem.consolidation import unit_hash
 from kiemdiem.dossier import (
     CHECKLIST_JSON,
     CONSOLIDATION_OUTPUTS,
@@ -39,6 +44,7 @@ from kiemdiem.dossier import (
     Version,
     build_dossier,
     child_phases,
+    consolidation_version,
     read_manifest,
     render_outputs,
     write_archive,
@@ -69,6 +75,8 @@ class DossierResult:
     written: tuple[str, ...]  # names of the files written this time
     outputs: tuple[str, ...]  # the generated files beside the archive
     checklist: dict  # as in checklist.json
+    # The consolidation version the documents are made from and dated by ({version, created_at}), if stored.
+    consolidation_version: dict | None = None
 
     @property
     def summary(self) -> dict:
@@ -132,8 +140,9 @@ def load_dossier_input(
     items = tuple(owed_items(phase, unit, own_members))
     versions = _versions(uow, campaign_id, unit.id, phase.id, now)
     child_inputs = _children(uow, plan, phase, campaign_id, children, by_unit, now)
-    secretary = next((m.full_name for m in own_members if "bi_thu" in m.positions), None)
+    secretary = _secretary(plan, unit, own_members)
     rows = tuple(_classification_rows(uow, plan, campaign_id, units, members, root_path, now)) if with_results else ()
+    version = _snapshot_version(uow, campaign_id, unit.id, consolidation, now) if with_results else None
     ordered_subtree = {u.code: subtree[u.code] for u in units if subtree and u.code in subtree}
     return DossierInput(
         campaign_id=campaign_id,
@@ -151,7 +160,66 @@ def load_dossier_input(
         unit_names={u.code: u.name for u in units},
         secretary=secretary,
         issued_on=issued_on,
+        consolidation_version=version[0] if version else None,
+        consolidated_at=version[1] if version else None,
     )
+
+
+def _secretary(plan: Plan, unit: UnitInfo, own_members: list[MemberInfo]) -> str | None:
+    """Who signs the unit's documents as BÍ THƯ, when the data says so; None leaves the name blank
+    under "T/M ĐẢNG ỦY / BÍ THƯ" (or "T/M CHI BỘ") for a hand signature.
+
+    Members sit only in branches (chi bộ), and a position is a code without a unit: ``bi_thu``
+    is the secretary of the member's own branch, ``dang_uy_vien`` a member of the committee
+    above; no code says "Bí thư Đảng ủy". So a branch's secretary is its member holding
+    ``bi_thu``, but a đảng bộ's cannot be read from the member list: a branch secretary found in
+    its subtree (even one who is also ``dang_uy_vien``) is someone else, and naming the wrong
+    person on a signed report is worse than a blank. Only the plan names a đảng bộ's secretary,
+    and only its issuer's (the root; when the plan has no ``signer``): the assignment whose title
+    says "Bí thư" of that committee (see ``_named_secretary``)."""
+    if unit.kind in BRANCH_KINDS:
+        return next((m.full_name for m in own_members if "bi_thu" in m.positions), None)
+    if unit.parent_code is None:
+        return _named_secretary(plan)
+    return None
+
+
+def _named_secretary(plan: Plan) -> str | None:
+    """The person the plan's assignments call the issuer's secretary ("Tỉnh ủy viên, Bí thư Đảng ủy
+    Sở" for the Đảng ủy Sở Công Thương), when exactly one is: a title part "Bí thư <body>" whose
+    body begins the issuer's name (so "Phó Bí thư…", "Bí thư Chi bộ…" or the secretary of another
+    committee do not count)."""
+    issuer = _fold(plan.issuer)
+    found = set()
+    for assignment in plan.assignments:
+        for part in re.split(r"[,;]", assignment.title or ""):
+            part = _fold(part)
+            if part == "bí thư" or (part.startswith("bí thư ") and issuer.startswith(part[len("bí thư "):])):
+                found.add(assignment.person.strip())
+    return found.pop() if len(found) == 1 else None
+
+
+def _fold(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def _snapshot_version(
+    uow: UnitOfWork, campaign_id: str, unit_id: int, consolidation: Mapping, now: dt.datetime
+) -> tuple[int, dt.datetime] | None:
+    """(version, created at) of the stored snapshot ``consolidation`` is: the newest one made by
+    ``now`` with its content hash (a summary can come back to an earlier content); None when it is
+    no stored version (a look-back, or a summary built by hand)."""
+    try:
+        content_hash = unit_hash(dict(consolidation))
+    except (KeyError, TypeError, ValueError):
+        return None  # not a summary's shape: no snapshot can have its hash
+    rows = uow.session.execute(
+        select(Snapshot.version, Snapshot.created_at)
+        .where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id == unit_id, Snapshot.content_hash == content_hash)
+        .order_by(Snapshot.version.desc())
+    ).all()
+    made = [(v, at) for v, at in rows if at <= now]
+    return made[0] if made else (tuple(rows[-1]) if rows else None)
 
 
 def _members(uow: UnitOfWork, campaign_id: str, codes: dict[int, str], where) -> list[MemberInfo]:
@@ -279,6 +347,7 @@ def _classification_rows(
             "self_level": result.self_level if result else None,
             "proposed_level": result.proposed_level if result else None,
             "final_level": result.final_level if result else None,
+            "score": result.score if result else None,  # 366/43; the documents show it only when the rule set scores
             "evaluated": reason is None,
             "note": note,
         })
@@ -391,6 +460,7 @@ def _result(dossier: Dossier, out_dir: Path, archive: Path, sha: str, written: t
         written=written,
         outputs=tuple(dossier.output_names),
         checklist=dossier.checklist,
+        consolidation_version=consolidation_version(dossier),
     )
 
 

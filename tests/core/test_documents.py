@@ -167,7 +167,9 @@ def test_statistics_table_numbers_match_the_summaries():
 def test_checklist_xlsx_lists_each_item():
     book = openpyxl.load_workbook(io.BytesIO(checklist_xlsx(SAMPLE_CHECKLIST, issued_on=DAY)))
     sheet = book.active
-    statuses = [sheet.cell(r, 7).value for r in range(documents.CHECKLIST_FIRST_ROW, sheet.max_row + 1)]
+    header = [sheet.cell(documents.CHECKLIST_FIRST_ROW - 1, c).value for c in range(1, sheet.max_column + 1)]
+    column = {name: header.index(name) + 1 for name in header}
+    statuses = [sheet.cell(r, column["Tình trạng"]).value for r in range(documents.CHECKLIST_FIRST_ROW, sheet.max_row + 1)]
     assert statuses == [i["status_name"] for i in SAMPLE_CHECKLIST["items"]]
 
 
@@ -247,6 +249,9 @@ def test_classification_list_table():
     text = docx_text(data)
     assert "Hà Tĩnh, ngày 05 tháng 12 năm 2023" in text and "CHI BỘ VĂN PHÒNG 1" in text
     assert "HTTNV: 2" in text and "T/M CHI BỘ" in text
+    paragraphs = [p.text for p in document.paragraphs]
+    total = next(p for p in paragraphs if p.startswith("Tổng số:"))
+    assert "Ghi chú" not in total and any(p.startswith("Ghi chú: HTXSNV – Hoàn thành xuất sắc nhiệm vụ") for p in paragraphs)
 
 
 def test_the_classification_list_counts_only_the_members_evaluated():

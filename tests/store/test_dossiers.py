@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from kiemdiem import steps
 from kiemdiem.cli.dossier_cmd import register
-from kiemdiem.documents import MEMBER_SHEET, ORG_SHEET, PARTY, STATISTICS_FIRST_ROW, SAMPLE_SUMMARY, docx_text
+from kiemdiem.documents import CHECKLIST_FIRST_ROW, MEMBER_SHEET, ORG_SHEET, PARTY, STATISTICS_FIRST_ROW, SAMPLE_SUMMARY, docx_text
 from kiemdiem.errors import NotFound, Refused
 from kiemdiem.store.dossiers import archive_inputs_hash, assemble_dossier, dossier_inputs_hash
 from kiemdiem.store.models import Member, MemberResult, Unit
@@ -87,6 +87,13 @@ def test_checklist_marks_present_missing_and_late(store, plan_187, vp1_partly_de
     assert result.summary == summary
     minutes = next(i for i in checklist["items"] if i["doc_type"] == "bien_ban_hoi_nghi")
     assert minutes["versions"] == 2 and minutes["received_local"] == "02/12/2023 09:00"
+    # The plan's own words for each item travel with it (plan 187 asks for mẫu 3đ), in the JSON and the sheet.
+    form = next(i for i in checklist["items"] if i["doc_type"] == "phieu_phan_tich_chat_luong")
+    assert form["note"] == "Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)"
+    sheet = openpyxl.load_workbook(tmp_path / "out" / "checklist.xlsx").active
+    header = [c.value for c in sheet[CHECKLIST_FIRST_ROW - 1]]
+    row = next(r for r in sheet.iter_rows(min_row=CHECKLIST_FIRST_ROW, values_only=True) if r[header.index("Mã loại văn bản")] == "phieu_phan_tich_chat_luong")
+    assert row[header.index("Kế hoạch ghi")] == form["note"]
     # Before the deadline a missing item is only missing, and the dossier is incomplete.
     early = assemble(store, plan_187, tmp_path / "early", now=ict(2023, 12, 4, 12))
     assert early.summary["state"] == "incomplete" and early.summary["present"] == 3
@@ -126,7 +133,7 @@ def test_manifest_lists_every_file_and_checksums_match(store, plan_187, vp1_part
     assert manifest["inputs_hash"] == result.inputs_hash
     # The index is a document in the administrative format, addressed to the parent.
     assert "MỤC LỤC HỒ SƠ" in index and "CHI BỘ VĂN PHÒNG 1" in index and PARTY in index
-    assert "ngày 06 tháng 12 năm 2023" in index  # dated by the newest evidence (06/12), not by the clock
+    assert "ngày 06 tháng 12 năm 2023" in index  # dated by its newest receipt (06/12), not by the clock
     assert "Nguyễn Sỹ Chín" in index and "T/M CHI BỘ" in index
 
 
@@ -386,3 +393,59 @@ def test_a_folder_holding_another_dossier_is_refused_and_left_as_it_was(store, p
     with pytest.raises(Refused, match="c187"):
         assemble_dossier(store, plan_187, "c2", "VP1", BRANCH_PHASE, out, NOW)
     assert _files(out) == kept
+
+
+# ------------------------------------------------------------- `kiemdiem consolidate` output
+
+
+def _consolidate_cli() -> typer.Typer:
+    from kiemdiem.cli.consolidate_cmd import register as register_consolidate
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """kiemdiem (test shell)."""
+
+    register_consolidate(app)
+    return app
+
+
+def test_consolidate_lists_levels_best_first_for_a_stored_version_as_for_a_look_back(store, plan_187, campaign):
+    """A stored snapshot's payload comes back with its keys sorted (HTNV, HTTNV, HTXSNV, KHTNV); the
+    command prints it, in text and JSON, in the usual order, as it prints a look-back. The quota's
+    scope is not put in brackets inside brackets."""
+    from tests.store.test_results_intake import KC_LIST, SCT_MEMBERS, SCT_ORGS, VP1_LIST, VP2_LIST
+
+    for unit, text in (("VP1", VP1_LIST), ("VP2", VP2_LIST), ("KC", KC_LIST)):
+        submit(store, plan_187, unit, "tong_hop_xep_loai_dang_vien", [("tong_hop.csv", text.encode())], ict(2023, 12, 4, 10))
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", [("qd.csv", SCT_MEMBERS.encode()), ("qd_tc.csv", SCT_ORGS.encode())], ict(2023, 12, 8, 9))
+    runner = CliRunner()
+
+    def run(*args):
+        done = runner.invoke(_consolidate_cli(), ["consolidate", "--campaign", "c187", *args])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    def order(output: str) -> list[str]:
+        text = " ".join(output.split())
+        return sorted(("HTXSNV", "HTTNV", "HTNV", "KHTNV"), key=lambda lv: text.index(f"{lv} – "))
+
+    stored = run("--at", "08/12/2023 12:00")
+    assert "phiên bản 1" in stored
+    assert order(stored) == ["HTXSNV", "HTTNV", "HTNV", "KHTNV"]
+    again = run("--at", "08/12/2023 13:00")  # nothing new: the stored version, read back from the database
+    assert "phiên bản 1" in again and order(again) == ["HTXSNV", "HTTNV", "HTNV", "KHTNV"]
+    look_back = run("--at", "08/12/2023 10:00")
+    assert "xem lại tại" in look_back and order(look_back) == ["HTXSNV", "HTTNV", "HTNV", "KHTNV"]
+
+    data = json.loads(run("--at", "08/12/2023 13:00", "--json"))
+    summary = data["units"][0]["summary"]
+    assert data["units"][0]["version"] == 1
+    for part in ("members", "organizations"):
+        assert list(summary[part]["levels"]) == ["HTXSNV", "HTTNV", "HTNV", "KHTNV"]
+    assert list(summary["members"]["not_evaluated"]) == ["exempt", "suspended", "new_member"]
+
+    branch = " ".join(run("--at", "08/12/2023 13:00", "--unit", "VP1").split())
+    assert "Hạn mức 20% tính toàn cây (chỉ để tham khảo):" in branch
+    assert "(toàn cây (chỉ để tham khảo))" not in branch
