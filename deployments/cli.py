@@ -3,41 +3,290 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import typer
 import uvicorn
 from prefect import serve as prefect_serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId, TaskRunFilterName, TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import TERMINAL_STATES, StateType
 from prefect.client.schemas.schedules import RRuleSchedule
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import get_current_settings
+from rich.markup import escape
+from rich.table import Table
 
 from deployments.demo import run_demo
 from deployments.schedules import describe_schedules, phase_rrule, tick_rrule
 from flows.phases import PHASE_FLOWS
 from flows.tick import tick as tick_flow
-from kiemdiem.cli import app, consolidate_cmd, console, dossier_cmd, fail, main as core_main, resolve_now, web_cmd
+from kiemdiem import steps
+from kiemdiem.calendar import format_instant, parse_instant
+from kiemdiem.catalogue import PHASE_KINDS
+from kiemdiem.cli import (
+    AT_HELP, CAMPAIGN_HELP, JSON_HELP, app, consolidate_cmd, console, dossier_cmd, err_console, fail, main as core_main,
+    resolve_now, use_vietnamese_classes, web_cmd,
+)
 from kiemdiem.errors import KiemdiemError
-from kiemdiem.plan import load_plan
+from kiemdiem.plan import Plan, load_plan
 from kiemdiem.settings import web_settings
-
+from kiemdiem.store.organization import campaign_plan
+from tasks.consolidation import finish_tick
+from tasks.context import get_store
 
 dossier_cmd.register(app)
 consolidate_cmd.register(app)
 web_cmd.register(app)
 
+# Prefect waits 20 s for its temporary local server to answer; a first start, which creates
+# Prefect's own database, can take longer on a slow machine. Used unless the user set
+# PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (environment or Prefect profile).
+EPHEMERAL_STARTUP_SECONDS = 120
+RECORDER_DRAIN_SECONDS = 15.0
+
+
+# --- Prefect's temporary local server ------------------------------------------------------
+
+
+def start_prefect() -> None:
+    """Make sure a Prefect server answers before a flow runs, and say in Vietnamese, with a
+    non-zero exit and before anything has run, when none does.
+
+    Without a configured server (PREFECT_API_URL) Prefect starts a temporary local one inside
+    the first flow run and waits 20 s for it; a first start, which creates Prefect's database,
+    can take longer on a slow machine. It is started here instead, with more time
+    (``EPHEMERAL_STARTUP_SECONDS``) unless the user set
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
+    settings = get_current_settings()
+    if settings.api.url:
+        error = asyncio.run(_api_health())
+        if error is not None:
+            _prefect_failure(
+                f"không kết nối được máy chủ Prefect đã cấu hình (PREFECT_API_URL={settings.api.url})",
+                ["Kiểm tra máy chủ Prefect đang chạy và địa chỉ đúng, rồi chạy lại lệnh.",
+                 "Hoặc bỏ biến PREFECT_API_URL để dùng máy chủ Prefect tạm thời trên máy này."],
+                error,
+            )
+        return
+    if not settings.server.ephemeral.enabled:
+        _prefect_failure(
+            "chưa có máy chủ Prefect: PREFECT_API_URL chưa đặt và máy chủ tạm thời đang tắt",
+            ["Đặt PREFECT_API_URL tới một máy chủ Prefect, hoặc bật máy chủ tạm thời: export PREFECT_SERVER_EPHEMERAL_ENABLED=true"],
+            None,
+        )
+    timeout = settings.server.ephemeral.startup_timeout_seconds
+    if "startup_timeout_seconds" not in settings.server.ephemeral.model_fields_set:
+        timeout = max(timeout, EPHEMERAL_STARTUP_SECONDS)
+    try:
+        SubprocessASGIServer().start(timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported the same way
+        _prefect_failure(
+            f"không khởi động được máy chủ Prefect tạm thời trên máy này (đã chờ tối đa {timeout} giây)",
+            ["Chạy lại lệnh: lần khởi động đầu tiên chậm hơn vì Prefect phải tạo cơ sở dữ liệu của nó.",
+             "Cho chờ lâu hơn, ví dụ: export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=300",
+             "Hoặc dùng một máy chủ Prefect chạy sẵn: chạy 'prefect server start' ở một cửa sổ khác, rồi "
+             "export PREFECT_API_URL=http://127.0.0.1:4200/api"],
+            exc,
+        )
+
+
+async def _api_health() -> Exception | None:
+    async with get_client() as client:
+        return await client.api_healthcheck()
+
+
+def _prefect_failure(what: str, hints: list[str], exc: Exception | None) -> None:
+    err_console.print(f"[bold red]Lỗi:[/] {escape(what)}; lệnh chưa làm gì, dữ liệu không thay đổi.", highlight=False)
+    err_console.print("Cách khắc phục:")
+    for hint in hints:
+        err_console.print(f"  • {hint}", highlight=False, markup=False, soft_wrap=True)
+    if exc is not None:
+        detail = " ".join(str(exc).split())[:300]
+        err_console.print(f"Chi tiết (cho bộ phận kỹ thuật): {type(exc).__name__}: {detail}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+def temporary_server_running() -> bool:
+    return not get_current_settings().api.url and SubprocessASGIServer().running
+
+
+async def wait_until_recorded(flow_run_id=None, timeout: float = RECORDER_DRAIN_SECONDS) -> None:
+    """Wait until Prefect's temporary server has recorded the tick's task runs.
+
+    The server records task runs from the events the tick sends, a little after the fact. When
+    the command ends, the server is stopped, and a recording still under way is cancelled and
+    logged with a traceback (``task_run_recorder`` ... ``CancelledError``) though the tick went
+    well. The events are handled in order, so once the tick's last task is recorded as finished
+    and none is left unfinished, the server stops idle. ``flow_run_id``: the tick's run (default:
+    the latest tick run). A Prefect server of one's own keeps running: nothing to wait for."""
+    if not temporary_server_running():
+        return
+    unfinished = [t for t in StateType if t not in TERMINAL_STATES]
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        if flow_run_id is None:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[tick_flow.name])), sort=FlowRunSort.START_TIME_DESC, limit=1,
+            )
+            if not runs:
+                return
+            flow_run_id = runs[0].id
+        of_run = TaskRunFilterFlowRunId(any_=[flow_run_id])
+        last_done = TaskRunFilter(
+            flow_run_id=of_run, name=TaskRunFilterName(like_=finish_tick.name),
+            state=TaskRunFilterState(type=TaskRunFilterStateType(any_=list(TERMINAL_STATES))),
+        )
+        not_done = TaskRunFilter(flow_run_id=of_run, state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished)))
+        while time.monotonic() < deadline:
+            if await client.read_task_runs(task_run_filter=last_done, limit=1) and not await client.read_task_runs(task_run_filter=not_done, limit=1):
+                return
+            await asyncio.sleep(0.2)
+
+
+# --- tick -------------------------------------------------------------------------------------
+
+
+async def run_tick(campaign: str, now: dt.datetime) -> dict:
+    state = await tick_flow(campaign, now.isoformat(), return_state=True)
+    if state.is_completed():
+        await wait_until_recorded(state.state_details.flow_run_id)
+    return await state.aresult()
+
 
 @app.command("tick")
-def tick(campaign: str = typer.Option(..., "--campaign"), at: str = typer.Option(None, "--at")) -> None:
-    """Chạy một lượt xử lý (flow Prefect) của đợt tại thời điểm --at."""
+def tick(
+    campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
+    at: str = typer.Option(None, "--at", help="Chạy lượt xử lý như tại thời điểm này. " + AT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Chạy một lượt xử lý của đợt (một flow run Prefect): nhận hồ sơ, nhắc hạn, chuyển cấp, gửi thư; in những gì lượt này đã làm."""
     try:
         now = resolve_now(at)
+        store = get_store()
+        with store.uow() as uow:
+            plan = campaign_plan(uow, campaign)  # an unknown campaign is refused here, before Prefect starts
     except KiemdiemError as exc:
         fail(exc)
         return
-    result = asyncio.run(tick_flow(campaign, now.isoformat()))
-    console.print_json(json.dumps(result, ensure_ascii=False, default=str))
+    start_prefect()
+    try:
+        result = asyncio.run(run_tick(campaign, now))
+    except KiemdiemError as exc:
+        fail(exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - Prefect has logged the traceback with the flow run
+        err_console.print(f"[bold red]Lỗi:[/] lượt xử lý không hoàn thành: {escape(type(exc).__name__)}: {escape(str(exc))}", highlight=False)
+        err_console.print("Có thể chạy lại lệnh: lượt xử lý chạy lại không lập trùng thông báo, không gửi trùng thư.")
+        raise typer.Exit(1) from None
+    totals = steps.notice_totals(store, campaign)
+    if as_json:
+        print(json.dumps({**result, "notices_cumulative": totals}, ensure_ascii=False, indent=2, default=str))
+        return
+    print_tick(plan, campaign, result, totals)
+
+
+# Most telling first: a tick shows the one of its consolidations that did the most.
+CONSOLIDATION_MODES = {
+    "full": "tổng hợp toàn bộ",
+    "incremental": "tính lại phần có thay đổi do kết quả nộp muộn",
+    "unchanged": "không có gì thay đổi",
+    "not_yet": "chưa đến lúc tổng hợp",
+}
+
+
+def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[str, int]]) -> None:
+    """What this tick did, in words: its counts are this tick's own; the campaign's running
+    totals come last, under a title that says so."""
+    out = console.print
+    now = parse_instant(result["now"])
+    out(f"[bold]Lượt xử lý đợt {escape(campaign)}[/] ({escape(plan.number)}) lúc {format_instant(now)}", highlight=False)
+    collected = result["collected"]
+    out(
+        f"Thư mục nhận: nhận {collected['accepted']} bộ hồ sơ, trùng {collected['unchanged']}, từ chối {len(collected['refused'])}.",
+        highlight=False,
+    )
+    for refused in collected["refused"]:
+        err_console.print(f"  Từ chối {refused['folder']}: {refused['reason']}", highlight=False, markup=False)
+    results = result["results"]
+    line = f"Danh sách kết quả xếp loại: đọc được {len(results['ingested'])} tệp"
+    if results["refused"]:
+        line += f", không đọc được {len(results['refused'])} tệp (xem 'kiemdiem consolidate')"
+    out(line + ".", highlight=False)
+    # The tick reruns a consolidation for late results; a committee's phase makes the first one.
+    reports = [result["consolidated"]] + [p["consolidation"] for p in (result.get("phases") or {}).values() if "consolidation" in p]
+    rank = list(CONSOLIDATION_MODES)
+    mode = min((r.get("mode") for r in reports), key=lambda m: rank.index(m) if m in rank else len(rank))
+    updated = len({u for r in reports for u in r.get("units_updated", [])})
+    text = CONSOLIDATION_MODES.get(mode, mode)
+    out(f"Tổng hợp kết quả: {text}" + (f" ({updated} đơn vị cập nhật)" if updated else "") + ".", highlight=False)
+
+    order = {p.id: i for i, p in enumerate(plan.phases)}
+    names = {p.id: p.name for p in plan.phases}
+    keys = ("reminders", "escalations", "queued", "sent")
+    notices = {p: row for p, row in result.get("notices", {}).items() if any(row.get(k) for k in keys)}
+    if notices:
+        table = notice_table(
+            "Thông báo của riêng lượt này (một thông báo: một mục còn thiếu, báo cho một người nhận)",
+            ("Nhắc hạn\nmới lập", "Chuyển cấp\nmới lập", "Đưa vào\nthư", "Đã\ngửi"),
+        )
+        sums = dict.fromkeys(keys, 0)
+        for phase_id in sorted(notices, key=lambda p: order.get(p, len(order))):
+            row = notices[phase_id]
+            for key in keys:
+                sums[key] += row.get(key, 0)
+            table.add_row(escape(names.get(phase_id, phase_id)), *(str(row.get(key, 0)) for key in keys))
+        table.add_row("[bold]Cộng[/]", *(f"[bold]{n}[/]" for n in sums.values()))
+        out(table)
+    else:
+        out("Thông báo: lượt này không lập, không gửi thông báo nhắc hạn hay chuyển cấp nào.")
+
+    composed, sent = result["composed"], result["sent"]
+    if composed.get("deferred"):
+        out("Thư: ngoài giờ làm việc, lượt này không soạn và không gửi thư; thư được soạn và gửi vào giờ làm việc kế tiếp.")
+    else:
+        line = (
+            f"Thư của lượt này: soạn {composed['digests']} thư mới (gồm {composed['notices']} thông báo) đưa vào hàng đợi; "
+            f"gửi đi {sent['sent']} thư"
+        )
+        if sent.get("failed"):
+            line += f"; {sent['failed']} thư gửi lỗi, sẽ thử lại"
+        if sent.get("gave_up"):
+            line += f"; {sent['gave_up']} thư ngừng gửi sau nhiều lần lỗi"
+        if composed.get("cancelled"):
+            line += f"; bỏ {composed['cancelled']} thông báo vì đơn vị đã nộp"
+        out(line + ".", highlight=False)
+
+    if totals:
+        table = notice_table(
+            "Lũy kế từ đầu đợt đến nay (cộng mọi lượt xử lý, không phải của riêng lượt này)",
+            ("Nhắc hạn\nđã lập", "Chuyển cấp\nđã lập", "Thông báo\nđã gửi"),
+        )
+        for phase_id in sorted(totals, key=lambda p: order.get(p, len(order))):
+            row = totals[phase_id]
+            table.add_row(escape(names.get(phase_id, phase_id)), str(row["reminders"]), str(row["escalations"]), str(row["sent"]))
+        out(table)
+
+
+def notice_table(title: str, counts: tuple[str, ...]) -> Table:
+    """A phase per row (its name takes the room left), then counts."""
+    table = Table(title=title, expand=True)
+    table.add_column("Giai đoạn", ratio=1)
+    for column in counts:
+        table.add_column(column, justify="right", no_wrap=True)
+    return table
+
+
+# --- deployments ------------------------------------------------------------------------------
 
 
 def build_deployments(plan_file: Path, campaign: str | None):
@@ -64,11 +313,11 @@ def build_deployments(plan_file: Path, campaign: str | None):
 
 @app.command("deploy")
 def deploy(
-    plan_file: Path,
+    plan_file: Path = typer.Argument(..., metavar="TỆP_KẾ_HOẠCH", help="Tệp kế hoạch (YAML)."),
     campaign: str = typer.Option(None, "--campaign", help="Mã đợt (mặc định: mã kế hoạch)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Dựng lịch chạy từ các mốc của kế hoạch: lượt xử lý hằng giờ trong đợt và các ngày của từng giai đoạn."""
+    """In lịch chạy dựng từ các mốc của kế hoạch: lượt xử lý hằng giờ trong đợt và các ngày của từng giai đoạn."""
     try:
         plan = load_plan(plan_file)
     except KiemdiemError as exc:
@@ -78,20 +327,29 @@ def deploy(
     if as_json:
         print(json.dumps(schedules, ensure_ascii=False, indent=2))
         return
-    window = schedules["tick"]["window"]
-    console.print(f"[bold]tick[/]: hằng giờ từ {window[0]} đến {window[1]} (Asia/Ho_Chi_Minh)")
+    start, end = (format_instant(dt.datetime.fromisoformat(t)) for t in schedules["tick"]["window"])
+    console.print(f"[bold]Lượt xử lý[/]: mỗi giờ, từ {start} đến {end} (giờ Việt Nam)", highlight=False)
     for phase_id, info in schedules["phases"].items():
-        console.print(f"[bold]{phase_id}[/] ({info['kind']}): " + ", ".join(r[:16].replace("T", " ") for r in info["runs"]))
+        runs = ", ".join(format_instant(dt.datetime.fromisoformat(r)) for r in info["runs"])
+        console.print(
+            f"[bold]{escape(plan.phase(phase_id).name)}[/] (mã {phase_id}, loại: {PHASE_KINDS.get(info['kind'], info['kind'])}): {runs}",
+            highlight=False,
+        )
 
 
 @app.command("serve")
 def serve(
-    plan_file: Path = typer.Option(..., "--plan"),
-    campaign: str = typer.Option(None, "--campaign"),
-    web: bool = typer.Option(True, "--web/--no-web", help="Chạy cả trang theo dõi."),
+    plan_file: Path = typer.Option(..., "--plan", help="Tệp kế hoạch (YAML) của đợt."),
+    campaign: str = typer.Option(None, "--campaign", help="Mã đợt (mặc định: mã kế hoạch)."),
+    web: bool = typer.Option(True, "--web/--no-web", help="Chạy cả trang theo dõi (mặc định: có)."),
 ) -> None:
     """Chạy các deployment (Prefect cục bộ hoặc máy chủ đã cấu hình) và trang theo dõi trong một tiến trình."""
-    _, deployments = build_deployments(plan_file, campaign)
+    try:
+        _, deployments = build_deployments(plan_file, campaign)
+    except KiemdiemError as exc:
+        fail(exc)
+        return
+    start_prefect()
     if web:
         settings = web_settings()
         server = uvicorn.Server(uvicorn.Config("kiemdiem.web.app:create_app", factory=True, host=settings.host, port=settings.port, log_level="warning"))
@@ -103,11 +361,16 @@ def serve(
 @app.command("demo")
 def demo(
     home: Path = typer.Option(Path(".kiemdiem/demo"), "--home", help="Thư mục dữ liệu của bản chạy thử (bị xóa và tạo lại)."),
-    seed: int = typer.Option(2023, "--seed"),
+    seed: int = typer.Option(2023, "--seed", help="Hạt giống ngẫu nhiên của kịch bản: cùng hạt giống cho cùng diễn biến."),
 ) -> None:
     """Chạy thử kế hoạch 187-KH/ĐU từ 20/11 đến 31/12/2023 với Đảng bộ Sở Công Thương giả lập."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    start_prefect()
     run_demo(home.resolve(), seed, console)
+    asyncio.run(wait_until_recorded())
+
+
+use_vietnamese_classes(app)  # every command is registered by now
 
 
 def main() -> None:

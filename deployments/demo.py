@@ -49,7 +49,7 @@ class DemoSummary:
     mail_dir: Path
     messages: int
     counts: dict[str, int]
-    overdue: list[tuple[str, str, str, int]] = field(default_factory=list)
+    overdue: list[tuple[str, str, str, int]] = field(default_factory=list)  # unit code, unit name, phase name, items missing
     root_version: int = 0
     dossier_dir: Path | None = None
 
@@ -129,7 +129,7 @@ def run_demo(home: Path, seed: int = 2023, console: Console | None = None) -> De
         status = campaign_status(uow, plan, CAMPAIGN, end)
         snapshots = latest_snapshots(uow, CAMPAIGN)
     overdue = [
-        (code, status.units[code].name, row.phase_id, len(row.missing))
+        (code, status.units[code].name, plan.phase(row.phase_id).name, len(row.missing))
         for code, rows in status.by_unit.items()
         for row in rows
         if row.state == "overdue"
@@ -152,8 +152,8 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table = Table(title="Đơn vị còn quá hạn lúc 31/12/2023 23:00")
     for column in ("Mã", "Đơn vị", "Giai đoạn", "Mục còn thiếu"):
         table.add_column(column)
-    for code, name, phase_id, missing in summary.overdue:
-        table.add_row(code, name, phase_id, str(missing))
+    for code, name, phase_name, missing in summary.overdue:
+        table.add_row(code, name, phase_name, str(missing))
     console.print(table if summary.overdue else f"Không còn đơn vị nào {STATE_NAMES['overdue'].lower()}.")
     diffs = summary.counts.get("consolidation_diff.sent", 0)
     console.print(f"Tổng hợp kết quả: phiên bản mới nhất của đảng bộ v{summary.root_version}; thư báo thay đổi do kết quả nộp muộn: [bold]{diffs}[/]")

@@ -38,21 +38,25 @@ async def tick(
     at = instant.isoformat()
     store = get_store()
     plan = get_plan(store, campaign_id)
+    mark = await asyncio.to_thread(steps.tick_mark, store, campaign_id)
     collected = await collect_submissions(campaign_id, at)
     results = await take_results(campaign_id, at)
     # Late results rerun the consolidation of their ancestors, once a committee has consolidated.
     consolidated = await consolidate(campaign_id, at, results["changed_units"], False)
     open_ids = steps.open_phase_ids(plan, instant)
     # Phases are independent: run their steps together so Prefect's API round-trips overlap.
-    results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at, publish=False) for pid in open_ids))
-    phases = dict(zip(open_ids, results))
+    phase_results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at, publish=False) for pid in open_ids))
+    phases = dict(zip(open_ids, phase_results))
     if open_ids:  # every open phase's progress and one table of overdue units (as the fanned tick does)
         await publish_progress(campaign_id, open_ids, at)
     dossiers = await assemble_dossiers(campaign_id, at, steps.rerun_units(consolidated))
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)
     await finish_tick(campaign_id, at, {"sent": sent["sent"]})
+    # What this tick did with notices, per phase (planned, put into emails, sent): read from the
+    # store, since one email carries several phases' notices.
+    notices = await asyncio.to_thread(steps.tick_notices, store, campaign_id, mark)
     return {
         "now": at, "collected": collected, "results": results, "consolidated": consolidated, "phases": phases,
-        "dossiers": dossiers, "composed": composed, "sent": sent,
+        "dossiers": dossiers, "composed": composed, "sent": sent, "notices": notices,
     }

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from kiemdiem.notify.transport import SmtpTransport
 from kiemdiem.plan import Plan
@@ -18,10 +18,10 @@ from kiemdiem.reminders import current_reminder_offset, phase_is_open
 from kiemdiem.rules.base import BASE_KINDS
 from kiemdiem.settings import ReminderSettings, SmtpSettings, reminder_settings, smtp_settings
 from kiemdiem.status import STATE_NAMES, CampaignStatus
-from kiemdiem.store.db import Store
+from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.dossiers import assemble_dossier
 from kiemdiem.store.intake import collect_drop_folder
-from kiemdiem.store.models import Member, Unit
+from kiemdiem.store.models import Member, Notice, Outbox, Unit
 from kiemdiem.store.notices import ComposeReport, compose_digests, plan_and_save, recipient_directory
 from kiemdiem.store.outbox import SendReport, send_due
 from kiemdiem.store.queries import (
@@ -382,6 +382,88 @@ def progress(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase
         percent = 100.0 if required == 0 else round(100.0 * present / required, 1)
         result.append(asdict(PhaseProgress(phase.id, phase.name, phase.deadline.isoformat(), units, states[phase.id], percent, overdue[phase.id])))
     return result
+
+
+# --------------------------------------------------------------------------- what one tick did with notices
+#
+# A tick's phases plan at the same time and one email carries the notices of several phases,
+# so what a tick did is read from the store, against marks taken as it began: ids only grow,
+# so the notices and emails it added are those past the marks, and the emails it sent are
+# among those not yet sent then (from the first of them on).
+
+
+def tick_mark(store: Store, campaign_id: str) -> dict:
+    """Where the campaign's notices and outbox stand as a tick begins (see ``tick_notices``)."""
+    with store.uow() as uow:
+        session = uow.session
+        notice_id = session.scalar(select(func.max(Notice.id)).where(Notice.campaign_id == campaign_id)) or 0
+        outbox_id = session.scalar(select(func.max(Outbox.id)).where(Outbox.campaign_id == campaign_id)) or 0
+        first_unsent = session.scalar(
+            select(func.min(Outbox.id)).where(Outbox.campaign_id == campaign_id, Outbox.status != "sent", Outbox.gave_up.is_(False))
+        ) or outbox_id + 1
+        return {"notice_id": notice_id, "outbox_id": outbox_id, "first_unsent": first_unsent, "sent": _sent_from(uow, campaign_id, first_unsent)}
+
+
+def _sent_from(uow: UnitOfWork, campaign_id: str, first_outbox_id: int) -> dict[str, int]:
+    """Per phase, notices carried by sent emails from outbox row ``first_outbox_id`` on."""
+    rows = uow.session.execute(
+        select(Notice.phase_id, func.count())
+        .join(Outbox, Outbox.id == Notice.outbox_id)
+        .where(Notice.campaign_id == campaign_id, Notice.outbox_id >= first_outbox_id, Outbox.status == "sent")
+        .group_by(Notice.phase_id)
+    )
+    return {phase_id: n for phase_id, n in rows}
+
+
+def tick_notices(store: Store, campaign_id: str, mark: dict) -> dict[str, dict[str, int]]:
+    """Per phase, what a tick did since ``mark`` (``tick_mark``): the reminders and escalations
+    it planned, the notices it put into emails (queued) and the notices carried by the emails it
+    sent. Only phases with something to show."""
+    out: dict[str, dict[str, int]] = {}
+
+    def phase(phase_id: str) -> dict[str, int]:
+        return out.setdefault(phase_id, {"reminders": 0, "escalations": 0, "queued": 0, "sent": 0})
+
+    with store.uow() as uow:
+        planned = uow.session.execute(
+            select(Notice.phase_id, Notice.kind, func.count())
+            .where(Notice.campaign_id == campaign_id, Notice.id > mark["notice_id"])
+            .group_by(Notice.phase_id, Notice.kind)
+        )
+        for phase_id, kind, n in planned:
+            phase(phase_id)["reminders" if kind == "reminder" else "escalations"] += n
+        queued = uow.session.execute(
+            select(Notice.phase_id, func.count())
+            .where(Notice.campaign_id == campaign_id, Notice.outbox_id > mark["outbox_id"])
+            .group_by(Notice.phase_id)
+        )
+        for phase_id, n in queued:
+            phase(phase_id)["queued"] = n
+        for phase_id, n in _sent_from(uow, campaign_id, mark["first_unsent"]).items():
+            if n > mark["sent"].get(phase_id, 0):
+                phase(phase_id)["sent"] = n - mark["sent"].get(phase_id, 0)
+    return out
+
+
+def notice_totals(store: Store, campaign_id: str) -> dict[str, dict[str, int]]:
+    """Per phase, over the whole campaign so far: reminders and escalations planned, and the
+    notices carried by emails sent. Cumulative, unlike ``tick_notices``."""
+    with store.uow() as uow:
+        rows = uow.session.execute(
+            select(
+                Notice.phase_id,
+                func.sum(case((Notice.kind == "reminder", 1), else_=0)),
+                func.sum(case((Notice.kind == "escalation", 1), else_=0)),
+                func.sum(case((Outbox.status == "sent", 1), else_=0)),
+            )
+            .outerjoin(Outbox, Outbox.id == Notice.outbox_id)
+            .where(Notice.campaign_id == campaign_id)
+            .group_by(Notice.phase_id)
+        )
+        return {
+            phase_id: {"reminders": int(r or 0), "escalations": int(e or 0), "sent": int(s or 0)}
+            for phase_id, r, e, s in rows
+        }
 
 
 async def tick_once(

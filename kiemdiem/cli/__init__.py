@@ -4,35 +4,179 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 
 import typer
+import typer.core
+import typer.rich_utils
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import select
+from typer.models import DefaultPlaceholder
 
-from kiemdiem.calendar import format_instant, parse_instant
-from kiemdiem.catalogue import DOCUMENTS
+try:  # typer carries its own copy of click since 0.2x; before, it used click itself
+    from typer._click.exceptions import BadParameter, MissingParameter, NoArgsIsHelpError, NoSuchOption, UsageError
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import BadParameter, MissingParameter, NoArgsIsHelpError, NoSuchOption, UsageError
+
+from kiemdiem.calendar import TIMEZONE, format_instant, parse_instant
+from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, KiemdiemError, Problem
-from kiemdiem.plan import describe, load_plan
+from kiemdiem.plan import Plan, describe, load_plan
 from kiemdiem.settings import reminder_settings
 from kiemdiem.status import STATE_NAMES
-from kiemdiem.store.db import current_revision, migrate, open_store
+from kiemdiem.store.db import UnitOfWork, current_revision, migrate, open_store
 from kiemdiem.store.intake import collect_drop_folder
+from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import campaign_plan, create_campaign, import_organization, list_campaigns
 from kiemdiem.store.queries import campaign_status
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.synth import PRESETS, generate
 
-app = typer.Typer(help="kiemdiem: điều phối đợt kiểm điểm, đánh giá, xếp loại chất lượng tổ chức đảng, đảng viên.", no_args_is_help=True)
-plan_app = typer.Typer(help="Kế hoạch (plan files).", no_args_is_help=True)
-campaign_app = typer.Typer(help="Đợt kiểm điểm (campaigns).", no_args_is_help=True)
-org_app = typer.Typer(help="Tổ chức đảng và đảng viên.", no_args_is_help=True)
+# --- Vietnamese for typer's own words (help pages, usage errors) --------------------------
+#
+# typer 0.29 carries its own copy of click, whose words are plain English strings (no gettext
+# catalogue to add). Its public hooks are used instead: every command and group of the tree
+# gets the classes below (``use_vietnamese_classes``), which write the usage line, the help
+# option and the usage errors in Vietnamese; the help panels' titles and marks are typer's
+# settings in ``typer.rich_utils``. Left in English: a value's conversion error from typer
+# (e.g. a number that is not one), inside an otherwise Vietnamese message.
+
+HELP_OPTION_HELP = "In hướng dẫn này rồi thoát."
+# typer shows each option's Python type; office staff read these instead (flags show nothing).
+TYPE_LABELS = {"<str>": "<chữ>", "<int>": "<số>", "<float>": "<số>", "<bool>": "", "<path>": "<đường dẫn>"}
+
+for _name, _text in {
+    "ARGUMENTS_PANEL_TITLE": "Tham số", "OPTIONS_PANEL_TITLE": "Tùy chọn", "COMMANDS_PANEL_TITLE": "Lệnh",
+    "ERRORS_PANEL_TITLE": "Lỗi", "ABORTED_TEXT": "Đã dừng.", "DEFAULT_STRING": "[mặc định: {}]",
+    "ENVVAR_STRING": "[biến môi trường: {}]", "REQUIRED_LONG_STRING": "[bắt buộc]",
+    "DEPRECATED_STRING": "(không còn dùng) ", "RICH_HELP": "Xem hướng dẫn: [blue]'{command_path} {help_option}'[/].",
+}.items():
+    setattr(typer.rich_utils, _name, _text)
+
+_USAGE_PATTERNS = [
+    (re.compile(r"Option (.+) requires an argument\."), "Tùy chọn {0} cần một giá trị."),
+    (re.compile(r"Option (.+) requires (\d+) arguments\."), "Tùy chọn {0} cần {1} giá trị."),
+    (re.compile(r"Option (.+) does not take a value\."), "Tùy chọn {0} không nhận giá trị."),
+    (re.compile(r"Got unexpected extra argument\(s\) \((.*)\)", re.S), "Thừa tham số: {0}."),
+    (re.compile(r"No such command (.+)\."), "Không có lệnh {0}."),
+    (re.compile(r"Missing command\."), "Thiếu lệnh."),
+]
+
+
+def _param_hint(exc: BadParameter) -> str:
+    hint = exc.param_hint if exc.param_hint is not None else (exc.param.get_error_hint() if exc.param is not None else "")
+    return hint if isinstance(hint, str) else " / ".join(repr(h) for h in hint)
+
+
+def vietnamese_usage_error(exc: UsageError, ctx=None) -> UsageError:
+    """The same usage error, said in Vietnamese (the exception itself when its words are not known).
+    ``ctx``: the command's context, for an error raised without one (its usage line is shown)."""
+    if isinstance(exc, NoArgsIsHelpError):
+        return exc  # it carries the help page
+    if isinstance(exc, MissingParameter):
+        kind = exc.param_type or (exc.param.param_type_name if exc.param is not None else "")
+        message = f"Thiếu {'tùy chọn' if kind == 'option' else 'tham số'} {_param_hint(exc)}."
+    elif isinstance(exc, NoSuchOption):
+        message = f"Không có tùy chọn {exc.option_name}."
+        if exc.possibilities:
+            message += f" Có phải là: {', '.join(sorted(exc.possibilities))}?"
+    elif isinstance(exc, BadParameter):
+        hint = _param_hint(exc)
+        message = f"Giá trị không hợp lệ cho {hint}: {exc.message}" if hint else f"Giá trị không hợp lệ: {exc.message}"
+    else:
+        message = next((text.format(*m.groups()) for pattern, text in _USAGE_PATTERNS if (m := pattern.fullmatch(exc.message))), None)
+        if message is None:
+            return exc
+    translated = UsageError(message, exc.ctx or ctx)
+    translated.exit_code = exc.exit_code
+    return translated
+
+
+class _VietnameseHelp:
+    """Usage line, help option, option types and usage errors in Vietnamese (see above)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.options_metavar == "[OPTIONS]":
+            self.options_metavar = "[TÙY CHỌN]"
+        if getattr(self, "subcommand_metavar", None) == "COMMAND [ARGS]...":
+            self.subcommand_metavar = "LỆNH [THAM SỐ]..."
+
+    def format_usage(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)), prefix="Cách dùng: ")
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.help = HELP_OPTION_HELP
+        return option
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, typer.core.TyperOption) and param.metavar is None:
+                label = param.display_type(ctx)
+                if label in TYPE_LABELS:
+                    param.metavar = TYPE_LABELS[label]
+        return params
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            raise vietnamese_usage_error(exc, ctx) from None
+
+
+class VietnameseCommand(_VietnameseHelp, typer.core.TyperCommand):
+    pass
+
+
+class VietnameseGroup(_VietnameseHelp, typer.core.TyperGroup):
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            raise vietnamese_usage_error(exc, ctx) from None
+
+
+def use_vietnamese_classes(typer_app: typer.Typer) -> None:
+    """Give every command and group under ``typer_app`` the classes above, unless it chose its
+    own. Run once every command is registered (the command modules register theirs later)."""
+    for command in typer_app.registered_commands:
+        if command.cls in (None, typer.core.TyperCommand):  # typer's default, made explicit by app.command()
+            command.cls = VietnameseCommand
+    for group in typer_app.registered_groups:
+        if group.cls in (None, typer.core.TyperGroup) or isinstance(group.cls, DefaultPlaceholder):
+            group.cls = VietnameseGroup
+        use_vietnamese_classes(group.typer_instance)
+
+
+# -h as well as --help on every command; no shell-completion options (English, and not for the office).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    help="kiemdiem: điều phối đợt kiểm điểm, đánh giá, xếp loại chất lượng tổ chức đảng, đảng viên.",
+    no_args_is_help=True, add_completion=False, context_settings=CONTEXT, cls=VietnameseGroup,
+)
+plan_app = typer.Typer(help="Kế hoạch: kiểm tra tệp kế hoạch.", no_args_is_help=True)
+campaign_app = typer.Typer(help="Đợt kiểm điểm: tạo, liệt kê.", no_args_is_help=True)
+org_app = typer.Typer(help="Tổ chức đảng và đảng viên: nhập từ tệp.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(org_app, name="org")
-db_app = typer.Typer(help="Cơ sở dữ liệu (migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="Cơ sở dữ liệu: nâng cấp lược đồ.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+# Help texts shared by the commands (here and in the other command modules).
+CAMPAIGN_HELP = "Mã đợt kiểm điểm (xem 'kiemdiem campaign list')."
+AT_HELP = (
+    "Thời điểm coi là 'bây giờ' (mặc định: lúc chạy lệnh). Dạng dd/mm/yyyy HH:MM hoặc dd/mm/yyyy (giờ Việt Nam), "
+    "ví dụ 10/12/2023 09:00; hoặc ISO 8601, ví dụ 2023-12-10T09:00 (không ghi múi giờ thì hiểu là giờ Việt Nam)."
+)
+JSON_HELP = "In kết quả dạng JSON (cho bộ phận kỹ thuật, chương trình khác): giữ các mã, kèm tên tiếng Việt."
 
 console = Console()
 err_console = Console(stderr=True)
@@ -81,7 +225,10 @@ def db_upgrade() -> None:
 
 
 @plan_app.command("check")
-def plan_check(file: Path, as_json: bool = typer.Option(False, "--json", help="In kết quả dạng JSON.")) -> None:
+def plan_check(
+    file: Path = typer.Argument(..., metavar="TỆP_KẾ_HOẠCH", help="Tệp kế hoạch (YAML), ví dụ plans/187-KH-DU-2023.yaml."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Kiểm tra một tệp kế hoạch và in từng giai đoạn với hạn chót chính xác."""
     try:
         plan = load_plan(file)
@@ -94,30 +241,73 @@ def plan_check(file: Path, as_json: bool = typer.Option(False, "--json", help="I
     if as_json:
         print(json.dumps({"ok": True, "plan": describe(plan)}, ensure_ascii=False, indent=2))
         return
-    console.print(f"[bold]{plan.number}[/] — {plan.title}")
-    console.print(f"Cơ quan ban hành: {plan.issuer} · năm {plan.year} · bộ quy tắc {plan.rule_set} · múi giờ {plan.timezone}")
+    out = console.print
+    out(f"[bold]{escape(plan.number)}[/] — {escape(plan.title)}")
+    zone = "giờ Việt Nam" if plan.timezone == TIMEZONE else f"múi giờ {plan.timezone}"
+    out(f"Cơ quan ban hành: {escape(plan.issuer)} · năm {plan.year} · {zone}", highlight=False)
+    out(f"Căn cứ đánh giá: {escape(RULE_SETS.get(plan.rule_set, plan.rule_set))}", highlight=False)
     for n, phase in enumerate(plan.phases, start=1):
-        console.print(f"\n[bold]{n}. {phase.id}[/] — {phase.name} [dim]({phase.kind})[/]")
-        console.print(f"   Hạn chót: [bold]{phase.deadline:%d/%m/%Y %H:%M:%S} {phase.deadline:%z}[/]", highlight=False)
-        console.print(f"   Cách đọc: {phase.reading}", highlight=False)
-        console.print(f"   Áp dụng cho: {', '.join(phase.applies_to)}" + (f" · sau: {', '.join(phase.after)}" if phase.after else ""))
+        out(f"\n[bold]{n}. {escape(phase.name)}[/]", highlight=False)
+        out(f"   Mã giai đoạn: {phase.id} · loại: {escape(PHASE_KINDS.get(phase.kind, phase.kind))}", highlight=False)
+        offset = f"{phase.deadline:%z}"
+        out(f"   Hạn chót: [bold]{phase.deadline:%d/%m/%Y %H:%M:%S}[/] (UTC{offset[:3]}:{offset[3:]})", highlight=False)
+        out(f"   Cách đọc: {escape(phase.reading)}", highlight=False)
+        out(f"   Áp dụng cho: {', '.join(UNIT_KINDS.get(k, k) for k in phase.applies_to)}", highlight=False)
+        if phase.after:
+            out(f"   Sau giai đoạn: {escape('; '.join(_phase_name(plan, p) for p in phase.after))}", highlight=False)
         for d in phase.documents:
             mark = "bắt buộc" if d.required else "nếu có"
-            who = f"từng đảng viên ({d.member_scope})" if d.per_member else "đơn vị"
-            console.print(f"   {'•' if d.required else '○'} {d.doc_type}: {d.name} — {who}, {mark}", highlight=False)
-    console.print(f"Nhắc trước hạn (ngày làm việc): {', '.join(map(str, plan.reminder_offsets))}")
+            who = f"từng đảng viên ({MEMBER_SCOPES.get(d.member_scope, d.member_scope).lower()})" if d.per_member else "đơn vị"
+            out(f"   {'•' if d.required else '○'} {escape(d.name)} (mã {d.doc_type}) — {who}, {mark}", highlight=False)
+            if d.note and d.note.casefold() != d.name.casefold():
+                out(f"     [dim]Kế hoạch ghi: {escape(d.note)}[/]", highlight=False)
+    out(f"\nNhắc trước hạn: {', '.join(map(str, plan.reminder_offsets))} ngày làm việc", highlight=False)
+    out("Chuyển cấp bước 0: ngay khi quá hạn → cấp ủy cấp trên trực tiếp và cấp ủy viên được phân công dự, chỉ đạo (nếu có)")
     for step in plan.escalation:
-        console.print(f"Chuyển cấp bước {step.step}: sau {step.after_working_days} ngày làm việc → {step.to} {' '.join(step.emails)}")
+        out(f"Chuyển cấp bước {step.step}: quá hạn {step.after_working_days} ngày làm việc → {escape(escalation_target(step.to, step.emails))}", highlight=False)
     for a in plan.assignments:
-        console.print(f"Phân công: {a.person} ({a.title or ''}) dự, chỉ đạo tại {a.unit}")
-    console.print("[green]Kế hoạch hợp lệ.[/]")
+        title = f" ({a.title})" if a.title else ""
+        out(f"Phân công: {escape(a.person)}{escape(title)} dự, chỉ đạo tại {escape(a.unit)}", highlight=False)
+    out("[green]Kế hoạch hợp lệ.[/]")
+
+
+def item_text(plan: Plan, key: str) -> str:
+    """An item (``kiemdiem.submission.item_key``) in words: the document, whose, which phase."""
+    unit_code, phase_id, doc_type, member_code = key.split(":", 3)
+    document = DOCUMENTS[doc_type].name if doc_type in DOCUMENTS else doc_type
+    whose = f"đảng viên {member_code}, đơn vị {unit_code}" if member_code != "-" else f"đơn vị {unit_code}"
+    return f"{document} ({whose}; giai đoạn: {_phase_name(plan, phase_id)})"
+
+
+# What an escalation step's ``to`` means (kiemdiem.reminders.RecipientDirectory.escalation_targets).
+ESCALATION_TARGETS = {
+    "parent": "cấp ủy cấp trên trực tiếp của đơn vị",
+    "grandparent": "cấp ủy trên hai cấp (cấp trên của cấp trên trực tiếp)",
+    "root": "cấp ủy cao nhất của cây tổ chức đã nhập (đơn vị gốc)",
+}
+
+
+def escalation_target(to: str, emails: tuple[str, ...] | list[str] = ()) -> str:
+    if to == "emails":
+        return "các địa chỉ thư: " + ", ".join(emails)
+    return ESCALATION_TARGETS.get(to, to)
+
+
+def _phase_name(plan: Plan, phase_id: str) -> str:
+    try:
+        return plan.phase(phase_id).name
+    except KeyError:
+        return phase_id
 
 
 # --- campaign and organization ---------------------------------------------------------
 
 
 @campaign_app.command("create")
-def campaign_create(plan_file: Path, campaign_id: str = typer.Option(None, "--id", help="Mã đợt (mặc định: mã kế hoạch).")) -> None:
+def campaign_create(
+    plan_file: Path = typer.Argument(..., metavar="TỆP_KẾ_HOẠCH", help="Tệp kế hoạch (YAML)."),
+    campaign_id: str = typer.Option(None, "--id", help="Mã đợt (mặc định: mã kế hoạch)."),
+) -> None:
     """Tạo đợt kiểm điểm từ một tệp kế hoạch (chạy lại với kế hoạch đã sửa sẽ cập nhật)."""
     try:
         plan = load_plan(plan_file)
@@ -136,13 +326,16 @@ def campaign_list() -> None:
     """Liệt kê các đợt kiểm điểm."""
     store = open_store()
     with store.uow() as uow:
-        for c in list_campaigns(uow):
-            console.print(f"{c.id}\t{c.plan_number}\t{c.title}")
+        campaigns = [(c.id, c.plan_number, c.title) for c in list_campaigns(uow)]
+    for row in campaigns:
+        console.print("\t".join(row), highlight=False, markup=False)
+    if not campaigns:
+        console.print("Chưa có đợt kiểm điểm nào: tạo bằng 'kiemdiem campaign create <tệp kế hoạch>'.")
 
 
 @org_app.command("import")
 def org_import(
-    campaign: str = typer.Option(..., "--campaign", help="Mã đợt."),
+    campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
     units: Path = typer.Option(..., "--units", help="Tệp đơn vị (CSV/XLSX)."),
     members: Path = typer.Option(None, "--members", help="Tệp đảng viên (CSV/XLSX)."),
 ) -> None:
@@ -165,9 +358,9 @@ def org_import(
 @app.command("gen")
 def gen(
     preset: str = typer.Option("khoi", "--preset", help=f"Một trong: {', '.join(PRESETS)}."),
-    seed: int = typer.Option(1, "--seed"),
-    out: Path = typer.Option(Path("out/org"), "--out"),
-    year: int = typer.Option(2023, "--year"),
+    seed: int = typer.Option(1, "--seed", help="Hạt giống ngẫu nhiên: cùng hạt giống cho cùng dữ liệu."),
+    out: Path = typer.Option(Path("out/org"), "--out", help="Thư mục ghi các tệp đơn vị và đảng viên."),
+    year: int = typer.Option(2023, "--year", help="Năm của đợt kiểm điểm (tính tuổi đảng, dự bị)."),
 ) -> None:
     """Sinh dữ liệu tổ chức và đảng viên giả lập theo định dạng nhập."""
     if preset not in PRESETS:
@@ -182,13 +375,13 @@ def gen(
 
 @app.command("submit")
 def submit(
-    files: list[Path] = typer.Argument(..., help="Các tệp nộp cho một mục."),
-    campaign: str = typer.Option(..., "--campaign"),
-    unit: str = typer.Option(..., "--unit"),
-    doc: str = typer.Option(..., "--doc", help="Loại văn bản (xem danh mục)."),
+    files: list[Path] = typer.Argument(..., metavar="TỆP", help="Các tệp nộp cho một mục (một hoặc nhiều)."),
+    campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
+    unit: str = typer.Option(..., "--unit", help="Mã đơn vị nộp."),
+    doc: str = typer.Option(..., "--doc", help="Mã loại văn bản (xem 'kiemdiem plan check'), ví dụ bien_ban_hoi_nghi."),
     member: str = typer.Option(None, "--member", help="Mã đảng viên, với văn bản nộp theo từng đảng viên."),
-    phase: str = typer.Option(None, "--phase", help="Giai đoạn, khi văn bản thuộc nhiều giai đoạn."),
-    at: str = typer.Option(None, "--at", help="Thời điểm nhận (ISO 8601 hoặc dd/mm/yyyy HH:MM, giờ địa phương)."),
+    phase: str = typer.Option(None, "--phase", help="Mã giai đoạn, khi văn bản thuộc nhiều giai đoạn."),
+    at: str = typer.Option(None, "--at", help="Thời điểm nhận. " + AT_HELP),
 ) -> None:
     """Nộp văn bản của một đơn vị (hoặc của một đảng viên)."""
     try:
@@ -216,14 +409,14 @@ def submit(
         extra = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
     else:  # recorded with an earlier --at than the current submission
         extra = f"; ghi vào lịch sử theo thời điểm nhận, lần nộp hiện hành vẫn là #{outcome.current_id}"
-    console.print(f"Đã nhận #{outcome.submission_id} {outcome.item_key}: {timing} (hạn {format_instant(outcome.deadline)}){extra}.")
+    console.print(f"Đã nhận #{outcome.submission_id} {escape(item_text(plan, outcome.item_key))}: {timing} (hạn {format_instant(outcome.deadline)}){extra}.", highlight=False)
 
 
 @app.command("collect")
 def collect(
-    campaign: str = typer.Option(..., "--campaign"),
-    inbox: Path = typer.Option(None, "--inbox", help="Thư mục nhận (mặc định: <KIEMDIEM_HOME>/inbox/<campaign>)."),
-    at: str = typer.Option(None, "--at"),
+    campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
+    inbox: Path = typer.Option(None, "--inbox", help="Thư mục nhận (mặc định: <KIEMDIEM_HOME>/inbox/<mã đợt>)."),
+    at: str = typer.Option(None, "--at", help="Thời điểm nhận. " + AT_HELP),
 ) -> None:
     """Nhận các tệp trong thư mục nhận: <mã đơn vị>/<loại văn bản>/[<mã đảng viên>/]tệp."""
     try:
@@ -237,7 +430,7 @@ def collect(
         fail(exc)
         return
     for outcome in report.accepted:
-        console.print(f"Đã nhận {outcome.item_key} ({'đúng hạn' if outcome.on_time else 'trễ hạn'}).")
+        console.print(f"Đã nhận {item_text(plan, outcome.item_key)} ({'đúng hạn' if outcome.on_time else 'trễ hạn'}).", highlight=False, markup=False)
     for folder_name, reason in report.refused:
         err_console.print(f"[red]Từ chối[/] {folder_name}: {reason}")
     console.print(f"Nhận {len(report.accepted)}, trùng {len(report.unchanged)}, từ chối {len(report.refused)}.")
@@ -247,10 +440,10 @@ def collect(
 
 @app.command("status")
 def status(
-    campaign: str = typer.Option(..., "--campaign"),
-    unit: str = typer.Option(None, "--unit", help="Chỉ cây con của đơn vị này."),
-    at: str = typer.Option(None, "--at"),
-    as_json: bool = typer.Option(False, "--json"),
+    campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
+    unit: str = typer.Option(None, "--unit", help="Mã đơn vị: chỉ in đơn vị này và các đơn vị trực thuộc."),
+    at: str = typer.Option(None, "--at", help="Tình trạng tại thời điểm này. " + AT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Tình trạng từng đơn vị, từng giai đoạn: hạn, trạng thái, mục còn thiếu, % hoàn thành của cây con."""
     try:
@@ -259,32 +452,44 @@ def status(
         with store.uow() as uow:
             plan = campaign_plan(uow, campaign)
             result = campaign_status(uow, plan, campaign, now, subtree_of=unit, due_soon_working_days=reminder_settings().due_soon_working_days)
-        if unit and not result.units:
-            raise InvalidInput([_problem("--unit", f"đơn vị không tồn tại: '{unit}'")])
+            if unit and not result.units:
+                raise InvalidInput([_problem("--unit", f"đơn vị không tồn tại: '{unit}'")])
+            # The status of a subtree stops its roll-up at the subtree's root, which it shows
+            # without a parent: the parent is read here, so that it is still named.
+            parents = {unit: unit_parent(uow, campaign, unit)} if unit else {}
     except KiemdiemError as exc:
         fail(exc)
         return
     if as_json:
-        for chunk in status_json_chunks(result):
+        for chunk in status_json_chunks(result, plan, parents):
             sys.stdout.write(chunk)
         sys.stdout.write("\n")
         return
-    console.print(f"[bold]{plan.number}[/] — tình trạng lúc {format_instant(now)}")
+    console.print(f"[bold]{escape(plan.number)}[/] — tình trạng lúc {format_instant(now)}", highlight=False)
+    if unit:
+        info = result.units[unit]
+        above = parents[unit]
+        line = f"Đơn vị: {info.name} ({unit}) và các đơn vị trực thuộc"
+        line += f" · cấp trên: {above[1]} ({above[0]})" if above else " · đơn vị gốc, không có cấp trên"
+        console.print(line, highlight=False, markup=False)
     # A province has thousands of units and the country hundreds of thousands: print a table
     # per block of units, so that nothing holds every row at once.
     codes = list(result.units)
     for start in range(0, len(codes), STATUS_TABLE_UNITS):
-        table = Table()
-        for col in ("Đơn vị", "Giai đoạn", "Hạn", "Trạng thái", "Đã nộp", "% cây con", "Còn thiếu"):
-            table.add_column(col)
+        table = Table(expand=True)
+        table.add_column("Đơn vị", ratio=2, min_width=10)
+        table.add_column("Giai đoạn", ratio=3, min_width=12)
+        table.add_column("Hạn", no_wrap=True)
+        table.add_column("Trạng thái", width=10)
+        table.add_column("Đã\nnộp", no_wrap=True, justify="right")
+        table.add_column("% cây\ncon", no_wrap=True, justify="right")
+        table.add_column("Còn thiếu", ratio=4)
         for code in codes[start : start + STATUS_TABLE_UNITS]:
             info = result.units[code]
             for row in result.for_unit(code):
-                missing = ", ".join(
-                    f"{m.doc_type}{f' ({m.member_name})' if m.member_name else ''}" for m in row.missing[:4]
-                ) + (f" … +{len(row.missing) - 4}" if len(row.missing) > 4 else "")
+                missing = escape(missing_text(row.missing))
                 table.add_row(
-                    f"{code}\n{info.name}", row.phase_id, format_instant(row.deadline),
+                    f"{escape(info.name)}\n[dim]{escape(code)}[/]", escape(_phase_name(plan, row.phase_id)), format_instant(row.deadline).replace(" ", "\n"),
                     f"[{STATE_STYLES[row.state]}]{STATE_NAMES[row.state]}[/]", f"{row.present}/{row.required}",
                     f"{row.subtree_percent:.0f}%", missing,
                 )
@@ -294,20 +499,59 @@ def status(
 
 
 STATUS_TABLE_UNITS = 500
+MISSING_DOCUMENTS_SHOWN = 4
+MISSING_MEMBERS_SHOWN = 3
 
 
-def unit_status_json(result, code: str, info) -> dict:
+def missing_text(missing) -> str:
+    """Missing items by document, with the members who owe a per-member one:
+    "Bản kiểm điểm cá nhân: Lê Xuân Tiến, Phạm Minh Đức; Biên bản hội nghị …"."""
+    by_doc: dict[str, list[str]] = {}
+    for item in missing:
+        names = by_doc.setdefault(item.doc_type, [])
+        if item.member_name:
+            names.append(item.member_name)
+    parts = []
+    for doc_type, names in list(by_doc.items())[:MISSING_DOCUMENTS_SHOWN]:
+        text = DOCUMENTS[doc_type].name
+        if names:
+            text += ": " + ", ".join(names[:MISSING_MEMBERS_SHOWN])
+            if len(names) > MISSING_MEMBERS_SHOWN:
+                text += f" và {len(names) - MISSING_MEMBERS_SHOWN} đảng viên khác"
+        parts.append(text)
+    rest = len(by_doc) - MISSING_DOCUMENTS_SHOWN
+    return "; ".join(parts) + (f"; … và {rest} loại văn bản khác" if rest > 0 else "")
+
+
+def unit_parent(uow: UnitOfWork, campaign_id: str, code: str) -> tuple[str, str] | None:
+    """The (code, name) of a unit's parent, or None for the root."""
+    parent = Unit.__table__.alias("parent")
+    row = uow.session.execute(
+        select(parent.c.code, parent.c.name)
+        .select_from(Unit)
+        .join(parent, parent.c.id == Unit.parent_id)
+        .where(Unit.campaign_id == campaign_id, Unit.code == code)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def unit_status_json(result, code: str, info, plan: Plan, parent: tuple[str, str] | None) -> dict:
+    """One unit's status: the codes IT and other programs use, each with its Vietnamese name."""
     return {
         "code": code,
         "name": info.name,
         "kind": info.kind,
-        "parent": info.parent_code,
+        "kind_name": UNIT_KINDS.get(info.kind, info.kind),
+        "parent": parent[0] if parent else None,
+        "parent_name": parent[1] if parent else None,
         "subtree_percent": result.subtree_percent(code),
         "phases": [
             {
                 "phase": row.phase_id,
+                "phase_name": _phase_name(plan, row.phase_id),
                 "deadline": row.deadline.isoformat(),
                 "state": row.state,
+                "state_name": STATE_NAMES[row.state],
                 "required": row.required,
                 "present": row.present,
                 "late": row.late,
@@ -323,13 +567,25 @@ def unit_status_json(result, code: str, info) -> dict:
     }
 
 
-def status_json_chunks(result):
-    """The status as one JSON document ({"now", "units": [...], "counts"}), written unit by unit."""
+def status_json_chunks(result, plan: Plan, parents: dict[str, tuple[str, str] | None] | None = None):
+    """The status as one JSON document ({"now", "units": [...], "counts"}), written unit by unit.
+    ``parents``: the parent of a unit whose status does not hold it (the root of a subtree)."""
+    parents = parents or {}
     yield "{\n  \"now\": " + json.dumps(result.now.isoformat()) + ",\n  \"units\": ["
     for n, (code, info) in enumerate(result.units.items()):
-        text = json.dumps(unit_status_json(result, code, info), ensure_ascii=False, indent=2)
+        if code in parents:
+            parent = parents[code]
+        elif info.parent_code is not None:
+            above = result.units.get(info.parent_code)
+            parent = (info.parent_code, above.name if above else None)
+        else:
+            parent = None
+        text = json.dumps(unit_status_json(result, code, info, plan, parent), ensure_ascii=False, indent=2)
         yield ("," if n else "") + "\n    " + text.replace("\n", "\n    ")
     yield "\n  ],\n  \"counts\": " + json.dumps(result.count_states(), ensure_ascii=False) + "\n}"
+
+
+use_vietnamese_classes(app)  # the core commands; deployments/cli.py again once the others are registered
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ from kiemdiem.settings import reminder_settings, web_settings
 from kiemdiem.store.db import open_store
 from kiemdiem.web.auth import ROLES, create_user, invite_user
 
+# What each role may do, for the help texts (the role is given by its code).
+ROLE_HELP = "admin: quản trị đợt và người dùng; office: văn phòng cấp ủy, cả cây con của đơn vị; unit: đơn vị và cấp dưới"
+
 
 def web(
     host: str = typer.Option(None, "--host", help="Địa chỉ lắng nghe (mặc định KIEMDIEM_WEB_HOST hoặc 127.0.0.1)."),
@@ -31,10 +34,10 @@ def web(
 
 
 def user_add(
-    campaign: str = typer.Option(..., "--campaign", help="Mã đợt."),
-    email: str = typer.Option(..., "--email"),
+    campaign: str = typer.Option(..., "--campaign", help="Mã đợt kiểm điểm (xem 'kiemdiem campaign list')."),
+    email: str = typer.Option(..., "--email", help="Địa chỉ thư của người dùng (dùng để đăng nhập)."),
     name: str = typer.Option(..., "--name", help="Họ tên."),
-    role: str = typer.Option(..., "--role", help=f"Vai trò: {', '.join(ROLES)}."),
+    role: str = typer.Option(..., "--role", help=f"Vai trò, một trong {', '.join(ROLES)} ({ROLE_HELP})."),
     unit: str = typer.Option(..., "--unit", help="Mã đơn vị mà người này thuộc về (thấy cây con của đơn vị đó)."),
     password: str = typer.Option(None, "--password", help="Mật khẩu (ít nhất 10 ký tự); bỏ trống: chỉ đăng nhập bằng đường dẫn."),
 ) -> None:
@@ -55,11 +58,11 @@ def user_add(
 
 
 def user_invite(
-    campaign: str = typer.Option(..., "--campaign", help="Mã đợt."),
-    email: str = typer.Option(..., "--email"),
+    campaign: str = typer.Option(..., "--campaign", help="Mã đợt kiểm điểm (xem 'kiemdiem campaign list')."),
+    email: str = typer.Option(..., "--email", help="Địa chỉ thư nhận thư mời."),
     name: str = typer.Option(..., "--name", help="Họ tên."),
     unit: str = typer.Option(..., "--unit", help="Mã đơn vị."),
-    role: str = typer.Option("unit", "--role", help=f"Vai trò của người mới: {', '.join(ROLES)}."),
+    role: str = typer.Option("unit", "--role", help=f"Vai trò của người mới, một trong {', '.join(ROLES)} ({ROLE_HELP})."),
     show_link: bool = typer.Option(False, "--show-link", help="In cả đường dẫn (khi chưa cấu hình gửi thư)."),
 ) -> None:
     """Mời người phụ trách đơn vị: xếp thư có đường dẫn đăng nhập (có hạn) vào hàng đợi gửi."""

@@ -74,8 +74,10 @@ def save_notices(
     )
     if session.get_bind().dialect.name == "postgresql":
         return _copy_notices(session, rows, now)
-    # Drivers disagree on rowcount for executemany: count the rows instead.
-    before = session.scalar(select(func.count()).select_from(Notice).where(Notice.campaign_id == campaign_id))
+    # This connection's own inserts (a conflict skipped is no change): counting the table before
+    # and after also counted notices another phase of the same tick committed in between.
+    driver = session.connection().connection.driver_connection
+    before = driver.total_changes
     batch: list[dict] = []
     for row in rows:
         batch.append({**dict(zip(NOTICE_COLUMNS, row)), "planned_at": now})
@@ -84,8 +86,7 @@ def save_notices(
             batch = []
     if batch:
         _insert_ignoring(session, batch)
-    after = session.scalar(select(func.count()).select_from(Notice).where(Notice.campaign_id == campaign_id))
-    return after - before
+    return driver.total_changes - before
 
 
 NOTICE_COLUMNS = ("campaign_id", "recipient", "recipient_name", "kind", "step", "item_key", "unit_id", "phase_id", "doc_type", "member_id")

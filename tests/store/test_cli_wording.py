@@ -1,0 +1,182 @@
+"""The command line speaks to office staff: Vietnamese names before codes, Vietnamese help and
+usage errors, a parent that is named, and a clear message when Prefect cannot start."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer.main
+from prefect.settings import (
+    PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings,
+)
+from typer.testing import CliRunner
+
+from deployments.cli import app
+from kiemdiem.catalogue import DOCUMENTS
+from tests.support import PLANS, write_small_org
+
+runner = CliRunner()
+PLAN_187 = PLANS / "187-KH-DU-2023.yaml"
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def flat(text: str) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def campaign(store_env, store, tmp_path):
+    units, members = write_small_org(tmp_path / "org")
+    assert run("campaign", "create", str(PLAN_187), "--id", "c187").exit_code == 0
+    assert run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members)).exit_code == 0
+    return "c187"
+
+
+# --- status: the parent of a subtree's root --------------------------------------------------
+
+
+def test_status_of_a_unit_names_its_parent(campaign):
+    one = json.loads(run("status", "--campaign", "c187", "--unit", "VP2", "--at", "07/12/2023 09:00", "--json").output)
+    assert [(u["code"], u["parent"], u["parent_name"]) for u in one["units"]] == [("VP2", "SCT", "Đảng bộ Sở Công Thương")]
+    whole = json.loads(run("status", "--campaign", "c187", "--at", "07/12/2023 09:00", "--json").output)
+    parents = {u["code"]: (u["parent"], u["parent_name"]) for u in whole["units"]}
+    assert parents["SCT"] == (None, None)
+    assert parents["VP2"] == parents["VP1"] == parents["KC"] == ("SCT", "Đảng bộ Sở Công Thương")
+    table = flat(run("status", "--campaign", "c187", "--unit", "VP2", "--at", "07/12/2023 09:00").output)
+    assert "cấp trên: Đảng bộ Sở Công Thương (SCT)" in table
+    root = flat(run("status", "--campaign", "c187", "--unit", "SCT", "--at", "07/12/2023 09:00").output)
+    assert "không có cấp trên" in root
+
+
+# --- status: names, not codes ----------------------------------------------------------------
+
+
+def test_status_shows_phase_and_document_names(campaign, monkeypatch):
+    import kiemdiem.cli as cli  # noqa: PLC0415
+
+    monkeypatch.setattr(cli.console, "width", 250)  # a wide terminal: each cell on one line
+    result = run("status", "--campaign", "c187", "--unit", "VP2", "--at", "07/12/2023 09:00")
+    text = flat(result.output)
+    assert result.exit_code == 0
+    assert "Chi bộ trực thuộc kiểm điểm, đánh giá, xếp loại" in text
+    assert "Bản kiểm điểm cá nhân: Lê Xuân Tiến, Phạm Minh Đức" in text
+    for code in ("chi_bo_kiem_diem", "chuan_bi_chi_bo", "ban_kiem_diem_ca_nhan", "bao_cao_kiem_diem_tap_the"):
+        assert code not in result.output
+    data = json.loads(run("status", "--campaign", "c187", "--unit", "VP2", "--at", "07/12/2023 09:00", "--json").output)
+    meeting = next(p for p in data["units"][0]["phases"] if p["phase"] == "chi_bo_kiem_diem")  # codes kept for IT
+    assert meeting["phase_name"].startswith("Chi bộ trực thuộc kiểm điểm") and meeting["state_name"] == "Quá hạn"
+    assert data["units"][0]["kind_name"] == "Chi bộ trực thuộc"
+    assert all(m["doc_name"] == DOCUMENTS[m["doc_type"]].name for m in meeting["missing"])
+
+
+# --- plan check ------------------------------------------------------------------------------
+
+
+def test_plan_check_speaks_vietnamese():
+    result = run("plan", "check", str(PLANS / "KH-DUK-HT-2022.yaml"))
+    text = flat(result.output)
+    assert result.exit_code == 0
+    for english in ("(prepare_reports)", "(branch_meeting)", "→ root", "(reviewed)", "Áp dụng cho: chi_bo", "bộ quy tắc 124/25"):
+        assert english not in text
+    assert "loại: Chuẩn bị báo cáo kiểm điểm" in text
+    assert "Áp dụng cho: Chi bộ cơ sở, Chi bộ trực thuộc" in text
+    assert "→ cấp ủy cao nhất của cây tổ chức đã nhập (đơn vị gốc)" in text
+    assert "→ các địa chỉ thư: buixuandung@hatinh.dcs.vn" in text
+    assert "Bản kiểm điểm cá nhân (mã ban_kiem_diem_ca_nhan) — từng đảng viên (đảng viên thuộc diện kiểm điểm)" in text
+    assert "Kế hoạch ghi: Phiếu tự đánh giá, xếp loại chất lượng tổ chức đảng theo Mẫu 01 (Mục B.2.1, Bước 1)" in text  # the plan's note
+
+
+# --- help and usage errors -------------------------------------------------------------------
+
+
+ENGLISH_BOILERPLATE = ("Usage:", "Show this message and exit.", "Options", "Commands", "Arguments", "--install-completion", "[required]")
+
+
+@pytest.mark.parametrize("command", [[], ["status"], ["tick"], ["plan", "check"], ["user", "add"], ["dossier"], ["consolidate"]])
+def test_help_is_vietnamese(command):
+    for flag in ("--help", "-h"):
+        result = run(*command, flag)
+        assert result.exit_code == 0
+        for english in ENGLISH_BOILERPLATE:
+            assert english not in result.output, (command, english)
+        assert "Cách dùng:" in result.output and "In hướng dẫn này rồi thoát." in result.output
+
+
+def test_every_command_and_option_has_a_vietnamese_help_text():
+    """--at had none; --email, --seed, --out, --year, --json neither."""
+    missing = []
+
+    def walk(command, path):
+        if getattr(command, "commands", None):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+            return
+        if not command.help:
+            missing.append(" ".join(path))
+        missing.extend(f"{' '.join(path)} {param.opts}" for param in command.params if not param.help)
+
+    walk(typer.main.get_command(app), ["kiemdiem"])
+    assert missing == []
+    at = flat(run("status", "-h").output)
+    assert "dd/mm/yyyy HH:MM" in at and "2023-12-10T09:00" in at
+
+
+def test_usage_errors_are_vietnamese():
+    missing = run("status")
+    assert missing.exit_code == 2 and "Thiếu tùy chọn '--campaign'" in missing.output
+    unknown = run("status", "--campaign", "c", "--unti", "VP1")
+    assert unknown.exit_code == 2 and "Không có tùy chọn --unti" in unknown.output and "--unit" in unknown.output
+    bare = run("status", "--campaign")
+    assert bare.exit_code == 2 and "Tùy chọn '--campaign' cần một giá trị." in bare.output
+    extra = run("plan", "check", str(PLAN_187), "thua")
+    assert extra.exit_code == 2 and "Thừa tham số: thua." in extra.output
+    for text in (missing.output, unknown.output, bare.output, extra.output):
+        assert "Usage:" not in text and "Missing" not in text and "No such" not in text
+
+
+# --- Prefect's temporary server --------------------------------------------------------------
+
+
+class FailingStart:
+    """Prefect's temporary server as on a machine too slow to start it in time."""
+
+    def __init__(self):
+        self.timeouts = []
+
+    def __call__(self, timeout=None):  # an attribute of the class, not a method: no ``self`` of the server
+        self.timeouts.append(timeout)
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+
+@pytest.fixture
+def failing_start(monkeypatch):
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415
+
+    start = FailingStart()
+    monkeypatch.setattr(SubprocessASGIServer, "start", start)
+    return start
+
+
+def test_a_temporary_server_that_does_not_start_is_told_in_vietnamese(campaign, failing_start):
+    with temporary_settings(restore_defaults={PREFECT_API_URL}, updates={PREFECT_SERVER_EPHEMERAL_ENABLED: True}):
+        result = runner.invoke(app, ["tick", "--campaign", "c187", "--at", "07/12/2023 09:00"])
+    text = flat(result.output)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not Prefect's RuntimeError
+    assert "không khởi động được máy chủ Prefect tạm thời" in text
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in text and "PREFECT_API_URL" in text and "Chạy lại lệnh" in text
+    assert "Traceback" not in result.output
+    # Prefect's 20 s are too short for a first start on a slow machine: it is given longer.
+    assert failing_start.timeouts and failing_start.timeouts[0] >= 120
+
+
+def test_a_start_up_timeout_the_user_set_is_kept(campaign, failing_start):
+    updates = {PREFECT_SERVER_EPHEMERAL_ENABLED: True, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 45}
+    with temporary_settings(restore_defaults={PREFECT_API_URL}, updates=updates):
+        result = runner.invoke(app, ["tick", "--campaign", "c187"])
+    assert result.exit_code == 1 and failing_start.timeouts == [45]
+    assert "đã chờ tối đa 45 giây" in flat(result.output)
