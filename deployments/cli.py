@@ -84,6 +84,9 @@ def start_prefect() -> None:
             ["Đặt PREFECT_API_URL tới một máy chủ Prefect, hoặc bật máy chủ tạm thời: export PREFECT_SERVER_EPHEMERAL_ENABLED=true"],
             None,
         )
+    # Prefect creates its home without parents (a fresh checkout's .kiemdiem/prefect): its
+    # database could then not be opened and the server never answered.
+    Path(settings.home).expanduser().mkdir(parents=True, exist_ok=True)
     timeout = settings.server.ephemeral.startup_timeout_seconds
     if "startup_timeout_seconds" not in settings.server.ephemeral.model_fields_set:
         timeout = max(timeout, EPHEMERAL_STARTUP_SECONDS)

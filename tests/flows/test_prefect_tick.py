@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -25,6 +29,8 @@ from kiemdiem.plan import parse_plan
 from kiemdiem.store.organization import create_campaign, import_organization
 from tests.flows.support import ONE_PHASE_PLAN, one_phase_plan, write_tree
 from tests.support import ict
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.prefect, pytest.mark.xdist_group("prefect")]
 
@@ -221,3 +227,23 @@ def test_the_tick_command_ends_once_prefect_has_recorded_its_task_runs(prefect_h
     runs = asyncio.run(task_runs())
     assert any(r.name.startswith("finish-tick") for r in runs)
     assert all(r.state is not None and r.state.is_final() for r in runs)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_first_tick_on_a_fresh_checkout_starts_prefect_in_a_home_not_yet_made(store_env, store, tmp_path):
+    """`make demo` on a fresh clone: PREFECT_HOME is .kiemdiem/prefect and .kiemdiem does not exist
+    yet. Prefect makes its home without parents; the tick's own temporary server must start anyway."""
+    _two_phase_campaign(store, tmp_path)
+    home = tmp_path / "fresh" / ".kiemdiem" / "prefect"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(store_env, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    with MailSink(tmp_path / "mail") as sink:
+        env["KIEMDIEM_SMTP_PORT"] = str(sink.port)
+        done = subprocess.run(
+            [sys.executable, "-c", "from deployments.cli import main; main()", "tick", "--campaign", "two", "--at", "04/12/2023 08:00"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(sink.received) == 5
+    assert (home / "prefect.db").exists()
+    assert "Traceback" not in done.stdout + done.stderr
