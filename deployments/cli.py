@@ -182,6 +182,9 @@ def tick(
         fail(exc)
         return
     start_prefect()
+    # What this tick does with notices is read from the store against marks taken before it (one
+    # email carries several phases' notices); the command's report, so not the scheduled runs' cost.
+    mark = steps.tick_mark(store, campaign)
     try:
         result = asyncio.run(run_tick(campaign, now))
     except KiemdiemError as exc:
@@ -191,6 +194,7 @@ def tick(
         err_console.print(f"[bold red]Lỗi:[/] lượt xử lý không hoàn thành: {escape(type(exc).__name__)}: {escape(str(exc))}", highlight=False)
         err_console.print("Có thể chạy lại lệnh: lượt xử lý chạy lại không lập trùng thông báo, không gửi trùng thư.")
         raise typer.Exit(1) from None
+    result["notices"] = steps.tick_notices(store, campaign, mark)
     totals = steps.notice_totals(store, campaign)
     if as_json:
         print(json.dumps({**result, "notices_cumulative": totals}, ensure_ascii=False, indent=2, default=str))

@@ -105,7 +105,6 @@ async def fanned_tick(
     at = instant.isoformat()
     store = get_store()
     plan = get_plan(store, campaign_id)
-    mark = await asyncio.to_thread(steps.tick_mark, store, campaign_id)
     collected = await collect_submissions(campaign_id, at)
     results = await take_results(campaign_id, at)
     open_ids = steps.open_phase_ids(plan, instant)
@@ -159,11 +158,10 @@ async def fanned_tick(
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)
     await finish_tick(campaign_id, at, {"sent": sent["sent"], "parts": len(batches)})
-    notices = await asyncio.to_thread(steps.tick_notices, store, campaign_id, mark)  # per phase, as the tick's
     return {
         "now": at, "collected": collected, "results": results, "consolidated": consolidated, "open_phases": open_ids,
         "parts": [{"part": p.index, "roots": p.roots, "run": p.run_name, **p.outcome} for p in batches],
-        "rest": rest, "composed": composed, "sent": sent, "notices": notices,
+        "rest": rest, "composed": composed, "sent": sent,
     }
 
 

@@ -38,7 +38,6 @@ async def tick(
     at = instant.isoformat()
     store = get_store()
     plan = get_plan(store, campaign_id)
-    mark = await asyncio.to_thread(steps.tick_mark, store, campaign_id)
     collected = await collect_submissions(campaign_id, at)
     results = await take_results(campaign_id, at)
     # Late results rerun the consolidation of their ancestors, once a committee has consolidated.
@@ -53,10 +52,7 @@ async def tick(
     composed = await compose_digests(campaign_id, at)
     sent = await send_outbox(campaign_id, at)
     await finish_tick(campaign_id, at, {"sent": sent["sent"]})
-    # What this tick did with notices, per phase (planned, put into emails, sent): read from the
-    # store, since one email carries several phases' notices.
-    notices = await asyncio.to_thread(steps.tick_notices, store, campaign_id, mark)
     return {
         "now": at, "collected": collected, "results": results, "consolidated": consolidated, "phases": phases,
-        "dossiers": dossiers, "composed": composed, "sent": sent, "notices": notices,
+        "dossiers": dossiers, "composed": composed, "sent": sent,
     }
