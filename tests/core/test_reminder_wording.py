@@ -104,22 +104,8 @@ def test_a_late_reminder_says_the_working_days_really_left(plan):
 
 def test_the_tick_on_friday_tells_the_office_the_sunday_deadline_honestly(store, tmp_path, monkeypatch):
     """Through the store: plan the reminders of Fri 08/12/2023 08:00, compose the digests."""
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)
     plan = load_plan(PLANS / "187-KH-DU-2023.yaml")
-    units, members = write_small_org(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "c187", vn(2023, 11, 20, 8, 0))
-        import_organization(uow, "c187", units, members, vn(2023, 11, 20, 8, 0))
-        uow.commit()
-    friday = vn(2023, 12, 8, 8, 0)
-    settings = ReminderSettings()
-    assert steps.plan_reminders(store, plan, "c187", friday, ["dang_uy_bao_cao_khoi"], settings) > 0
-    assert steps.compose(store, plan, "c187", friday, settings, SmtpSettings()).digests > 0
-    with store.uow() as uow:
-        texts = uow.session.scalars(
-            select(Outbox.body_text).where(Outbox.kind == "reminder", Outbox.recipient == "vanphong@sct.example.vn")
-        ).all()
+    texts = _reminder_texts(store, tmp_path, monkeypatch, plan, "dang_uy_bao_cao_khoi", vn(2023, 12, 8, 8, 0), "vanphong@sct.example.vn")
     assert len(texts) == 1
     assert SUNDAY_NOTE in texts[0]
     assert "Hôm nay là hạn nộp" not in texts[0]
@@ -127,25 +113,33 @@ def test_the_tick_on_friday_tells_the_office_the_sunday_deadline_honestly(store,
 
 def test_the_tick_counts_the_days_left_on_the_plans_own_calendar(store, tmp_path, monkeypatch):
     """A day off the plan adds (Mon 04/12/2023) is not a working day left before Tue 05/12."""
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)
     text = (PLANS / "187-KH-DU-2023.yaml").read_text(encoding="utf-8")
     assert "\ncalendar:" not in text
     text += '\ncalendar:\n  extra_holidays:\n    - date: "04/12/2023"\n      name: Nghỉ bù theo kế hoạch\n'
     plan = parse_plan(text, source="187 with a day off")
-    units, members = write_small_org(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "c187", vn(2023, 11, 20, 8, 0))
-        import_organization(uow, "c187", units, members, vn(2023, 11, 20, 8, 0))
-        uow.commit()
-    friday = vn(2023, 12, 1, 8, 0)
-    settings = ReminderSettings()
-    assert steps.plan_reminders(store, plan, "c187", friday, ["chi_bo_kiem_diem"], settings) > 0
-    assert steps.compose(store, plan, "c187", friday, settings, SmtpSettings()).digests > 0
-    with store.uow() as uow:
-        texts = uow.session.scalars(select(Outbox.body_text).where(Outbox.kind == "reminder")).all()
+    texts = _reminder_texts(store, tmp_path, monkeypatch, plan, "chi_bo_kiem_diem", vn(2023, 12, 1, 8, 0))
     assert texts and all("Còn 1 ngày làm việc đến hạn nộp gần nhất" in t for t in texts), texts[0]
     # The plan's own words for what is owed, once per phase (plan 187 asks for mẫu 3đ).
     assert all("Kế hoạch ghi:" in t for t in texts)
     assert all(t.count("(mẫu 3đ)") == 1 for t in texts)
     assert "* Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng: Phiếu phân tích" in texts[0]
+
+
+def _reminder_texts(store, tmp_path, monkeypatch, plan, phase_id: str, now: dt.datetime, recipient: str | None = None) -> list[str]:
+    """Through the store, at ``now``: a campaign on the small tree, the phase's reminders planned
+    and composed; the texts of the reminder emails (to ``recipient``, or all)."""
+    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
+    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)
+    units, members = write_small_org(tmp_path / "org")
+    with store.uow() as uow:
+        create_campaign(uow, plan, "c187", vn(2023, 11, 20, 8, 0))
+        import_organization(uow, "c187", units, members, vn(2023, 11, 20, 8, 0))
+        uow.commit()
+    settings = ReminderSettings()
+    assert steps.plan_reminders(store, plan, "c187", now, [phase_id], settings) > 0
+    assert steps.compose(store, plan, "c187", now, settings, SmtpSettings()).digests > 0
+    query = select(Outbox.body_text).where(Outbox.kind == "reminder")
+    if recipient is not None:
+        query = query.where(Outbox.recipient == recipient)
+    with store.uow() as uow:
+        return list(uow.session.scalars(query).all())

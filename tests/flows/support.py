@@ -65,3 +65,18 @@ def write_tree(directory: Path) -> tuple[Path, Path]:
     (directory / "units.csv").write_text(UNITS, encoding="utf-8")
     (directory / "members.csv").write_text(MEMBERS, encoding="utf-8")
     return directory / "units.csv", directory / "members.csv"
+
+
+def one_phase_campaign(store, tmp_path: Path, campaign_id: str = "test", plan=None):
+    """Campaign ``campaign_id`` on ``plan`` (default ``one_phase_plan``) and the tree of
+    ``write_tree``; returns the plan."""
+    from kiemdiem.store.organization import create_campaign, import_organization  # noqa: PLC0415
+    from tests.support import ict  # noqa: PLC0415
+
+    plan = plan or one_phase_plan()
+    units, members = write_tree(tmp_path / "org")
+    with store.uow() as uow:
+        create_campaign(uow, plan, campaign_id, ict(2023, 11, 20))
+        import_organization(uow, campaign_id, units, members, ict(2023, 11, 20))
+        uow.commit()
+    return plan

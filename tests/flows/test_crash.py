@@ -18,8 +18,7 @@ from kiemdiem import steps
 from kiemdiem.notify.sink import MailSink
 from kiemdiem.settings import ReminderSettings, SmtpSettings
 from kiemdiem.store.models import Outbox
-from kiemdiem.store.organization import create_campaign, import_organization
-from tests.flows.support import one_phase_plan, write_tree
+from tests.flows.support import one_phase_campaign
 from tests.support import REPO, ict
 
 CHILD = r"""
@@ -55,12 +54,7 @@ asyncio.run(steps.send_outbox(store, plan, "test", to_instant(sys.argv[3]), smtp
 
 
 def test_killed_sender_repeats_at_most_the_message_in_flight(store, store_env, tmp_path):
-    plan = one_phase_plan()
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "test", ict(2023, 11, 20))
-        import_organization(uow, "test", units, members, ict(2023, 11, 20))
-        uow.commit()
+    plan = one_phase_campaign(store, tmp_path)
     now = ict(2023, 11, 30, 8)
     open_ids = steps.open_phase_ids(plan, now)
     steps.plan_reminders(store, plan, "test", now, open_ids)

@@ -7,10 +7,9 @@ from sqlalchemy import select
 
 from kiemdiem.notify.sink import MailSink
 from kiemdiem.store.models import Outbox
-from kiemdiem.store.organization import create_campaign, import_organization
 from scripts.deploy_check import check
 from tests.conftest import PG_ADMIN_URL, require_postgres
-from tests.flows.support import one_phase_plan, write_tree
+from tests.flows.support import one_phase_campaign
 from tests.support import ict
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-server")]
@@ -33,12 +32,7 @@ def prefect_db():
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_worker_runs_the_deployed_tick(store, prefect_db, tmp_path, monkeypatch):
-    plan = one_phase_plan()
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "test", ict(2023, 11, 20))
-        import_organization(uow, "test", units, members, ict(2023, 11, 20))
-        uow.commit()
+    plan = one_phase_campaign(store, tmp_path)
     with MailSink(tmp_path / "mail") as sink:
         monkeypatch.setenv("KIEMDIEM_SMTP_PORT", str(sink.port))
         result = check("test", ict(2023, 11, 30, 8).isoformat(), workers=2, prefect_db=prefect_db, logs=tmp_path / "logs")

@@ -26,8 +26,7 @@ from flows.tick import tick
 from kiemdiem import steps
 from kiemdiem.notify.sink import MailSink
 from kiemdiem.plan import parse_plan
-from kiemdiem.store.organization import create_campaign, import_organization
-from tests.flows.support import ONE_PHASE_PLAN, one_phase_plan, write_tree
+from tests.flows.support import ONE_PHASE_PLAN, one_phase_campaign
 from tests.support import ict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,12 +46,7 @@ def prefect_harness(tmp_path_factory):
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_tick_flow_runs_phases_sends_and_publishes(prefect_harness, store, tmp_path, monkeypatch):
-    plan = one_phase_plan()
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "test", ict(2023, 11, 20))
-        import_organization(uow, "test", units, members, ict(2023, 11, 20))
-        uow.commit()
+    one_phase_campaign(store, tmp_path)
     with MailSink(tmp_path / "mail") as sink:
         monkeypatch.setenv("KIEMDIEM_SMTP_PORT", str(sink.port))
         first = asyncio.run(tick("test", ict(2023, 11, 30, 8).isoformat()))
@@ -100,12 +94,7 @@ TWO_PHASES = "\n".join([
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_the_ticks_overdue_table_covers_every_open_phase(prefect_harness, store, tmp_path, monkeypatch):
     """Each phase used to publish its own table under the tick's key: the last to finish hid the others."""
-    plan = parse_plan(TWO_PHASES, source="two-phases.yaml")
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "two", ict(2023, 11, 20))
-        import_organization(uow, "two", units, members, ict(2023, 11, 20))
-        uow.commit()
+    _two_phase_campaign(store, tmp_path)
 
     async def latest_overdue() -> list[dict]:
         async with get_client() as client:
@@ -136,13 +125,7 @@ def _notices_by_phase(store, campaign_id: str) -> dict[str, int]:
 
 
 def _two_phase_campaign(store, tmp_path, campaign_id: str = "two"):
-    plan = parse_plan(TWO_PHASES, source="two-phases.yaml")
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, campaign_id, ict(2023, 11, 20))
-        import_organization(uow, campaign_id, units, members, ict(2023, 11, 20))
-        uow.commit()
-    return plan
+    return one_phase_campaign(store, tmp_path, campaign_id, plan=parse_plan(TWO_PHASES, source="two-phases.yaml"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -210,12 +193,7 @@ def test_the_tick_command_ends_once_prefect_has_recorded_its_task_runs(prefect_h
     recording under way, it printed a traceback after a tick that went well."""
     import deployments.cli as cli  # noqa: PLC0415
 
-    plan = one_phase_plan()
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "test", ict(2023, 11, 20))
-        import_organization(uow, "test", units, members, ict(2023, 11, 20))
-        uow.commit()
+    one_phase_campaign(store, tmp_path)
     monkeypatch.setattr(cli, "temporary_server_running", lambda: True)  # the harness's server stands in for it
     asyncio.run(cli.run_tick("test", ict(2023, 11, 30, 8)))
 
