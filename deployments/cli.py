@@ -197,9 +197,22 @@ def tick(
     result["notices"] = steps.tick_notices(store, campaign, mark)
     totals = steps.notice_totals(store, campaign)
     if as_json:
-        print(json.dumps({**result, "notices_cumulative": totals}, ensure_ascii=False, indent=2, default=str))
+        print(json.dumps(with_phase_names(plan, {**result, "notices_cumulative": totals}), ensure_ascii=False, indent=2, default=str))
         return
     print_tick(plan, campaign, result, totals)
+
+
+def with_phase_names(plan: Plan, report: dict) -> dict:
+    """The tick's JSON keeps phase ids as keys and adds each phase's Vietnamese name (as status --json does)."""
+    out = dict(report)
+    names = {p.id: p.name for p in plan.phases}
+    for part in ("phases", "notices", "notices_cumulative"):
+        if isinstance(out.get(part), dict):
+            out[part] = {
+                pid: ({**value, "phase_name": names[pid]} if isinstance(value, dict) and pid in names else value)
+                for pid, value in out[part].items()
+            }
+    return out
 
 
 # Most telling first: a tick shows the one of its consolidations that did the most.
@@ -269,8 +282,10 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
             line += f"; {sent['failed']} thư gửi lỗi, sẽ thử lại"
         if sent.get("gave_up"):
             line += f"; {sent['gave_up']} thư ngừng gửi sau nhiều lần lỗi"
-        if composed.get("cancelled"):
-            line += f"; bỏ {composed['cancelled']} thông báo vì đơn vị đã nộp"
+        if composed.get("cancelled_delivered"):
+            line += f"; bỏ {composed['cancelled_delivered']} thông báo vì đơn vị đã nộp"
+        if composed.get("cancelled_past_deadline"):
+            line += f"; bỏ {composed['cancelled_past_deadline']} thông báo nhắc hạn chưa kịp gửi vì đã quá hạn (chuyển sang đôn đốc)"
         out(line + ".", highlight=False)
 
     if totals:

@@ -21,6 +21,8 @@ class Problem:
             where += f", dòng {self.row}"
         if self.column:
             where += f", cột '{self.column}'"
+        elif self.field and self.field.startswith("--"):  # a command-line option, not a column
+            where += f", tùy chọn {self.field}"
         elif self.field:
             where += f", cột/trường '{self.field}'"
         return f"{where}: {self.reason}"

@@ -26,7 +26,11 @@ async def escalate_overdue(campaign_id: str, phase_ids: list[str], now: str | dt
 async def compose_digests(campaign_id: str, now: str | dt.datetime) -> dict:
     store = get_store()
     report = await asyncio.to_thread(steps.compose, store, get_plan(store, campaign_id), campaign_id, to_instant(now))
-    return {"digests": report.digests, "notices": report.notices, "cancelled": report.cancelled, "deferred": report.deferred}
+    return {
+        "digests": report.digests, "notices": report.notices, "cancelled": report.cancelled,
+        "cancelled_delivered": report.cancelled_delivered, "cancelled_past_deadline": report.cancelled_past_deadline,
+        "deferred": report.deferred,
+    }
 
 
 @task(name="send-outbox", cache_policy=NONE)

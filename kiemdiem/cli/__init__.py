@@ -195,7 +195,7 @@ def resolve_now(at: str | None) -> dt.datetime:
 
 
 def _problem(field: str, reason: str) -> Problem:
-    return Problem("tham số dòng lệnh", reason, field=field)
+    return Problem("dòng lệnh", reason, field=field)
 
 
 def fail(exc: KiemdiemError) -> None:

@@ -328,7 +328,7 @@ class Notice(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     planned_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), nullable=True)
-    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # delivered before it was sent
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # delivered before it was sent, or a reminder past its deadline
 
 
 class EventLog(Base):

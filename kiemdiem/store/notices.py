@@ -17,7 +17,7 @@ from operator import itemgetter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
@@ -163,7 +163,9 @@ class PendingNotice:
 class ComposeReport:
     digests: int = 0
     notices: int = 0
-    cancelled: int = 0
+    cancelled: int = 0  # both reasons below
+    cancelled_delivered: int = 0  # the item was delivered
+    cancelled_past_deadline: int = 0  # reminders whose deadline passed (escalation takes over)
     deferred: bool = False  # quiet hours: nothing composed
 
 
@@ -185,7 +187,8 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         report.deferred = True
         return report
     with store.uow() as uow:
-        report.cancelled = _cancel_stale(uow, plan, campaign_id, now)
+        report.cancelled_delivered, report.cancelled_past_deadline = _cancel_stale(uow, plan, campaign_id, now)
+        report.cancelled = report.cancelled_delivered + report.cancelled_past_deadline
         uow.commit()
         # Notices planned from here on have higher ids and wait for the next digest.
         max_seen = uow.session.scalar(select(func.max(NOTICES.c.id)).where(*_pending(campaign_id)))
@@ -235,17 +238,21 @@ def _pending(campaign_id: str) -> tuple:
     return (NOTICES.c.campaign_id == campaign_id, NOTICES.c.outbox_id.is_(None), NOTICES.c.cancelled_at.is_(None))
 
 
-def _cancel_stale(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime) -> int:
-    """Cancel pending notices whose item has been delivered by ``now``, and reminders whose deadline has passed."""
+def _cancel_stale(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime) -> tuple[int, int]:
+    """Cancel pending notices whose item has been delivered by ``now``, then reminders whose
+    deadline has passed; how many for each reason (a tick tells the office which)."""
     delivered = select(Submission.item_key).where(
         Submission.campaign_id == campaign_id, Submission.received_at <= now, Submission.refused_at.is_(None)
     )
-    stale = NOTICES.c.item_key.in_(delivered)
+    result = uow.session.execute(update(NOTICES).where(*_pending(campaign_id), NOTICES.c.item_key.in_(delivered)).values(cancelled_at=now))
+    by_delivery = result.rowcount or 0
     past = [p.id for p in plan.phases if now > p.deadline]
-    if past:
-        stale = or_(stale, and_(NOTICES.c.kind == "reminder", NOTICES.c.phase_id.in_(past)))
-    result = uow.session.execute(update(NOTICES).where(*_pending(campaign_id), stale).values(cancelled_at=now))
-    return result.rowcount or 0
+    if not past:
+        return by_delivery, 0
+    result = uow.session.execute(
+        update(NOTICES).where(*_pending(campaign_id), NOTICES.c.kind == "reminder", NOTICES.c.phase_id.in_(past)).values(cancelled_at=now)
+    )
+    return by_delivery, result.rowcount or 0
 
 
 def _live_query(dialect: str, campaign_id: str, max_seen: int):
@@ -297,7 +304,10 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
         phase = plan.phase(phase_id)
         seen: set[str] = set()
         outstanding = []
-        for n in sorted(items, key=lambda n: n.item_key):
+        # By unit, then in the plan's order of documents (as its notes and the unit's page list them).
+        place = {(req.doc_type, req.per_member): i for i, req in enumerate(phase.documents)}
+        unit_of = {n.item_key: n.item_key.split(":", 1)[0] for n in items}
+        for n in sorted(items, key=lambda n: (unit_of[n.item_key], place.get((n.doc_type, n.member_id is not None), len(place)), n.item_key)):
             if n.item_key in seen:
                 continue  # an item may sit at two escalation steps in one digest
             seen.add(n.item_key)

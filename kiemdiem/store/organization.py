@@ -81,8 +81,9 @@ def create_campaign(uow: UnitOfWork, plan: Plan, campaign_id: str | None, now: d
 def get_campaign(uow: UnitOfWork, campaign_id: str) -> Campaign:
     campaign = uow.session.get(Campaign, campaign_id)
     if campaign is None:
-        known = ", ".join(uow.session.scalars(select(Campaign.id)).all()) or "chưa có"
-        raise NotFound(f"không có đợt kiểm điểm '{campaign_id}' (đã có: {known})")
+        known = ", ".join(uow.session.scalars(select(Campaign.id)).all())
+        hint = f"đã có: {known}" if known else "chưa có đợt nào; tạo bằng 'kiemdiem campaign create'"
+        raise NotFound(f"không có đợt kiểm điểm '{campaign_id}' ({hint})")
     return campaign
 
 

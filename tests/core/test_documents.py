@@ -234,6 +234,9 @@ def test_report_without_sub_organizations_or_findings():
     assert "Không có tổ chức đảng trực thuộc" in text
     assert "Không phát hiện trường hợp nào" in text
     assert "Đã có đầy đủ kết quả" in text and "HTXSNV so với HTTNV: –" not in text
+    # A branch's members are not held to the 20% rule on their own: no maximum that reads as a breach.
+    assert "được xét trong từng tổ chức cơ sở đảng, không xét riêng ở cấp này" in text
+    assert "tối đa" not in text and "Kết quả: không áp dụng" not in text
 
 
 def test_classification_list_table():

@@ -122,6 +122,10 @@ def test_the_tick_counts_the_days_left_on_the_plans_own_calendar(store, tmp_path
     # The plan's own words for what is owed, once per phase (plan 187 asks for mẫu 3đ).
     assert all("Kế hoạch ghi:" in t for t in texts)
     assert all(t.count("(mẫu 3đ)") == 1 for t in texts)
+    # Items in the plan's order, as the notes below them (it was by document code).
+    listed = texts[0][:texts[0].index("Kế hoạch ghi:")]
+    order = ["Báo cáo kiểm điểm tập thể", "Bản kiểm điểm cá nhân", "Phiếu phân tích", "Bản nhận xét", "Biên bản hội nghị", "Tổng hợp kết quả", "Kết quả đánh giá"]
+    assert [listed.index(f"- {name}") for name in order] == sorted(listed.index(f"- {name}") for name in order)
     assert "* Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng: Phiếu phân tích" in texts[0]
 
 

@@ -166,9 +166,10 @@ def test_the_tick_command_says_what_this_tick_did(prefect_harness, store_env, st
         data = json.loads(first.output)
         assert len(sink.received) == 5  # cb1, cb2, cb2b, cb3 and root@: one digest each
         assert data["notices"] == {
-            "hop_chi_bo": {"reminders": 8, "escalations": 0, "queued": 8, "sent": 8},
-            "chuan_bi": {"reminders": 1, "escalations": 0, "queued": 1, "sent": 1},
+            "hop_chi_bo": {"reminders": 8, "escalations": 0, "queued": 8, "sent": 8, "phase_name": "Chi bộ họp kiểm điểm"},
+            "chuan_bi": {"reminders": 1, "escalations": 0, "queued": 1, "sent": 1, "phase_name": "Chuẩn bị báo cáo"},
         }
+        assert data["phases"]["chuan_bi"]["phase_name"] == "Chuẩn bị báo cáo"  # codes kept as keys, names beside them
         assert {p: r["reminders"] for p, r in data["phases"].items()} == _notices_by_phase(store, "two") == {"hop_chi_bo": 8, "chuan_bi": 1}
         later = runner.invoke(app, ["tick", "--campaign", "two", "--at", "05/12/2023 08:00"], catch_exceptions=False)
         again = runner.invoke(app, ["tick", "--campaign", "two", "--at", "05/12/2023 08:00"], catch_exceptions=False)

@@ -139,6 +139,15 @@ def test_usage_errors_are_vietnamese():
         assert "Usage:" not in text and "Missing" not in text and "No such" not in text
 
 
+def test_errors_about_options_and_campaigns_read_as_such(store_env, store):
+    """An option is not a "cột/trường" (a column of an import file); no campaign is not "đã có: chưa có"."""
+    none = run("status", "--campaign", "c1")
+    assert none.exit_code != 0
+    assert "không có đợt kiểm điểm 'c1' (chưa có đợt nào; tạo bằng 'kiemdiem campaign create')" in flat(none.output)
+    bad = run("status", "--campaign", "c1", "--at", "32/12/2023")
+    assert bad.exit_code == 2 and "dòng lệnh, tùy chọn --at:" in flat(bad.output) and "cột/trường" not in bad.output
+
+
 # --- Prefect's temporary server --------------------------------------------------------------
 
 

@@ -101,3 +101,18 @@ def test_the_same_notices_make_the_same_bytes_whatever_the_batch(store, planned,
     with store.uow() as uow:
         second = {o.idempotency_key: (o.message_id, o.mime) for o in uow.session.scalars(select(Outbox))}
     assert second == first and len(first) > 10
+
+
+def test_a_tick_says_why_it_dropped_notices(store, planned):
+    """Delivered items and reminders whose deadline has passed are dropped for different reasons;
+    the tick told the office "vì đơn vị đã nộp" for both."""
+    plan, delivered = planned
+    later = ict(2022, 12, 12, 8)  # past the deadlines of 01/12, 05/12 and 10/12/2022
+    past = {p.id for p in plan.phases if later > p.deadline}
+    with store.uow() as uow:
+        before = uow.session.execute(select(Notice.kind, Notice.phase_id, Notice.item_key)).all()
+    by_delivery = sum(1 for _, _, key in before if key in delivered)
+    by_deadline = sum(1 for kind, phase, key in before if key not in delivered and kind == "reminder" and phase in past)
+    assert by_delivery and by_deadline
+    report = compose_digests(store, plan, CAMPAIGN, later, submit_url="http://127.0.0.1:8080", sender=SENDER)
+    assert (report.cancelled_delivered, report.cancelled_past_deadline, report.cancelled) == (by_delivery, by_deadline, by_delivery + by_deadline)

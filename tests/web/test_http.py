@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from kiemdiem.cli.web_cmd import register
-from kiemdiem.store.models import EventLog, Notice, Outbox, RevokedSession, SignInToken, Snapshot, Unit, User
+from kiemdiem.store.models import EventLog, Member, Notice, Outbox, RevokedSession, SignInToken, Snapshot, Unit, User
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.results import ingest_results
 from kiemdiem.web.app import create_app
@@ -505,6 +505,24 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     assert '<small class="muted note">Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)</small>' in text
     upload = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2/upload").text
     assert 'data-note="Tổng hợp kết quả đề nghị đánh giá, xếp loại chất lượng đảng viên"' in upload
+
+
+def test_unit_page_names_the_member_a_notice_is_about_and_why_one_was_dropped(client_as, store, campaign, clock):
+    """A member's notice showed "(đảng viên #5)", the database id; a reminder dropped because its
+    deadline passed said "đã hủy (đơn vị đã nộp)"."""
+    with store.uow() as uow:
+        unit_id = uow.session.scalar(select(Unit.id).where(Unit.campaign_id == CAMPAIGN, Unit.code == "VP2"))
+        member = uow.session.scalar(select(Member).where(Member.campaign_id == CAMPAIGN, Member.unit_id == unit_id, Member.full_name == "Phạm Minh Đức"))
+        for n, (doc_type, cancelled) in enumerate([("ban_kiem_diem_ca_nhan", ict(2023, 12, 6, 8)), ("nhan_xet_noi_cu_tru", ict(2023, 12, 1, 8))]):
+            uow.session.add(Notice(campaign_id=CAMPAIGN, recipient="vp2@sct.example.vn", recipient_name="VP2", kind="reminder", step=1,
+                                   item_key=f"VP2:chi_bo_kiem_diem:{doc_type}:{member.member_code}", unit_id=unit_id, phase_id="chi_bo_kiem_diem",
+                                   doc_type=doc_type, member_id=member.id, planned_at=ict(2023, 11, 30, 8), cancelled_at=cancelled))
+        uow.commit()
+    text = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2").text
+    notices = text[text.index('id="notices"'):]
+    assert f"(Phạm Minh Đức – {member.member_code})" in notices and "#" + str(member.id) + ")" not in notices
+    assert notices.count("đã hủy (đã quá hạn, chuyển sang đôn đốc)") == 1  # cancelled 06/12, after the 05/12 deadline
+    assert notices.count("đã hủy (đơn vị đã nộp)") == 1
 
 
 def test_a_list_the_ingest_refused_shows_as_owed_with_its_problems(client_as, store, campaign, clock, tmp_path):
