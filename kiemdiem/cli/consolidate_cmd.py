@@ -14,6 +14,7 @@ import json
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 # The module, not its names: the CLI package imports this file while it is still loading.
 import kiemdiem.cli as shell
@@ -22,6 +23,7 @@ from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, unit_hash
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.store.db import open_store
+from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import campaign_plan
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding
 from kiemdiem.store.snapshots import ConsolidationReport, consolidate_campaign, latest_snapshots, root_units
@@ -71,9 +73,14 @@ def consolidate(
                 }
             else:
                 snapshots = latest_snapshots(uow, campaign, shown)
-        if unit and unit not in snapshots:
-            raise NotFound(f"đơn vị không tồn tại hoặc chưa có kết quả tổng hợp: '{unit}'")
-        shown = [code for code in shown if code in snapshots]
+            if unit and unit not in snapshots:
+                raise NotFound(f"đơn vị không tồn tại hoặc chưa có kết quả tổng hợp: '{unit}'")
+            shown = [code for code in shown if code in snapshots]
+            # Names of the organizations listed as missing results (only those printed).
+            listed = {c for code in shown for c in snapshots[code]["payload"]["missing_results"]["organizations"][:MISSING_SHOWN]}
+            org_names = dict(uow.session.execute(
+                select(Unit.code, Unit.name).where(Unit.campaign_id == campaign, Unit.code.in_(sorted(listed)))
+            ).all()) if listed else {}
     except KiemdiemError as exc:
         shell.fail(exc)
         return
@@ -96,7 +103,7 @@ def consolidate(
     else:
         _print_run(plan.number, now, intake, run)
         for code in shown:
-            _print_summary(snapshots[code])
+            _print_summary(snapshots[code], org_names)
     if refused:
         shell.err_console.print(f"[bold red]Lỗi:[/] {len(intake.refused)} tệp kết quả bị từ chối ({len(refused)} vấn đề); kết quả trước đó vẫn giữ nguyên:")
         for problem in refused:
@@ -166,7 +173,10 @@ def _quota_line(quota: dict) -> str:
     )
 
 
-def _print_summary(snapshot: dict) -> None:
+MISSING_SHOWN = 30  # members and organizations listed by name; the rest are counted
+
+
+def _print_summary(snapshot: dict, org_names: dict[str, str] | None = None) -> None:
     console = shell.console
     summary = snapshot["payload"]
     unit, members, orgs = summary["unit"], summary["members"], summary["organizations"]
@@ -203,12 +213,15 @@ def _print_summary(snapshot: dict) -> None:
     missing = summary["missing_results"]
     if missing["members"] or missing["organizations"]:
         console.print(f"[bold]Chưa có kết quả[/]: {len(missing['members'])} đảng viên, {len(missing['organizations'])} tổ chức đảng.")
-        for m in missing["members"][:30]:
+        for m in missing["members"][:MISSING_SHOWN]:
             console.print(f"  • {m['full_name']} ({m['member_id']}), {m['unit_code']}", highlight=False)
-        if len(missing["members"]) > 30:
-            console.print(f"  … và {len(missing['members']) - 30} đảng viên khác")
-        if missing["organizations"]:
-            console.print("  • Tổ chức: " + ", ".join(missing["organizations"][:30]) + (" …" if len(missing["organizations"]) > 30 else ""), highlight=False)
+        if len(missing["members"]) > MISSING_SHOWN:
+            console.print(f"  … và {len(missing['members']) - MISSING_SHOWN} đảng viên khác")
+        names = org_names or {}
+        for code in missing["organizations"][:MISSING_SHOWN]:
+            console.print(f"  • Tổ chức: {names[code]} ({code})" if code in names else f"  • Tổ chức: {code}", highlight=False)
+        if len(missing["organizations"]) > MISSING_SHOWN:
+            console.print(f"  … và {len(missing['organizations']) - MISSING_SHOWN} tổ chức đảng khác")
     findings = summary["findings"]
     if not findings:
         console.print("Không có vi phạm quy định.")

@@ -543,3 +543,13 @@ def test_a_change_between_two_values_that_are_not_levels_is_listed(store, plan_1
     run = consolidate_campaign(store, plan_187, "c187", LATE_NOW, changed_units=changed)
     assert "KC" in run.versions
     assert [(m["member_id"], m["old_level"], m["new_level"]) for m in run.diff["members"]] == [("DV007", None, "HTT")]
+
+
+def test_cli_consolidate_names_the_organizations_without_a_result(store, plan_187, consolidated_v1):
+    """Missing members were named, missing organizations listed by code only ("Tổ chức: VP1")."""
+    runner = CliRunner()
+    cancel = ["result", "cancel", "--campaign", "c187", "--unit", "VP1", "--by", "Đảng ủy Sở", "--reason", "Xếp loại lại", "--at", "10/12/2023 09:00"]
+    assert runner.invoke(_cli(), cancel).exit_code == 0
+    done = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--at", "10/12/2023 10:00"])
+    assert done.exit_code == 0, done.output
+    assert "• Tổ chức: Chi bộ Văn phòng 1 (VP1)" in flat(done.output)
