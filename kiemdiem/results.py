@@ -47,6 +47,9 @@ MEMBER_COLUMNS: dict[str, list[str]] = {
     "row_number": ["STT", "TT", "Số thứ tự", "no"],
     "full_name": ["Họ và tên", "Họ tên", "name"],
     "position": ["Chức vụ", "positions"],
+    # A committee's decision covers several branches: its list names each member's branch.
+    "branch": ["Chi bộ", "Đơn vị", "Tên chi bộ", "Chi bộ sinh hoạt", "Mã chi bộ", "unit"],
+    "birth": ["Ngày sinh", "Năm sinh"],
 }
 
 ORG_COLUMNS: dict[str, list[str]] = {

@@ -90,7 +90,7 @@ def import_organization_streaming(
 
     Raises InvalidInput listing every bad row (file, row, column, reason); writes nothing then.
     """
-    from kiemdiem.store.organization import ImportReport  # noqa: PLC0415 - organization imports this module
+    from kiemdiem.store.organization import ImportReport, without_unit_references  # noqa: PLC0415 - organization imports this module
 
     session = uow.session
     connection = session.connection()
@@ -101,11 +101,12 @@ def import_organization_streaming(
     with pg.cursor() as cursor:
         _create_stages(cursor)
         unit_problems: list[Problem] = []
+        units_unreadable = False
         try:
             units = read_units_streaming(units_path, units_data, unit_problems)
         except InvalidInput as exc:  # a file-level problem (missing column, not UTF-8...)
             unit_problems.extend(exc.problems)
-            units = []
+            units, units_unreadable = [], True
         stored = _stored_units(cursor, campaign_id)
         unit_problems += validate_tree(units, str(units_path), stored)
         kinds = {code: kind for code, (kind, _parent) in stored.items()} | {u.code: u.kind for u in units}
@@ -113,6 +114,8 @@ def import_organization_streaming(
         member_problems: list[Problem] = []
         if members_path is not None:
             member_problems = _stage_members(cursor, members_path, members_data, kinds, chunk_rows, max_problems, phase)
+            if units_unreadable:
+                member_problems = without_unit_references(member_problems, units_path)
         del kinds
         if unit_problems or member_problems:
             _drop_stages(cursor)

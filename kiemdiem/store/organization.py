@@ -124,7 +124,9 @@ def import_organization(
 
         return import_organization_streaming(uow, campaign_id, units_path, members_path, now, actor, units_data, members_data)
     problems: list[Problem] = []
+    before = len(problems)
     units = _collect(lambda p: read_units(units_path, units_data, p), problems)
+    units_unreadable = not units and len(problems) > before  # the reader gave up on the file
     # Column by column (one sequence per MemberRow field): ~90,000 members for a province.
     no_members = [()] * len(MemberRow._fields)
     members = (_collect(lambda p: read_member_columns(members_path, members_data, p), problems) if members_path else None) or no_members
@@ -138,7 +140,8 @@ def import_organization(
     problems += validate_tree(units, str(units_path), stored_units)
     kinds = {code: kind for code, (kind, _) in stored_units.items()} | {u.code: u.kind for u in units}
     if members_path:
-        problems += validate_member_columns(members, str(members_path), kinds)
+        member_problems = validate_member_columns(members, str(members_path), kinds)
+        problems += without_unit_references(member_problems, units_path) if units_unreadable else member_problems
     if problems:
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
@@ -147,6 +150,15 @@ def import_organization(
     report = ImportReport(units_added, units_updated, members_added, members_updated)
     report.log(uow, campaign_id, units_path, now, actor)
     return report
+
+
+def without_unit_references(member_problems: list[Problem], units_path: Path) -> list[Problem]:
+    """Member problems without "chi bộ … không tồn tại" when the units file could not be read:
+    every member's branch would be reported missing, burying the one real error."""
+    kept = [p for p in member_problems if p.field not in ("unit", "temporary_unit")]
+    if len(kept) < len(member_problems):
+        kept.append(Problem(str(units_path), "chưa kiểm tra chi bộ của từng đảng viên vì tệp đơn vị chưa đọc được; sửa tệp đơn vị rồi nhập lại"))
+    return kept
 
 
 def _collect(read, problems: list[Problem]):

@@ -225,3 +225,15 @@ def test_org_results_alias_to_chuc_dang_xlsx_and_errors(tmp_path):
         (5, "level"),       # no level at all
         (6, "unit"),        # no unit code
     ]
+
+
+def test_a_committees_list_may_name_each_members_branch(tmp_path):
+    """A đảng ủy's decision covers several branches; its list has a "Chi bộ" column, which was
+    refused as "cột không được hỗ trợ"."""
+    path = write_csv(
+        tmp_path,
+        "STT,Mã đảng viên,Họ và tên,Ngày sinh,Chi bộ,Xếp loại,Kỷ luật\n"
+        "1,DV01,Nguyễn Văn A,01/02/1980,Chi bộ Văn phòng,HTTNV,\n",
+    )
+    results = parse_member_results(path, "CB1", KNOWN)
+    assert [(r.member_id, r.final_level) for r in results] == [("DV01", "HTTNV")]

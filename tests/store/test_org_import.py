@@ -182,6 +182,11 @@ def test_missing_required_column(store, campaign, tmp_path):
     with pytest.raises(InvalidInput) as info:
         do_import(store, units, members)
     assert any(p.field == "kind" and p.row == 1 and "thiếu cột" in p.reason for p in info.value.problems)
+    # Not one "chi bộ … không tồn tại" per member: the members are fine, the units file is not read.
+    assert not any("không tồn tại" in p.reason for p in info.value.problems)
+    assert any("chưa kiểm tra chi bộ của từng đảng viên vì tệp đơn vị chưa đọc được" in p.reason for p in info.value.problems)
+    assert len(info.value.problems) == 2
+    assert table_counts(store)["members"] == 0
 
 
 def test_problems_name_each_files_columns_as_it_spells_them(store, campaign, tmp_path):
