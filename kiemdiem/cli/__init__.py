@@ -353,6 +353,12 @@ def org_import(
         f"Đảng viên: thêm {report.members_added}, cập nhật {report.members_updated}."
         + ("" if report.changed else " (Không có gì thay đổi.)")
     )
+    if report.members_not_in_file:
+        console.print(
+            f"[yellow]Lưu ý:[/] {report.members_not_in_file} đảng viên đã có trong dữ liệu nhưng không có trong tệp này; "
+"họ vẫn được giữ, vẫn được nhắc hạn và tính khi tổng hợp (chưa có lệnh xóa đảng viên: một mã nhập nhầm ở lần trước vẫn còn).",
+            highlight=False,
+        )
 
 
 @app.command("gen")

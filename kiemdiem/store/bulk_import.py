@@ -124,12 +124,18 @@ def import_organization_streaming(
         units_added, units_updated = _merge_units(cursor, campaign_id, units, stored)
         del units, stored
         phase("units merged", added=units_added, updated=units_updated)
-        members_added = members_updated = 0
+        members_added = members_updated = not_in_file = 0
         if members_path is not None:
             members_added, members_updated = _merge_members(cursor, campaign_id)
             phase("members merged", added=members_added, updated=members_updated)
+            cursor.execute(
+                f"SELECT count(*) FROM members m WHERE m.campaign_id = %(c)s"
+                f" AND NOT EXISTS (SELECT 1 FROM {STAGE_MEMBERS} s WHERE s.member_code = m.member_code)",
+                {"c": campaign_id},
+            )
+            not_in_file = cursor.fetchone()[0]
         _drop_stages(cursor)
-    report = ImportReport(units_added, units_updated, members_added, members_updated)
+    report = ImportReport(units_added, units_updated, members_added, members_updated, not_in_file)
     report.log(uow, campaign_id, units_path, now, actor)
     return report
 

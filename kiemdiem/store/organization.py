@@ -33,6 +33,9 @@ class ImportReport:
     units_updated: int
     members_added: int
     members_updated: int
+    # Stored members the members file does not list: kept (a file may be one branch's), but an
+    # office re-importing a corrected file must hear of a mistyped id left behind.
+    members_not_in_file: int = 0
 
     @property
     def changed(self) -> bool:
@@ -147,7 +150,11 @@ def import_organization(
 
     units_added, units_updated, unit_ids = _write_units(uow, campaign_id, units)
     members_added, members_updated = _write_members(uow, campaign_id, members, unit_ids)
-    report = ImportReport(units_added, units_updated, members_added, members_updated)
+    not_in_file = 0
+    if members_path:
+        listed = set(members[1])
+        not_in_file = sum(1 for code in session.scalars(select(Member.member_code).where(Member.campaign_id == campaign_id)) if code not in listed)
+    report = ImportReport(units_added, units_updated, members_added, members_updated, not_in_file)
     report.log(uow, campaign_id, units_path, now, actor)
     return report
 

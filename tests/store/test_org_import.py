@@ -80,8 +80,10 @@ def test_reimport_updates_changed_rows_and_keeps_absent_ones(store, campaign, tm
     units2, members2 = write_small_org(tmp_path / "v2", members=changed_members)
     report = do_import(store, units2, members2)
     assert (report.members_added, report.members_updated) == (0, 1)
+    assert report.members_not_in_file == 1  # DV007 is kept, and the import says so (both import paths)
     with store.uow() as uow:
         assert uow.session.scalar(select(Member).where(Member.member_code == "DV007")) is not None
+    assert do_import(store, units, members).members_not_in_file == 0
 
 
 def test_vietnamese_headers_and_xlsx(store, campaign, tmp_path):
