@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
@@ -149,11 +149,7 @@ def import_organization(
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
     units_added, units_updated, unit_ids = _write_units(uow, campaign_id, units)
-    members_added, members_updated = _write_members(uow, campaign_id, members, unit_ids)
-    not_in_file = 0
-    if members_path:
-        listed = set(members[1])
-        not_in_file = sum(1 for code in session.scalars(select(Member.member_code).where(Member.campaign_id == campaign_id)) if code not in listed)
+    members_added, members_updated, not_in_file = _write_members(uow, campaign_id, members, unit_ids) if members_path else (0, 0, 0)
     report = ImportReport(units_added, units_updated, members_added, members_updated, not_in_file)
     report.log(uow, campaign_id, units_path, now, actor)
     return report
@@ -279,22 +275,25 @@ def _repath_descendants(uow: UnitOfWork, campaign_id: str, old_path: str, new_pa
         session.execute(update(Unit).where(Unit.id == uid).values(path=moved, depth=moved.count("/") - 2))
 
 
-def _write_members(uow: UnitOfWork, campaign_id: str, members: list[Sequence], unit_ids: dict[str, int]) -> tuple[int, int]:
-    """``members`` are the columns of ``read_member_columns``."""
+def _write_members(uow: UnitOfWork, campaign_id: str, members: list[Sequence], unit_ids: dict[str, int]) -> tuple[int, int, int]:
+    """``members`` are the columns of ``read_member_columns``. Returns (added, updated, stored
+    members the file does not list)."""
     _rows, codes, full_names, units, emails, joined, statuses, temporary, positions = members
     if not codes:
-        return 0, 0
+        stored_count = uow.session.scalar(select(func.count()).select_from(Member).where(Member.campaign_id == campaign_id))
+        return 0, 0, stored_count or 0
     stored, stored_ids = _stored_members(uow, campaign_id)
     if not stored:  # a first import: every member is new, nothing to compare
         _insert_members(uow, campaign_id, members, unit_ids)
-        return len(codes), 0
+        return len(codes), 0, 0
+    not_in_file = len(stored.keys() - set(codes))
     temporary_ids = {None: None, **unit_ids}
     current = dict(
         zip(codes, zip(full_names, map(unit_ids.__getitem__, units), emails, joined, statuses, map(temporary_ids.__getitem__, temporary), positions))
     )
     changed = {code for code, _ in current.items() - stored.items()}  # new or different, compared in C
     if not changed:
-        return 0, 0
+        return 0, 0, not_in_file
     session = uow.session
     new_rows: list[tuple] = []
     updated = 0
@@ -316,7 +315,7 @@ def _write_members(uow: UnitOfWork, campaign_id: str, members: list[Sequence], u
         updated += 1
     if new_rows:
         _insert_members(uow, campaign_id, columns_of(new_rows, len(MemberRow._fields)), unit_ids)
-    return len(new_rows), updated
+    return len(new_rows), updated, not_in_file
 
 
 def _stored_members(uow: UnitOfWork, campaign_id: str) -> tuple[dict[str, tuple], dict[str, int]]:
