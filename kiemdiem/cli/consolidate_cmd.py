@@ -13,6 +13,7 @@ import datetime as dt
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
@@ -232,7 +233,12 @@ def _print_summary(snapshot: dict, org_names: dict[str, str] | None = None) -> N
         override = f["overridden"]
         note = f" — đã được {override['by']} chấp thuận: {override['reason']}" if override else ""
         console.print(f"  • [{style}]{SEVERITY_NAMES.get(f['severity'], f['severity'])}[/] {f['message']} ({f['regulation']}){note}", highlight=False)
-        console.print(f"    [dim]mã: {f['key']}[/]", highlight=False)
+        # The key is what an authorised override names; said so, it does not read as a broken line.
+        if not override:
+            console.print(
+                f"    [dim]chấp thuận (nếu có thẩm quyền): kiemdiem finding override --campaign … --key '{escape(f['key'])}' --by … --reason …[/]",
+                highlight=False,
+            )
 
 
 def _print_rerun(run: ConsolidationReport) -> None:
