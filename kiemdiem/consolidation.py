@@ -56,6 +56,7 @@ from kiemdiem.rules.base import (
     unit_of_key,
     unknown_member_results,
 )
+from kiemdiem.tabular import format_decimal
 
 Level = str  # "HTXSNV" | "HTTNV" | "HTNV" | "KHTNV"; ordering HTXSNV > HTTNV > HTNV > KHTNV
 
@@ -412,6 +413,27 @@ class UnitSummary:
             children=tuple(sorted(data["children"])),
             own_members=OwnMembers.from_dict(data["own_members"]) if "own_members" in data else NO_MEMBERS,
         )
+
+
+def _ordered(mapping: dict, order: tuple[str, ...]) -> dict:
+    return {k: mapping[k] for k in order if k in mapping} | {k: v for k, v in mapping.items() if k not in order}
+
+
+def in_usual_order(summary: Mapping) -> dict:
+    """The summary with levels best first (HTXSNV, HTTNV, HTNV, KHTNV) and not-evaluated reasons in
+    their usual order. A stored snapshot comes back from the database with its keys sorted
+    (canonical JSON: HTNV, HTTNV, HTXSNV, KHTNV), a look-back in the usual order; the same
+    command and document must show both alike. Only the order changes: the content and its hash do not."""
+    out = dict(summary)
+    for part in ("members", "organizations"):
+        if isinstance(out.get(part), dict):
+            section = dict(out[part])
+            if isinstance(section.get("levels"), dict):
+                section["levels"] = _ordered(section["levels"], LEVELS)
+            if isinstance(section.get("not_evaluated"), dict):
+                section["not_evaluated"] = _ordered(section["not_evaluated"], NOT_EVALUATED_REASONS)
+            out[part] = section
+    return out
 
 
 def finding_from_dict(data: dict) -> Finding:
@@ -1278,7 +1300,7 @@ def show_value(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:g}".replace(".", ",")  # Vietnamese decimal comma
+        return format_decimal(value)
     if isinstance(value, str):
         return _STATUS_LABELS.get(value) or QUOTA_SCOPE_LABELS.get(value) or value
     return str(value)

@@ -63,7 +63,9 @@ from openpyxl.utils import get_column_letter
 
 from kiemdiem.calendar import format_instant
 from kiemdiem.catalogue import LEVELS, UNIT_KINDS
+from kiemdiem.consolidation import in_usual_order
 from kiemdiem.settings import templates_dir
+from kiemdiem.tabular import format_decimal
 
 FONT = "Times New Roman"
 BODY_PT = 14
@@ -237,7 +239,7 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
     names = dict(unit_names or {})
     unit = summary["unit"]
     names.setdefault(unit["code"], unit["name"])
-    members, orgs = summary["members"], summary["organizations"]
+    members, orgs = in_usual_order(summary)["members"], summary["organizations"]
     own = unit.get("result") or {}
     org_quota = orgs["quota"]
     return {
@@ -249,10 +251,8 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
         "own_level_name": LEVELS.get(own.get("level") or "", ""),
         "members": members,
         "member_levels": _level_rows(members["levels"]),
-        # In the usual order: a stored snapshot's keys come back sorted (exempt, new_member, suspended).
         "not_evaluated": [
-            {"reason": r, "name": NOT_EVALUATED_NAMES.get(r, r), "count": members["not_evaluated"][r]}
-            for r in sorted(members["not_evaluated"], key=lambda r: (list(NOT_EVALUATED_NAMES).index(r) if r in NOT_EVALUATED_NAMES else len(NOT_EVALUATED_NAMES), r))
+            {"reason": r, "name": NOT_EVALUATED_NAMES.get(r, r), "count": n} for r, n in members["not_evaluated"].items()
         ],
         "not_evaluated_total": sum(members["not_evaluated"].values()),
         "member_quota_status": QUOTA_STATUS_NAMES.get(members["quota"]["status"], members["quota"]["status"]),
@@ -309,9 +309,7 @@ def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int, scored: 
 
 def format_score(value: float | None) -> str:
     """85.5 -> "85,5", 90.0 -> "90" (Vietnamese decimal comma); None -> ""."""
-    if value is None:
-        return ""
-    return f"{float(value):g}".replace(".", ",")
+    return "" if value is None else format_decimal(value)
 
 
 def _level_rows(levels: Mapping) -> list[dict]:

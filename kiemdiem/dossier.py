@@ -56,7 +56,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from kiemdiem import documents
-from kiemdiem.calendar import format_instant
+from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS
 from kiemdiem.documents import Letterhead, Signature
 from kiemdiem.plan import Phase, Plan
@@ -296,11 +296,6 @@ def _dates(source: DossierInput, last: dt.datetime | None, zone: ZoneInfo) -> tu
     return issued_on, (consolidated or issued_on) if source.consolidation is not None else None
 
 
-def _day(instant: dt.datetime, zone: ZoneInfo) -> str:
-    local = instant.astimezone(zone)
-    return f"{local.day:02d}/{local.month:02d}/{local.year:04d}"
-
-
 def _timeliness(versions: list[Version], zone: ZoneInfo) -> str | None:
     """How the item's deliveries stand against the deadline, in words; None when none arrived.
 
@@ -310,10 +305,10 @@ def _timeliness(versions: list[Version], zone: ZoneInfo) -> str | None:
         return None
     first, current = versions[0], versions[-1]
     if first.on_time and not current.on_time:
-        return f"Đúng hạn (lần đầu {_day(first.received_at, zone)}), nộp lại sau hạn {_day(current.received_at, zone)}"
+        return f"Đúng hạn (lần đầu {format_date(first.received_at, str(zone))}), nộp lại sau hạn {format_date(current.received_at, str(zone))}"
     if first.on_time:
         return "Đúng hạn"
-    return f"Trễ hạn (lần đầu {_day(first.received_at, zone)})" if len(versions) > 1 else "Trễ hạn"
+    return f"Trễ hạn (lần đầu {format_date(first.received_at, str(zone))})" if len(versions) > 1 else "Trễ hạn"
 
 
 def _item_entry(item: Item, versions: list[Version], owed: bool, past_deadline: bool, zone: ZoneInfo) -> dict:

@@ -31,6 +31,7 @@ import openpyxl
 
 from kiemdiem.consolidation import MemberRecord, MemberResult, OrgResult, UnitNode
 from kiemdiem.rules.base import BASE_KINDS, LEVEL_RANK, UNCLASSIFIED_KINDS, cap_max_allowed, get_rule_set
+from kiemdiem.tabular import format_decimal
 
 DISCIPLINED_SHARE = 0.01
 FAILED_SHARE = 0.005
@@ -231,7 +232,7 @@ def _level_cell(level: str | None) -> str:
 def _score_cell(score: float | None) -> str:
     if score is None:
         return ""
-    return f"{score:g}".replace(".", ",")
+    return format_decimal(score)
 
 
 def member_rows(results: Iterable[MemberResult], names: Mapping[str, str], *, decided: bool = True) -> list[list[str]]:

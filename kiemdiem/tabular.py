@@ -340,6 +340,11 @@ _DATE_FORMS = (
 )
 
 
+def format_decimal(value: float) -> str:
+    """A number as the offices write it: decimal comma, no trailing zeros (85,5; 90)."""
+    return f"{float(value):g}".replace(".", ",")
+
+
 def parse_date(text: str) -> dt.date:
     """Accept dd/mm/yyyy (what offices type) or ISO yyyy-mm-dd; raise ValueError otherwise."""
     text = text.strip()

@@ -20,7 +20,7 @@ from sqlalchemy import select
 # The module, not its names: the CLI package imports this file while it is still loading.
 import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
-from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, unit_hash
+from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, in_usual_order, unit_hash
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.store.db import open_store
@@ -28,6 +28,7 @@ from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import campaign_plan
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding
 from kiemdiem.store.snapshots import ConsolidationReport, consolidate_campaign, latest_snapshots, root_units
+from kiemdiem.tabular import format_decimal
 
 result_app = typer.Typer(help="Kết quả xếp loại (hủy bỏ kết quả để ban hành quyết định xếp loại lại).", no_args_is_help=True)
 finding_app = typer.Typer(help="Vi phạm, lưu ý khi tổng hợp (chấp thuận có ghi rõ người và lý do).", no_args_is_help=True)
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _vn_number(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}".replace(".", ",")
+    return "—" if value is None else format_decimal(value)
 
 
 def consolidate(
@@ -132,27 +133,6 @@ def _print_run(plan_number: str, now, intake, run: ConsolidationReport) -> None:
         console.print(f"Phiên bản mới: {versions}{more}. Thư báo thay đổi: {len(run.outbox_ids)}.", highlight=False)
     else:
         console.print("Không có phiên bản mới (dữ liệu không đổi).")
-
-
-def _ordered(mapping: dict, order: tuple[str, ...]) -> dict:
-    return {k: mapping[k] for k in order if k in mapping} | {k: v for k, v in mapping.items() if k not in order}
-
-
-def in_usual_order(summary: dict) -> dict:
-    """The summary with levels best first (HTXSNV, HTTNV, HTNV, KHTNV) and not-evaluated reasons in
-    their usual order. A stored snapshot comes back from the database with its keys sorted
-    (canonical JSON: HTNV, HTTNV, HTXSNV, KHTNV), a look-back in the usual order; the same
-    command must print both alike. Only the order changes: the content and its hash do not."""
-    out = dict(summary)
-    for part in ("members", "organizations"):
-        if isinstance(out.get(part), dict):
-            section = dict(out[part])
-            if isinstance(section.get("levels"), dict):
-                section["levels"] = _ordered(section["levels"], LEVELS)
-            if isinstance(section.get("not_evaluated"), dict):
-                section["not_evaluated"] = _ordered(section["not_evaluated"], NOT_EVALUATED_REASONS)
-            out[part] = section
-    return out
 
 
 def _levels_table(title: str, levels: dict) -> Table:

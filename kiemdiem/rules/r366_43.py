@@ -9,6 +9,7 @@ limits how many get HTXSNV.
 from __future__ import annotations
 
 from kiemdiem.rules.base import COMMON_MEMBER_RULES, LEVEL_NAMES, RuleSet, decided_level, level_phrase, register, who
+from kiemdiem.tabular import format_decimal
 
 SCORE_BANDS = ((90.0, "HTXSNV"), (70.0, "HTTNV"), (50.0, "HTNV"), (0.0, "KHTNV"))
 
@@ -35,10 +36,9 @@ def score_band_mismatch(rs, ctx, member, result, reason):
         return None
     if band == "HTXSNV" and level == "HTTNV":
         return None  # ≥90 but outside the 20% quota: HTTNV is the expected outcome
-    score = f"{result.score:g}".replace(".", ",")  # Vietnamese decimal comma: 89,5
     return rs.finding(
         "score_band", severity, member.unit_code, member.member_id,
-        f"{who(member)} đạt {score} điểm, tương ứng mức {band} ({LEVEL_NAMES[band]}), "
+        f"{who(member)} đạt {format_decimal(result.score)} điểm, tương ứng mức {band} ({LEVEL_NAMES[band]}), "
         f"nhưng {level_phrase(level, severity)}.",
         {"score": result.score, "band": band, "level": level},
     )

@@ -32,6 +32,7 @@ from kiemdiem.settings import WebSettings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import RevokedSession, Unit, User
+from kiemdiem.tabular import format_decimal
 from kiemdiem.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -205,7 +206,7 @@ def format_number(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:g}".replace(".", ",")
+        return format_decimal(value)
     if isinstance(value, int):
         return f"{value:,}".replace(",", ".")
     return str(value)
