@@ -425,7 +425,7 @@ def _resolve(spec: PlanSpec, source: str, text: str, work_hours: WorkHours) -> P
             deadline=resolved[p.id][0],
             reading=resolved[p.id][1],
             applies_to=tuple(p.applies_to),
-            documents=tuple(DocumentRequirement(d.type, d.per == "member", d.required, d.members, (d.note or "").strip()) for d in p.documents),
+            documents=tuple(DocumentRequirement(d.type, d.per == "member", d.required, d.members, _note(d)) for d in p.documents),
             after=tuple(p.after),
             submit_to=p.submit_to,
             source=p.source,
@@ -462,6 +462,13 @@ def _resolve(spec: PlanSpec, source: str, text: str, work_hours: WorkHours) -> P
         calendar=calendar,
         source_text=text,
     )
+
+
+def _note(document: DocumentSpec) -> str:
+    """A document's note as units are shown it: none where it only repeats the catalogue's name."""
+    note = (document.note or "").strip()
+    known = DOCUMENTS.get(document.type)
+    return "" if known is not None and note.casefold() == known.name.casefold() else note
 
 
 def _build_calendar(spec: PlanSpec, source: str, problems: list[Problem], work_hours: WorkHours) -> WorkCalendar:

@@ -259,7 +259,7 @@ def plan_check(
             mark = "bắt buộc" if d.required else "nếu có"
             who = f"từng đảng viên ({MEMBER_SCOPES.get(d.member_scope, d.member_scope).lower()})" if d.per_member else "đơn vị"
             out(f"   {'•' if d.required else '○'} {escape(d.name)} (mã {d.doc_type}) — {who}, {mark}", highlight=False)
-            if d.note and d.note.casefold() != d.name.casefold():
+            if d.note:
                 out(f"     [dim]Kế hoạch ghi: {escape(d.note)}[/]", highlight=False)
     out(f"\nNhắc trước hạn: {', '.join(map(str, plan.reminder_offsets))} ngày làm việc", highlight=False)
     out("Chuyển cấp bước 0: ngay khi quá hạn → cấp ủy cấp trên trực tiếp và cấp ủy viên được phân công dự, chỉ đạo (nếu có)")

@@ -163,10 +163,13 @@ class PendingNotice:
 class ComposeReport:
     digests: int = 0
     notices: int = 0
-    cancelled: int = 0  # both reasons below
     cancelled_delivered: int = 0  # the item was delivered
     cancelled_past_deadline: int = 0  # reminders whose deadline passed (escalation takes over)
     deferred: bool = False  # quiet hours: nothing composed
+
+    @property
+    def cancelled(self) -> int:
+        return self.cancelled_delivered + self.cancelled_past_deadline
 
 
 COMPOSE_COMMIT_EVERY = 200  # digests per transaction; each digest is a savepoint of its own
@@ -188,7 +191,6 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         return report
     with store.uow() as uow:
         report.cancelled_delivered, report.cancelled_past_deadline = _cancel_stale(uow, plan, campaign_id, now)
-        report.cancelled = report.cancelled_delivered + report.cancelled_past_deadline
         uow.commit()
         # Notices planned from here on have higher ids and wait for the next digest.
         max_seen = uow.session.scalar(select(func.max(NOTICES.c.id)).where(*_pending(campaign_id)))
@@ -306,8 +308,7 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
         outstanding = []
         # By unit, then in the plan's order of documents (as its notes and the unit's page list them).
         place = {(req.doc_type, req.per_member): i for i, req in enumerate(phase.documents)}
-        unit_of = {n.item_key: n.item_key.split(":", 1)[0] for n in items}
-        for n in sorted(items, key=lambda n: (unit_of[n.item_key], place.get((n.doc_type, n.member_id is not None), len(place)), n.item_key)):
+        for n in sorted(items, key=lambda n: (units[n.unit_id][0], place.get((n.doc_type, n.member_id is not None), len(place)), n.item_key)):
             if n.item_key in seen:
                 continue  # an item may sit at two escalation steps in one digest
             seen.add(n.item_key)
@@ -316,8 +317,7 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
             outstanding.append(OutstandingItem(unit_code, unit_name, n.doc_type, DOCUMENTS[n.doc_type].name, member_code, member_name))
         owed = {(i.doc_type, i.member_id is not None) for i in outstanding}
         notes = tuple(dict.fromkeys(
-            (req.name, req.note) for req in phase.documents
-            if req.note and (req.doc_type, req.per_member) in owed and req.note.casefold() != req.name.casefold()
+            (req.name, req.note) for req in phase.documents if req.note and (req.doc_type, req.per_member) in owed
         ))
         due = PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding), notes=notes)
         if kind == "escalation":
