@@ -23,7 +23,6 @@ import json
 import os
 import re
 import tempfile
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +57,7 @@ from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import Member, MemberResult, Snapshot, Submission, SubmissionFile, Unit
 from kiemdiem.store.organization import get_campaign
 from kiemdiem.store.queries import load_units
+from kiemdiem.tabular import fold
 
 # Keys a consolidation summary (UnitSummary.to_dict()) always has; a snapshot without them is not one.
 SUMMARY_KEYS = frozenset({"unit", "members", "organizations", "missing_results", "findings"})
@@ -189,37 +189,35 @@ def _named_secretary(plan: Plan) -> str | None:
     Sở" for the Đảng ủy Sở Công Thương), when exactly one is: a title part "Bí thư <body>" whose
     body begins the issuer's name (so "Phó Bí thư…", "Bí thư Chi bộ…" or the secretary of another
     committee do not count)."""
-    issuer = _fold(plan.issuer)
+    issuer = fold(plan.issuer)  # "dang_uy_so_cong_thuong"
     found = set()
     for assignment in plan.assignments:
         for part in re.split(r"[,;]", assignment.title or ""):
-            part = _fold(part)
-            if part == "bí thư" or (part.startswith("bí thư ") and issuer.startswith(part[len("bí thư "):])):
+            part = fold(part)
+            if part == "bi_thu" or (part.startswith("bi_thu_") and issuer.startswith(part[len("bi_thu_"):])):
                 found.add(assignment.person.strip())
     return found.pop() if len(found) == 1 else None
-
-
-def _fold(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
 def _snapshot_version(
     uow: UnitOfWork, campaign_id: str, unit_id: int, consolidation: Mapping, now: dt.datetime
 ) -> tuple[int, dt.datetime] | None:
     """(version, created at) of the stored snapshot ``consolidation`` is: the newest one made by
-    ``now`` with its content hash (a summary can come back to an earlier content); None when it is
-    no stored version (a look-back, or a summary built by hand)."""
+    ``now`` (a run stores its versions as made at its own ``now``) with its content hash (a
+    summary can come back to an earlier content); None when it is no stored version (a
+    look-back, or a summary built by hand)."""
     try:
         content_hash = unit_hash(dict(consolidation))
     except (KeyError, TypeError, ValueError):
         return None  # not a summary's shape: no snapshot can have its hash
-    rows = uow.session.execute(
+    row = uow.session.execute(
         select(Snapshot.version, Snapshot.created_at)
-        .where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id == unit_id, Snapshot.content_hash == content_hash)
+        .where(Snapshot.campaign_id == campaign_id, Snapshot.unit_id == unit_id, Snapshot.content_hash == content_hash,
+               Snapshot.created_at <= now)
         .order_by(Snapshot.version.desc())
-    ).all()
-    made = [(v, at) for v, at in rows if at <= now]
-    return made[0] if made else (tuple(rows[-1]) if rows else None)
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None
 
 
 def _members(uow: UnitOfWork, campaign_id: str, codes: dict[int, str], where) -> list[MemberInfo]:

@@ -127,12 +127,10 @@ def import_organization(
 
         return import_organization_streaming(uow, campaign_id, units_path, members_path, now, actor, units_data, members_data)
     problems: list[Problem] = []
-    before = len(problems)
-    units = _collect(lambda p: read_units(units_path, units_data, p), problems)
-    units_unreadable = not units and len(problems) > before  # the reader gave up on the file
+    units, units_readable = _collect(lambda p: read_units(units_path, units_data, p), problems)
     # Column by column (one sequence per MemberRow field): ~90,000 members for a province.
     no_members = [()] * len(MemberRow._fields)
-    members = (_collect(lambda p: read_member_columns(members_path, members_data, p), problems) if members_path else None) or no_members
+    members = (_collect(lambda p: read_member_columns(members_path, members_data, p), problems)[0] if members_path else None) or no_members
 
     stored_units = {
         code: (kind, parent)
@@ -144,7 +142,7 @@ def import_organization(
     kinds = {code: kind for code, (kind, _) in stored_units.items()} | {u.code: u.kind for u in units}
     if members_path:
         member_problems = validate_member_columns(members, str(members_path), kinds)
-        problems += without_unit_references(member_problems, units_path) if units_unreadable else member_problems
+        problems += member_problems if units_readable else without_unit_references(member_problems, units_path)
     if problems:
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
@@ -164,13 +162,14 @@ def without_unit_references(member_problems: list[Problem], units_path: Path) ->
     return kept
 
 
-def _collect(read, problems: list[Problem]):
-    """Run a reader that appends row problems; a file-level problem (missing column...) is kept too."""
+def _collect(read, problems: list[Problem]) -> tuple[list, bool]:
+    """Run a reader that appends row problems: (its rows, True), or ([], False) when it gave up on
+    the file (a missing column, not a table...), whose problems are kept too."""
     try:
-        return read(problems)
+        return read(problems), True
     except InvalidInput as exc:
         problems.extend(exc.problems)
-        return []
+        return [], False
 
 
 def _parent_code():
