@@ -59,3 +59,17 @@ def readable_list(doc_type: str, unit_code: str, member_codes: list[str]) -> tup
         return "ket_qua.csv", f"Mã đơn vị,Tự xếp loại\n{unit_code},HTTNV\n".encode()
     rows = "".join(f"{code},HTTNV,HTTNV\n" for code in member_codes)
     return "danh_sach.csv", f"Mã đảng viên,Tự xếp loại,Chi bộ đề xuất\n{rows}".encode()
+
+
+def command_shell(register):
+    """A typer app holding one command module's commands (its ``register``), for CliRunner."""
+    import typer  # noqa: PLC0415
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """kiemdiem (test shell)."""
+
+    register(app)
+    return app

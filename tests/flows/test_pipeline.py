@@ -21,9 +21,8 @@ from kiemdiem import steps
 from kiemdiem.notify.sink import MailSink
 from kiemdiem.settings import ReminderSettings, SmtpSettings
 from kiemdiem.store.models import Notice, Outbox
-from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from tests.flows.support import one_phase_plan, write_tree
+from tests.flows.support import one_phase_campaign, one_phase_plan
 from tests.support import ict
 
 CAMPAIGN = "test"
@@ -36,11 +35,7 @@ def plan():
 
 @pytest.fixture
 def campaign(store, plan, tmp_path):
-    units, members = write_tree(tmp_path / "org")
-    with store.uow() as uow:
-        create_campaign(uow, plan, CAMPAIGN, ict(2023, 11, 20))
-        import_organization(uow, CAMPAIGN, units, members, ict(2023, 11, 20))
-        uow.commit()
+    one_phase_campaign(store, tmp_path, CAMPAIGN, plan=plan)
     return CAMPAIGN
 
 

@@ -25,7 +25,7 @@ from kiemdiem.store.results import record_results
 from kiemdiem.store.snapshots import consolidate_campaign, latest_snapshots, load_consolidation_input
 from kiemdiem.synth import generate
 from kiemdiem.synth_results import generate_results, results_of_units
-from tests.support import ict
+from tests.support import command_shell, ict
 
 START = ict(2023, 12, 1, 9)
 RESULTS_AT = ict(2023, 12, 8, 9)
@@ -183,7 +183,6 @@ def test_split_routes_committees_that_decide_across_parts_above_them():
 
 
 def test_cli_prints_the_root_of_a_campaign_consolidated_in_parts(store, plan_187, khoi_files):
-    import typer
     from typer.testing import CliRunner
 
     from kiemdiem.cli.consolidate_cmd import register
@@ -194,14 +193,7 @@ def test_cli_prints_the_root_of_a_campaign_consolidated_in_parts(store, plan_187
     with store.uow() as uow:
         roots = root_units(uow, "cli")
         assert set(latest_snapshots(uow, "cli", roots)) == set(roots)
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """kiemdiem (test shell)."""
-
-    register(app)
-    done = CliRunner().invoke(app, ["consolidate", "--campaign", "cli", "--at", "10/12/2023 10:00", "--json"])
+    done = CliRunner().invoke(command_shell(register), ["consolidate", "--campaign", "cli", "--at", "10/12/2023 10:00", "--json"])
     assert done.exit_code == 0, done.output
     data = json.loads(done.output)
     assert data["run"]["mode"] == "unchanged"

@@ -22,7 +22,7 @@ from kiemdiem.store.models import Member, MemberResult, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.store.snapshots import consolidate_campaign
-from tests.support import SMALL_UNITS, ict, write_small_org
+from tests.support import SMALL_UNITS, command_shell, ict, write_small_org
 
 SETUP_AT = ict(2023, 11, 20, 8)
 BRANCH_PHASE = "chi_bo_kiem_diem"
@@ -306,14 +306,7 @@ def test_unknown_campaign_is_not_found(store, plan_187, tmp_path):
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """kiemdiem (test shell)."""
-
-    register(app)
-    return app
+    return command_shell(register)
 
 
 def test_cli_assembles_and_refuses_unknown_unit(store, plan_187, vp1_partly_delivered, tmp_path):
@@ -401,14 +394,7 @@ def test_a_folder_holding_another_dossier_is_refused_and_left_as_it_was(store, p
 def _consolidate_cli() -> typer.Typer:
     from kiemdiem.cli.consolidate_cmd import register as register_consolidate
 
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """kiemdiem (test shell)."""
-
-    register_consolidate(app)
-    return app
+    return command_shell(register_consolidate)
 
 
 def test_consolidate_lists_levels_best_first_for_a_stored_version_as_for_a_look_back(store, plan_187, campaign):

@@ -36,7 +36,7 @@ from kiemdiem.store.snapshots import (
 )
 from tests.store.test_results_intake import DECISION_AT, NOW, campaign, submit  # noqa: F401  (fixture)
 from tests.store.test_results_intake import branch_lists_delivered, committee_decided  # noqa: F401  (fixtures)
-from tests.support import SMALL_MEMBERS, SMALL_UNITS, ict, table_counts, write_small_org
+from tests.support import SMALL_MEMBERS, SMALL_UNITS, command_shell, ict, table_counts, write_small_org
 
 LATE_AT = ict(2023, 12, 12, 9)
 LATE_NOW = ict(2023, 12, 12, 10)
@@ -343,14 +343,7 @@ def flat(output: str) -> str:
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """kiemdiem (test shell)."""
-
-    register(app)
-    return app
+    return command_shell(register)
 
 
 def test_cli_consolidate_prints_the_summary_and_json(store, plan_187, committee_decided):  # noqa: F811
