@@ -600,3 +600,11 @@ def test_load_plan_reports_its_path(tmp_path):
     with pytest.raises(InvalidInput) as info:
         load_plan(path)
     assert info.value.problems[0].source == str(path)
+
+
+def test_a_documents_note_reaches_users_unless_it_only_repeats_the_name():
+    plan = load_plan(PLANS / "187-KH-DU-2023.yaml")
+    notes = {d.doc_type: d.note for d in plan.phase("chi_bo_kiem_diem").documents}
+    assert notes["phieu_phan_tich_chat_luong"] == "Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)"
+    assert notes["tong_hop_xep_loai_dang_vien"] == "Tổng hợp kết quả đề nghị đánh giá, xếp loại chất lượng đảng viên"
+    assert notes["nhan_xet_noi_cu_tru"] == ""  # the plan's note is the catalogue's name, word for word
