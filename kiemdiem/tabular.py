@@ -1,7 +1,8 @@
 """Read CSV or XLSX tables with English or Vietnamese headers into plain rows.
 
-Rows keep their spreadsheet row number (the header is row 1) so every error can
-name it. Unknown headers are reported, never silently dropped.
+Rows keep their spreadsheet row number (the header is row 1, or lower under a form's
+title block) so every error can name it. Unknown headers are reported, never silently
+dropped; only a row-number column ("STT") is passed over.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def iter_rows(
 
     The file is opened and its header checked (raising InvalidInput like ``read_table``)
     before this returns; blank lines are skipped."""
-    raw_rows, header, mapping, all_text = _open(path, columns, required, data)
-    return _rows(raw_rows, header, mapping, list(columns), all_text)
+    raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
+    return _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1)
 
 
 def read_columns(
@@ -81,7 +82,8 @@ def read_columns(
     and sliced into columns in C, with no tuple or Python code per cell. Same header
     checks, cell texts and blank-line skipping as ``read_table``.
     """
-    raw_rows, header, mapping, all_text = _open(path, columns, required, data)
+    raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
+    first = header_row + 1
     names = list(columns)
     width = len(header)
     if all_text and width and len(mapping) == width == len(names):
@@ -102,11 +104,11 @@ def read_columns(
             by_name = [cells[position[name]::width] for name in names]
             # No blank line when some column is filled on every row (e.g. a required id).
             if not count or any(all(column) for column in by_name):
-                return range(2, count + 2), by_name
+                return range(first, count + first), by_name
             raw_rows = _chunks(cells, width)
     numbers: list[int] = []
     values: list[tuple[str, ...]] = []
-    for number, row in _rows(raw_rows, header, mapping, names, all_text):
+    for number, row in _rows(raw_rows, header, mapping, names, all_text, first):
         numbers.append(number)
         values.append(row)
     return numbers, columns_of(values, len(names))
@@ -130,19 +132,29 @@ def open_rows(
     source = str(path)
     with ExitStack() as stack:
         raw_rows, all_text = _stream_raw_rows(path, data, stack)
-        header, mapping = _header(source, raw_rows, columns, required)
-        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text))
+        header, mapping, header_row = _header(source, raw_rows, columns, required)
+        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1), header_row)
 
 
-def _guarded(source: str, rows: Iterator[tuple[int, tuple[str, ...]]]) -> Iterator[tuple[int, tuple[str, ...]]]:
-    last = 1
+def _guarded(source: str, rows: Iterator[tuple[int, tuple[str, ...]]], header_row: int) -> Iterator[tuple[int, tuple[str, ...]]]:
+    last = header_row
     try:
         for last, values in rows:
             yield last, values
     except UnicodeDecodeError:
-        raise InvalidInput(Problem(source, "tệp CSV phải mã hóa UTF-8", row=last + 1)) from None
+        raise InvalidInput(Problem(source, NOT_UTF8, row=last + 1)) from None
     except csv.Error as exc:
         raise InvalidInput(Problem(source, f"dòng CSV không đọc được: {exc}", row=last + 1)) from None
+
+
+# Excel's "Unicode Text" (.txt, tab-separated) is UTF-16 with a byte order mark.
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# Excel's plain "CSV (Comma delimited)" writes the Windows code page: Vietnamese letters outside it
+# are already lost as "?", so such a file is refused with the way to save it whole.
+NOT_UTF8 = (
+    "tệp CSV phải mã hóa UTF-8: trong Excel chọn Lưu thành (Save As) → \"CSV UTF-8 (Comma delimited)\", "
+    "hoặc gửi tệp .xlsx"
+)
 
 
 def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[Iterator[list], bool]:
@@ -162,12 +174,14 @@ def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[
             raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
         stack.callback(book.close)
         return (list(r) for r in book.worksheets[0].iter_rows(values_only=True)), False
-    text = stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""))
+    encoding = "utf-16" if binary.read(2) in _UTF16_BOMS else "utf-8-sig"
+    binary.seek(0)
+    text = stack.enter_context(io.TextIOWrapper(binary, encoding=encoding, newline=""))
     try:
         sample = text.read(4096)
         text.seek(0)
     except UnicodeDecodeError:
-        raise InvalidInput(Problem(source, "tệp CSV phải mã hóa UTF-8")) from None
+        raise InvalidInput(Problem(source, NOT_UTF8)) from None
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
@@ -194,13 +208,14 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
     if not any(p.source == source and p.field in columns and p.column is None for p in problems):
         return list(problems)
     spelt: dict[str, str] = {}
+    lookup = _header_lookup(columns)
     try:
         with ExitStack() as stack:
             raw_rows, _ = _stream_raw_rows(path, data, stack)
-            header = next(raw_rows, None) or []
+            found = _locate_header(source, raw_rows, lookup, set())
+            header = found[0] if found else []
     except (InvalidInput, UnicodeDecodeError, csv.Error):
         header = []
-    lookup = _header_lookup(columns)
     for cell in header:
         name = str(cell or "").strip()
         canonical = lookup.get(fold(name)) if name else None
@@ -222,16 +237,53 @@ def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: b
     """The file's remaining rows, its header and how header cells map onto canonical columns."""
     raw_rows, all_text = _raw_rows(path, data)
     raw_rows = iter(raw_rows)
-    header, mapping = _header(str(path), raw_rows, columns, required)
-    return raw_rows, header, mapping, all_text
+    header, mapping, header_row = _header(str(path), raw_rows, columns, required)
+    return raw_rows, header, mapping, all_text, header_row
 
 
-def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str]) -> tuple[list, dict[int, str]]:
-    """Take the header row off ``raw_rows``; map its cells onto canonical columns or raise."""
-    header = next(raw_rows, None)
-    if header is None:
+# Office forms put a title block above the table ("ĐẢNG BỘ …", "DANH SÁCH …", a blank line):
+# the header is looked for in this many first rows.
+HEADER_SEARCH_ROWS = 15
+
+
+def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str]) -> tuple[list, dict[int, str], int]:
+    """Take the rows up to and including the header off ``raw_rows``; map its cells onto
+    canonical columns or raise. Returns (header, mapping, the header's row number)."""
+    found = _locate_header(source, raw_rows, _header_lookup(columns), required)
+    if found is None:
         raise InvalidInput(Problem(source, "tệp rỗng, không có dòng tiêu đề", row=1))
-    lookup = _header_lookup(columns)
+    header, mapping, problems, number = found
+    if problems:
+        raise InvalidInput(problems)
+    return header, mapping, number
+
+
+_ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự"))
+
+
+def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str], required: set[str]):
+    """(header, mapping, problems, row number) of the header row, taken off ``raw_rows`` with the
+    rows above it; None for a file with no text in its first rows.
+
+    The header is the first of the first ``HEADER_SEARCH_ROWS`` rows that maps cleanly or names
+    at least two known columns (one, for a table of one required column): rows above it are a
+    title block, not data. When no row does, the first row with text is the header, and its
+    problems are the file's."""
+    enough = min(2, len(required)) or 1
+    first = None
+    for number in range(1, HEADER_SEARCH_ROWS + 1):
+        header = next(raw_rows, None)
+        if header is None:
+            break
+        mapping, problems = _map_header(source, header, number, lookup, required)
+        if not problems or len(mapping) >= enough:
+            return header, mapping, problems, number
+        if first is None and any(str(cell or "").strip() for cell in header):
+            first = (header, mapping, problems, number)
+    return first
+
+
+def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str]) -> tuple[dict[int, str], list[Problem]]:
     mapping: dict[int, str] = {}
     problems: list[Problem] = []
     for index, cell in enumerate(header):
@@ -239,21 +291,20 @@ def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]]
         if not name:
             continue
         canonical = lookup.get(fold(name))
+        if canonical is None and fold(name) in _ROW_NUMBER_HEADERS:
+            continue  # the forms' "STT" column: a row's place, not data
         if canonical is None:
-            problems.append(Problem(source, f"cột không được hỗ trợ: '{name}'", row=1, field=name))
+            problems.append(Problem(source, f"cột không được hỗ trợ: '{name}'", row=number, field=name))
         elif canonical in mapping.values():
-            problems.append(Problem(source, f"cột '{name}' bị lặp", row=1, field=name))
+            problems.append(Problem(source, f"cột '{name}' bị lặp", row=number, field=name))
         else:
             mapping[index] = canonical
-    missing = sorted(required - set(mapping.values()))
-    for name in missing:
-        problems.append(Problem(source, "thiếu cột bắt buộc", row=1, field=name))
-    if problems:
-        raise InvalidInput(problems)
-    return header, mapping
+    for name in sorted(required - set(mapping.values())):
+        problems.append(Problem(source, "thiếu cột bắt buộc", row=number, field=name))
+    return mapping, problems
 
 
-def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool) -> Iterator[tuple[int, tuple[str, ...]]]:
+def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool, first: int = 2) -> Iterator[tuple[int, tuple[str, ...]]]:
     position = {canonical: index for index, canonical in mapping.items()}
     # Source index of each canonical column in output order; -1 when the file lacks it.
     sources = [position.get(name, -1) for name in names]
@@ -271,7 +322,7 @@ def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all
     pairs = [(src, dst) for dst, src in enumerate(sources) if src >= 0]
     blank = [""] * len(names)
     strip = str.strip
-    for number, raw in enumerate(raw_rows, start=2):
+    for number, raw in enumerate(raw_rows, start=first):
         if complete and len(raw) == width:
             values = tuple(map(strip, raw if pick is None else pick(raw)))
         else:
@@ -322,9 +373,9 @@ def _raw_rows(path: Path, data: bytes | None):
         return [list(r) for r in sheet.iter_rows(values_only=True)], False
     if suffix in (".csv", ".txt", ""):
         try:
-            text = _nfc(data.decode("utf-8-sig"))
+            text = _nfc(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
         except UnicodeDecodeError:
-            raise InvalidInput(Problem(str(path), "tệp CSV phải mã hóa UTF-8")) from None
+            raise InvalidInput(Problem(str(path), NOT_UTF8)) from None
         sample = text[:4096]
         try:
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")

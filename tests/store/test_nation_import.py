@@ -20,6 +20,7 @@ from kiemdiem.errors import InvalidInput
 from kiemdiem.store.bulk_import import import_organization_streaming
 from kiemdiem.store.organization import import_organization
 from kiemdiem.synth import MEMBER_COLUMNS, UNIT_COLUMNS, generate
+from kiemdiem.tabular import NOT_UTF8
 from tests.store.test_org_import import NOW, campaign  # noqa: F401  (fixture)
 from tests.support import table_counts
 
@@ -283,7 +284,7 @@ def test_file_level_problems_of_the_member_file(store, campaign, khoi, tmp_path)
     latin.write_bytes(data[:cut] + "DV9,Ngô,CB\n".encode("cp1258") + data[cut:])
     with pytest.raises(InvalidInput) as info:
         stream(store, units, latin)
-    assert [p.reason for p in info.value.problems] == ["tệp CSV phải mã hóa UTF-8"]
+    assert [p.reason for p in info.value.problems] == [NOT_UTF8]
     assert info.value.problems[0].row > 2
     assert contents(store) == before
 

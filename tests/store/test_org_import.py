@@ -282,6 +282,18 @@ DV005;Phạm Minh Đức;VP2;;2023-09-01;probationary;;
 DV006;Nguyễn Trọng Thức;KC;thuc@sct.example.vn;2005-01-10;active;;bi_thu
 DV007;Hoàng Thị Lan;KC;;2012-11-20;active;VP2;
 """,
+    "a form's title block and an STT column": """ĐẢNG BỘ SỞ CÔNG THƯƠNG,,,,ĐẢNG CỘNG SẢN VIỆT NAM,,,,
+DANH SÁCH ĐẢNG VIÊN NĂM 2023,,,,,,,,
+,,,,,,,,
+STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
+1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
+2,DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
+3,DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
+4,DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu
+5,DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+6,DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
+7,DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
+""",
 }
 
 
@@ -409,3 +421,72 @@ def test_read_table_cells():
     assert [(r.number, tuple(r.values.values())) for r in rows] == [
         (2, ("x", "two\nlines", "z")), (4, ("1", "2", "3")), (7, ("4", "5", "6")),
     ]
+
+
+def _office_form(path, header, rows):
+    """An XLSX as offices keep their lists: the two-column document header, the title, a blank
+    row, then the table with an STT column; dates as Excel date cells."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["ĐẢNG BỘ SỞ CÔNG THƯƠNG", None, None, "ĐẢNG CỘNG SẢN VIỆT NAM"])
+    sheet.append(["CHI BỘ VĂN PHÒNG", None, None, "Hà Nội, ngày 20 tháng 11 năm 2023"])
+    sheet.append(["DANH SÁCH"])
+    sheet.append([])
+    sheet.append(["STT", *header])
+    for number, row in enumerate(rows, start=1):
+        sheet.append([number, *row])
+    book.save(path)
+    return path
+
+
+def test_an_office_form_with_a_title_block_imports_and_names_its_sheet_rows(store, campaign, tmp_path):
+    units = _office_form(tmp_path / "don_vi.xlsx", ["Mã đơn vị", "Tên đơn vị", "Loại", "Đơn vị cấp trên"], [
+        ["SCT", "Đảng bộ Sở Công Thương", "Đảng bộ cơ sở", None],
+        ["VP1", "Chi bộ Văn phòng 1", "Chi bộ trực thuộc", "SCT"],
+    ])
+    header = ["Mã đảng viên", "Họ và tên", "Chi bộ", "Ngày vào Đảng"]
+    bad = _office_form(tmp_path / "sai.xlsx", header, [
+        ["DV001", "Nguyễn Sỹ Chín", "VP1", dt.datetime(1995, 5, 12)],
+        ["DV002", "Trần Thị Hoa", "VP9", dt.datetime(2010, 2, 3)],
+    ])
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, bad)
+    # The table starts on sheet row 5: its second member is on row 7.
+    assert [(p.row, p.column, p.field) for p in info.value.problems] == [(7, "Chi bộ", "unit")]
+    assert table_counts(store) == before
+    good = _office_form(tmp_path / "dang_vien.xlsx", header, [
+        ["DV001", "Nguyễn Sỹ Chín", "VP1", dt.datetime(1995, 5, 12)],
+        ["DV002", "Trần Thị Hoa", "VP1", dt.datetime(2010, 2, 3)],
+    ])
+    report = do_import(store, units, good)
+    assert (report.units_added, report.members_added) == (2, 2)
+    assert stored_members(store)["DV002"][:4] == ("Trần Thị Hoa", "VP1", None, dt.date(2010, 2, 3))
+
+
+def test_a_header_not_found_under_a_title_is_reported_on_the_first_row_with_text(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path)
+    misnamed = tmp_path / "dang_vien.csv"
+    misnamed.write_text(",,,\nDANH SÁCH ĐẢNG VIÊN,,,\nMa so,Ten,Chi bo,Ngay\nDV001,A,VP1,\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, misnamed)
+    assert {p.row for p in info.value.problems} == {2}
+    assert any("thiếu cột bắt buộc" in p.reason for p in info.value.problems)
+    assert table_counts(store)["members"] == 0
+
+
+def test_excel_unicode_text_is_read_and_a_code_page_csv_is_refused_with_how_to_save_it(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path)
+    tabbed = tmp_path / "dang_vien.txt"  # Excel: Save As "Unicode Text"
+    tabbed.write_bytes(SMALL_MEMBERS.replace(",", "\t").encode("utf-16"))
+    assert do_import(store, units, tabbed).members_added == 7
+    assert stored_members(store)["DV001"][0] == "Nguyễn Sỹ Chín"
+    before = table_counts(store)
+    code_page = tmp_path / "dang_vien_ansi.csv"  # Excel: "CSV (Comma delimited)" on a Vietnamese Windows
+    code_page.write_bytes(SMALL_MEMBERS.replace("DV007,Hoàng", "DV008,Hoàng").encode("cp1258", errors="replace"))
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, code_page)
+    assert [p.reason for p in info.value.problems] == [
+        'tệp CSV phải mã hóa UTF-8: trong Excel chọn Lưu thành (Save As) → "CSV UTF-8 (Comma delimited)", hoặc gửi tệp .xlsx'
+    ]
+    assert table_counts(store) == before
