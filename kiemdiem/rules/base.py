@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import TYPE_CHECKING
+
+from kiemdiem.calendar import format_instant
 
 if TYPE_CHECKING:  # the input dataclasses live in consolidation, which imports this module
     from kiemdiem.consolidation import MemberRecord, MemberResult, OrgResult, Override, UnitNode
@@ -121,7 +123,7 @@ class RuleContext:
     reason_of: dict[str, str | None]  # member -> why not evaluated, None when evaluated
     committees: dict[str, tuple[str, tuple[OrgResult, ...]]]  # decided_by -> (placement unit, results)
     orphan_results: tuple[MemberResult, ...]  # results of members missing from the member list
-    overrides: dict[str, Override]
+    overrides: dict[str, tuple[Override, ...]]  # finding key -> its overrides, newest first
     evaluation_date: dt.date
     scope: frozenset[str] | None = None  # None = every unit
 
@@ -253,11 +255,13 @@ def build_context(
         )
         committees[committee] = (placement, tuple(results))
 
-    latest: dict[str, Override] = {}
+    grants: dict[str, list[Override]] = {}
     for override in overrides:
-        current = latest.get(override.finding_key)
-        if current is None or (override.at, override.by, override.reason) > (current.at, current.by, current.reason):
-            latest[override.finding_key] = override
+        grants.setdefault(override.finding_key, []).append(override)
+    latest = {
+        key: tuple(sorted(found, key=lambda o: (o.at, o.by, o.reason, repr(o.covers)), reverse=True))
+        for key, found in grants.items()
+    }
 
     return RuleContext(
         units=by_code,
@@ -557,11 +561,43 @@ class RuleSet:
         for group_rule in self.group_rules:
             found.extend(group_rule(self, ctx))
         if ctx.overrides:
-            found = [
-                replace(f, overridden=ctx.overrides[f.key]) if f.key in ctx.overrides else f for f in found
-            ]
+            found = [_with_override(f, ctx.overrides[f.key]) if f.key in ctx.overrides else f for f in found]
         found.sort(key=lambda f: f.key)
         return found
+
+
+CAP_RULES = frozenset(("cap_members", "cap_organizations"))
+
+
+def covers(granted: Mapping | None, finding: Finding) -> bool:
+    """Whether an override granted on the finding data ``granted`` still holds for ``finding``.
+
+    A cap approved for some HTXSNV over the limit holds while the excess is no larger (fewer
+    members over it, or more HTTNV, is still within what was approved); any other finding, while
+    its data is the same (the same level, the same reason). None: granted before overrides
+    kept their data, holds as it did."""
+    if granted is None:
+        return True
+    data = finding.data
+    if finding.rule in CAP_RULES:
+        return (
+            data.get("committee") == granted.get("committee")
+            and data["htxsnv"] - data["max_allowed"] <= granted["htxsnv"] - granted["max_allowed"]
+        )
+    return dict(granted) == data
+
+
+def _with_override(finding: Finding, overrides: tuple[Override, ...]) -> Finding:
+    """The finding under the newest override that still covers it; when none does, a breach
+    again, its message saying which approval no longer applies."""
+    for override in overrides:
+        if covers(None if override.covers is None else dict(override.covers), finding):
+            return replace(finding, overridden=override)
+    newest = overrides[0]
+    return replace(finding, message=(
+        f"{finding.message} Chấp thuận của {newest.by} lúc {format_instant(newest.at)} ({newest.reason}) "
+        "chỉ áp dụng cho số liệu khi đó; số liệu đã thay đổi nên cần xem xét, chấp thuận lại."
+    ))
 
 
 _REGISTRY: dict[str, RuleSet] = {}

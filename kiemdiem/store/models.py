@@ -231,7 +231,7 @@ class OrgResult(Base):
 
 class FindingOverride(Base):
     __tablename__ = "finding_overrides"
-    __table_args__ = (UniqueConstraint("campaign_id", "finding_key", name="uq_override"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "finding_key", "at", name="uq_override"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -239,6 +239,9 @@ class FindingOverride(Base):
     by: Mapped[str] = mapped_column(String(256))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The finding's data when granted: the override holds while the finding stays within it
+    # (``rules.base.covers``); NULL (granted before 0010): whatever the numbers.
+    covers: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Snapshot(Base):

@@ -40,14 +40,15 @@ from pathlib import Path
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kiemdiem.calendar import format_instant
 from kiemdiem.catalogue import DOCUMENTS
-from kiemdiem.consolidation import MemberRecord
+from kiemdiem.consolidation import MemberRecord, finding_from_dict
 from kiemdiem.consolidation import MemberResult as MemberResultValue
 from kiemdiem.consolidation import OrgResult as OrgResultValue
 from kiemdiem.errors import InvalidInput, NotFound, Problem, Refused
 from kiemdiem.plan import Plan
 from kiemdiem.results import MEMBER_COLUMNS, ORG_COLUMNS, parse_member_results, parse_org_results
-from kiemdiem.rules.base import NEW_MEMBER_MONTHS, get_rule_set, months_before, unit_of_key
+from kiemdiem.rules.base import NEW_MEMBER_MONTHS, covers, get_rule_set, months_before, unit_of_key
 from kiemdiem.store.blobs import BlobStore
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import (
@@ -810,18 +811,15 @@ def current_finding_keys(uow: UnitOfWork, campaign_id: str, unit_id: int) -> dic
 def override_finding(uow: UnitOfWork, campaign_id: str, finding_key: str, by: str, reason: str, now: dt.datetime) -> FindingOverride:
     """Record an authorised override of a finding (who, why, when); it stays listed, no longer a breach.
 
-    The finding must be in the newest consolidation of its unit. One override per key: the same
-    override again is a no-op; a different one is refused (the first decision stands). The
-    caller commits.
+    The finding must be in the newest consolidation of its unit. The override holds for the
+    numbers shown there (its ``covers``): a cap while the excess is no larger, any other finding
+    while its data is the same (``rules.base.covers``). While one override covers the finding, the
+    same override again is a no-op and a different one is refused (that decision stands); once the
+    numbers have gone past every override, a new one may be granted. The caller commits.
     """
     _require_text(by, reason)
     lock_campaign(uow, campaign_id)
     session = uow.session
-    existing = session.scalar(select(FindingOverride).where(FindingOverride.campaign_id == campaign_id, FindingOverride.finding_key == finding_key))
-    if existing is not None:
-        if existing.by == by.strip() and existing.reason == reason.strip():
-            return existing
-        raise Refused(f"vi phạm '{finding_key}' đã được {existing.by} chấp thuận lúc {existing.at.isoformat()} ({existing.reason})")
     unit_code = unit_of_key(finding_key)
     unit = session.scalar(select(Unit).where(Unit.campaign_id == campaign_id, Unit.code == unit_code)) if unit_code else None
     if unit is None:
@@ -830,11 +828,26 @@ def override_finding(uow: UnitOfWork, campaign_id: str, finding_key: str, by: st
     if finding_key not in findings:
         known = ", ".join(sorted(findings)) or "không có"
         raise NotFound(f"không có vi phạm '{finding_key}' trong kết quả tổng hợp mới nhất của {unit_code} (hiện có: {known})")
-    override = FindingOverride(campaign_id=campaign_id, finding_key=finding_key, by=by.strip(), reason=reason.strip(), at=now)
+    finding = finding_from_dict(findings[finding_key])
+    existing = session.scalars(
+        select(FindingOverride)
+        .where(FindingOverride.campaign_id == campaign_id, FindingOverride.finding_key == finding_key)
+        .order_by(FindingOverride.at.desc(), FindingOverride.id.desc())
+    ).all()
+    standing = next((o for o in existing if covers(o.covers, finding)), None)
+    if standing is not None:
+        if standing.by == by.strip() and standing.reason == reason.strip():
+            return standing
+        raise Refused(
+            f"vi phạm '{finding_key}' đã được {standing.by} chấp thuận lúc {format_instant(standing.at)} ({standing.reason})"
+        )
+    override = FindingOverride(
+        campaign_id=campaign_id, finding_key=finding_key, by=by.strip(), reason=reason.strip(), at=now, covers=dict(finding.data),
+    )
     session.add(override)
     session.flush()
     log_change(
         uow, campaign_id, "finding.overridden", finding_key, by.strip(), now, [unit_code], now,
-        reason=reason.strip(), message=findings[finding_key].get("message", ""),
+        reason=reason.strip(), message=findings[finding_key].get("message", ""), covers=dict(finding.data),
     )
     return override

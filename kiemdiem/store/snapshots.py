@@ -372,14 +372,17 @@ def _org_results(uow: UnitOfWork, campaign_id: str, now: dt.datetime, code_of: d
     ]
 
 
-_OVERRIDES = select(FindingOverride.finding_key, FindingOverride.by, FindingOverride.reason, FindingOverride.at).where(
-    FindingOverride.campaign_id == _CAMPAIGN, FindingOverride.at <= _NOW
-)
+_OVERRIDES = select(
+    FindingOverride.finding_key, FindingOverride.by, FindingOverride.reason, FindingOverride.at, FindingOverride.covers
+).where(FindingOverride.campaign_id == _CAMPAIGN, FindingOverride.at <= _NOW)
 
 
 def _overrides(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> list[Override]:
     rows = uow.session.connection().execute(_OVERRIDES, {"campaign": campaign_id, "now": now})
-    return [Override(key, by, reason, at) for key, by, reason, at in rows]
+    return [
+        Override(key, by, reason, at, None if covers is None else tuple(sorted(covers.items())))
+        for key, by, reason, at, covers in rows
+    ]
 
 
 def _raw_rows(uow: UnitOfWork, statement, params: dict | None = None) -> list[tuple]:

@@ -319,6 +319,41 @@ def test_override_marks_the_finding():
     }
 
 
+def _granted(key, data, days=0):
+    at = dt.datetime(2023, 12, 10, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=7))) + dt.timedelta(days=days)
+    return Override(key, "Nguyễn Văn Tổ Chức", "Ban Thường vụ cho phép vượt 1 trường hợp", at,
+                    None if data is None else tuple(sorted(data.items())))
+
+
+def test_a_cap_override_holds_while_the_excess_is_no_larger_than_approved():
+    approved = [_granted("cap_members:DB01:", {"htxsnv": 3, "httnv": 10, "max_allowed": 2})]  # 1 over
+    [within] = by_rule(check("124/25", *cap_members(12, 3), overrides=approved), "cap_members")  # 3 on 12: still 1 over
+    assert within.overridden is not None and not within.is_breach
+    [past] = by_rule(check("124/25", *cap_members(10, 5), overrides=approved), "cap_members")  # 5 on 10: 3 over
+    assert past.overridden is None and past.is_breach
+    assert past.message == (
+        "Có 5 đảng viên HTXSNV trên 10 HTTNV; tối đa được 2 (20%) tại Đảng bộ Sở Công Thương (DB01), vượt 3. "
+        "Chấp thuận của Nguyễn Văn Tổ Chức lúc 10/12/2023 09:30 (Ban Thường vụ cho phép vượt 1 trường hợp) "
+        "chỉ áp dụng cho số liệu khi đó; số liệu đã thay đổi nên cần xem xét, chấp thuận lại."
+    )
+    # Approved again for the new numbers: the newest approval that covers them holds.
+    again = [*approved, _granted("cap_members:DB01:", {"htxsnv": 5, "httnv": 10, "max_allowed": 2}, days=1)]
+    [now_covered] = by_rule(check("124/25", *cap_members(10, 5), overrides=again), "cap_members")
+    assert now_covered.overridden == again[1]
+    # Granted before overrides kept their numbers: holds as it did.
+    [legacy] = by_rule(check("124/25", *cap_members(10, 5), overrides=[_granted("cap_members:DB01:", None)]), "cap_members")
+    assert legacy.overridden is not None
+
+
+def test_a_member_finding_override_holds_for_the_level_it_was_granted_on():
+    members = [member("A", "CB1")]
+    approved = [_granted("disciplined_member:CB1:A", {"level": "HTNV", "required": "KHTNV"})]
+    [same] = check("124/25", members, [result("A", "CB1", "HTNV", disciplined=True)], overrides=approved)
+    assert same.rule == "disciplined_member" and same.overridden is not None
+    [other] = check("124/25", members, [result("A", "CB1", "HTTNV", disciplined=True)], overrides=approved)
+    assert other.overridden is None and other.is_breach and "chấp thuận lại" in other.message
+
+
 def test_finding_key_is_stable():
     f = Finding("disciplined_member", "error", "CB1", "A", "m", "r", {})
     assert f.key == "disciplined_member:CB1:A"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from kiemdiem.cli.consolidate_cmd import register
 from kiemdiem.consolidation import consolidate, unit_hash
-from kiemdiem.errors import NotFound
+from kiemdiem.errors import NotFound, Refused
 from kiemdiem.store import snapshots as snapshots_module
 from kiemdiem.store.models import EventLog, Outbox, Snapshot
 from kiemdiem.store.organization import import_organization
@@ -235,6 +235,40 @@ def test_override_makes_a_new_version_with_the_finding_marked(store, plan_187, c
     assert finding["overridden"]["by"] == "Đồng chí Bí thư"
     assert run.diff["findings_changed"][0]["key"] == "cap_members:SCT:"
     assert "đã được Đồng chí Bí thư chấp thuận" in outbox_rows(store)[0].body_text
+
+
+def test_an_override_lapses_when_the_numbers_go_past_it_and_can_be_granted_again(store, plan_187, consolidated_v1):
+    """SCT's cap is approved at 1 HTXSNV over the limit; a late HTXSNV makes it 2 over: a breach
+    again, said so in the report and the email, until approved for the new numbers."""
+    at = ict(2023, 12, 9, 9)
+    with store.uow() as uow:
+        override_finding(uow, "c187", "cap_members:SCT:", "Đồng chí Bí thư", "Cho phép vượt 1 trường hợp", at)
+        uow.commit()
+    consolidate_campaign(store, plan_187, "c187", at, changed_units=set())
+    submit(store, plan_187, "KC", "tong_hop_xep_loai_dang_vien",
+           {"bo_sung.csv": "Mã đảng viên,Tự xếp loại,Chi bộ đề xuất\nDV007,HTXSNV,HTXSNV\n"}, LATE_AT)
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd_bo_sung.csv": "Mã đảng viên,Quyết định xếp loại\nDV007,HTXSNV\n"}, LATE_AT)
+    tick(store, plan_187, LATE_NOW)
+    with store.uow() as uow:
+        sct = latest_snapshots(uow, "c187", ["SCT"])["SCT"]["payload"]
+    assert sct["members"]["quota"]["status"] == "breach"
+    (finding,) = [f for f in sct["findings"] if f["key"] == "cap_members:SCT:"]
+    assert finding["overridden"] is None and "vượt 2" in finding["message"]
+    assert "Chấp thuận của Đồng chí Bí thư lúc 09/12/2023 09:00 (Cho phép vượt 1 trường hợp) chỉ áp dụng cho số liệu khi đó" in finding["message"]
+    assert "chỉ áp dụng cho số liệu khi đó" in outbox_rows(store)[-1].body_text
+    assert stored_hashes(store) == full_recompute_hashes(store, plan_187, LATE_NOW)
+    granted_again = ict(2023, 12, 12, 11)
+    with store.uow() as uow:
+        override_finding(uow, "c187", "cap_members:SCT:", "Ban Thường vụ", "Tờ trình số 20", granted_again)
+        uow.commit()
+    consolidate_campaign(store, plan_187, "c187", granted_again, changed_units=set())
+    with store.uow() as uow:
+        sct = latest_snapshots(uow, "c187", ["SCT"])["SCT"]["payload"]
+        with pytest.raises(Refused, match="đã được Ban Thường vụ chấp thuận lúc 12/12/2023 11:00"):
+            override_finding(uow, "c187", "cap_members:SCT:", "Người khác", "Lý do khác", ict(2023, 12, 12, 12))
+    assert sct["members"]["quota"]["status"] == "overridden"
+    (finding,) = [f for f in sct["findings"] if f["key"] == "cap_members:SCT:"]
+    assert finding["overridden"]["by"] == "Ban Thường vụ"
 
 
 def test_reimported_organization_forces_a_full_run(store, plan_187, consolidated_v1, tmp_path):
