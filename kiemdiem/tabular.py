@@ -173,7 +173,7 @@ def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[
         except Exception as exc:  # openpyxl raises many types for a broken file
             raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
         stack.callback(book.close)
-        return (list(r) for r in book.worksheets[0].iter_rows(values_only=True)), False
+        return (list(r) for r in _first_sheet(book).iter_rows(values_only=True)), False
     encoding = "utf-16" if binary.read(2) in _UTF16_BOMS else "utf-8-sig"
     binary.seek(0)
     text = stack.enter_context(io.TextIOWrapper(binary, encoding=encoding, newline=""))
@@ -182,11 +182,22 @@ def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[
         text.seek(0)
     except UnicodeDecodeError:
         raise InvalidInput(Problem(source, NOT_UTF8)) from None
+    return csv.reader(map(_nfc, text), _dialect(sample)), True
+
+
+def _dialect(sample: str):
+    """The file's delimiter: as the sniffer reads it, else the most frequent of ``, ; tab`` (the
+    sniffer gives up on Excel's own semicolon files when a quoted cell holds a ";")."""
     try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        return csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel
-    return csv.reader(map(_nfc, text), dialect), True
+        delimiter = max(",;\t", key=lambda d: (sample.count(d), d == ","))
+        return type("Found", (csv.excel,), {"delimiter": delimiter})
+
+
+def _first_sheet(book):
+    """The first sheet the user sees: a hidden one (lookups, an old copy) is not the table."""
+    return next((sheet for sheet in book.worksheets if sheet.sheet_state == "visible"), book.worksheets[0])
 
 
 def _chunks(flat: list, width: int) -> Iterator[list]:
@@ -258,6 +269,7 @@ def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]]
     return header, mapping, number
 
 
+MISSING_COLUMN = "thiếu cột bắt buộc"
 _ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự"))
 
 
@@ -265,22 +277,23 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
     """(header, mapping, problems, row number) of the header row, taken off ``raw_rows`` with the
     rows above it; None for a file with no text in its first rows.
 
-    The header is the first of the first ``HEADER_SEARCH_ROWS`` rows that maps cleanly or names
-    at least two known columns (one, for a table of one required column): rows above it are a
-    title block, not data. When no row does, the first row with text is the header, and its
-    problems are the file's."""
-    enough = min(2, len(required)) or 1
-    first = None
+    The header is the first of the first ``HEADER_SEARCH_ROWS`` rows that names at least two known
+    columns: rows above it are a title block, not data (a title such as "QUYẾT ĐỊNH XẾP LOẠI" names
+    one column by chance). When no row does, the first row that maps cleanly, else the first row
+    with text, is the header, and its problems are the file's."""
+    fallback = first = None
     for number in range(1, HEADER_SEARCH_ROWS + 1):
         header = next(raw_rows, None)
         if header is None:
             break
         mapping, problems = _map_header(source, header, number, lookup, required)
-        if not problems or len(mapping) >= enough:
+        if len(mapping) >= 2:
             return header, mapping, problems, number
+        if fallback is None and not problems:
+            fallback = (header, mapping, problems, number)
         if first is None and any(str(cell or "").strip() for cell in header):
             first = (header, mapping, problems, number)
-    return first
+    return fallback or first
 
 
 def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str]) -> tuple[dict[int, str], list[Problem]]:
@@ -300,7 +313,7 @@ def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, st
         else:
             mapping[index] = canonical
     for name in sorted(required - set(mapping.values())):
-        problems.append(Problem(source, "thiếu cột bắt buộc", row=number, field=name))
+        problems.append(Problem(source, MISSING_COLUMN, row=number, field=name))
     return mapping, problems
 
 
@@ -369,19 +382,14 @@ def _raw_rows(path: Path, data: bytes | None):
             book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a broken file
             raise InvalidInput(Problem(str(path), f"không mở được tệp Excel: {exc}")) from exc
-        sheet = book.worksheets[0]
+        sheet = _first_sheet(book)
         return [list(r) for r in sheet.iter_rows(values_only=True)], False
     if suffix in (".csv", ".txt", ""):
         try:
             text = _nfc(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
         except UnicodeDecodeError:
             raise InvalidInput(Problem(str(path), NOT_UTF8)) from None
-        sample = text[:4096]
-        try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        return csv.reader(io.StringIO(text), dialect), True
+        return csv.reader(io.StringIO(text), _dialect(text[:4096])), True
     raise InvalidInput(Problem(str(path), f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
 
 

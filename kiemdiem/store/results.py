@@ -63,7 +63,7 @@ from kiemdiem.store.models import (
     SubmissionFile,
     Unit,
 )
-from kiemdiem.tabular import name_columns, read_table
+from kiemdiem.tabular import MISSING_COLUMN, name_columns, read_table
 
 MEMBER_LIST = "tong_hop_xep_loai_dang_vien"
 ORG_LIST = "ket_qua_xep_loai_chi_bo"
@@ -109,6 +109,9 @@ class IngestReport:
     member_rows: int = 0  # new member_results rows
     org_rows: int = 0  # new org_results rows
     changed_units: set[str] = field(default_factory=set)  # units whose own results changed
+    # Results a lower unit sent after a committee above it decided them: kept as history, the
+    # decision stays (``_Writer``): {"submission_id", "unit_code", "subject", "decided_by"}.
+    kept_decisions: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -117,6 +120,7 @@ class IngestReport:
             "member_rows": self.member_rows,
             "org_rows": self.org_rows,
             "changed_units": sorted(self.changed_units),
+            "kept_decisions": list(self.kept_decisions),
         }
 
 
@@ -266,6 +270,22 @@ class _Writer:
         self.org_rows: list[dict] = []
         self.superseded_members: list[int] = []
         self.superseded_orgs: list[int] = []
+        self.kept_decisions: list[tuple[str, int]] = []  # (member id or unit code, deciding unit id), per call
+
+    def _decided_above(self, current: _Current | None, submitter_id: int, received_at: dt.datetime) -> bool:
+        """Whether ``current`` was decided by a unit above ``submitter_id``: a committee's decision
+        is not undone by a list its branch sends later (the branch proposes, the committee decides),
+        which changes no result (its file stays with its submission; the ingest reports it). A
+        result received before the decision is history anyway."""
+        if current is None or current.submitter_id == submitter_id or received_at < current.received_at:
+            return False
+        upper = self.tree.unit_code.get(current.submitter_id)
+        code = self.tree.parent.get(self.tree.unit_code.get(submitter_id, ""))
+        while code is not None:
+            if code == upper:
+                return True
+            code = self.tree.parent.get(code)
+        return False
 
     # Current rows are loaded for the subjects about to be written, in chunks.
     def preload_members(self, member_pks: Iterable[int]) -> None:
@@ -348,7 +368,13 @@ class _Writer:
         current = self.member_state.get(pk)
         if current is not None and current.submitter_id != submitter_id:
             values = {f: values[f] if f in carried else current.values[f] for f in MEMBER_FIELDS}
+            if "note" not in carried and values["final_level"] != current.values["final_level"]:
+                values["note"] = ""  # a note explains its own decision, not another level
         base = {"campaign_id": self.campaign_id, "member_id": pk, "unit_id": submitter_id, "submission_id": submission_id}
+        if self._decided_above(current, submitter_id, received_at):
+            if current.values != values:
+                self.kept_decisions.append((result.member_id, current.submitter_id))
+            return None  # the file stays stored with its submission; the decision stands
         changed = self._apply(
             self.member_state, self.member_rows, self.superseded_members, pk, values, submitter_id, received_at, base,
             self.member_cancelled.get(pk),
@@ -377,6 +403,10 @@ class _Writer:
                 kept["level"], kept["decided_by_id"] = values["level"], values["decided_by_id"]
             values = kept
         base = {"campaign_id": self.campaign_id, "unit_id": uid, "submission_id": submission_id}
+        if self._decided_above(current, submitter_id, received_at):
+            if current.values != values:
+                self.kept_decisions.append((result.unit_code, current.submitter_id))
+            return None
         changed = self._apply(self.org_state, self.org_rows, self.superseded_orgs, uid, values, submitter_id, received_at, base)
         return result.unit_code if changed else None
 
@@ -425,7 +455,8 @@ _ORG_COLUMN_FIELDS = {"self_level": "self_level", "level": "level", "disciplined
 
 
 def _missing_key_column(exc: InvalidInput, key: str) -> bool:
-    return any(p.row == 1 and p.field == key for p in exc.problems)
+    """Whether the header (wherever a title block put it) lacks the column ``key``."""
+    return any(p.field == key and p.reason == MISSING_COLUMN for p in exc.problems)
 
 
 def _parse_members(source: Path, data: bytes, submitter: str, tree: _Tree) -> _Parsed:
@@ -643,11 +674,17 @@ def ingest_pending(uow: UnitOfWork, blobs: BlobStore, plan: Plan, campaign_id: s
                     changed.add(code)
         report.ingested.append(sub.id)
         report.changed_units |= changed
+        kept = [
+            {"submission_id": sub.id, "unit_code": tree.unit_code[sub.unit_id], "subject": subject, "decided_by": tree.unit_code[by]}
+            for subject, by in writer.kept_decisions
+        ]
+        writer.kept_decisions = []
+        report.kept_decisions.extend(kept)
         log_change(
             uow, campaign_id, "results.ingested", f"submission:{sub.id}", actor, now, changed, sub.received_at,
             submission_id=sub.id, unit_code=tree.unit_code[sub.unit_id], doc_type=sub.doc_type, item_key=sub.item_key,
             member_rows=len(writer.member_rows) - before[0], org_rows=len(writer.org_rows) - before[1],
-            files=[name for _, name in results],
+            files=[name for _, name in results], kept_decisions=[{k: d[k] for k in ("subject", "decided_by")} for d in kept],
         )
     report.member_rows, report.org_rows = writer.flush()
     return report

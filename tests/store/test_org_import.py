@@ -490,3 +490,26 @@ def test_excel_unicode_text_is_read_and_a_code_page_csv_is_refused_with_how_to_s
         'tệp CSV phải mã hóa UTF-8: trong Excel chọn Lưu thành (Save As) → "CSV UTF-8 (Comma delimited)", hoặc gửi tệp .xlsx'
     ]
     assert table_counts(store) == before
+
+
+def test_excels_semicolon_csv_with_a_quoted_semicolon_and_a_hidden_first_sheet(store, campaign, tmp_path):
+    """Excel quotes a cell holding the separator and ends lines with CRLF (the sniffer gives up on
+    such a sample); a hidden sheet is not the one the user sees."""
+    units, members = write_small_org(tmp_path)
+    semicolon = tmp_path / "don_vi.csv"
+    semicolon.write_bytes("\ufeff".encode() + SMALL_UNITS.replace(",", ";").replace(
+        "vp2@sct.example.vn;bithu.vp2@sct.example.vn", '"vp2@sct.example.vn;bithu.vp2@sct.example.vn"'
+    ).replace("\n", "\r\n").encode())
+    book = openpyxl.Workbook()
+    book.active.title = "tham chiếu"
+    book.active.append(["tham chiếu", "giá trị"])
+    book.active.sheet_state = "hidden"
+    visible = book.create_sheet("Đảng viên")
+    for line in SMALL_MEMBERS.splitlines():
+        visible.append(line.split(","))
+    workbook = tmp_path / "dang_vien.xlsx"
+    book.save(workbook)
+    report = do_import(store, semicolon, workbook)
+    assert (report.units_added, report.members_added) == (4, 7)
+    with store.uow() as uow:
+        assert uow.session.scalar(select(Unit.emails).where(Unit.code == "VP2")) == ["vp2@sct.example.vn", "bithu.vp2@sct.example.vn"]

@@ -379,3 +379,47 @@ def test_generated_lists_round_trip_through_intake(store, plan_187, campaign, tm
         row = current[r.member_id]
         assert (row.self_level, row.proposed_level, row.final_level, row.disciplined) == (r.self_level, r.proposed_level, r.final_level, r.disciplined)
     assert current_orgs(store) == {r.unit_code: (r.level, r.self_level, "SCT") for r in generated.org_results}
+
+
+def test_a_branch_list_sent_after_the_committee_decided_does_not_undo_the_decision(store, plan_187, committee_decided):
+    """The committee decides DV001 HTTNV (VP1 proposed HTTNV, self HTXSNV); VP1 later sends a list
+    proposing HTXSNV for DV001 (and for DV002 what it proposed before). The decision stands; the
+    list is kept with its submission and the ingest says whose result it did not change."""
+    ingest_results(store, plan_187, "c187", NOW)
+    before = {code: (r.final_level, r.note) for code, r in current_members(store).items()}
+    later = ict(2023, 12, 10, 9)
+    resent = HEADER + "1,DV001,Nguyễn Sỹ Chín,HTXSNV,HTXSNV,,,\n2,DV002,Trần Thị Hoa,HTTNV,HTTNV,,,\n"
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien", {"tong_hop_lai.csv": resent}, later)
+    report = ingest_results(store, plan_187, "c187", ict(2023, 12, 10, 10))
+    assert report.changed_units == set()
+    assert {code: (r.final_level, r.note) for code, r in current_members(store).items()} == before
+    assert report.kept_decisions == [{"submission_id": report.ingested[0], "unit_code": "VP1", "subject": "DV001", "decided_by": "SCT"}]
+    assert events(store, "results.ingested")[-1].detail["kept_decisions"] == [{"subject": "DV001", "decided_by": "SCT"}]
+    # The committee deciding again is applied, and its note is not carried onto another level.
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd_lai.csv": "Mã đảng viên,Quyết định xếp loại,Ghi chú\nDV002,HTTNV,Quyết định số 15-QĐ/ĐU\n"}, ict(2023, 12, 11, 9))
+    ingest_results(store, plan_187, "c187", ict(2023, 12, 11, 10))
+    assert (current_members(store)["DV002"].final_level, current_members(store)["DV002"].note) == ("HTTNV", "Quyết định số 15-QĐ/ĐU")
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd_lai_2.csv": "Mã đảng viên,Quyết định xếp loại\nDV002,HTXSNV\n"}, ict(2023, 12, 12, 9))
+    ingest_results(store, plan_187, "c187", ict(2023, 12, 12, 10))
+    assert (current_members(store)["DV002"].final_level, current_members(store)["DV002"].note) == ("HTXSNV", "")
+
+
+def test_a_decision_on_organizations_under_a_title_block_is_read_as_one(store, plan_187, campaign):
+    """The title "QUYẾT ĐỊNH XẾP LOẠI" names a column by chance; the table under it is the header,
+    and a table without a member id column is a decision on organizations."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (["ĐẢNG ỦY SỞ CÔNG THƯƠNG", None, "ĐẢNG CỘNG SẢN VIỆT NAM"], ["QUYẾT ĐỊNH XẾP LOẠI"], [],
+                ["STT", "Mã đơn vị", "Tên tổ chức đảng", "Xếp loại"], [1, "VP1", "Chi bộ Văn phòng 1", "HTTNV"],
+                [2, "VP2", "Chi bộ Văn phòng 2", "HTXSNV"]):
+        sheet.append(row)
+    data = io.BytesIO()
+    book.save(data)
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"quyet_dinh.xlsx": data.getvalue()}, DECISION_AT)
+    report = ingest_results(store, plan_187, "c187", NOW)
+    assert not report.refused and report.changed_units == {"VP1", "VP2"}
+    assert {code: current_orgs(store)[code][0] for code in ("VP1", "VP2")} == {"VP1": "HTTNV", "VP2": "HTXSNV"}

@@ -209,8 +209,15 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
         with store.uow() as uow:
             changed |= record_results(uow, plan_187, campaign_id, now, change["members"], change["orgs"])
             uow.commit()
-        current_members.update({r.member_id: r for r in change["members"]})
-        current_orgs.update({r.unit_code: r for r in change["orgs"]})
+        # A committee's decision stands against a later list from a unit below it (store.results).
+        parent = {u.code: u.parent_code for u in units}
+        for r in change["members"]:
+            if not _decided_above(parent, current_members.get(r.member_id, None) and current_members[r.member_id].unit_code, r.unit_code):
+                current_members[r.member_id] = r
+        for r in change["orgs"]:
+            held = current_orgs.get(r.unit_code)
+            if not _decided_above(parent, held and (held.decided_by or held.unit_code), r.decided_by or r.unit_code):
+                current_orgs[r.unit_code] = r
         for member_id in change["cancel_members"]:
             if member_id in current_members:
                 with store.uow() as uow:
@@ -232,7 +239,9 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
                 if free:
                     row = override_finding(uow, campaign_id, free[0], "Bí thư", "chấp thuận", now)
                     uow.commit()
-                    overrides.append(Override(row.finding_key, row.by, row.reason, row.at.astimezone(dt.timezone.utc)))
+                    overrides.append(Override(
+                        row.finding_key, row.by, row.reason, row.at.astimezone(dt.timezone.utc), tuple(sorted(row.covers.items())),
+                    ))
         run = consolidate_campaign(store, plan_187, campaign_id, now, changed_units=set() if change["lose_change_set"] else changed)
         assert run.mode in ("incremental", "unchanged"), run
         _check_counting_ways(store, plan_187, campaign_id, now)
@@ -244,6 +253,15 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
         assert consolidate_campaign(store, plan_187, campaign_id, now, changed_units=changed).units_updated == []
         with store.uow() as uow:
             assert {c: s["version"] for c, s in latest_snapshots(uow, campaign_id).items()} == before
+
+
+def _decided_above(parent: dict, decider: str | None, submitter: str) -> bool:
+    code = parent.get(submitter)
+    while code is not None and decider is not None:
+        if code == decider:
+            return True
+        code = parent.get(code)
+    return False
 
 
 def _check_counting_ways(store, plan, campaign_id: str, now: dt.datetime) -> None:
