@@ -242,6 +242,10 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
     if results["refused"]:
         line += f", không đọc được {len(results['refused'])} tệp (xem 'kiemdiem consolidate')"
     out(line + ".", highlight=False)
+    for kept in results.get("kept_decisions", ()):
+        # A branch's list after its committee decided: the decision stands (store.results).
+        out(f"  {kept['unit_code']} gửi kết quả mới cho {kept['subject']}, nhưng {kept['decided_by']} đã quyết định xếp loại: "
+            "giữ quyết định của cấp trên (cấp trên ra quyết định mới nếu cần thay đổi).", highlight=False)
     # The tick reruns a consolidation for late results; a committee's phase makes the first one.
     reports = [result["consolidated"]] + [p["consolidation"] for p in (result.get("phases") or {}).values() if "consolidation" in p]
     rank = list(CONSOLIDATION_MODES)

@@ -73,7 +73,7 @@ def consolidate(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, ch
     if not consolidated and not first_run:
         return {"mode": "not_yet", "units_updated": [], "versions": {}, "outbox_ids": []}
     report = consolidate_campaign(
-        store, plan, campaign_id, now, changed_units=set(changed_units), reason="kết quả nộp muộn" if consolidated else "tổng hợp lần đầu"
+        store, plan, campaign_id, now, changed_units=set(changed_units), reason="có kết quả nộp sau lần tổng hợp trước" if consolidated else "tổng hợp lần đầu"
     )
     return {
         "mode": report.mode, "units_updated": report.units_updated, "versions": report.versions,

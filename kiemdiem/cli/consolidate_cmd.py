@@ -249,7 +249,7 @@ def result_cancel(
             outcome = cancel_result(uow, campaign, member_code=member, unit_code=unit, by=by, reason=reason, now=now)
             uow.commit()
         run = consolidate_campaign(
-            store, plan, campaign, now, changed_units={outcome.changed_unit}, reason=f"Hủy kết quả của {outcome.subject}: {reason}"[:256], actor=by,
+            store, plan, campaign, now, changed_units={outcome.changed_unit}, reason=f"hủy kết quả của {outcome.subject} ({by}: {reason})"[:256], actor=by,
         )
     except KiemdiemError as exc:
         shell.fail(exc)
@@ -275,7 +275,7 @@ def finding_override(
             plan = campaign_plan(uow, campaign)
             override = override_finding(uow, campaign, key, by, reason, now)
             uow.commit()
-        run = consolidate_campaign(store, plan, campaign, now, changed_units=set(), reason=f"Chấp thuận {key}: {reason}"[:256], actor=by)
+        run = consolidate_campaign(store, plan, campaign, now, changed_units=set(), reason=f"chấp thuận vi phạm {key} ({by}: {reason})"[:256], actor=by)
     except KiemdiemError as exc:
         shell.fail(exc)
         return

@@ -409,7 +409,7 @@ PURPOSES: dict[str, Purpose] = {
         ),
         Purpose(
             name="consolidation_diff",
-            description="A late result changed a consolidation; the office gets the difference.",
+            description="A late result, a cancellation or an approval changed a consolidation; the office gets the difference.",
             placeholders=(
                 Placeholder("recipient_name", "How the recipient is addressed.",
                             "Văn phòng Đảng ủy"),
@@ -427,6 +427,8 @@ PURPOSES: dict[str, Purpose] = {
                 Placeholder("has_structured_diff",
                             "Whether the structured difference is attached as JSON.", True),
                 Placeholder("now", "When the message is composed (aware datetime).", _SAMPLE_NOW),
+                Placeholder("cause", "Why it was recomputed, after \"do\" (empty: not said).",
+                            "hủy kết quả của DV0000005 (Bí thư Đảng ủy: xếp loại lại theo Quyết định 15-QĐ/ĐU)"),
             ),
         ),
         Purpose(
@@ -663,8 +665,9 @@ def compose_consolidation_diff(
     diff_text: str,
     diff: dict,
     now: datetime,
+    cause: str = "",
 ) -> ComposedMessage:
-    """The office's notice that a late result changed a consolidation.
+    """The office's notice that a late result (or a cancellation, an approval: ``cause``) changed a consolidation.
 
     ``diff_text`` is shown as is; the structured ``diff`` (``consolidation.diff``'s shape;
     any JSON-serialisable dict works) is attached as ``chenh-lech-v<version>.json`` when it is
@@ -691,6 +694,7 @@ def compose_consolidation_diff(
         "new_finding_count": len(diff.get("findings_appeared") or ()),
         "has_structured_diff": bool(attachments),
         "now": now,
+        "cause": cause,
     }
     return _compose("consolidation_diff", context, attachments)
 

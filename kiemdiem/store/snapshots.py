@@ -1911,7 +1911,7 @@ def _notify_offices(
                     members=members, flat_memo=flats,
                 )
                 composed[office] = None if diff_is_empty(changes) else compose_consolidation_diff(
-                    name, plan.number, name, version, render_diff_text(changes), changes, now
+                    name, plan.number, name, version, render_diff_text(changes), changes, now, cause=reason,
                 )
             message = composed[office]
             if message is None:
