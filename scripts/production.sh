@@ -11,6 +11,9 @@
 #   scripts/production.sh upgrade   # reinstall, migrate (Alembic), redeploy, restart
 #   scripts/production.sh stop
 set -euo pipefail
+# Dumps, logs and the data directory hold members' names, emails and password hashes: the
+# service user's only.
+umask 077
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
@@ -143,7 +146,12 @@ cmd_backup() {
     mkdir -p "$KIEMDIEM_BACKUPS/blobs"
     cp -a -n "$KIEMDIEM_HOME/blobs/." "$KIEMDIEM_BACKUPS/blobs/"
   fi
-  log "backup written to $target (restore: pg_restore --clean --dbname=... $target/kiemdiem.dump)"
+  # The dashboard's session key: without it every user must sign in again after a restore.
+  if [ -f "$KIEMDIEM_HOME/web-secret.key" ]; then
+    cp -a "$KIEMDIEM_HOME/web-secret.key" "$target/"
+  fi
+  log "backup written to $target; the submitted files are in $KIEMDIEM_BACKUPS/blobs (shared by every backup)"
+  log "restore: see README, section Production, 'Restore'"
 }
 
 cmd_upgrade() {
