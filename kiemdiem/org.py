@@ -46,6 +46,8 @@ _STATUS_ALIASES = {fold(v): k for k, v in MEMBER_STATUSES.items()} | {fold(k): k
     fold("Đình chỉ"): "suspended",
     fold("Đình chỉ sinh hoạt"): "suspended",
     fold("Đang sinh hoạt"): "active",
+    fold("Đảng viên chính thức"): "active",
+    fold("Đảng viên dự bị"): "probationary",
 }
 
 

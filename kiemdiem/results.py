@@ -33,9 +33,9 @@ __all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member
 MEMBER_COLUMNS: dict[str, list[str]] = {
     "member_id": ["Mã đảng viên", "Mã ĐV", "Mã số đảng viên", "Số thẻ đảng viên", "ma_dv", "member"],
     "self_level": ["Tự xếp loại", "Tự nhận mức xếp loại", "Tự đánh giá xếp loại", "Cá nhân tự xếp loại"],
-    "proposed_level": ["Chi bộ đề xuất", "Đề xuất xếp loại", "Chi bộ đề xuất xếp loại", "Đề nghị xếp loại", "Mức đề xuất"],
+    "proposed_level": ["Chi bộ đề xuất", "Đề xuất", "Đề xuất xếp loại", "Chi bộ đề xuất xếp loại", "Đề nghị xếp loại", "Mức đề xuất"],
     "final_level": [
-        "Quyết định xếp loại", "Xếp loại chính thức", "Kết quả xếp loại", "Cấp ủy quyết định", "Xếp loại", "level",
+        "Quyết định xếp loại", "Quyết định", "Xếp loại chính thức", "Kết quả xếp loại", "Cấp ủy quyết định", "Xếp loại", "level",
     ],
     "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật", "Kỷ luật trong năm"],
     "sick_leave_months": ["Số tháng nghỉ ốm", "Nghỉ ốm (tháng)", "Nghỉ ốm", "sick_leave"],

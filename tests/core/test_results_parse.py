@@ -73,6 +73,16 @@ def test_member_results_with_vietnamese_headers_csv(tmp_path):
     assert results[3] == MemberResult("DV04", "CB1", None, None, None, False, 0.0, True, None, "Đi công tác", False)
 
 
+def test_the_dossiers_own_member_list_reads_back(tmp_path):
+    """The headers of "Danh sách xếp loại" (thong_ke_xep_loai.xlsx, documents.list_headers):
+    an office may correct that sheet and send it in."""
+    from kiemdiem.documents import list_headers
+
+    path = write_csv(tmp_path, ",".join(list_headers(False)) + "\n1,DV01,Nguyễn Văn A,CB1,HTTNV,HTXSNV,HTTNV,\n")
+    [row] = parse_member_results(path, "CB1", KNOWN)
+    assert (row.self_level, row.proposed_level, row.final_level) == ("HTTNV", "HTXSNV", "HTTNV")
+
+
 def test_decomposed_vietnamese_reads_as_precomposed_text(tmp_path):
     # Unikey's "Unicode tổ hợp" (and macOS) write each mark as its own character.
     text = "Mã đảng viên,Họ và tên,Chi bộ đề xuất,Ghi chú\nDV01,Nguyễn Văn A,Hoàn thành tốt nhiệm vụ,Điển hình\n"

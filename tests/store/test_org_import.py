@@ -286,11 +286,11 @@ DV007;Hoàng Thị Lan;KC;;2012-11-20;active;VP2;
 DANH SÁCH ĐẢNG VIÊN NĂM 2023,,,,,,,,
 ,,,,,,,,
 STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
-1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
+1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,Đảng viên chính thức,,dang_uy_vien;bi_thu
 2,DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
 3,DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
 4,DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu
-5,DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+5,DV005,Phạm Minh Đức,VP2,,2023-09-01,Đảng viên dự bị,,
 6,DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
 7,DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
 """,
