@@ -4,7 +4,8 @@
 the submissions received by ``now``, its children's deliveries, the consolidation if any)
 into a ``Dossier``: the checklist (each item present, late, missing or not provided), the
 files to archive (the current version of each item; older versions are listed in the
-manifest under ``superseded`` but stay out of the archive), the sub-unit summaries, the
+manifest under ``superseded`` but stay out of the archive, except a classification list's: a
+list covers only the members it names, so every list received is archived), the sub-unit summaries, the
 letterhead of the generated documents, and ``inputs_hash``, a digest of everything the
 output depends on. It reads no blob and renders nothing, so it is cheap: a pipeline
 compares ``inputs_hash`` with the last one and skips an unchanged dossier.
@@ -252,12 +253,21 @@ def build_dossier(source: DossierInput) -> Dossier:
         entry["note"] = notes.get((item.doc_type, item.member_code is not None), "")  # the plan's own words
         if versions:
             current, first = versions[-1], versions[0]
-            for stored in current.files:
-                path = _unique(f"files/{item.doc_type}/" + (f"{safe_filename(item.member_code)}/" if item.member_code else "") + safe_filename(stored.filename), used)
-                entry["files"].append(path)
-                files.append(ArchivedFile(path, stored.sha256, stored.size, _file_entry(path, item, current, first, stored, len(versions), zone)))
-            for old in versions[:-1]:
-                superseded.append(_superseded_entry(item, old, versions, zone))
+            folder = f"files/{item.doc_type}/" + (f"{safe_filename(item.member_code)}/" if item.member_code else "")
+            # A classification list covers only the members it names: a supplement does not
+            # replace the first list, so every list received stays in the archive (the earlier
+            # ones under lan_<n>/). Another document's new version replaces the old one.
+            kept = [(len(versions), current)]
+            if _is_list(item.doc_type):
+                kept += [(number, old) for number, old in enumerate(versions[:-1], start=1)]
+            else:
+                superseded.extend(_superseded_entry(item, old, versions, zone) for old in versions[:-1])
+            for number, version in kept:
+                where = folder if version is current else f"{folder}lan_{number}/"
+                for stored in version.files:
+                    path = _unique(where + safe_filename(stored.filename), used)
+                    entry["files"].append(path)
+                    files.append(ArchivedFile(path, stored.sha256, stored.size, _file_entry(path, item, version, first, stored, number, zone)))
         entries.append(entry)
 
     # Timeliness is the first delivery's, as kiemdiem.status counts it.
@@ -296,7 +306,12 @@ def _dates(source: DossierInput, last: dt.datetime | None, zone: ZoneInfo) -> tu
     return issued_on, (consolidated or issued_on) if source.consolidation is not None else None
 
 
-def _timeliness(versions: list[Version], zone: ZoneInfo) -> str | None:
+def _is_list(doc_type: str) -> bool:
+    """A classification list, read as data (``DocumentType.structured``)."""
+    return doc_type in DOCUMENTS and DOCUMENTS[doc_type].structured
+
+
+def _timeliness(versions: list[Version], zone: ZoneInfo, is_list: bool = False) -> str | None:
     """How the item's deliveries stand against the deadline, in words; None when none arrived.
 
     The first delivery decides on time or late (as kiemdiem.status counts it); a correction
@@ -305,7 +320,8 @@ def _timeliness(versions: list[Version], zone: ZoneInfo) -> str | None:
         return None
     first, current = versions[0], versions[-1]
     if first.on_time and not current.on_time:
-        return f"Đúng hạn (lần đầu {format_date(first.received_at, str(zone))}), nộp lại sau hạn {format_date(current.received_at, str(zone))}"
+        again = "nộp thêm danh sách" if is_list else "nộp lại"  # a list adds to the first, another document replaces it
+        return f"Đúng hạn (lần đầu {format_date(first.received_at, str(zone))}), {again} sau hạn {format_date(current.received_at, str(zone))}"
     if first.on_time:
         return "Đúng hạn"
     return f"Trễ hạn (lần đầu {format_date(first.received_at, str(zone))})" if len(versions) > 1 else "Trễ hạn"
@@ -322,7 +338,7 @@ def _item_entry(item: Item, versions: list[Version], owed: bool, past_deadline: 
         status = "missing"
     status_name = ITEM_STATUS_NAMES["overdue" if status == "missing" and past_deadline else status]
     current = versions[-1] if versions else None
-    timeliness = _timeliness(versions, zone)
+    timeliness = _timeliness(versions, zone, _is_list(item.doc_type))
     resent_late = current is not None and versions[0].on_time and not current.on_time
     return {
         "key": item.key,

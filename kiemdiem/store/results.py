@@ -607,7 +607,12 @@ def _processed_submissions(uow: UnitOfWork, campaign_id: str, candidates: list[i
 
 
 def pending_submissions(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> list[Submission]:
-    """Structured submissions received by ``now``, current for their item, not read yet; oldest first."""
+    """Structured submissions received by ``now`` and not read yet, oldest first.
+
+    Every one, not only each item's newest: a list covers only the members it names, so a list
+    and its supplement sent between two ticks give what they give with a tick between them (the
+    supplement's members from it, the others from the first list; the newer row wins a member
+    both name, the older stays as history)."""
     rows = uow.session.scalars(
         select(Submission).where(
             Submission.campaign_id == campaign_id,
@@ -615,12 +620,7 @@ def pending_submissions(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> 
             Submission.received_at <= now,
         )
     ).all()
-    newest: dict[str, Submission] = {}
-    for sub in rows:
-        kept = newest.get(sub.item_key)
-        if kept is None or (sub.received_at, sub.id) > (kept.received_at, kept.id):
-            newest[sub.item_key] = sub
-    candidates = sorted(newest.values(), key=lambda s: (s.received_at, s.id))
+    candidates = sorted(rows, key=lambda s: (s.received_at, s.id))
     done = _processed_submissions(uow, campaign_id, [s.id for s in candidates])
     return [s for s in candidates if s.id not in done]
 

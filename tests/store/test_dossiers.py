@@ -435,3 +435,23 @@ def test_consolidate_lists_levels_best_first_for_a_stored_version_as_for_a_look_
     branch = " ".join(run("--at", "08/12/2023 13:00", "--unit", "VP1").split())
     assert "Hạn mức 20% tính toàn cây (chỉ để tham khảo):" in branch
     assert "(toàn cây (chỉ để tham khảo))" not in branch
+
+
+def test_a_supplement_list_keeps_the_first_list_in_the_archive(store, plan_187, campaign, tmp_path):
+    """A classification list covers only the members it names: the supplement for an absent
+    member sits beside the first list, which stays in the archive (under lan_1/), and the
+    checklist says a list was added, not resent."""
+    header = b"Ma dang vien,Tu xep loai,Chi bo de xuat\n"
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien", [("tong_hop.csv", header + b"DV001,HTTNV,HTTNV\n")], ict(2023, 12, 4, 10))
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien", [("bo_sung.csv", header + b"DV002,HTTNV,HTTNV\n")], ict(2023, 12, 11, 9))
+    result = assemble(store, plan_187, tmp_path / "out", now=ict(2023, 12, 12, 9))
+    with zipfile.ZipFile(result.archive) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        by_path = {e["path"]: e for e in manifest["files"]}
+        assert archive.read("files/tong_hop_xep_loai_dang_vien/lan_1/tong_hop.csv").endswith(b"DV001,HTTNV,HTTNV\n")
+        assert archive.read("files/tong_hop_xep_loai_dang_vien/bo_sung.csv").endswith(b"DV002,HTTNV,HTTNV\n")
+    assert by_path["files/tong_hop_xep_loai_dang_vien/lan_1/tong_hop.csv"]["version"] == 1
+    assert by_path["files/tong_hop_xep_loai_dang_vien/bo_sung.csv"]["version"] == 2
+    assert not manifest["superseded"]
+    item = next(i for i in result.checklist["items"] if i["doc_type"] == "tong_hop_xep_loai_dang_vien")
+    assert item["timeliness"] == "Đúng hạn (lần đầu 04/12/2023), nộp thêm danh sách sau hạn 11/12/2023"

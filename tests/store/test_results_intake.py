@@ -143,14 +143,18 @@ def test_second_pass_changes_nothing(store, plan_187, committee_decided):
     assert table_counts(store) == before
 
 
-def test_only_current_submissions_received_by_now_are_read(store, plan_187, campaign):
-    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"a.csv": HEADER + "1,DV004,,HTNV,HTNV,,,\n"}, ict(2023, 12, 1, 9))
-    newest = submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"b.csv": VP2_LIST}, ict(2023, 12, 2, 9))
+def test_every_list_received_by_now_is_read_in_order(store, plan_187, campaign):
+    """A list and the supplement after it, both sent before a tick, give what they give with a
+    tick between them: the newer wins a member both name, a member only the first names keeps
+    its result from it (a supplement does not erase the first list)."""
+    first = submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"a.csv": HEADER + "1,DV004,,HTNV,HTNV,,,\n2,DV005,,HTTNV,HTTNV,,,\n"}, ict(2023, 12, 1, 9))
+    newest = submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"b.csv": HEADER + "1,DV004,,HTTNV,HTTNV,,,\n"}, ict(2023, 12, 2, 9))
     future = submit(store, plan_187, "KC", "tong_hop_xep_loai_dang_vien", {"c.csv": KC_LIST}, ict(2023, 12, 20, 9))
     report = ingest_results(store, plan_187, "c187", ict(2023, 12, 3, 9))
-    assert report.ingested == [newest.submission_id]  # the superseded one is never read
+    assert report.ingested == [first.submission_id, newest.submission_id]
     assert current_members(store)["DV004"].proposed_level == "HTTNV"
-    assert len(member_history(store, "DV004")) == 1
+    assert current_members(store)["DV005"].proposed_level == "HTTNV"  # named in the first list only
+    assert [r.proposed_level for r in member_history(store, "DV004")] == ["HTNV", "HTTNV"]
     later = ingest_results(store, plan_187, "c187", ict(2023, 12, 21, 9))
     assert later.ingested == [future.submission_id]
 
