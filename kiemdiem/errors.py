@@ -51,6 +51,12 @@ class NotFound(KiemdiemError):
     exit_code = 3
 
 
+class Unavailable(KiemdiemError):
+    """A service the command needs (the database) cannot be reached; nothing was done."""
+
+    exit_code = 5
+
+
 class Refused(KiemdiemError):
     """A request that is well-formed but not allowed (e.g. a document the unit does not owe)."""
 

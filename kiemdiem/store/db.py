@@ -13,8 +13,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from kiemdiem.errors import Unavailable
 from kiemdiem.settings import StoreSettings, normalise_database_url, store_settings
 from kiemdiem.store.blobs import BlobStore
 
@@ -111,6 +113,17 @@ def open_store(settings: StoreSettings | None = None, *, run_migrations: bool = 
     settings = settings or store_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.url)
-    if run_migrations:
-        migrate(engine)
+    try:
+        if run_migrations:
+            migrate(engine)
+        else:
+            engine.connect().close()
+    except OperationalError as exc:
+        # A wrong URL, a database not created, a server down: one line, not a driver traceback.
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise Unavailable(
+            f"không kết nối được cơ sở dữ liệu {engine.url.render_as_string(hide_password=True)}: {reason} "
+            "(kiểm tra KIEMDIEM_DATABASE_URL, máy chủ và tên cơ sở dữ liệu)"
+        ) from None
     return Store(engine=engine, blobs=BlobStore(settings.blob_dir), settings=settings)

@@ -189,3 +189,15 @@ def test_a_start_up_timeout_the_user_set_is_kept(campaign, failing_start):
         result = runner.invoke(app, ["tick", "--campaign", "c187"])
     assert result.exit_code == 1 and failing_start.timeouts == [45]
     assert "đã chờ tối đa 45 giây" in flat(result.output)
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """A wrong URL, a database not created, a server down: the command says so in one line, with
+    the address (password hidden) and what to check, and exits 5."""
+    monkeypatch.setenv("KIEMDIEM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KIEMDIEM_DATABASE_URL", "postgresql://kd:secret@127.0.0.1:1/kiemdiem")  # nothing listens on port 1
+    result = run("status", "--campaign", "c187")
+    assert result.exit_code == 5
+    text = flat(result.output)
+    assert "Lỗi: không kết nối được cơ sở dữ liệu postgresql+psycopg://kd:***@127.0.0.1:1/kiemdiem" in text
+    assert "kiểm tra KIEMDIEM_DATABASE_URL" in text and "secret" not in text and "Traceback" not in text
