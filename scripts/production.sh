@@ -8,7 +8,7 @@
 #   scripts/production.sh start     # server, workers, dashboard (background; pids and logs in $KIEMDIEM_RUN)
 #   scripts/production.sh status
 #   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store
-#   scripts/production.sh upgrade   # reinstall, migrate (Alembic), redeploy, restart
+#   scripts/production.sh upgrade   # stop, backup, reinstall, migrate (Alembic), start, redeploy
 #   scripts/production.sh stop
 set -euo pipefail
 # Dumps, logs and the data directory hold members' names, emails and password hashes: the
@@ -55,11 +55,17 @@ ensure_database() {
 }
 
 wait_for_api() {
+  local pidfile="$KIEMDIEM_RUN/prefect-server.pid"
   for _ in $(seq 1 120); do
     curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1 && return 0
+    # A server that exited (a wrong PREFECT_DATABASE_URL, a port taken) will not answer: say so now.
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      log "Prefect server exited; see $KIEMDIEM_RUN/prefect-server.log:"; tail -n 5 "$KIEMDIEM_RUN/prefect-server.log" >&2 || true
+      return 1
+    fi
     sleep 1
   done
-  log "Prefect server did not answer at $PREFECT_API_URL"; return 1
+  log "Prefect server did not answer at $PREFECT_API_URL; see $KIEMDIEM_RUN/prefect-server.log"; return 1
 }
 
 spawn() {  # spawn NAME COMMAND...: background, pid file, log file
@@ -122,8 +128,8 @@ cmd_status() {
     [ -e "$pidfile" ] || continue
     if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "up    $(basename "$pidfile" .pid)"; else echo "DOWN  $(basename "$pidfile" .pid)"; ok=1; fi
   done
-  curl -fsS "$PREFECT_API_URL/health" >/dev/null && echo "prefect api: $PREFECT_API_URL" || { echo "prefect api: DOWN"; ok=1; }
-  curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null && echo "dashboard: http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT" || { echo "dashboard: DOWN"; ok=1; }
+  curl -fs "$PREFECT_API_URL/health" >/dev/null 2>&1 && echo "prefect api: $PREFECT_API_URL" || { echo "prefect api: DOWN"; ok=1; }
+  curl -fs "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && echo "dashboard: http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT" || { echo "dashboard: DOWN"; ok=1; }
   return $ok
 }
 
@@ -155,10 +161,11 @@ cmd_backup() {
 }
 
 cmd_upgrade() {
+  # Stopped first: no worker runs the old code on the new schema, and the backup is of a quiet database.
+  cmd_stop
   cmd_backup
   "$BIN/pip" install --quiet -e "$REPO"
   migrate
-  cmd_stop
   cmd_start
   deploy
 }
