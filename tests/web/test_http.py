@@ -697,6 +697,12 @@ def test_progress_exports_cover_the_subtree_only(client_as, store):
     book = load_workbook(io.BytesIO(client.get("/c/c187/u/QL/export/progress.xlsx").content))
     sheet = book.active
     assert sheet.cell(1, 1).value == "Mã đơn vị" and sheet.max_row == len(rows)
+    # A deadline is a date cell on the local clock (sortable, filterable), shown dd/mm/yyyy hh:mm.
+    header = [c.value for c in sheet[1]]
+    deadline = next(r[header.index("Hạn chót")] for r in sheet.iter_rows(min_row=2) if r[header.index("Mã giai đoạn")].value == "chuan_bi_chi_bo")
+    assert deadline.value == dt.datetime(2023, 11, 30, 23, 59, 59) and deadline.number_format == "dd/mm/yyyy hh:mm"
+    assert sheet.auto_filter.ref == f"A1:{sheet.cell(1, len(header)).column_letter}{sheet.max_row}"
+    assert sheet.column_dimensions["G"].width > 20  # the phase's name is readable without widening it by hand
     assert [e.subject for e in events(store, "web.export")] == ["progress.csv", "progress.xlsx"]
 
 
