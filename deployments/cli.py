@@ -285,7 +285,7 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
         if sent.get("failed"):
             line += f"; {sent['failed']} thư gửi lỗi, sẽ thử lại"
         if sent.get("gave_up"):
-            line += f"; {sent['gave_up']} thư ngừng gửi sau nhiều lần lỗi"
+            line += f"; {sent['gave_up']} thư ngừng gửi (máy chủ thư từ chối hẳn, hoặc đã thử lại quá số lần)"
         if composed.get("cancelled_delivered"):
             line += f"; bỏ {composed['cancelled_delivered']} thông báo vì đơn vị đã nộp"
         if composed.get("cancelled_past_deadline"):

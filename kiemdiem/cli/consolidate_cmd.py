@@ -214,7 +214,8 @@ def _print_summary(snapshot: dict, org_names: dict[str, str] | None = None) -> N
         note = f" — đã được {override['by']} chấp thuận: {override['reason']}" if override else ""
         console.print(f"  • [{style}]{SEVERITY_NAMES.get(f['severity'], f['severity'])}[/] {f['message']} ({f['regulation']}){note}", highlight=False)
         # The key is what an authorised override names; said so, it does not read as a broken line.
-        if not override:
+        # Only a breach is approved: a warning or a note (an absent member) needs no approval.
+        if not override and f["severity"] == "error":
             console.print(
                 f"    [dim]chấp thuận (nếu có thẩm quyền): kiemdiem finding override --campaign … --key '{escape(f['key'])}' --by … --reason …[/]",
                 highlight=False,

@@ -222,9 +222,9 @@ def test_escalation_names_the_delay_and_the_step(two_phases_five_items):
     msg = compose_escalation("Văn phòng Đảng ủy", late, submit_url=SUBMIT_URL,
                              now=datetime(2023, 12, 8, 9, 0, tzinfo=HCM))
     assert msg.subject == ("[187-KH/ĐU] Quá hạn 3 ngày làm việc: 4 mục còn thiếu tại 2 đơn vị "
-                           "(đôn đốc bước 2)")
+                           "(đôn đốc lần 3)")
     assert "quá hạn 3 ngày làm việc" in msg.text
-    assert "bước 2" in msg.text and "bước 2" in msg.html
+    assert "lần 3" in msg.text and "lần 3" in msg.html
     assert "Tính đến 09:00 ngày 08/12/2023" in msg.text
     assert "Nguyễn Thị Hạnh" in msg.text
     assert msg.attachments == ()
@@ -243,25 +243,25 @@ def test_escalation_words_each_phase_with_its_own_delay_and_step(two_phases_five
     msg = compose_escalation("Văn phòng Đảng ủy", [review, draft], submit_url=SUBMIT_URL,
                              now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
     assert msg.subject == ("[187-KH/ĐU] Quá hạn: 5 mục còn thiếu tại 2 đơn vị, "
-                           "trong đó 1 mục quá hạn 4 ngày làm việc (đôn đốc bước 1)")
+                           "trong đó 1 mục quá hạn 4 ngày làm việc (đôn đốc lần 2)")
     assert (
         "Tính đến 08:00 ngày 06/12/2023, 2 đơn vị thuộc phạm vi theo dõi của đồng chí còn thiếu 5 mục hồ sơ "
         "đã quá hạn, trong 2 giai đoạn với mức quá hạn khác nhau:\n"
-        "- Chi bộ gửi dự thảo báo cáo (hạn 30/11/2023): 1 mục quá hạn 4 ngày làm việc, đôn đốc bước 1\n"
+        "- Chi bộ gửi dự thảo báo cáo (hạn 30/11/2023): 1 mục quá hạn 4 ngày làm việc, đôn đốc lần 2\n"
         "- Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại (hạn 05/12/2023): 4 mục quá hạn 1 ngày làm việc, "
-        "đôn đốc bước 0\n"
+        "đôn đốc lần 1\n"
     ) in msg.text
     assert "quá hạn 4 ngày làm việc mà vẫn còn thiếu" not in msg.text
-    assert "Đây là thông báo đôn đốc bước" not in msg.text
-    assert ('1 mục <strong style="color:#b00020;">quá hạn 4 ngày làm việc</strong>, đôn đốc <strong>bước 1</strong>'
+    assert "Đây là thông báo đôn đốc lần" not in msg.text
+    assert ('1 mục <strong style="color:#b00020;">quá hạn 4 ngày làm việc</strong>, đôn đốc <strong>lần 2</strong>'
             in msg.html)
-    assert ('4 mục <strong style="color:#b00020;">quá hạn 1 ngày làm việc</strong>, đôn đốc <strong>bước 0</strong>'
+    assert ('4 mục <strong style="color:#b00020;">quá hạn 1 ngày làm việc</strong>, đôn đốc <strong>lần 1</strong>'
             in msg.html)
     # The same phases at the same figures: one figure for all, as before.
     same = compose_escalation("Văn phòng Đảng ủy", [replace(draft, overdue_working_days=1, step=0), review],
                               submit_url=SUBMIT_URL, now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
     assert same.subject == ("[187-KH/ĐU] Quá hạn 1 ngày làm việc: 5 mục còn thiếu tại 2 đơn vị "
-                            "(đôn đốc bước 0)")
+                            "(đôn đốc lần 1)")
 
 
 def test_escalation_needs_each_phase_figures(two_phases_five_items):
@@ -348,7 +348,7 @@ def test_build_mime_without_attachments_is_multipart_alternative():
     "subject",
     [
         "Đường dẫn đăng nhập cổng nộp hồ sơ – Chi bộ Văn phòng Sở",
-        "[187-KH/ĐU] Quá hạn 3 ngày làm việc: 14 mục còn thiếu tại 6 đơn vị (đôn đốc bước 2)",
+        "[187-KH/ĐU] Quá hạn 3 ngày làm việc: 14 mục còn thiếu tại 6 đơn vị (đôn đốc lần 3)",
         "Kết quả tổng hợp của Đảng bộ Khối các cơ quan và doanh nghiệp tỉnh thay đổi  (phiên bản 12) ",
         "ASCII only subject, long enough to be folded by the generator at least once or twice ok",
         "ệ" * 90,

@@ -76,21 +76,21 @@ def test_each_phase_of_an_escalation_digest_states_its_own_delay_and_step(mails)
     # The worst figures name only the items they are true of.
     assert str(mail.message["Subject"]) == (
         f"[187-KH/ĐU] Quá hạn: {draft + review} mục còn thiếu tại 3 đơn vị, "
-        f"trong đó {draft} mục quá hạn 4 ngày làm việc (đôn đốc bước 1)"
+        f"trong đó {draft} mục quá hạn 4 ngày làm việc (đôn đốc lần 2)"
     )
     text = _text(mail)
     assert (
         f"Tính đến 08:00 ngày 06/12/2023, 3 đơn vị thuộc phạm vi theo dõi của đồng chí còn thiếu {draft + review} mục hồ sơ "
         "đã quá hạn, trong 2 giai đoạn với mức quá hạn khác nhau:\n"
         "- Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị (hạn 30/11/2023): "
-        f"{draft} mục quá hạn 4 ngày làm việc, đôn đốc bước 1\n"
+        f"{draft} mục quá hạn 4 ngày làm việc, đôn đốc lần 2\n"
         "- Chi bộ trực thuộc kiểm điểm, đánh giá, xếp loại và gửi hồ sơ điểm 4.1 về Thường trực Đảng ủy Sở "
-        f"(hạn 05/12/2023): {review} mục quá hạn 1 ngày làm việc, đôn đốc bước 0\n"
+        f"(hạn 05/12/2023): {review} mục quá hạn 1 ngày làm việc, đôn đốc lần 1\n"
     ) in text
     assert "đã quá hạn 4 ngày làm việc mà vẫn còn thiếu" not in text
     html = _html(mail)
-    assert f"{draft} mục <strong style=\"color:#b00020;\">quá hạn 4 ngày làm việc</strong>, đôn đốc <strong>bước 1</strong>" in html
-    assert f"{review} mục <strong style=\"color:#b00020;\">quá hạn 1 ngày làm việc</strong>, đôn đốc <strong>bước 0</strong>" in html
+    assert f"{draft} mục <strong style=\"color:#b00020;\">quá hạn 4 ngày làm việc</strong>, đôn đốc <strong>lần 2</strong>" in html
+    assert f"{review} mục <strong style=\"color:#b00020;\">quá hạn 1 ngày làm việc</strong>, đôn đốc <strong>lần 1</strong>" in html
     assert reasons[ROOT_OFFICE] == (
         f"chuyển cấp: {draft + review} mục ở 2 giai đoạn (chuan_bi_chi_bo: {draft} mục quá hạn 4 ngày làm việc, bước 1; "
         f"chi_bo_kiem_diem: {review} mục quá hạn 1 ngày làm việc, bước 0)"
@@ -103,14 +103,14 @@ def test_a_digest_whose_phases_share_their_figures_states_them_once(mails):
     review = items[("chin@sct.example.vn", "chi_bo_kiem_diem")]
     assert review and ("chin@sct.example.vn", "chuan_bi_chi_bo") not in items
     mail = by_rcpt["chin@sct.example.vn"]
-    assert str(mail.message["Subject"]) == f"[187-KH/ĐU] Quá hạn 1 ngày làm việc: {review} mục còn thiếu tại 1 đơn vị (đôn đốc bước 0)"
+    assert str(mail.message["Subject"]) == f"[187-KH/ĐU] Quá hạn 1 ngày làm việc: {review} mục còn thiếu tại 1 đơn vị (đôn đốc lần 1)"
     assert (
         f"1 đơn vị thuộc phạm vi theo dõi của đồng chí đã quá hạn 1 ngày làm việc mà vẫn còn thiếu {review} mục hồ sơ trong 1 giai đoạn.\n"
-        "Đây là thông báo đôn đốc bước 0;"
+        "Đây là thông báo đôn đốc lần 1;"
     ) in _text(mail)
     assert reasons["chin@sct.example.vn"] == f"chuyển cấp bước 0: {review} mục quá hạn 1 ngày làm việc ở 1 giai đoạn"
     # Lê Xuân Tiến (VP2) hears of both phases at step 0, late by 4 and by 1 working days.
     tien = items[("tien@sct.example.vn", "chuan_bi_chi_bo")], items[("tien@sct.example.vn", "chi_bo_kiem_diem")]
     assert str(by_rcpt["tien@sct.example.vn"].message["Subject"]) == (
-        f"[187-KH/ĐU] Quá hạn: {sum(tien)} mục còn thiếu tại 1 đơn vị, trong đó {tien[0]} mục quá hạn 4 ngày làm việc (đôn đốc bước 0)"
+        f"[187-KH/ĐU] Quá hạn: {sum(tien)} mục còn thiếu tại 1 đơn vị, trong đó {tien[0]} mục quá hạn 4 ngày làm việc (đôn đốc lần 1)"
     )

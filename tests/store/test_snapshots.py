@@ -391,6 +391,9 @@ def test_cli_consolidate_prints_the_summary_and_json(store, plan_187, committee_
     assert "tối đa được 0 HTXSNV — VƯỢT" in out
     assert "Hoàng Thị Lan (DV007), KC" in out
     assert "kiemdiem finding override --campaign … --key 'cap_members:SCT:' --by … --reason …" in out and "vượt 1" in out
+    # DV007 was absent (a note, not a breach): shown, with nothing to approve.
+    kc = flat(runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--unit", "KC", "--at", "08/12/2023 12:00"]).output)
+    assert "vắng mặt tại hội nghị" in kc and "finding override" not in kc
     as_json = runner.invoke(_cli(), ["consolidate", "--campaign", "c187", "--unit", "KC", "--at", "08/12/2023 12:00", "--json"])
     assert as_json.exit_code == 0, as_json.output
     data = json.loads(as_json.output)
