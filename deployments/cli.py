@@ -286,6 +286,12 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
             line += f"; {sent['failed']} thư gửi lỗi, sẽ thử lại"
         if sent.get("gave_up"):
             line += f"; {sent['gave_up']} thư ngừng gửi (máy chủ thư từ chối hẳn, hoặc đã thử lại quá số lần)"
+        if sent.get("configuration_error"):
+            err_console.print(
+                f"Lỗi cấu hình gửi thư: {sent['configuration_error']} — kiểm tra KIEMDIEM_SMTP_USER, mật khẩu "
+                "(KIEMDIEM_SMTP_PASSWORD hoặc khối Secret KIEMDIEM_SMTP_PASSWORD_BLOCK); thư vẫn trong hàng đợi và sẽ được gửi khi sửa xong.",
+                style="bold red", highlight=False, markup=False,
+            )
         if composed.get("cancelled_delivered"):
             line += f"; bỏ {composed['cancelled_delivered']} thông báo vì đơn vị đã nộp"
         if composed.get("cancelled_past_deadline"):

@@ -37,4 +37,7 @@ async def compose_digests(campaign_id: str, now: str | dt.datetime) -> dict:
 async def send_outbox(campaign_id: str, now: str | dt.datetime) -> dict:
     store = get_store()
     report = await steps.send_outbox(store, get_plan(store, campaign_id), campaign_id, to_instant(now))
-    return {"sent": report.sent, "failed": report.failed, "gave_up": report.gave_up, "reaped": report.reaped}
+    return {
+        "sent": report.sent, "failed": report.failed, "gave_up": report.gave_up, "reaped": report.reaped,
+        "configuration_error": report.configuration_error,
+    }

@@ -52,6 +52,10 @@ class RefusedRecipient:
     message: str
 
 
+# Our settings, not the message, are wrong: a login refused, no password, a server without AUTH.
+CONFIGURATION_ERRORS = frozenset(("SMTPAuthenticationError", "PasswordLookupError", "SMTPAuthUnavailable"))
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     """What happened to one message, as data the outbox can store on its row."""
@@ -73,6 +77,11 @@ class SendOutcome:
     @property
     def permanent(self) -> bool:
         return self.status is SendStatus.PERMANENT
+
+    @property
+    def configuration(self) -> bool:
+        """Every message fails so until the settings are fixed (``CONFIGURATION_ERRORS``)."""
+        return self.error_type in CONFIGURATION_ERRORS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +144,9 @@ def outcome_from_error(error: BaseException) -> SendOutcome:
     if isinstance(error, ValueError):
         # aiosmtplib refuses a message without sender/recipients or with a malformed address.
         return SendOutcome(SendStatus.PERMANENT, None, str(error), kind)
+    if type(error) is SMTPException and "AUTH" in str(error):
+        # aiosmtplib's login on a server that offers no AUTH: a user is set where none is needed.
+        return SendOutcome(SendStatus.TEMPORARY, None, str(error), "SMTPAuthUnavailable")
     # Connection refused/lost, timeouts, other SMTP protocol trouble.
     return SendOutcome(SendStatus.TEMPORARY, None, str(error) or kind, kind)
 

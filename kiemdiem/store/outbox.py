@@ -214,6 +214,7 @@ class SendReport:
     gave_up: int = 0
     reaped: int = 0
     sent_ids: list[int] = field(default_factory=list)
+    configuration_error: str | None = None  # the server's words when our SMTP settings are wrong
 
 
 async def send_due(
@@ -362,9 +363,15 @@ def _mark(sending: _SendingPass, row_id: int, token: str, outcome) -> None:
     if row is None:
         connection.rollback()
         return
-    attempts = row.attempts + 1
-    gave_up = outcome.permanent or attempts >= settings.max_attempts
-    delay = settings.backoff_seconds * (2 ** (attempts - 1))
+    if outcome.configuration:
+        # Wrong settings fail every message alike: not counted against the message (it would be
+        # given up while nobody fixes them), retried soon after, and reported to the operator.
+        attempts, gave_up, delay = row.attempts, False, settings.backoff_seconds
+        report.configuration_error = outcome.message
+    else:
+        attempts = row.attempts + 1
+        gave_up = outcome.permanent or attempts >= settings.max_attempts
+        delay = settings.backoff_seconds * (2 ** (attempts - 1))
     connection.execute(
         update(OUTBOX).where(owned).values(
             status="failed", attempts=attempts, claim_token=None, last_error=outcome.as_dict(), gave_up=gave_up,

@@ -170,3 +170,24 @@ def test_many_messages_saved_in_one_statement_are_the_rows_enqueue_saves(store):
     single, batched = rows[one], rows[ids[1]]
     assert single[:len(fields)] == batched[:len(fields)]
     assert batched[-2].encode() in batched[-1] and b"Subject:" in batched[-1] and batched[-2] != single[-2]
+
+
+def test_wrong_smtp_settings_keep_every_message_queued_and_say_so(store, queued, tmp_path):
+    """A login the server refuses fails every message alike: none is given up (even with one
+    attempt allowed), none spends an attempt, and the pass reports the server's words."""
+    from kiemdiem.notify.sink import MailSink
+    from kiemdiem.notify.transport import SmtpTransport
+
+    with MailSink(tmp_path / "mail", credentials={"vanphong": "đúng"}) as sink:
+        wrong = SmtpSettings(host="127.0.0.1", port=sink.port, user="vanphong", password="sai", from_=SMTP.from_, timeout=5.0)
+        report = asyncio.run(send_due(store, SmtpTransport(wrong), NOW, smtp=wrong, settings=ReminderSettings(batch_size=2, max_attempts=1)))
+        assert report.sent == 0 and report.gave_up == 0 and report.failed == 5
+        assert "Authentication" in report.configuration_error  # the server's own words
+        with store.engine.connect() as connection:
+            rows = connection.execute(select(Outbox.status, Outbox.attempts, Outbox.gave_up)).all()
+        assert set(rows) == {("failed", 0, False)}
+        # Fixed, the queue goes out.
+        right = SmtpSettings(host="127.0.0.1", port=sink.port, user="vanphong", password="đúng", from_=SMTP.from_, timeout=5.0)
+        later = NOW.replace(hour=12)
+        again = asyncio.run(send_due(store, SmtpTransport(right), later, smtp=right, settings=ReminderSettings(batch_size=2, max_attempts=1)))
+        assert again.sent == 5 and len(sink.received) == 5
