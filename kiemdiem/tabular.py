@@ -99,6 +99,9 @@ def read_columns(
         else:
             cells = list(map(str.strip, flat))
             del flat
+            if _is_column_numbers(cells[:width], header):
+                del cells[:width]
+                first += 1
             position = {canonical: index for index, canonical in mapping.items()}
             count = len(cells) // width
             by_name = [cells[position[name]::width] for name in names]
@@ -336,6 +339,8 @@ def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all
     blank = [""] * len(names)
     strip = str.strip
     for number, raw in enumerate(raw_rows, start=first):
+        if number == first and _is_column_numbers(raw, header):
+            continue
         if complete and len(raw) == width:
             values = tuple(map(strip, raw if pick is None else pick(raw)))
         else:
@@ -347,6 +352,21 @@ def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all
             values = tuple(cells)
         if any(values):  # blank lines are skipped, not errors
             yield number, values
+
+
+_COLUMN_NUMBER = re.compile(r"^\(?(\d{1,2})\)?$")
+
+
+def _is_column_numbers(row: Sequence, header: Sequence) -> bool:
+    """The forms' row under the header that numbers its columns: (1) (2) (3) … or 1 2 3 …, one
+    per header cell (at least three), in order. Not data: no data row is its columns' numbers."""
+    texts = [str(cell).strip() for cell in row if cell is not None and str(cell).strip()]
+    named = sum(1 for cell in header if cell is not None and str(cell).strip())
+    matches = [_COLUMN_NUMBER.match(text) for text in texts]
+    return (
+        len(texts) == named >= 3 and all(matches)
+        and [int(m.group(1)) for m in matches] == list(range(1, len(texts) + 1))
+    )
 
 
 def _nfc(text: str) -> str:

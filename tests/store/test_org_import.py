@@ -282,10 +282,11 @@ DV005;Phạm Minh Đức;VP2;;2023-09-01;probationary;;
 DV006;Nguyễn Trọng Thức;KC;thuc@sct.example.vn;2005-01-10;active;;bi_thu
 DV007;Hoàng Thị Lan;KC;;2012-11-20;active;VP2;
 """,
-    "a form's title block and an STT column": """ĐẢNG BỘ SỞ CÔNG THƯƠNG,,,,ĐẢNG CỘNG SẢN VIỆT NAM,,,,
+    "a form's title block, an STT column and a row numbering the columns": """ĐẢNG BỘ SỞ CÔNG THƯƠNG,,,,ĐẢNG CỘNG SẢN VIỆT NAM,,,,
 DANH SÁCH ĐẢNG VIÊN NĂM 2023,,,,,,,,
 ,,,,,,,,
 STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
+(1),(2),(3),(4),(5),(6),(7),(8),(9)
 1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,Đảng viên chính thức,,dang_uy_vien;bi_thu
 2,DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
 3,DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
@@ -395,6 +396,8 @@ TABLES = {
     "reordered": "c,a,b\n3,1,2\n6,4,5\n",
     "missing column": "b,a\n2,1\n,4\n",
     "header only": "a,b,c\n",
+    "columns numbered under the header": "a,b,c\n(1),(2),(3)\n1,2,3\n4,5,6\n",
+    "a title block": "DANH SÁCH,,\n,,\na,b,c\n1,x,3\n",
 }
 
 
@@ -409,6 +412,10 @@ def test_read_columns_is_read_table_transposed(tmp_path, name):
     numbers, cells = read_columns(path, columns, required={"a"})
     assert list(numbers) == [r.number for r in rows]
     assert [list(c) for c in cells] == [[r.values[name] for r in rows] for name in columns]
+    if name == "columns numbered under the header":
+        assert list(numbers) == [3, 4] and list(cells[0]) == ["1", "4"]
+    if name == "a title block":
+        assert list(numbers) == [4] and list(cells[2]) == ["3"]
 
 
 def test_read_table_cells():
@@ -433,6 +440,7 @@ def _office_form(path, header, rows):
     sheet.append(["DANH SÁCH"])
     sheet.append([])
     sheet.append(["STT", *header])
+    sheet.append(list(range(1, len(header) + 2)))  # the row numbering the columns: 1 2 3 …
     for number, row in enumerate(rows, start=1):
         sheet.append([number, *row])
     book.save(path)
@@ -452,8 +460,8 @@ def test_an_office_form_with_a_title_block_imports_and_names_its_sheet_rows(stor
     before = table_counts(store)
     with pytest.raises(InvalidInput) as info:
         do_import(store, units, bad)
-    # The table starts on sheet row 5: its second member is on row 7.
-    assert [(p.row, p.column, p.field) for p in info.value.problems] == [(7, "Chi bộ", "unit")]
+    # The table's header is sheet row 5, its columns numbered on row 6: its second member is on row 8.
+    assert [(p.row, p.column, p.field) for p in info.value.problems] == [(8, "Chi bộ", "unit")]
     assert table_counts(store) == before
     good = _office_form(tmp_path / "dang_vien.xlsx", header, [
         ["DV001", "Nguyễn Sỹ Chín", "VP1", dt.datetime(1995, 5, 12)],
