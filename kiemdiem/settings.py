@@ -31,6 +31,11 @@ class StoreSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; defaults to a SQLite file under home."
     )
+    auto_migrate: bool = Field(
+        True,
+        description="Bring the schema up to date when the store is opened. scripts/production.sh sets it false: "
+        "there only `kiemdiem db upgrade` migrates (its upgrade, after a backup), and an outdated schema is refused.",
+    )
 
     @property
     def url(self) -> str:

@@ -35,6 +35,8 @@ export KIEMDIEM_REPO="$REPO"
 export PREFECT_API_URL="http://127.0.0.1:${PREFECT_PORT}/api"
 export PREFECT_SERVER_DATABASE_CONNECTION_URL="$PREFECT_DATABASE_URL"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
+# Only `upgrade` (after a backup) migrates; anything else refuses an outdated schema.
+export KIEMDIEM_AUTO_MIGRATE=false
 export PREFECT_HOME="${PREFECT_HOME:-$KIEMDIEM_HOME/prefect}"
 
 BIN="$VENV/bin"

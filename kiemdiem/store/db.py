@@ -12,6 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +55,19 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _require_newest_schema(engine: Engine) -> None:
+    """Without automatic migrations (production): refuse a schema the code does not expect,
+    rather than run on it or migrate it behind the operator's back."""
+    current = current_revision(engine)
+    head = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False))).get_current_head()
+    if current != head:
+        engine.dispose()
+        raise Unavailable(
+            f"lược đồ cơ sở dữ liệu đang ở phiên bản {current or 'trống'}, bản cài đặt này cần {head}: nâng cấp bằng "
+            "'scripts/production.sh upgrade' (sao lưu rồi 'kiemdiem db upgrade')"
+        )
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -114,8 +128,10 @@ def open_store(settings: StoreSettings | None = None, *, run_migrations: bool = 
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.url)
     try:
-        if run_migrations:
+        if run_migrations and settings.auto_migrate:
             migrate(engine)
+        elif run_migrations:
+            _require_newest_schema(engine)
         else:
             engine.connect().close()
     except OperationalError as exc:

@@ -201,3 +201,18 @@ def test_a_database_that_cannot_be_reached_is_one_line_not_a_traceback(tmp_path,
     text = flat(result.output)
     assert "Lỗi: không kết nối được cơ sở dữ liệu postgresql+psycopg://kd:***@127.0.0.1:1/kiemdiem" in text
     assert "kiểm tra KIEMDIEM_DATABASE_URL" in text and "secret" not in text and "Traceback" not in text
+
+
+def test_without_automatic_migrations_an_outdated_schema_is_refused_until_db_upgrade(tmp_path, monkeypatch):
+    """Production (scripts/production.sh) migrates only in its upgrade, after a backup: any other
+    command refuses a schema it does not expect instead of migrating it."""
+    monkeypatch.setenv("KIEMDIEM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KIEMDIEM_DATABASE_URL", raising=False)
+    monkeypatch.setenv("KIEMDIEM_AUTO_MIGRATE", "false")
+    refused = run("status", "--campaign", "c187")
+    assert refused.exit_code == 5
+    assert "lược đồ cơ sở dữ liệu đang ở phiên bản trống, bản cài đặt này cần" in flat(refused.output)
+    upgraded = run("db", "upgrade")
+    assert upgraded.exit_code == 0 and "Lược đồ: trống →" in upgraded.output
+    after = run("status", "--campaign", "c187")
+    assert after.exit_code == 3 and "không có đợt kiểm điểm 'c187'" in flat(after.output)  # the schema is fine now
