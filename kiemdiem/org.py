@@ -6,6 +6,7 @@ file, row number, column and reason. Writing happens in ``kiemdiem.store.organiz
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import operator
@@ -92,6 +93,27 @@ def name_import_columns(
     """An import's problems with each file's columns as that file names them (``tabular.name_columns``)."""
     problems = name_columns(problems, units_path, UNIT_COLUMNS, units_data)
     return problems if members_path is None else name_columns(problems, members_path, MEMBER_COLUMNS, members_data)
+
+
+def suggest_unit_codes(problems: list[Problem], unit_names) -> list[Problem]:
+    """A member's branch given by its name ("Chi bộ Văn phòng 1") where its code belongs: the
+    problem says which code that name is. ``unit_names()`` yields (code, name) pairs, called
+    only when some branch was not found."""
+    missing = [p for p in problems if p.field in ("unit", "temporary_unit") and p.reason.endswith("' không tồn tại")]
+    if not missing:
+        return problems
+    codes: dict[str, list[str]] = {}
+    for code, name in unit_names():
+        codes.setdefault(fold(name), []).append(code)
+    out = []
+    for p in problems:
+        if p in missing:
+            named = p.reason[p.reason.index("'") + 1:-len("' không tồn tại")]
+            found = codes.get(fold(named), ())
+            if len(found) == 1:
+                p = dataclasses.replace(p, reason=f"{p.reason}: đây là tên của đơn vị có mã '{found[0]}', cột này cần mã đơn vị")
+        out.append(p)
+    return out
 
 
 def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | None = None) -> list[UnitRow]:

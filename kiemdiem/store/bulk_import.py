@@ -43,6 +43,7 @@ from kiemdiem.org import (
     duplicate_member_problem,
     member_chunks,
     member_unit_problems,
+    suggest_unit_codes,
     name_import_columns,
     read_units_streaming,
     validate_tree,
@@ -119,7 +120,13 @@ def import_organization_streaming(
         del kinds
         if unit_problems or member_problems:
             _drop_stages(cursor)
-            raise InvalidInput(name_import_columns(unit_problems + member_problems, units_path, units_data, members_path, members_data))
+
+            def unit_names():
+                cursor.execute("SELECT code, name FROM units WHERE campaign_id = %s", (campaign_id,))
+                return [*((u.code, u.name) for u in units), *cursor.fetchall()]
+
+            problems = suggest_unit_codes(unit_problems + member_problems, unit_names)
+            raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
         units_added, units_updated = _merge_units(cursor, campaign_id, units, stored)
         del units, stored

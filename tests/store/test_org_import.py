@@ -521,3 +521,13 @@ def test_excels_semicolon_csv_with_a_quoted_semicolon_and_a_hidden_first_sheet(s
     assert (report.units_added, report.members_added) == (4, 7)
     with store.uow() as uow:
         assert uow.session.scalar(select(Unit.emails).where(Unit.code == "VP2")) == ["vp2@sct.example.vn", "bithu.vp2@sct.example.vn"]
+
+
+def test_a_branch_given_by_its_name_is_told_its_code(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path, members=SMALL_MEMBERS.replace("DV002,Trần Thị Hoa,VP1,", "DV002,Trần Thị Hoa,Chi bộ Văn phòng 1,"))
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    [problem] = info.value.problems
+    assert (problem.row, problem.field) == (3, "unit")
+    assert problem.reason == "chi bộ 'Chi bộ Văn phòng 1' không tồn tại: đây là tên của đơn vị có mã 'VP1', cột này cần mã đơn vị"
+    assert table_counts(store)["members"] == 0
