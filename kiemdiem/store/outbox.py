@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import functools
 import hashlib
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -161,9 +162,20 @@ def _enqueue_many_statement(count: int):
     return text(sql).bindparams(*binds).columns(OUTBOX.c.id, OUTBOX.c.idempotency_key)
 
 
-def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int) -> int:
-    """Return rows stuck in 'sending' past their lease to the queue (their process died)."""
-    cutoff = now - dt.timedelta(seconds=lease_seconds)
+def wall_clock() -> dt.datetime:
+    """The real time, for sending leases only. A pass's ``now`` is its tick's moment (a scheduled
+    run's start, a replayed date): a lease measured against it expired as soon as another tick
+    ran later, and that tick re-sent the messages still going out."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+lease_clock = time.monotonic  # seconds, for renewing a batch's lease
+
+
+def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int, wall=wall_clock) -> int:
+    """Return rows stuck in 'sending' past their lease (real time since their claim, or its
+    last renewal) to the queue: their process died."""
+    cutoff = wall() - dt.timedelta(seconds=lease_seconds)
     result = uow.session.execute(
         update(Outbox)
         .where(Outbox.status == "sending", Outbox.claimed_at <= cutoff)
@@ -200,7 +212,7 @@ def claim_due(connection: Connection, now: dt.datetime, limit: int, campaign_id:
     rows = connection.execute(
         update(OUTBOX)
         .where(OUTBOX.c.id.in_(ids), OUTBOX.c.status.in_(SENDABLE))
-        .values(status="sending", claim_token=token, claimed_at=now)
+        .values(status="sending", claim_token=token, claimed_at=wall_clock())
         .returning(OUTBOX.c.id, OUTBOX.c.recipient, OUTBOX.c.mime)
     ).all()
     connection.commit()
@@ -255,6 +267,7 @@ async def _deliver(rows, token: str, transport: Transport, sending: _SendingPass
     for row_id, recipient, mime in rows:
         if before_send is not None:
             before_send(row_id)
+        sending.keep_claim(token)
         envelope = None if mime is None else asyncio.ensure_future(transport.begin(envelope_from, [recipient], size=len(mime)))
         try:
             if answered is not None:
@@ -293,6 +306,7 @@ class _SendingPass:
         self._autocheckpoint: int | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint: Future | None = None
+        self._claimed = lease_clock()  # when the current batch was claimed or its lease renewed
 
     def __enter__(self) -> _SendingPass:
         self.connection = connection = self.store.engine.connect()
@@ -325,8 +339,20 @@ class _SendingPass:
             finally:
                 self.connection.close()
 
+    def keep_claim(self, token: str) -> None:
+        """Renew the batch's lease when a third of it has gone: a slow relay must not let another
+        pass reap and re-send the rows this one is still sending."""
+        if lease_clock() - self._claimed < self.settings.sending_lease_seconds / 3:
+            return
+        self.connection.execute(
+            update(OUTBOX).where(OUTBOX.c.claim_token == token, OUTBOX.c.status == "sending").values(claimed_at=wall_clock())
+        )
+        self.connection.commit()
+        self._claimed = lease_clock()
+
     def claim(self, limit: int, campaign_id: str | None) -> tuple[str, list[Row]]:
         token, rows = claim_due(self.connection, self.now, limit, campaign_id)
+        self._claimed = lease_clock()
         if rows and self._checkpointer is not None and (self._checkpoint is None or self._checkpoint.done()):
             if self._checkpoint is not None:
                 self._checkpoint.result()  # a failed checkpoint fails the pass

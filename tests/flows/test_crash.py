@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kiemdiem import steps
 from kiemdiem.notify.sink import MailSink
@@ -77,8 +77,13 @@ def test_killed_sender_repeats_at_most_the_message_in_flight(store, store_env, t
             states = Counter(uow.session.scalars(select(Outbox.status)))
         assert states == Counter({"sent": 1, "sending": 3})
 
-        # The next tick, after the sending lease ran out, finishes the batch.
-        later = now + dt.timedelta(seconds=ReminderSettings().sending_lease_seconds + 60)
+        # The next tick, after the sending lease ran out (real time: the claims are aged by it),
+        # finishes the batch.
+        lease = dt.timedelta(seconds=ReminderSettings().sending_lease_seconds + 60)
+        with store.engine.begin() as connection:
+            for row_id, claimed_at in connection.execute(select(Outbox.id, Outbox.claimed_at).where(Outbox.status == "sending")).all():
+                connection.execute(update(Outbox).where(Outbox.id == row_id).values(claimed_at=claimed_at - lease))
+        later = now + dt.timedelta(hours=1)
         report = asyncio.run(steps.send_outbox(store, plan, "test", later, SmtpSettings(host="127.0.0.1", port=sink.port)))
         assert report.reaped == 3 and report.sent == 3
         ids = Counter(str(m.message["Message-ID"]) for m in sink.received)

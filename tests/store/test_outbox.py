@@ -7,6 +7,7 @@ that looks at the rows while the messages go out, to pin down when each mark com
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from sqlalchemy import select, text, update
@@ -191,3 +192,37 @@ def test_wrong_smtp_settings_keep_every_message_queued_and_say_so(store, queued,
         later = NOW.replace(hour=12)
         again = asyncio.run(send_due(store, SmtpTransport(right), later, smtp=right, settings=ReminderSettings(batch_size=2, max_attempts=1)))
         assert again.sent == 5 and len(sink.received) == 5
+
+
+def test_a_later_tick_does_not_reap_rows_another_pass_is_still_sending(store, queued):
+    """Leases run on real time: a pass claimed at its tick's moment (a scheduled start, a
+    replayed date) still owns its rows when a tick for a later moment starts while it sends."""
+    from kiemdiem.store.outbox import claim_due, reap_stale
+
+    with store.engine.connect() as connection:
+        token, rows = claim_due(connection, NOW, 3)
+    assert len(rows) == 3
+    an_hour_later = NOW + dt.timedelta(hours=1)
+    with store.uow() as uow:
+        assert reap_stale(uow, an_hour_later, 600) == 0
+        uow.commit()
+    assert list(status_of(store).values()).count("sending") == 3
+    # Ten minutes of real time without a renewal: that pass died, its rows go back to the queue.
+    with store.uow() as uow:
+        later = lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=601)  # noqa: E731
+        assert reap_stale(uow, an_hour_later, 600, wall=later) == 3
+        uow.commit()
+
+
+def test_a_slow_batch_keeps_its_lease(store, queued, monkeypatch):
+    """Past a third of the lease, the pass renews its batch's claim before the next message."""
+    import kiemdiem.store.outbox as outbox
+
+    renewed = []
+    seconds = iter([0.0, 100.0, 300.0])  # the claim, then each message's check: 100 s, then 300 s and after
+    monkeypatch.setattr(outbox, "lease_clock", lambda: next(seconds, 300.0))
+    real = outbox.wall_clock
+    monkeypatch.setattr(outbox, "wall_clock", lambda: renewed.append(1) or real())
+    send(store, WatchingTransport(store), ReminderSettings(batch_size=5, sending_lease_seconds=600))
+    assert len(renewed) >= 2  # the claim, then at least one renewal once 200 s had gone
+    assert set(status_of(store).values()) == {"sent"}
