@@ -237,6 +237,9 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
     )
     for refused in collected["refused"]:
         err_console.print(f"  Từ chối {refused['folder']}: {refused['reason']}", highlight=False, markup=False)
+    for failed in collected.get("failed", ()):
+        err_console.print(f"  Chưa nhận được {failed['folder']}: {failed['reason']}; tệp vẫn ở thư mục nhận, lượt sau nhận lại.",
+                          style="bold red", highlight=False, markup=False)
     results = result["results"]
     line = f"Danh sách kết quả xếp loại: đọc được {len(results['ingested'])} tệp"
     if results["refused"]:

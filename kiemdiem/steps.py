@@ -48,6 +48,8 @@ def collect_submissions(store: Store, plan: Plan, campaign_id: str, now: dt.date
         "accepted": len(report.accepted),
         "unchanged": len(report.unchanged),
         "refused": [{"folder": f, "reason": r} for f, r in report.refused],
+        "failed": [{"folder": f, "reason": r} for f, r in report.failed],
+        "busy": report.busy,
         "units": sorted({o.unit_code for o in report.accepted}),
     }
 

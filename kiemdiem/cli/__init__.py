@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - older typer
 
 from kiemdiem.calendar import TIMEZONE, format_instant, parse_instant
 from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
-from kiemdiem.errors import InvalidInput, KiemdiemError, Problem
+from kiemdiem.errors import InvalidInput, KiemdiemError, Problem, Unavailable
 from kiemdiem.plan import Plan, describe, load_plan
 from kiemdiem.settings import reminder_settings
 from kiemdiem.status import STATE_NAMES
@@ -406,6 +406,9 @@ def submit(
     except KiemdiemError as exc:
         fail(exc)
         return
+    except OSError as exc:  # the file store: full, unwritable (a file it cannot read was checked above)
+        fail(Unavailable(f"không lưu được tệp vào kho tệp ({exc.strerror or exc}); không có gì được lưu, hãy nộp lại khi đã khắc phục"))
+        return
     if not outcome.created:
         which = "hiện hành" if outcome.is_current else "đã ghi cùng thời điểm"
         console.print(f"Không thay đổi: nội dung trùng với lần nộp {which} (#{outcome.submission_id}).")
@@ -438,8 +441,14 @@ def collect(
     for outcome in report.accepted:
         console.print(f"Đã nhận {item_text(plan, outcome.item_key)} ({'đúng hạn' if outcome.on_time else 'trễ hạn'}).", highlight=False, markup=False)
     for folder_name, reason in report.refused:
-        err_console.print(f"[red]Từ chối[/] {folder_name}: {reason}")
+        err_console.print(f"[red]Từ chối[/] {folder_name}: {reason}", highlight=False)
+    for folder_name, reason in report.failed:
+        err_console.print(f"[red]Chưa nhận được[/] {folder_name}: {reason}; tệp vẫn ở thư mục nhận, lượt sau nhận lại.", highlight=False)
+    if report.busy:
+        err_console.print("Một tiến trình khác đang nhận thư mục này; lượt này không nhận gì.", highlight=False)
     console.print(f"Nhận {len(report.accepted)}, trùng {len(report.unchanged)}, từ chối {len(report.refused)}.")
+    if report.failed:
+        raise typer.Exit(5)
     if report.refused:
         raise typer.Exit(4)
 

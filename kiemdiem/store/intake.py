@@ -1,16 +1,22 @@
 """The watched drop folder: ``<inbox>/<unit code>/<doc type>/[<member id>/]file``.
 
-Files in one folder taken in one pass form one submission. A file is moved out of
-the inbox only after its submission is committed; a refused file is moved to
-``.refused/`` beside a ``.reason.txt`` saying why. Nothing is ever deleted.
+Files in one folder taken in one pass form one submission: a folder waits while any of its
+files is still being copied in. A file is moved out of the inbox only after its submission is
+committed; files a crash left behind while they were being moved, all part of the item's
+current submission, are recognised as such, not taken as a new submission of fewer files. A
+refused folder is moved to ``.refused/`` beside a ``.reason.txt`` saying why; one the file store
+could not take stays for the next pass. One process collects an inbox at a time (a lock file).
+Nothing is ever deleted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,29 +34,77 @@ class IntakeReport:
     accepted: list[SubmissionOutcome] = field(default_factory=list)
     unchanged: list[SubmissionOutcome] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (relative folder, reason)
+    # Folders left in the inbox because storing them failed on our side (the file store full or
+    # unwritable): not the unit's fault, taken again by the next pass. (relative folder, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    busy: bool = False  # another process was collecting this inbox: nothing taken this pass
 
 
-def _groups(inbox: Path) -> dict[Path, list[Path]]:
+def _groups(inbox: Path, report: IntakeReport, stamp: str) -> dict[Path, list[Path]]:
+    """The inbox's folders of settled files. A folder with a file still being copied in (written
+    in the last ``SETTLE_SECONDS``, or a download's partial file) waits as a whole: files in one
+    folder form one submission. A folder whose entries cannot be read is refused on its own."""
     groups: dict[Path, list[Path]] = {}
     cutoff = time.time() - SETTLE_SECONDS
     for directory, dirnames, filenames in os.walk(inbox):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files, unsettled, unreadable = [], False, None
         for name in sorted(filenames):
-            if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+            if name.startswith("."):
                 continue
             path = Path(directory) / name
-            if path.stat().st_mtime > cutoff:
+            if name.endswith(IGNORED_SUFFIXES):
+                unsettled = True
                 continue
-            groups.setdefault(Path(directory), []).append(path)
+            try:
+                if path.stat().st_mtime > cutoff:
+                    unsettled = True
+            except OSError as exc:  # a dangling link, a file removed meanwhile, no permission
+                unreadable = f"không đọc được tệp '{name}': {exc.strerror or exc}"
+            files.append(path)
+        if unreadable is not None:
+            relative = Path(directory).relative_to(inbox)
+            report.refused.append((str(relative), unreadable))
+            try:
+                _move(files, inbox / ".refused" / stamp / relative, reason=unreadable)
+            except OSError:
+                pass  # left where it is, reported again next pass
+        elif files and not unsettled:
+            groups[Path(directory)] = files
     return groups
+
+
+@contextmanager
+def _collecting(inbox: Path):
+    """Yields False when another process holds the inbox: two ticks taking the same files would
+    store one folder twice and race to move it."""
+    with open(inbox / ".collect.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def collect_drop_folder(store: Store, plan: Plan, campaign_id: str, inbox: Path, now: dt.datetime) -> IntakeReport:
     report = IntakeReport()
     if not inbox.is_dir():
         return report
+    with _collecting(inbox) as mine:
+        if not mine:
+            report.busy = True
+            return report
+        _collect(store, plan, campaign_id, inbox, now, report)
+    return report
+
+
+def _collect(store: Store, plan: Plan, campaign_id: str, inbox: Path, now: dt.datetime, report: IntakeReport) -> None:
     stamp = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    for directory, files in sorted(_groups(inbox).items()):
+    for directory, files in sorted(_groups(inbox, report, stamp).items()):
         relative = directory.relative_to(inbox)
         parts = relative.parts
         try:
@@ -64,16 +118,18 @@ def collect_drop_folder(store: Store, plan: Plan, campaign_id: str, inbox: Path,
                 outcome = record_submission(
                     uow, store.blobs, plan, campaign_id, unit_code, doc_type,
                     [IncomingFile(p.name, path=p) for p in files], now, "drop",
-                    member_code=member_code, actor=f"drop:{relative}",
+                    member_code=member_code, actor=f"drop:{relative}", part_of_current=True,
                 )
                 uow.commit()
         except KiemdiemError as exc:
             report.refused.append((str(relative), str(exc)))
             _move(files, inbox / ".refused" / stamp / relative, reason=str(exc))
             continue
+        except OSError as exc:  # the file store: full, unwritable; the files stay for the next pass
+            report.failed.append((str(relative), f"không lưu được vào kho tệp: {exc.strerror or exc}"))
+            continue
         (report.accepted if outcome.created else report.unchanged).append(outcome)
         _move(files, inbox / ".processed" / stamp / relative)
-    return report
 
 
 def _move(files: list[Path], target: Path, reason: str | None = None) -> None:

@@ -68,8 +68,13 @@ def record_submission(
     member_code: str | None = None,
     phase_id: str | None = None,
     actor: str | None = None,
+    part_of_current: bool = False,
 ) -> SubmissionOutcome:
-    """Validate the item, store the files, and add a submission row (the caller commits)."""
+    """Validate the item, store the files, and add a submission row (the caller commits).
+
+    ``part_of_current`` (the drop folder): files that are all in the item's current submission
+    are what a crash left behind while that submission's files were being moved out of the
+    inbox, not a new submission of fewer files."""
     if not files:
         raise Refused("không có tệp nào được nộp")
     unit = find_unit(uow, campaign_id, unit_code)
@@ -107,7 +112,12 @@ def record_submission(
     current = session.scalar(of_item.order_by(*newest_first).limit(1))
     # The same files again are a no-op, unless the ingest refused them: sent again (the tree
     # fixed since), they are a new attempt.
-    if current is not None and current.content_key == content and current.refused_at is None:
+    if current is not None and current.refused_at is None and (
+        current.content_key == content
+        or part_of_current and {sha for sha, *_ in stored} <= set(
+            session.scalars(select(SubmissionFile.sha256).where(SubmissionFile.submission_id == current.id))
+        )
+    ):
         return SubmissionOutcome(current.id, False, current.on_time, target.phase.id, target.phase.deadline, current.supersedes_id, key, unit.code)
     # Recorded with an earlier time (``--at``) than the current submission: it goes into the
     # history at its place, and the current one stays current. Sent again, it changes nothing.

@@ -216,3 +216,23 @@ def test_without_automatic_migrations_an_outdated_schema_is_refused_until_db_upg
     assert upgraded.exit_code == 0 and "Lược đồ: trống →" in upgraded.output
     after = run("status", "--campaign", "c187")
     assert after.exit_code == 3 and "không có đợt kiểm điểm 'c187'" in flat(after.output)  # the schema is fine now
+
+
+def test_a_file_store_that_cannot_be_written_is_one_line_and_nothing_is_stored(campaign, store, tmp_path):
+    import hashlib
+
+    document = tmp_path / "bien_ban.pdf"
+    document.write_bytes(b"%PDF minutes of VP1")
+    shard = store.blobs.path(hashlib.sha256(document.read_bytes()).hexdigest()).parent
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    shard.write_bytes(b"")  # a file where the store's folder must go: as a full or read-only disk, the write fails
+    result = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "bien_ban_hoi_nghi", str(document), "--at", "01/12/2023 09:00")
+    assert result.exit_code == 5
+    text = flat(result.output)
+    assert text.startswith("Lỗi: không lưu được tệp vào kho tệp (") and "không có gì được lưu" in text and "Traceback" not in text
+    from sqlalchemy import func, select
+
+    from kiemdiem.store.models import Submission
+
+    with store.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Submission)) == 0

@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kiemdiem.errors import KiemdiemError, NotFound, Refused
 from kiemdiem.store.intake import collect_drop_folder
@@ -185,13 +185,18 @@ def test_drop_folder_records_and_moves_files(store, campaign, plan_187, tmp_path
     for path in inbox.rglob("*"):
         os.utime(path, (old, old))
     report = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
-    assert sorted(o.item_key for o in report.accepted) == [
-        "VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV002",
-        "VP1:chi_bo_kiem_diem:bien_ban_hoi_nghi:-",
-    ]
+    # The minutes' folder still has a file being copied in: the folder waits as a whole.
+    assert [o.item_key for o in report.accepted] == ["VP1:chi_bo_kiem_diem:ban_kiem_diem_ca_nhan:DV002"]
     assert len(report.refused) == 1 and "NOPE" in report.refused[0][0]
+    assert (inbox / "VP1" / "bien_ban_hoi_nghi" / "bien ban (1).pdf").exists()
+    (inbox / "VP1" / "bien_ban_hoi_nghi" / "copying.pdf.part").rename(inbox / "VP1" / "bien_ban_hoi_nghi" / "copying.pdf")
+    os.utime(inbox / "VP1" / "bien_ban_hoi_nghi" / "copying.pdf", (old, old))
+    both = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10, 30))
+    assert [o.item_key for o in both.accepted] == ["VP1:chi_bo_kiem_diem:bien_ban_hoi_nghi:-"]
+    with store.uow() as uow:
+        names = set(uow.session.scalars(select(SubmissionFile.filename).join(Submission).where(Submission.id == both.accepted[0].submission_id)))
+    assert names == {"bien ban (1).pdf", "copying.pdf"}  # one submission of both files
     assert not (inbox / "VP1" / "bien_ban_hoi_nghi" / "bien ban (1).pdf").exists()
-    assert (inbox / "VP1" / "bien_ban_hoi_nghi" / "copying.pdf.part").exists()  # still being copied
     processed = list((inbox / ".processed").rglob("bien ban (1).pdf"))
     refused = list((inbox / ".refused").rglob("x.pdf"))
     assert processed and refused
@@ -217,8 +222,8 @@ def test_drop_file_is_kept_when_storing_fails(store, campaign, plan_187, tmp_pat
         raise OSError("disk full")
 
     monkeypatch.setattr(store.blobs, "put_file", broken)
-    with pytest.raises(OSError):
-        collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
+    report = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
+    assert report.failed == [("VP1/bien_ban_hoi_nghi", "không lưu được vào kho tệp: disk full")]
     assert target.exists()
     with store.uow() as uow:
         assert uow.session.scalar(select(Submission)) is None
@@ -226,3 +231,58 @@ def test_drop_file_is_kept_when_storing_fails(store, campaign, plan_187, tmp_pat
 
 def test_errors_are_user_errors():
     assert issubclass(Refused, KiemdiemError) and issubclass(NotFound, KiemdiemError)
+
+
+def _settled(*paths):
+    old = time.time() - 60
+    for path in paths:
+        os.utime(path, (old, old), follow_symlinks=False)
+
+
+def test_files_a_crash_left_in_the_inbox_are_not_a_new_submission(store, campaign, plan_187, tmp_path):
+    """A crash between the commit and the moves leaves some of a submission's files behind: the
+    next pass recognises them as part of it (nothing replaced), and moves them out."""
+    inbox = tmp_path / "inbox"
+    folder = inbox / "VP1" / "bien_ban_hoi_nghi"
+    folder.mkdir(parents=True)
+    (folder / "phan1.pdf").write_bytes(b"%PDF part 1")
+    (folder / "phan2.pdf").write_bytes(b"%PDF part 2")
+    _settled(folder / "phan1.pdf", folder / "phan2.pdf")
+    first = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
+    # As if the process died after moving phan1 only: phan2 is back in the inbox.
+    moved = next((inbox / ".processed").rglob("phan2.pdf"))
+    moved.rename(folder / "phan2.pdf")
+    _settled(folder / "phan2.pdf")
+    again = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 11))
+    assert not again.accepted and [o.submission_id for o in again.unchanged] == [first.accepted[0].submission_id]
+    assert not (folder / "phan2.pdf").exists()
+    with store.uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Submission)) == 1
+
+
+def test_an_unreadable_entry_refuses_its_folder_only(store, campaign, plan_187, tmp_path):
+    inbox = tmp_path / "inbox"
+    broken, good = inbox / "VP1" / "bien_ban_hoi_nghi", inbox / "VP2" / "bien_ban_hoi_nghi"
+    broken.mkdir(parents=True)
+    good.mkdir(parents=True)
+    (broken / "phieu.pdf").symlink_to(tmp_path / "gone.pdf")  # dangling
+    (good / "bien_ban.pdf").write_bytes(b"%PDF minutes")
+    _settled(broken / "phieu.pdf", good / "bien_ban.pdf")
+    report = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
+    assert [o.unit_code for o in report.accepted] == ["VP2"]
+    assert [(f, r.split(":")[0]) for f, r in report.refused] == [("VP1/bien_ban_hoi_nghi", "không đọc được tệp 'phieu.pdf'")]
+
+
+def test_one_process_collects_an_inbox_at_a_time(store, campaign, plan_187, tmp_path):
+    import fcntl
+
+    inbox = tmp_path / "inbox"
+    folder = inbox / "VP1" / "bien_ban_hoi_nghi"
+    folder.mkdir(parents=True)
+    (folder / "bien_ban.pdf").write_bytes(b"%PDF minutes")
+    _settled(folder / "bien_ban.pdf")
+    with open(inbox / ".collect.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another tick is collecting
+        report = collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10))
+        assert report.busy and not report.accepted and (folder / "bien_ban.pdf").exists()
+    assert [o.unit_code for o in collect_drop_folder(store, plan_187, "c187", inbox, ict(2023, 12, 2, 10)).accepted] == ["VP1"]
