@@ -68,6 +68,16 @@ def is_on_time(received_at: dt.datetime, deadline: dt.datetime) -> bool:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()\-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def display_filename(name: str) -> str:
+    """The name a user gave a file, as it is kept and shown (Vietnamese letters and all): no
+    directories, no control characters, no leading dots, precomposed. ``safe_filename`` makes a
+    path of it where one is needed (the dossier's archive)."""
+    base = name.replace("\\", "/").split("/")[-1]
+    base = unicodedata.normalize("NFC", _CONTROL.sub("", base)).strip(" .")
+    return base[:200] or "tep"
 
 
 def safe_filename(name: str) -> str:

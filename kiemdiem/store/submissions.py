@@ -19,7 +19,7 @@ from kiemdiem.store.blobs import BlobStore
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import EventLog, Member, Submission, SubmissionFile, Unit
 from kiemdiem.store.results import STRUCTURED_DOC_TYPES, check_result_files
-from kiemdiem.submission import content_key, is_on_time, item_key, resolve_target, safe_filename
+from kiemdiem.submission import content_key, display_filename, is_on_time, item_key, resolve_target
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def record_submission(
             sha, size = blobs.put_bytes(incoming.data)
         else:
             sha, size = blobs.put_file(incoming.path)
-        stored.append((sha, size, safe_filename(incoming.filename), incoming.content_type))
+        stored.append((sha, size, display_filename(incoming.filename), incoming.content_type))
     content = content_key([sha for sha, *_ in stored])
 
     session = uow.session

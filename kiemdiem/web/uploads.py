@@ -19,7 +19,7 @@ import unicodedata
 import zipfile
 from dataclasses import dataclass
 
-from kiemdiem.submission import safe_filename
+from kiemdiem.submission import display_filename
 
 MAX_FILES = 20  # files in one submission
 MAX_NAME_LENGTH = 255
@@ -184,7 +184,7 @@ def describe_content(data: bytes) -> str:
 def check_file(name: str, data: bytes, max_bytes: int, *, declared_size: int | None = None) -> FileCheck:
     """Check one file; ``data`` may be cut at ``max_bytes + 1`` (then ``declared_size`` is unknown)."""
     size = declared_size if declared_size is not None else len(data)
-    stored_name = safe_filename(name) if name else "tep"
+    stored_name = display_filename(name) if name else "tep"
 
     def refused(reason: str, kind: str | None = None) -> FileCheck:
         return FileCheck(name, stored_name, size, kind, None, reason)
