@@ -499,6 +499,8 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     assert "hồ sơ của KC" not in notices
     results = text[text.index('id="member-results"'):]  # the results the consolidation snapshots were made from
     assert "Lê Xuân Tiến" in results and "<strong>HTNV</strong>" in results and "hiện hành" in results
+    assert "HTNV: Hoàn thành nhiệm vụ;" in results  # the abbreviations are spelt out under the table
+    assert "Đôn đốc" in notices and "đôn đốc lần 2" in notices  # step 1 of the ladder, counted as the emails count it
     assert "Chưa có kết quả xếp loại" not in text
     assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
     # The plan's own words for an item appear under the catalogue's name (plan 187 on mẫu 3đ).
@@ -803,3 +805,9 @@ def test_large_pages_are_gzipped_and_office_files_are_not(client_as):
     assert zipped.text == plain.text
     book = client.get("/c/c187/u/QL/export/progress.xlsx", headers={"Accept-Encoding": "gzip"})
     assert book.status_code == 200 and "content-encoding" not in book.headers
+
+
+def test_only_pages_that_refresh_themselves_say_so(client_as):
+    client = client_as("vp1@sct.example.vn")
+    assert "trang tự cập nhật mỗi" in client.get("/c/c187/u/VP1").text
+    assert "trang tự cập nhật mỗi" not in client.get("/c/c187/u/VP1/upload").text
