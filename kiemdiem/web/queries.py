@@ -631,9 +631,12 @@ def overview(view: StatusView, root_code: str, overdue_limit: int = 100) -> Over
     return result
 
 
-def notices_sent(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campaign: bool) -> dict[str, int]:
-    """Reminders and escalations sent (outbox rows with status 'sent'), for the viewer's subtree."""
-    counts = {"reminder": 0, "escalation": 0}
+def notices_sent(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campaign: bool) -> dict:
+    """Reminders and escalations sent (outbox rows with status 'sent'), for the viewer's subtree;
+    and, so that an office does not believe its mail went out, how many failed and the newest
+    failure's words (``failed``, ``last_error``)."""
+    counts: dict = {"reminder": 0, "escalation": 0}
+    counts.update(_mail_failures(uow, campaign_id, root_path, whole_campaign))
     if whole_campaign:
         rows = uow.session.execute(
             select(Outbox.kind, func.count())
@@ -657,6 +660,22 @@ def notices_sent(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campai
     for kind, n in rows:
         counts[kind] = n
     return counts
+
+
+def _mail_failures(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campaign: bool) -> dict:
+    """Messages whose last try failed (waiting to retry or given up): every kind for the whole
+    campaign, the reminders and escalations about the subtree otherwise."""
+    failed = select(Outbox.id, Outbox.last_error, Outbox.claimed_at).where(Outbox.campaign_id == campaign_id, Outbox.status == "failed")
+    if not whole_campaign:
+        about = select(Notice.outbox_id).join(Unit, Unit.id == Notice.unit_id).where(
+            Notice.campaign_id == campaign_id, Unit.path.startswith(root_path, autoescape=True)
+        )
+        failed = failed.where(Outbox.id.in_(about))
+    failed = failed.subquery()
+    count = uow.session.scalar(select(func.count()).select_from(failed)) or 0
+    last = uow.session.scalar(select(failed.c.last_error).order_by(failed.c.claimed_at.desc().nulls_last(), failed.c.id.desc()).limit(1)) if count else None
+    message = (last or {}).get("message") if isinstance(last, dict) else None
+    return {"failed": count, "last_error": (message or "")[:200]}
 
 
 # ----------------------------------------------------------------------------- tree

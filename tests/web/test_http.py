@@ -811,3 +811,17 @@ def test_only_pages_that_refresh_themselves_say_so(client_as):
     client = client_as("vp1@sct.example.vn")
     assert "trang tự cập nhật mỗi" in client.get("/c/c187/u/VP1").text
     assert "trang tự cập nhật mỗi" not in client.get("/c/c187/u/VP1/upload").text
+
+
+def test_the_overview_says_when_mail_could_not_be_sent(client_as, store):
+    with store.uow() as uow:
+        at = ict(2023, 11, 27, 8)
+        uow.session.add(Outbox(
+            campaign_id=CAMPAIGN, idempotency_key="f1", key_material="f1", kind="reminder", recipient="vp2@sct.example.vn",
+            recipient_name="VP2", subject="Nhắc", body_text="-", body_html="-", attachments=[], message_id="<f1@x>", reason="",
+            status="failed", attempts=0, not_before=at, next_attempt_at=at, created_at=at,
+            last_error={"status": "temporary", "code": 535, "message": "5.7.8 Authentication credentials invalid"},
+        ))
+        uow.commit()
+    page = client_as("office@sct.example.vn").get("/c/c187").text
+    assert "1 thư chưa gửi được" in page and "5.7.8 Authentication credentials invalid" in page
