@@ -187,7 +187,43 @@ def audit_detail(detail: dict | None) -> tuple[list[str], list[str]]:
     problems = fields.pop("problems_text", None) or []
     if problems:
         fields.pop("problems", None)  # the same problems, as data
-    return [f"{key}: {detail_value(value)}" for key, value in fields.items()], [str(p) for p in problems]
+    return [f"{DETAIL_LABELS.get(key, key)}: {_detail_value(key, value)}" for key, value in fields.items()], [str(p) for p in problems]
+
+
+# The detail keys the log writes, as an office reads them (a key not listed shows as it is).
+DETAIL_LABELS = {
+    "ip": "địa chỉ IP", "unit": "đơn vị", "unit_code": "đơn vị", "reason": "lý do", "submission_id": "lần nộp số",
+    "role": "vai trò", "outbox_id": "thư số", "on_time": "đúng hạn", "method": "cách đăng nhập", "with_password": "có mật khẩu",
+    "password_set": "đặt mật khẩu", "source": "nguồn", "files": "tệp", "file_id": "tệp số", "expires_at": "hết hạn lúc",
+    "effective_at": "hiệu lực từ", "created_user": "tạo người dùng", "changed_units": "đơn vị thay đổi", "attempts": "số lần thử",
+    "gave_up": "ngừng gửi", "error": "lỗi", "doc_type": "loại văn bản", "item_key": "mục", "message": "nội dung",
+    "covers": "áp dụng cho số liệu", "kept_decisions": "giữ quyết định của cấp trên", "units_added": "đơn vị thêm",
+    "units_updated": "đơn vị cập nhật", "members_added": "đảng viên thêm", "members_updated": "đảng viên cập nhật",
+}
+_DETAIL_CODES = {
+    "method": {"password": "mật khẩu", "signin_link": "đường dẫn đăng nhập"},
+    "reason": {"throttled": "sai quá nhiều lần, tạm khóa", "wrong_password": "sai mật khẩu", "unknown_email": "không có người dùng này",
+               "no_password": "chưa đặt mật khẩu", "inactive": "tài khoản đã bị khóa",
+               "bad_or_used_link": "đường dẫn không hợp lệ, đã dùng hoặc hết hạn"},
+    "source": {"web": "trang web", "cli": "dòng lệnh", "drop": "thư mục nhận"},
+}
+
+
+def _detail_value(key: str, value) -> str:
+    if key in _DETAIL_CODES and isinstance(value, str):
+        return _DETAIL_CODES[key].get(value, value)
+    if key == "role" and isinstance(value, str):
+        return ROLE_NAMES.get(value, value)
+    if key == "doc_type" and isinstance(value, str):
+        return DOCUMENTS[value].name if value in DOCUMENTS else value
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:  # an instant written as ISO 8601: shown on the local clock, as everywhere else
+            instant = dt.datetime.fromisoformat(value)
+            if instant.tzinfo is not None:
+                return format_instant(instant)
+        except ValueError:
+            pass
+    return detail_value(value)
 
 
 def detail_value(value) -> str:

@@ -966,7 +966,9 @@ def audit_events(uow: UnitOfWork, campaign_id: str, action: str | None = None, l
     query = select(EventLog).where(EventLog.campaign_id == campaign_id)
     if action:
         query = query.where(EventLog.action == action)
-    return list(uow.session.scalars(query.order_by(EventLog.at.desc(), EventLog.id.desc()).limit(limit)))
+    # Newest written first: an entry's ``at`` is its own moment (a submission recorded with --at
+    # 07/12/2023 today says 07/12/2023), which is not the order things were done in.
+    return list(uow.session.scalars(query.order_by(EventLog.id.desc()).limit(limit)))
 
 
 def audit_actions(uow: UnitOfWork, campaign_id: str) -> list[str]:

@@ -76,7 +76,9 @@ def login(request: Request, form: FormData = Depends(checked_form), uow: UnitOfW
     password = str(form.get("password") or "")
     now = ctx.now()
     if ctx.throttle.blocked(email):
-        audit(uow, campaign_id=None, actor=email or "?", action="web.login_failed", subject=email, now=now,
+        # In the user's campaign's log (when the address is a user's), where its admin sees the lockout.
+        known = uow.session.scalar(select(User.campaign_id).where(User.email == email))
+        audit(uow, campaign_id=known, actor=email or "?", action="web.login_failed", subject=email, now=now,
               detail={"reason": "throttled", "ip": client_ip(request)})
         uow.commit()
         return login_page(request, error="Đăng nhập sai quá nhiều lần. Hãy thử lại sau 15 phút.", email=email, status_code=429)

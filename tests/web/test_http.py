@@ -120,9 +120,17 @@ def test_audit_log_names_actions_in_vietnamese_and_shows_details_as_text(client_
     assert "Từ chối danh sách kết quả xếp loại" in row and "<code>results.refused</code>" in row  # the code kept for IT staff
     shown = str(problem).replace("'", "&#39;")  # as the page escapes it
     assert f"<li>{shown}</li>" in row and "source" not in row and "problems:" not in row and "problems_text" not in row
-    assert "unit_code: VP2<br>" in row and "submission_id: 41" in row
+    assert "đơn vị: VP2<br>" in row and "lần nộp số: 41" in row and "loại văn bản: Tổng hợp kết quả đánh giá" in row
     created = re.search(r"<tr>(?:(?!</tr>).)*web\.user_created(?:(?!</tr>).)*</tr>", table, re.S).group(0)
-    assert "Tạo người dùng" in created and "with_password: có" in created and "with_password=True" not in created
+    assert "Tạo người dùng" in created and "có mật khẩu: có" in created and "with_password" not in created
+    # Newest written first, whatever moment an entry is about; instants in the details on the local clock.
+    with store.uow() as uow:
+        uow.session.add(EventLog(campaign_id=CAMPAIGN, at=clock.now - dt.timedelta(days=30), actor="cli", action="submission.received",
+                                 subject="VP1:x", detail={"effective_at": "2023-12-05T09:00:00+00:00", "source": "cli"}))
+        uow.commit()
+    newest = client.get("/c/c187/audit").text
+    first = re.search(r'id="events">.*?<tr>.*?</tr>\s*<tr>(.*?)</tr>', newest, re.S).group(1)
+    assert "VP1:x" in first and "hiệu lực từ: 05/12/2023 16:00" in first and "nguồn: dòng lệnh" in first
     filtered = client.get("/c/c187/audit?action=results.refused").text
     assert filtered.count("<code>results.refused</code>") == 1 and "<code>web.user_created</code>" not in filtered
 
@@ -276,6 +284,9 @@ def test_repeated_failures_are_throttled(client_as):
     for _ in range(8):
         assert login(client, "vp2@sct.example.vn", "doan-mo-mat-khau").status_code == 401
     assert login(client, "vp2@sct.example.vn", PASSWORD).status_code == 429
+    # The admin sees the lockout in the campaign's log, not only the wrong passwords before it.
+    log = client_as("admin@sct.example.vn").get("/c/c187/audit?action=web.login_failed").text
+    assert "lý do: sai quá nhiều lần, tạm khóa" in log and "lý do: sai mật khẩu" in log
 
 
 def test_secure_cookie_when_configured(store, campaign, clock, web_settings_for_tests, client_as):
