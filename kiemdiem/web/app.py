@@ -152,13 +152,16 @@ def wants_json(request: Request) -> bool:
 
 async def login_required(request: Request, _exc: Exception) -> Response:
     if request.method != "GET" or wants_json(request):
-        return JSONResponse({"error": "Cần đăng nhập."}, status_code=401)
+        # A tab left open after signing out (or a session that ran out): say what to do, and keep the page.
+        return JSONResponse({"error": "Phiên đăng nhập đã hết hoặc đã đăng xuất. Hãy đăng nhập lại ở một thẻ khác "
+                                      "(các tệp đã chọn ở trang này vẫn còn), tải lại trang này rồi nộp lại."}, status_code=401)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
 
 async def csrf_refused(request: Request, _exc: Exception) -> Response:
-    message = "Yêu cầu bị từ chối: thiếu hoặc sai mã bảo vệ biểu mẫu (CSRF). Hãy tải lại trang rồi thử lại."
+    message = ("Trang này đã cũ (đã đăng nhập lại hoặc đăng xuất ở thẻ khác) nên chưa gửi được. Hãy tải lại trang rồi "
+               "thực hiện lại. (Mã bảo vệ biểu mẫu CSRF không khớp.)")
     if wants_json(request):
         return JSONResponse({"ok": False, "message": message}, status_code=403)
     return render(request, "error.html", status_code=403, title="Yêu cầu bị từ chối", message=message, viewer=None)

@@ -519,8 +519,12 @@ class UnitRef:
 
 
 def scoped_unit(uow: UnitOfWork, campaign_id: str, code: str, root_path: str) -> Unit | None:
-    """The unit if it is inside the subtree at ``root_path``, else None (the caller answers 404)."""
+    """The unit if it is inside the subtree at ``root_path``, else None (the caller answers 404).
+    A code typed in another case ("sct-cb04") finds the unit when only one unit has that code so."""
     unit = uow.session.scalar(select(Unit).where(Unit.campaign_id == campaign_id, Unit.code == code))
+    if unit is None and code:
+        found = uow.session.scalars(select(Unit).where(Unit.campaign_id == campaign_id, func.upper(Unit.code) == code.upper()).limit(2)).all()
+        unit = found[0] if len(found) == 1 else None
     if unit is None or not unit.path.startswith(root_path):
         return None
     return unit

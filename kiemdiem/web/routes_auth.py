@@ -64,6 +64,12 @@ def login_page(request: Request, *, error: str | None = None, email: str = "", s
     return response
 
 
+USED_LINK = (
+    "Đường dẫn đăng nhập không hợp lệ, đã được dùng hoặc đã hết hạn. Nếu đồng chí đã đặt mật khẩu khi dùng đường dẫn, "
+    "hãy đăng nhập bằng email và mật khẩu; nếu chưa, đề nghị văn phòng gửi lại thư mời."
+)
+
+
 @router.get("/login")
 def login_form(request: Request):
     return login_page(request)
@@ -125,7 +131,7 @@ def signin_form(token: str, request: Request, uow: UnitOfWork = Depends(get_uow)
     ctx = get_ctx(request)
     found = find_sign_in_token(uow, token, ctx.now())
     if found is None:
-        raise HTTPException(404, "Đường dẫn đăng nhập không hợp lệ, đã được dùng hoặc đã hết hạn.")
+        raise HTTPException(404, USED_LINK)
     row, user = found
     session, fresh = anonymous_session(request)
     response = render(request, "signin.html", csrf=ctx.codec.csrf_token(session), user=user, expires_at=row.expires_at,
@@ -144,7 +150,7 @@ def signin(token: str, request: Request, form: FormData = Depends(checked_form),
         audit(uow, campaign_id=None, actor="?", action="web.login_failed", subject="signin-link", now=now,
               detail={"reason": "bad_or_used_link", "ip": client_ip(request)})
         uow.commit()
-        raise HTTPException(404, "Đường dẫn đăng nhập không hợp lệ, đã được dùng hoặc đã hết hạn.")
+        raise HTTPException(404, USED_LINK)
     row, user = found
     password = str(form.get("password") or "")
     if password:

@@ -411,7 +411,18 @@ def test_invite_stores_only_the_hash_queues_an_email_and_works_once(client_as, s
 def test_invite_link_expires(client_as, store, clock):
     token = invite_token(client_as("office@sct.example.vn"), store)
     clock.now = clock.now + dt.timedelta(hours=72, seconds=1)
-    assert client_as().get(f"/signin/{token}").status_code == 404
+    expired = client_as().get(f"/signin/{token}")
+    assert expired.status_code == 404 and "đề nghị văn phòng gửi lại thư mời" in expired.text  # where to go from here
+
+
+def test_invite_takes_a_unit_code_typed_in_lower_case(client_as, store):
+    office = client_as("office@sct.example.vn")
+    response = office.post("/c/c187/users/invite", data={"csrf_token": office.csrf, "unit": "vp2", "email": "bithu.moi@sct.example.vn",
+                                                        "full_name": "Nguyễn Thị Bé", "role": "unit"})
+    assert response.status_code == 303
+    with store.uow() as uow:
+        unit_id = uow.session.scalar(select(User.unit_id).where(User.email == "bithu.moi@sct.example.vn"))
+        assert uow.session.scalar(select(Unit.code).where(Unit.id == unit_id)) == "VP2"
 
 
 def test_office_cannot_invite_an_administrator_but_admin_can(client_as, store):
