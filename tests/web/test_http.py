@@ -646,6 +646,12 @@ def test_tree_page_runs_the_same_queries_whatever_the_size(store, campaign, cloc
     assert big_queries == small_queries <= 10
 
 
+def test_a_branchs_consolidation_page_shows_its_own_classification(client_as):
+    text = client_as("vp1@sct.example.vn").get("/c/c187/u/VP1/consolidation").text
+    own = text[text.index('id="own-result"'):]
+    assert own.startswith('id="own-result">Xếp loại của tổ chức: <strong>HTTNV</strong> (Hoàn thành tốt nhiệm vụ), do SCT quyết định')
+
+
 def test_consolidation_without_snapshots_says_so(client_as, store):
     text = client_as("unit.ql@sct.example.vn").get("/c/c187/u/QL1/consolidation").text
     assert "chưa có tổng hợp" in text
