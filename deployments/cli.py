@@ -37,7 +37,7 @@ from kiemdiem.cli import (
     AT_HELP, CAMPAIGN_HELP, JSON_HELP, app, consolidate_cmd, console, dossier_cmd, err_console, fail, main as core_main,
     resolve_now, use_vietnamese_classes, web_cmd,
 )
-from kiemdiem.errors import KiemdiemError
+from kiemdiem.errors import KiemdiemError, Refused
 from kiemdiem.plan import Plan, load_plan
 from kiemdiem.settings import web_settings
 from kiemdiem.store.organization import campaign_plan
@@ -171,6 +171,10 @@ def tick(
     campaign: str = typer.Option(..., "--campaign", help=CAMPAIGN_HELP),
     at: str = typer.Option(None, "--at", help="Chạy lượt xử lý như tại thời điểm này. " + AT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    replay: bool = typer.Option(
+        False, "--replay",
+        help="Cho phép chạy tại thời điểm sớm hơn lượt đã chạy (chạy lại quá khứ; thư nhắc của thời điểm đó sẽ được gửi thật).",
+    ),
 ) -> None:
     """Chạy một lượt xử lý của đợt (một flow run Prefect): nhận hồ sơ, nhắc hạn, chuyển cấp, gửi thư; in những gì lượt này đã làm."""
     try:
@@ -178,6 +182,13 @@ def tick(
         store = get_store()
         with store.uow() as uow:
             plan = campaign_plan(uow, campaign)  # an unknown campaign is refused here, before Prefect starts
+            last = steps.last_tick_at(uow, campaign)
+        if last is not None and now < last and not replay:
+            # A pass for a past moment really sends that moment's reminders, deadlines long gone.
+            raise Refused(
+                f"thời điểm {format_instant(now)} sớm hơn lượt xử lý đã chạy ({format_instant(last)}): chạy lại sẽ gửi "
+                "thư nhắc đã cũ. Để xem tình trạng lúc đó dùng 'kiemdiem status --at'; nếu thật sự muốn chạy lại, thêm --replay."
+            )
     except KiemdiemError as exc:
         fail(exc)
         return

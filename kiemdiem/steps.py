@@ -394,6 +394,11 @@ def progress(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, phase
 # among those not yet sent then (from the first of them on).
 
 
+def last_tick_at(uow, campaign_id: str) -> dt.datetime | None:
+    """The moment of the latest pass that planned a notice (its ``now``), if any."""
+    return uow.session.scalar(select(func.max(Notice.planned_at)).where(Notice.campaign_id == campaign_id))
+
+
 def tick_mark(store: Store, campaign_id: str) -> dict:
     """Where the campaign's notices and outbox stand as a tick begins (see ``tick_notices``)."""
     with store.uow() as uow:

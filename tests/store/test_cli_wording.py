@@ -236,3 +236,22 @@ def test_a_file_store_that_cannot_be_written_is_one_line_and_nothing_is_stored(c
 
     with store.uow() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Submission)) == 0
+
+
+def test_a_tick_for_a_moment_before_the_last_one_is_refused_unless_asked(campaign, store):
+    """Replaying a past moment really sends that moment's reminders: refused (before Prefect
+    starts) with what to use instead, unless --replay says it is meant."""
+    from kiemdiem.store.models import Notice, Unit
+    from sqlalchemy import select
+    from tests.support import ict
+
+    with store.uow() as uow:
+        unit_id = uow.session.scalar(select(Unit.id).where(Unit.code == "VP1"))
+        uow.session.add(Notice(campaign_id="c187", recipient="vp1@sct.example.vn", recipient_name="VP1", kind="reminder", step=1,
+                               item_key="VP1:chuan_bi_chi_bo:du_thao_bao_cao_kiem_diem:-", unit_id=unit_id, phase_id="chuan_bi_chi_bo",
+                               doc_type="du_thao_bao_cao_kiem_diem", planned_at=ict(2023, 12, 5, 8)))
+        uow.commit()
+    result = runner.invoke(app, ["tick", "--campaign", "c187", "--at", "29/11/2023 08:00"])
+    assert result.exit_code == 4
+    text = flat(result.output)
+    assert "thời điểm 29/11/2023 08:00 sớm hơn lượt xử lý đã chạy (05/12/2023 08:00)" in text and "--replay" in text
