@@ -270,7 +270,7 @@ class _Writer:
         self.org_rows: list[dict] = []
         self.superseded_members: list[int] = []
         self.superseded_orgs: list[int] = []
-        self.kept_decisions: list[tuple[str, int]] = []  # (member id or unit code, deciding unit id), per call
+        self.kept_decisions: list[tuple[str, int]] = []  # (member id or unit code, deciding unit id); the ingest takes them per submission
 
     def _decided_above(self, current: _Current | None, submitter_id: int, received_at: dt.datetime) -> bool:
         """Whether ``current`` was decided by a unit above ``submitter_id``: a committee's decision
