@@ -182,3 +182,12 @@ def test_pages_fit_a_phone_screen(page: Page, live_server, artifacts):
         .filter(a => a.offsetParent && a.scrollWidth > a.clientWidth + 1).map(a => a.textContent)""")
     assert cut == []
     expect(page.locator('#tree li[data-c="QL1"] a')).to_be_visible()
+
+
+def test_the_overview_phase_table_fits_a_desktop_screen(page: Page, live_server):
+    """At 1366 px every state's column, "Quá hạn" last, is on screen without scrolling the table."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in(page, live_server, "office@sct.example.vn")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}")
+    scroll, client = page.evaluate("(b => [b.scrollWidth, b.clientWidth])(document.querySelector('#phases').parentElement)")
+    assert scroll <= client, (scroll, client)
