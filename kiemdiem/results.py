@@ -44,7 +44,6 @@ MEMBER_COLUMNS: dict[str, list[str]] = {
     "note": ["Ghi chú"],
     "self_review": ["Có bản kiểm điểm", "Đã nộp bản kiểm điểm", "Bản kiểm điểm", "has_self_review"],
     # Accepted so that ordinary office lists load; not used.
-    "row_number": ["STT", "TT", "Số thứ tự", "no"],
     "full_name": ["Họ và tên", "Họ tên", "name"],
     "position": ["Chức vụ", "positions"],
     # A committee's decision covers several branches: its list names each member's branch.
@@ -58,7 +57,6 @@ ORG_COLUMNS: dict[str, list[str]] = {
     "level": ["Xếp loại", "Kết quả xếp loại", "Quyết định xếp loại", "Xếp loại chính thức", "final_level"],
     "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật"],
     "note": ["Ghi chú"],
-    "row_number": ["STT", "TT", "Số thứ tự", "no"],
     "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên chi bộ"],
 }
 

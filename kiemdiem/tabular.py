@@ -273,7 +273,8 @@ def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]]
 
 
 MISSING_COLUMN = "thiếu cột bắt buộc"
-_ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự"))
+# Every table's row-number column, whatever the table (not a column of any).
+_ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự", "No"))
 
 
 def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str], required: set[str]):

@@ -109,8 +109,9 @@ class IngestReport:
     member_rows: int = 0  # new member_results rows
     org_rows: int = 0  # new org_results rows
     changed_units: set[str] = field(default_factory=set)  # units whose own results changed
-    # Results a lower unit sent after a committee above it decided them: kept as history, the
-    # decision stays (``_Writer``): {"submission_id", "unit_code", "subject", "decided_by"}.
+    # Results a lower unit sent after a committee above it decided them: they change no result,
+    # the decision stands, the file stays with its submission (``_Writer``):
+    # {"submission_id", "unit_code", "subject", "decided_by"}.
     kept_decisions: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
