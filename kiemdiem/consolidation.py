@@ -112,9 +112,9 @@ class Override:
     by: str
     reason: str
     at: dt.datetime
-    # The finding's data when granted, as sorted (name, value) pairs; None: granted before
-    # overrides kept it, holds whatever the numbers (``rules.base.covers``).
-    covers: tuple | None = None
+    # The finding's data when granted; None: granted before overrides kept it, holds whatever
+    # the numbers (``rules.base.covers``).
+    covers: Mapping | None = None
 
 
 @dataclass(frozen=True)

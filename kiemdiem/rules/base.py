@@ -591,7 +591,7 @@ def _with_override(finding: Finding, overrides: tuple[Override, ...]) -> Finding
     """The finding under the newest override that still covers it; when none does, a breach
     again, its message saying which approval no longer applies."""
     for override in overrides:
-        if covers(None if override.covers is None else dict(override.covers), finding):
+        if covers(override.covers, finding):
             return replace(finding, overridden=override)
     newest = overrides[0]
     return replace(finding, message=(

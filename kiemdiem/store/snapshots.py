@@ -379,10 +379,7 @@ _OVERRIDES = select(
 
 def _overrides(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> list[Override]:
     rows = uow.session.connection().execute(_OVERRIDES, {"campaign": campaign_id, "now": now})
-    return [
-        Override(key, by, reason, at, None if covers is None else tuple(sorted(covers.items())))
-        for key, by, reason, at, covers in rows
-    ]
+    return [Override(key, by, reason, at, covers) for key, by, reason, at, covers in rows]
 
 
 def _raw_rows(uow: UnitOfWork, statement, params: dict | None = None) -> list[tuple]:

@@ -321,8 +321,7 @@ def test_override_marks_the_finding():
 
 def _granted(key, data, days=0):
     at = dt.datetime(2023, 12, 10, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=7))) + dt.timedelta(days=days)
-    return Override(key, "Nguyễn Văn Tổ Chức", "Ban Thường vụ cho phép vượt 1 trường hợp", at,
-                    None if data is None else tuple(sorted(data.items())))
+    return Override(key, "Nguyễn Văn Tổ Chức", "Ban Thường vụ cho phép vượt 1 trường hợp", at, data)
 
 
 def test_a_cap_override_holds_while_the_excess_is_no_larger_than_approved():

@@ -239,9 +239,7 @@ def test_incremental_runs_equal_a_full_recompute_in_the_store(store, plan_187, s
                 if free:
                     row = override_finding(uow, campaign_id, free[0], "Bí thư", "chấp thuận", now)
                     uow.commit()
-                    overrides.append(Override(
-                        row.finding_key, row.by, row.reason, row.at.astimezone(dt.timezone.utc), tuple(sorted(row.covers.items())),
-                    ))
+                    overrides.append(Override(row.finding_key, row.by, row.reason, row.at.astimezone(dt.timezone.utc), row.covers))
         run = consolidate_campaign(store, plan_187, campaign_id, now, changed_units=set() if change["lose_change_set"] else changed)
         assert run.mode in ("incremental", "unchanged"), run
         _check_counting_ways(store, plan_187, campaign_id, now)
