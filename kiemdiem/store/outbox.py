@@ -169,9 +169,6 @@ def wall_clock() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-lease_clock = time.monotonic  # seconds, for renewing a batch's lease
-
-
 def reap_stale(uow: UnitOfWork, now: dt.datetime, lease_seconds: int, wall=wall_clock) -> int:
     """Return rows stuck in 'sending' past their lease (real time since their claim, or its
     last renewal) to the queue: their process died."""
@@ -306,7 +303,7 @@ class _SendingPass:
         self._autocheckpoint: int | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint: Future | None = None
-        self._claimed = lease_clock()  # when the current batch was claimed or its lease renewed
+        self._claimed = wall_clock()  # when the current batch was claimed or its lease last renewed
 
     def __enter__(self) -> _SendingPass:
         self.connection = connection = self.store.engine.connect()
@@ -342,17 +339,18 @@ class _SendingPass:
     def keep_claim(self, token: str) -> None:
         """Renew the batch's lease when a third of it has gone: a slow relay must not let another
         pass reap and re-send the rows this one is still sending."""
-        if lease_clock() - self._claimed < self.settings.sending_lease_seconds / 3:
+        now = wall_clock()
+        if (now - self._claimed).total_seconds() < self.settings.sending_lease_seconds / 3:
             return
         self.connection.execute(
-            update(OUTBOX).where(OUTBOX.c.claim_token == token, OUTBOX.c.status == "sending").values(claimed_at=wall_clock())
+            update(OUTBOX).where(OUTBOX.c.claim_token == token, OUTBOX.c.status == "sending").values(claimed_at=now)
         )
         self.connection.commit()
-        self._claimed = lease_clock()
+        self._claimed = now
 
     def claim(self, limit: int, campaign_id: str | None) -> tuple[str, list[Row]]:
+        self._claimed = wall_clock()  # at least as early as the claim's own stamp
         token, rows = claim_due(self.connection, self.now, limit, campaign_id)
-        self._claimed = lease_clock()
         if rows and self._checkpointer is not None and (self._checkpoint is None or self._checkpoint.done()):
             if self._checkpoint is not None:
                 self._checkpoint.result()  # a failed checkpoint fails the pass

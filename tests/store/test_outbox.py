@@ -218,11 +218,17 @@ def test_a_slow_batch_keeps_its_lease(store, queued, monkeypatch):
     """Past a third of the lease, the pass renews its batch's claim before the next message."""
     import kiemdiem.store.outbox as outbox
 
-    renewed = []
-    seconds = iter([0.0, 100.0, 300.0])  # the claim, then each message's check: 100 s, then 300 s and after
-    monkeypatch.setattr(outbox, "lease_clock", lambda: next(seconds, 300.0))
-    real = outbox.wall_clock
-    monkeypatch.setattr(outbox, "wall_clock", lambda: renewed.append(1) or real())
+    start = dt.datetime.now(dt.timezone.utc)
+    ticks = iter([0, 0, 100, 300, 300, 300])  # seconds of real time at each reading of the clock
+    stamps = []
+
+    def clock():
+        stamps.append(start + dt.timedelta(seconds=next(ticks, 300)))
+        return stamps[-1]
+
+    monkeypatch.setattr(outbox, "wall_clock", clock)
     send(store, WatchingTransport(store), ReminderSettings(batch_size=5, sending_lease_seconds=600))
-    assert len(renewed) >= 2  # the claim, then at least one renewal once 200 s had gone
+    with store.engine.connect() as connection:
+        claimed = set(connection.execute(select(Outbox.claimed_at)).scalars())
+    assert start + dt.timedelta(seconds=300) in claimed  # renewed once 200 s had gone, and the renewal written
     assert set(status_of(store).values()) == {"sent"}
