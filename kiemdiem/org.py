@@ -6,11 +6,11 @@ file, row number, column and reason. Writing happens in ``kiemdiem.store.organiz
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import operator
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -95,25 +95,23 @@ def name_import_columns(
     return problems if members_path is None else name_columns(problems, members_path, MEMBER_COLUMNS, members_data)
 
 
-def suggest_unit_codes(problems: list[Problem], unit_names) -> list[Problem]:
-    """A member's branch given by its name ("Chi bộ Văn phòng 1") where its code belongs: the
-    problem says which code that name is. ``unit_names()`` yields (code, name) pairs, called
-    only when some branch was not found."""
-    missing = [p for p in problems if p.field in ("unit", "temporary_unit") and p.reason.endswith("' không tồn tại")]
-    if not missing:
-        return problems
+def unit_code_by_name(load) -> Callable[[str], str | None]:
+    """``code_of(text)``: the code of the one unit whose name is ``text`` (folded), else None: a
+    member's branch typed by its name is told its code. ``load()`` yields (code, name) pairs; it
+    is called once, at the first question (only an import with a missing branch asks)."""
     codes: dict[str, list[str]] = {}
-    for code, name in unit_names():
-        codes.setdefault(fold(name), []).append(code)
-    out = []
-    for p in problems:
-        if p in missing:
-            named = p.reason[p.reason.index("'") + 1:-len("' không tồn tại")]
-            found = codes.get(fold(named), ())
-            if len(found) == 1:
-                p = dataclasses.replace(p, reason=f"{p.reason}: đây là tên của đơn vị có mã '{found[0]}', cột này cần mã đơn vị")
-        out.append(p)
-    return out
+    loaded = False
+
+    def code_of(text: str) -> str | None:
+        nonlocal loaded
+        if not loaded:
+            for code, name in load():
+                codes.setdefault(fold(name), []).append(code)
+            loaded = True
+        found = codes.get(fold(text), ())
+        return found[0] if len(found) == 1 else None
+
+    return code_of
 
 
 def read_units(path: Path, data: bytes | None = None, problems: list[Problem] | None = None) -> list[UnitRow]:
@@ -368,7 +366,9 @@ def validate_members(
     return validate_member_columns(columns_of(members, len(MemberRow._fields)), source, unit_kinds)
 
 
-def validate_member_columns(columns: list[Sequence], source: str, unit_kinds: dict[str, str]) -> list[Problem]:
+def validate_member_columns(
+    columns: list[Sequence], source: str, unit_kinds: dict[str, str], code_of_name: Callable[[str], str | None] | None = None,
+) -> list[Problem]:
     """``validate_members`` on the columns of ``read_member_columns``."""
     _rows, member_ids, _names, units, _emails, _joined, _statuses, temporary, _positions = columns
     # The common case first, a column at a time: unique ids, branches that exist.
@@ -390,7 +390,7 @@ def validate_member_columns(columns: list[Sequence], source: str, unit_kinds: di
         else:
             seen[member_id] = row
         temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
-        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind)
+        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
     return problems
 
 
@@ -399,20 +399,28 @@ def duplicate_member_problem(source: str, row: int, member_id: str, first_row: i
 
 
 def member_unit_problems(
-    source: str, row: int, unit: str, kind: str | None, temporary_unit: str | None, temp_kind: str | None
+    source: str, row: int, unit: str, kind: str | None, temporary_unit: str | None, temp_kind: str | None,
+    code_of_name: Callable[[str], str | None] | None = None,
 ) -> list[Problem]:
-    """A member's branch and temporary branch, given their kinds (None: no such unit)."""
+    """A member's branch and temporary branch, given their kinds (None: no such unit). A branch
+    given by its name is told its code (``code_of_name``, ``unit_code_by_name``)."""
+
+    def missing(what: str, text: str) -> str:
+        code = code_of_name(text) if code_of_name is not None else None
+        hint = f": đây là tên của đơn vị có mã '{code}', cột này cần mã đơn vị" if code else ""
+        return f"{what} '{text}' không tồn tại{hint}"
+
     problems: list[Problem] = []
     if kind not in BRANCH_KINDS:
         if kind is None:
-            problems.append(Problem(source, f"chi bộ '{unit}' không tồn tại", row, "unit"))
+            problems.append(Problem(source, missing("chi bộ", unit), row, "unit"))
         else:
             problems.append(
                 Problem(source, f"'{unit}' là {UNIT_KINDS[kind]}, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ", row, "unit")
             )
     if temporary_unit is not None:
         if temp_kind is None:
-            problems.append(Problem(source, f"chi bộ sinh hoạt tạm thời '{temporary_unit}' không tồn tại", row, "temporary_unit"))
+            problems.append(Problem(source, missing("chi bộ sinh hoạt tạm thời", temporary_unit), row, "temporary_unit"))
         elif temp_kind not in BRANCH_KINDS:
             problems.append(Problem(source, f"'{temporary_unit}' không phải chi bộ", row, "temporary_unit"))
         elif temporary_unit == unit:

@@ -43,7 +43,7 @@ from kiemdiem.org import (
     duplicate_member_problem,
     member_chunks,
     member_unit_problems,
-    suggest_unit_codes,
+    unit_code_by_name,
     name_import_columns,
     read_units_streaming,
     validate_tree,
@@ -114,19 +114,17 @@ def import_organization_streaming(
         phase("units read and checked", units=len(units), stored=len(stored))
         member_problems: list[Problem] = []
         if members_path is not None:
-            member_problems = _stage_members(cursor, members_path, members_data, kinds, chunk_rows, max_problems, phase)
+            def unit_names():  # (code, name) of every unit, for a branch typed by its name; asked only then
+                cursor.execute("SELECT code, name FROM units WHERE campaign_id = %s", (campaign_id,))
+                return [*((u.code, u.name) for u in units), *cursor.fetchall()]
+
+            member_problems = _stage_members(cursor, members_path, members_data, kinds, chunk_rows, max_problems, phase, unit_names)
             if units_unreadable:
                 member_problems = without_unit_references(member_problems, units_path)
         del kinds
         if unit_problems or member_problems:
             _drop_stages(cursor)
-
-            def unit_names():
-                cursor.execute("SELECT code, name FROM units WHERE campaign_id = %s", (campaign_id,))
-                return [*((u.code, u.name) for u in units), *cursor.fetchall()]
-
-            problems = suggest_unit_codes(unit_problems + member_problems, unit_names)
-            raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
+            raise InvalidInput(name_import_columns(unit_problems + member_problems, units_path, units_data, members_path, members_data))
 
         units_added, units_updated = _merge_units(cursor, campaign_id, units, stored)
         del units, stored
@@ -180,7 +178,7 @@ def _stored_units(cursor, campaign_id: str) -> dict[str, tuple[str, str | None]]
 
 
 def _stage_members(
-    cursor, path: Path, data: bytes | None, kinds: dict[str, str], chunk_rows: int, max_problems: int, phase: _Phases
+    cursor, path: Path, data: bytes | None, kinds: dict[str, str], chunk_rows: int, max_problems: int, phase: _Phases, unit_names,
 ) -> list[Problem]:
     """COPY the valid member rows into the stage as the file is read, then check them in SQL.
 
@@ -222,7 +220,7 @@ def _stage_members(
     phase("members read, checked and staged", problems=len(read_problems) + dropped)
     cursor.execute("SET LOCAL work_mem = '64MB'")  # the duplicate check groups millions of ids
     duplicates, more_duplicates = _duplicate_problems(cursor, source, max_problems)
-    misplaced, more_misplaced = _unit_problems(cursor, source, max_problems)
+    misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, unit_names)
     cursor.execute("SET LOCAL work_mem TO DEFAULT")
     phase("members checked in SQL", problems=len(duplicates) + len(misplaced))
     # In row order; stable, so a row keeps its own order (id, then branch, then temporary branch).
@@ -274,7 +272,7 @@ def _duplicate_problems(cursor, source: str, limit: int) -> tuple[list[Problem],
     return [duplicate_member_problem(source, row, code, first) for row, code, first in rows[:limit]], len(rows) > limit
 
 
-def _unit_problems(cursor, source: str, limit: int) -> tuple[list[Problem], bool]:
+def _unit_problems(cursor, source: str, limit: int, unit_names) -> tuple[list[Problem], bool]:
     """Branches that do not exist or are not branches; temporary branches likewise, or the same:
     those of the first ``limit`` rows, and whether more rows have some."""
     cursor.execute(
@@ -288,8 +286,9 @@ def _unit_problems(cursor, source: str, limit: int) -> tuple[list[Problem], bool
     )
     rows = cursor.fetchall()
     problems: list[Problem] = []
+    code_of_name = unit_code_by_name(unit_names)
     for row, unit, kind, temporary, temp_kind in rows[:limit]:
-        problems += member_unit_problems(source, row, unit, kind, temporary, temp_kind)
+        problems += member_unit_problems(source, row, unit, kind, temporary, temp_kind, code_of_name)
     return problems, len(rows) > limit
 
 

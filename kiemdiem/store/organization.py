@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
 from kiemdiem.org import (
-    MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, suggest_unit_codes, validate_member_columns, validate_tree,
+    MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, unit_code_by_name, validate_member_columns, validate_tree,
 )
 from kiemdiem.plan import Plan, parse_plan
 from kiemdiem.store.db import UnitOfWork
@@ -143,13 +143,13 @@ def import_organization(
     problems += validate_tree(units, str(units_path), stored_units)
     kinds = {code: kind for code, (kind, _) in stored_units.items()} | {u.code: u.kind for u in units}
     if members_path:
-        member_problems = validate_member_columns(members, str(members_path), kinds)
-        problems += member_problems if units_readable else without_unit_references(member_problems, units_path)
-    if problems:
-        problems = suggest_unit_codes(problems, lambda: [
+        names = unit_code_by_name(lambda: [
             *((u.code, u.name) for u in units),
             *session.execute(select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id)).tuples(),
         ])
+        member_problems = validate_member_columns(members, str(members_path), kinds, names)
+        problems += member_problems if units_readable else without_unit_references(member_problems, units_path)
+    if problems:
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 
     units_added, units_updated, unit_ids = _write_units(uow, campaign_id, units)
