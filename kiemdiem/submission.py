@@ -81,9 +81,8 @@ def display_filename(name: str) -> str:
 
 
 def safe_filename(name: str) -> str:
-    """A file name with no directories, no control characters and no leading dots; Vietnamese letters folded."""
-    base = name.replace("\\", "/").split("/")[-1]
-    base = unicodedata.normalize("NFKD", base).replace("đ", "d").replace("Đ", "D")
+    """``display_filename`` made a safe path: Vietnamese letters folded, only [A-Za-z0-9._ ()-]."""
+    base = unicodedata.normalize("NFKD", display_filename(name)).replace("đ", "d").replace("Đ", "D")
     base = "".join(ch for ch in base if not unicodedata.combining(ch))
     base = _UNSAFE.sub("_", base).strip(" .")
     return base[:200] or "tep"
