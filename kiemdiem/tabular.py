@@ -2,7 +2,8 @@
 
 Rows keep their spreadsheet row number (the header is row 1, or lower under a form's
 title block) so every error can name it. Unknown headers are reported, never silently
-dropped; only a row-number column ("STT") is passed over.
+dropped; only a row-number column ("STT") is passed over, and a form's footer under the
+table (a total, the signatures) when nothing of the table follows it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import unicodedata
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import openpyxl
 
@@ -67,7 +68,7 @@ def iter_rows(
     The file is opened and its header checked (raising InvalidInput like ``read_table``)
     before this returns; blank lines are skipped."""
     raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
-    return _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1)
+    return _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required)
 
 
 def read_columns(
@@ -105,13 +106,18 @@ def read_columns(
             position = {canonical: index for index, canonical in mapping.items()}
             count = len(cells) // width
             by_name = [cells[position[name]::width] for name in names]
-            # No blank line when some column is filled on every row (e.g. a required id).
-            if not count or any(all(column) for column in by_name):
+            # No blank line when some column is filled on every row (e.g. a required id), and no
+            # signature block or total under the table when its last row is a whole row.
+            last = cells[-width:]
+            if not count or (
+                any(all(column) for column in by_name)
+                and _is_table_row(tuple(column[-1] for column in by_name), [names.index(n) for n in required], len(mapping), last)
+            ):
                 return range(first, count + first), by_name
             raw_rows = _chunks(cells, width)
     numbers: list[int] = []
     values: list[tuple[str, ...]] = []
-    for number, row in _rows(raw_rows, header, mapping, names, all_text, first):
+    for number, row in _rows(raw_rows, header, mapping, names, all_text, first, required):
         numbers.append(number)
         values.append(row)
     return numbers, columns_of(values, len(names))
@@ -136,7 +142,7 @@ def open_rows(
     with ExitStack() as stack:
         raw_rows, all_text = _stream_raw_rows(path, data, stack)
         header, mapping, header_row = _header(source, raw_rows, columns, required)
-        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1), header_row)
+        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required), header_row)
 
 
 def _guarded(source: str, rows: Iterator[tuple[int, tuple[str, ...]]], header_row: int) -> Iterator[tuple[int, tuple[str, ...]]]:
@@ -321,7 +327,9 @@ def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, st
     return mapping, problems
 
 
-def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool, first: int = 2) -> Iterator[tuple[int, tuple[str, ...]]]:
+def _rows(
+    raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool, first: int = 2, required: Iterable[str] = (),
+) -> Iterator[tuple[int, tuple[str, ...]]]:
     position = {canonical: index for index, canonical in mapping.items()}
     # Source index of each canonical column in output order; -1 when the file lacks it.
     sources = [position.get(name, -1) for name in names]
@@ -339,6 +347,8 @@ def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all
     pairs = [(src, dst) for dst, src in enumerate(sources) if src >= 0]
     blank = [""] * len(names)
     strip = str.strip
+    needed = [names.index(name) for name in required if name in names]
+    held: list[tuple[int, tuple[str, ...]]] | None = None  # a possible footer, from its first line on
     for number, raw in enumerate(raw_rows, start=first):
         if number == first and _is_column_numbers(raw, header):
             continue
@@ -351,8 +361,52 @@ def _rows(raw_rows, header: list, mapping: dict[int, str], names: list[str], all
                 if src < size:
                     cells[dst] = _cell_text(raw[src])
             values = tuple(cells)
-        if any(values):  # blank lines are skipped, not errors
-            yield number, values
+        if not any(values):  # blank lines are skipped, not errors
+            continue
+        if needed and (held is not None or not all(values[index] for index in needed) or _is_footer_line(raw)):
+            tabled = _is_table_row(values, needed, len(mapping), raw)
+            if held is not None:
+                if not tabled and len(held) < FOOTER_ROWS:
+                    held.append((number, values))
+                    continue
+                yield from held  # a row of the table below it, or too long: not a footer, its lines are rows
+                held = None
+            elif not tabled and _is_footer_line(raw):
+                held = [(number, values)]
+                continue
+        yield number, values
+    # What is still held is the form's footer (a total, the signatures): not rows.
+
+
+# The lines forms put under a table: a total, the place and date, who signs ("T/M CHI ỦY",
+# "BÍ THƯ", "Người lập biểu", "(Ký, ghi rõ họ tên)"), "Nơi nhận". Compared folded.
+_FOOTER_FIRST = re.compile(
+    r"^(?:t_?m_\w|k_?t_\w|(?:pho_)?bi_thu(?:_|$)|nguoi_lap|noi_nhan|xac_nhan)|ky_+(?:va_+)?ghi_ro|ky_ten|ngay_.*_thang_.*_nam"
+)
+_TOTAL_FIRST = re.compile(r"^(?:tong_cong|tong_so)(?:_|$)|^cong(?:_+\d|$)")
+# A footer is the last lines of a file: more than this many lines below its first are a table's rows.
+FOOTER_ROWS = 30
+
+
+def _is_footer_line(raw: Sequence) -> bool:
+    """Whether a row opens a form's footer: a total row ("Tổng cộng" and its numbers), or a line
+    of at most three cells that one of the footer's words opens."""
+    texts = [fold(str(cell)) for cell in raw if cell is not None and str(cell).strip()]
+    if any(_TOTAL_FIRST.match(text) for text in texts):
+        return True
+    return len(texts) <= 3 and any(_FOOTER_FIRST.search(text) for text in texts)
+
+
+def _is_table_row(values: tuple[str, ...], needed: Sequence[int], columns: int, raw: Sequence) -> bool:
+    """A row of the table rather than of its footer: every required cell and more than half of the
+    table's ``columns`` filled, no footer word. (Signature lines fill a cell or two: a signer's name
+    may fall in the member-id column.) Below a footer's first line, such a row makes the footer
+    rows of the table, reported like any other; every other line to the end is passed over."""
+    return (
+        all(values[index] for index in needed)
+        and 2 * sum(1 for value in values if value) > columns
+        and not _is_footer_line(raw)
+    )
 
 
 _COLUMN_NUMBER = re.compile(r"^\(?(\d{1,2})\)?$")

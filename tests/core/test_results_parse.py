@@ -73,6 +73,40 @@ def test_member_results_with_vietnamese_headers_csv(tmp_path):
     assert results[3] == MemberResult("DV04", "CB1", None, None, None, False, 0.0, True, None, "Đi công tác", False)
 
 
+def test_a_lists_total_and_signature_block_are_not_rows(tmp_path):
+    """A branch's list as it is signed: a total row, the place and date, who signs, their name."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["STT", "Mã đảng viên", "Họ và tên", "Chi bộ đề xuất", "Ghi chú"])
+    sheet.append([1, "DV01", "Nguyễn Văn A", "Hoàn thành tốt nhiệm vụ", None])
+    sheet.append([2, "DV02", "Trần Thị B", "HTXSNV", None])
+    sheet.append(["Tổng cộng", None, "2 đảng viên", "1 HTXSNV, 1 HTTNV", None])
+    sheet.append([])
+    sheet.append([None, None, None, "Hà Tĩnh, ngày 05 tháng 12 năm 2023"])
+    sheet.append([None, "Người lập biểu", None, "T/M CHI ỦY"])
+    sheet.append([None, None, None, "BÍ THƯ"])
+    sheet.append([None, "(Ký, ghi rõ họ tên)", None, "(Ký, ghi rõ họ tên)"])
+    sheet.append([None, "Lê Thị C", None, "Phạm Văn D"])
+    path = tmp_path / "danh_sach.xlsx"
+    book.save(path)
+    results = parse_member_results(path, "CB1", KNOWN)
+    assert [(r.member_id, r.proposed_level) for r in results] == [("DV01", "HTTNV"), ("DV02", "HTXSNV")]
+
+
+def test_a_signature_line_with_a_whole_row_under_it_is_a_row(tmp_path):
+    """Only a file's last lines can be a footer: a row under "BÍ THƯ" makes it a line of the table,
+    reported for its missing member id like any other."""
+    path = write_csv(tmp_path, "Mã đảng viên,Họ và tên,Chi bộ đề xuất\nDV01,Nguyễn Văn A,HTTNV\n,BÍ THƯ,\nDV02,Trần Thị B,HTNV\n")
+    with pytest.raises(InvalidInput) as info:
+        parse_member_results(path, "CB1", KNOWN)
+    assert [(row, field) for row, field, _ in problems_of(info.value)] == [(3, "member_id"), (3, "final_level")]
+    # Without a footer word, an incomplete last line is a row too.
+    path = write_csv(tmp_path, "Mã đảng viên,Họ và tên,Chi bộ đề xuất\nDV01,Nguyễn Văn A,HTTNV\n,Trần Thị B,HTNV\n")
+    with pytest.raises(InvalidInput) as info:
+        parse_member_results(path, "CB1", KNOWN)
+    assert [(row, field) for row, field, _ in problems_of(info.value)] == [(3, "member_id")]
+
+
 def test_the_dossiers_own_member_list_reads_back(tmp_path):
     """The headers of "Danh sách xếp loại" (thong_ke_xep_loai.xlsx, documents.list_headers):
     an office may correct that sheet and send it in."""

@@ -295,6 +295,21 @@ STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng th
 6,DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
 7,DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
 """,
+    "a total and the signatures under the table": """STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
+1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
+2,DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
+3,DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
+4,DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu
+5,DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+6,DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
+7,DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
+Cộng: 7 đảng viên,,,,,,,,
+,,,,,,,,
+,,,,,"Hà Nội, ngày 20 tháng 11 năm 2023",,,
+,Người lập biểu,,,,T/M ĐẢNG ỦY,,,
+,,,,,BÍ THƯ,,,
+,Trần Thị Hoa,,,,Nguyễn Sỹ Chín,,,
+""",
 }
 
 
@@ -398,12 +413,14 @@ TABLES = {
     "header only": "a,b,c\n",
     "columns numbered under the header": "a,b,c\n(1),(2),(3)\n1,2,3\n4,5,6\n",
     "a title block": "DANH SÁCH,,\n,,\na,b,c\n1,x,3\n",
+    "a signature block": "a,b,c\n1,x,3\n,,\n,T/M CHI ỦY,\n,BÍ THƯ,\n,Nguyễn Văn A,\n",
+    "a signer in the first column": "a,b,c\n1,x,3\nBÍ THƯ,,\nNguyễn Văn A,,\n",
 }
 
 
 @pytest.mark.parametrize("name", list(TABLES))
 def test_read_columns_is_read_table_transposed(tmp_path, name):
-    from kiemdiem.tabular import read_columns, read_table  # noqa: PLC0415
+    from kiemdiem.tabular import open_rows, read_columns, read_table  # noqa: PLC0415
 
     path = tmp_path / "t.csv"
     path.write_text(TABLES[name], encoding="utf-8")
@@ -411,11 +428,15 @@ def test_read_columns_is_read_table_transposed(tmp_path, name):
     rows = read_table(path, columns, required={"a"})
     numbers, cells = read_columns(path, columns, required={"a"})
     assert list(numbers) == [r.number for r in rows]
+    with open_rows(path, columns, required={"a"}) as streamed:  # the streaming reader agrees
+        assert list(streamed) == [(r.number, tuple(r.values.values())) for r in rows]
     assert [list(c) for c in cells] == [[r.values[name] for r in rows] for name in columns]
     if name == "columns numbered under the header":
         assert list(numbers) == [3, 4] and list(cells[0]) == ["1", "4"]
     if name == "a title block":
         assert list(numbers) == [4] and list(cells[2]) == ["3"]
+    if name in ("a signature block", "a signer in the first column"):
+        assert list(numbers) == [2] and list(cells[1]) == ["x"]
 
 
 def test_read_table_cells():
