@@ -57,7 +57,41 @@ def _accepted(names: dict[str, str]) -> str:
     return "; ".join(f"{name} ({code})" for code, name in names.items())
 
 
-_POSITION_ALIASES = {fold(v): k for k, v in POSITIONS.items()} | {fold(k): k for k in POSITIONS}
+_POSITION_ALIASES = {fold(v): k for k, v in POSITIONS.items()} | {fold(k): k for k in POSITIONS} | {
+    # How member lists abbreviate them.
+    "uv_btv": "uy_vien_ban_thuong_vu", "uvbtv": "uy_vien_ban_thuong_vu", "uy_vien_btv": "uy_vien_ban_thuong_vu",
+    "uy_vien_thuong_vu": "uy_vien_ban_thuong_vu", "duv": "dang_uy_vien", "cuv": "chi_uy_vien",
+}
+# A position followed by its body: "Bí thư Chi bộ", "Phó Bí thư Đảng ủy", "Ủy viên BTV Đảng ủy".
+_BODY_START = re.compile(
+    r"_(?=(?:chi_bo|chi_uy|dang_uy|dang_bo|cap_uy|thuong_truc|btv|ban_thuong_vu|tinh_uy|huyen_uy|thanh_uy|thi_uy|quan_uy)(?:_|$))"
+)
+NOT_A_POSITION = "chức vụ không hợp lệ '{item}': cột này chỉ ghi chức vụ trong Đảng ({accepted}); chức vụ chính quyền, chuyên môn không ghi ở đây"
+
+
+def position_of(item: str) -> str | None:
+    """The party position a cell item names (its code), by name, code, abbreviation or followed
+    by its body ("Bí thư Chi bộ"); None for anything else (a job title such as "Trưởng phòng")."""
+    key = fold(item)
+    found = _POSITION_ALIASES.get(key)
+    for body in () if found is not None else _BODY_START.finditer(key):
+        found = _POSITION_ALIASES.get(key[:body.start()])
+        if found is not None:
+            break
+    return found
+
+
+def position_items(text: str) -> list[str]:
+    """A "Chức vụ" cell's items, split at ";" or ",", except where the comma is a name's own
+    ("Thủ trưởng cơ quan, đơn vị")."""
+    items = split_list(text.replace(",", ";"))
+    merged: list[str] = []
+    for item in items:
+        if merged and position_of(merged[-1]) is None and position_of(f"{merged[-1]}, {item}") is not None:
+            merged[-1] = f"{merged[-1]}, {item}"
+        else:
+            merged.append(item)
+    return merged
 
 
 class UnitRow(NamedTuple):
@@ -236,7 +270,7 @@ def _clean_members(numbers: Sequence[int], columns: list[Sequence[str]]) -> list
         status_of[text] = status
     positions_of: dict[str, tuple[str, ...]] = {}
     for text in set(positions):
-        found = tuple(_POSITION_ALIASES.get(fold(item)) for item in split_list(text.replace(",", ";")))
+        found = tuple(map(position_of, position_items(text)))
         if None in found:
             return None
         positions_of[text] = found
@@ -302,10 +336,10 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
         if positions is None:
             found = []
             valid = True
-            for item in split_list(positions_text.replace(",", ";")):
-                position = _POSITION_ALIASES.get(fold(item))
+            for item in position_items(positions_text):
+                position = position_of(item)
                 if position is None:
-                    problems.append(Problem(source, f"chức vụ không hợp lệ '{item}' (chỉ nhận {_accepted(POSITIONS)})", number, "positions"))
+                    problems.append(Problem(source, NOT_A_POSITION.format(item=item, accepted=_accepted(POSITIONS)), number, "positions"))
                     valid = False
                 else:
                     found.append(position)

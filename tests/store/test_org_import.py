@@ -150,6 +150,8 @@ BAD_MEMBERS = [
     ("bad status", "DV100,Ngô Văn A,VP1,,,nghi_huu,,\n", "status", "trạng thái không hợp lệ"),
     ("bad email", "DV100,Ngô Văn A,VP1,a@@b,,active,,\n", "email", "email không hợp lệ"),
     ("bad position", "DV100,Ngô Văn A,VP1,,,active,,tong_bi_thu\n", "positions", "chức vụ không hợp lệ"),
+    ("a job title as a position", "DV100,Ngô Văn A,VP1,,,active,,\"Bí thư Chi bộ, Trưởng phòng\"\n", "positions",
+     "chức vụ không hợp lệ 'Trưởng phòng': cột này chỉ ghi chức vụ trong Đảng"),
     ("unknown temporary unit", "DV100,Ngô Văn A,VP1,,,active,NOPE,\n", "temporary_unit", "không tồn tại"),
     ("temporary same as unit", "DV100,Ngô Văn A,VP1,,,active,VP1,\n", "temporary_unit", "trùng"),
     ("missing name", "DV100,,VP1,,,active,,\n", "full_name", "thiếu họ và tên"),
@@ -295,6 +297,15 @@ STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng th
 6,DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu
 7,DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
 """,
+    "positions as member lists write them": """Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
+DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,"Đảng ủy viên, Bí thư Chi bộ Văn phòng 1"
+DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
+DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
+DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,Phó Bí thư chi bộ
+DV005,Phạm Minh Đức,VP2,,2023-09-01,probationary,,
+DV006,Nguyễn Trọng Thức,KC,thuc@sct.example.vn,2005-01-10,active,,BÍ THƯ CHI BỘ
+DV007,Hoàng Thị Lan,KC,,2012-11-20,active,VP2,
+""",
     "a total and the signatures under the table": """STT,Mã đảng viên,Họ và tên,Chi bộ,Email,Ngày vào Đảng,Trạng thái,Sinh hoạt tạm thời,Chức vụ
 1,DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
 2,DV002,Trần Thị Hoa,VP1,,03/02/2010,active,,
@@ -367,6 +378,21 @@ def test_every_bad_cell_of_a_member_file_is_reported_in_file_order(store, campai
     assert reasons[2] == "email không hợp lệ 'x@'"
     assert reasons[7] == "đảng viên 'DV001' bị lặp (đã có ở dòng 2)"
     assert reasons[8] == "'SCT' là Đảng bộ cơ sở, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ"
+
+
+@pytest.mark.parametrize("cell, codes", [
+    ("Bí thư Chi bộ", ("bi_thu",)),
+    ("Phó Bí thư Đảng ủy xã", ("pho_bi_thu",)),
+    ("Ủy viên BTV Đảng ủy; Thủ trưởng cơ quan, đơn vị", ("uy_vien_ban_thuong_vu", "thu_truong")),
+    ("UV BTV", ("uy_vien_ban_thuong_vu",)),
+    ("chi_uy_vien, Phó thủ trưởng cơ quan, đơn vị", ("chi_uy_vien", "pho_thu_truong")),
+    ("Trưởng phòng", (None,)),
+    ("Bí thư Văn phòng", (None,)),
+])
+def test_a_position_cell_is_read_as_member_lists_write_it(cell, codes):
+    from kiemdiem.org import position_items, position_of  # noqa: PLC0415
+
+    assert tuple(map(position_of, position_items(cell))) == codes
 
 
 def test_read_members_agrees_on_the_column_and_row_by_row_paths(tmp_path):
