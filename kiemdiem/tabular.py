@@ -474,13 +474,20 @@ _DATE_FORMS = (
 )
 
 
+# Excel's serial day numbers (1900 date system, its day 60 the false 29/02/1900): from 10000
+# (18/05/1927) to 73050 (31/12/2099).
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+EXCEL_SERIALS = (10000, 73050)
+
+
 def format_decimal(value: float) -> str:
     """A number as the offices write it: decimal comma, no trailing zeros (85,5; 90)."""
     return f"{float(value):g}".replace(".", ",")
 
 
 def parse_date(text: str) -> dt.date:
-    """Accept dd/mm/yyyy (what offices type) or ISO yyyy-mm-dd; raise ValueError otherwise."""
+    """Accept dd/mm/yyyy (what offices type), ISO yyyy-mm-dd or an Excel serial day number (a date
+    cell formatted as a number); raise ValueError otherwise."""
     text = text.strip()
     if len(text) == 10 and text.isascii():  # the two usual spellings, without a regex
         try:
@@ -490,6 +497,10 @@ def parse_date(text: str) -> dt.date:
                 return dt.date(int(text[6:]), int(text[3:5]), int(text[:2]))  # dd/mm/yyyy
         except ValueError:
             pass  # an impossible date: the patterns below give the message
+    if len(text) == 5 and text.isdigit() and EXCEL_SERIALS[0] <= int(text) <= EXCEL_SERIALS[1]:
+        # A date cell formatted as a number ("General"): Excel's count of days, shown as such in
+        # the sheet and in its CSV. Nothing else in a date column is five digits.
+        return _EXCEL_EPOCH + dt.timedelta(days=int(text))
     for pattern, (y, m, d) in _DATE_FORMS:
         match = pattern.match(text)
         if match:

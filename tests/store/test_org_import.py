@@ -263,10 +263,10 @@ DV005,Phạm Minh Đức,VP2,,2023-9-1,Dự bị,,
 DV006,Nguyễn Trọng Thức, KC ,thuc@sct.example.vn,10/01/2005,active,,bi_thu
 DV007,Hoàng Thị Lan,KC,,20/11/2012,active, VP2 ,
 """,
-    "blank and ragged lines": """member_id,full_name,unit,email,joined_on,status,temporary_unit,positions
+    "blank and ragged lines, a date as Excel's day number": """member_id,full_name,unit,email,joined_on,status,temporary_unit,positions
 DV001,Nguyễn Sỹ Chín,VP1,chin@sct.example.vn,12/05/1995,active,,dang_uy_vien;bi_thu
 
-DV002,Trần Thị Hoa,VP1,,03/02/2010
+DV002,Trần Thị Hoa,VP1,,40212
 ,,,,,,,
 DV003,Lê Văn Nam,VP1,,2001-07-19,exempt,,
 DV004,Lê Xuân Tiến,VP2,tien@sct.example.vn,1998-09-02,active,,pho_bi_thu,
@@ -512,7 +512,7 @@ def test_an_office_form_with_a_title_block_imports_and_names_its_sheet_rows(stor
     assert table_counts(store) == before
     good = _office_form(tmp_path / "dang_vien.xlsx", header, [
         ["DV001", "Nguyễn Sỹ Chín", "VP1", dt.datetime(1995, 5, 12)],
-        ["DV002", "Trần Thị Hoa", "VP1", dt.datetime(2010, 2, 3)],
+        ["DV002", "Trần Thị Hoa", "VP1", 40212],  # a date cell formatted as a number: Excel's day 40212
     ])
     report = do_import(store, units, good)
     assert (report.units_added, report.members_added) == (2, 2)
