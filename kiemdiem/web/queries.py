@@ -635,6 +635,38 @@ def overview(view: StatusView, root_code: str, overdue_limit: int = 100) -> Over
     return result
 
 
+@dataclass(frozen=True)
+class Contact:
+    """Who to call about an overdue unit: its addresses, and how often it was chased for the phase."""
+
+    emails: tuple[str, ...]
+    escalations: int  # escalation steps sent for the unit's phase
+    last_escalated_at: dt.datetime | None
+
+
+def overdue_contacts(uow: UnitOfWork, campaign_id: str, rows: list[OverdueRow]) -> dict[tuple[str, str], Contact]:
+    """``Contact`` of each overdue row shown, by (unit code, phase id): two queries by the rows' units."""
+    if not rows:
+        return {}
+    ids = sorted({r.unit.id for r in rows})
+    emails = dict(uow.session.execute(select(Unit.id, Unit.emails).where(Unit.id.in_(ids))).all())
+    chased = {
+        (unit_id, phase_id): (steps, last)
+        for unit_id, phase_id, steps, last in uow.session.execute(
+            select(Notice.unit_id, Notice.phase_id, func.count(func.distinct(Notice.step)), func.max(Outbox.sent_at))
+            .join(Outbox, Outbox.id == Notice.outbox_id)
+            .where(Notice.campaign_id == campaign_id, Notice.unit_id.in_(ids), Notice.kind == "escalation", Outbox.status == "sent")
+            .group_by(Notice.unit_id, Notice.phase_id)
+        )
+    }
+    return {
+        (r.unit.code, r.phase.id): Contact(
+            tuple(e for e in emails.get(r.unit.id) or () if e), *chased.get((r.unit.id, r.phase.id), (0, None)),
+        )
+        for r in rows
+    }
+
+
 def notices_sent(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campaign: bool) -> dict:
     """Reminders and escalations sent (outbox rows with status 'sent'), for the viewer's subtree;
     and, so that an office does not believe its mail went out, how many messages failed (every

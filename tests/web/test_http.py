@@ -483,6 +483,11 @@ def test_overview_counts_overdue_late_and_sent_notices(client_as, store, campaig
     table = text[text.index('id="overdue"'):]
     for name in ("Chi bộ Văn phòng 2", "Chi bộ Khuyến công", "Chi bộ Đội Quản lý thị trường số 2"):
         assert name in table
+    # Whom to call: each overdue unit's addresses, and whether it was chased (sent escalations only).
+    rows = {re.search(r"<small>([^<]+)</small>", row).group(1): row for row in table.split("</table>")[0].split("<tr>")[2:]}
+    assert 'href="mailto:vp2@sct.example.vn"' in rows["VP2"]
+    assert "lần 1, 27/11/2023 08:00" in rows["VP2"]
+    assert 'href="mailto:kc@sct.example.vn"' in rows["KC"] and "lần 1" not in rows["KC"] and ">chưa<" in rows["KC"]
     assert "Hôm nay 01/12/2023" in text and "30/11/2023 23:59" in text
     # a person bound to QL sees only what concerns QL's subtree
     ql = client_as("office.ql@sct.example.vn").get("/c/c187").text
