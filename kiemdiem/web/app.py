@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiemdiem.settings import WebSettings, reminder_settings, templates_dir, web_settings
 from kiemdiem.store.db import Store, open_store
-from kiemdiem.web import routes_auth, routes_files, routes_pages
+from kiemdiem.web import routes_auth, routes_decisions, routes_files, routes_pages
 from kiemdiem.web.auth import LoginThrottle, SessionCodec, load_secret_key
 from kiemdiem.web.context import VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, shared_templates
 from kiemdiem.web.queries import STATUS_CHECK_SECONDS, STATUS_TTL_SECONDS, RenderCache, StatusCache
@@ -132,6 +132,7 @@ def create_app(
     app.include_router(routes_auth.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_files.router)
+    app.include_router(routes_decisions.router)
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(CsrfRefused, csrf_refused)
     app.add_exception_handler(StarletteHTTPException, http_error)

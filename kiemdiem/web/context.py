@@ -57,6 +57,8 @@ AUDIT_ACTIONS = {
     "web.upload": "Nộp hồ sơ qua cổng web",
     "web.download": "Tải tệp hồ sơ",
     "web.export": "Xuất dữ liệu (XLSX, CSV)",
+    "web.result_cancel": "Hủy kết quả xếp loại qua cổng web",
+    "web.finding_override": "Chấp thuận vi phạm qua cổng web",
     "submission.received": "Nhận hồ sơ",
     "results.ingested": "Đọc danh sách kết quả xếp loại",
     "results.recorded": "Ghi kết quả xếp loại",
@@ -135,6 +137,12 @@ class Viewer:
     def sees(self, path: str) -> bool:
         return path.startswith(self.unit_path)
 
+    def decides_for(self, path: str) -> bool:
+        """Whether this person's office may record its committee's decisions about the unit at ``path``
+        (cancel a result, approve a finding): staff, for the units below their own; at the campaign's
+        root, for every unit (a committee does not decide on its own organization's result)."""
+        return self.is_staff and path.startswith(self.unit_path) and (self.at_root or path != self.unit_path)
+
 
 @lru_cache(maxsize=4)
 def shared_templates(directory: str) -> Environment:
@@ -199,6 +207,7 @@ DETAIL_LABELS = {
     "gave_up": "ngừng gửi", "error": "lỗi", "doc_type": "loại văn bản", "item_key": "mục", "message": "nội dung",
     "covers": "áp dụng cho số liệu", "kept_decisions": "giữ quyết định của cấp trên", "units_added": "đơn vị thêm",
     "units_updated": "đơn vị cập nhật", "members_added": "đảng viên thêm", "members_updated": "đảng viên cập nhật",
+    "by": "cấp ủy quyết định", "row_id": "kết quả số", "level": "mức xếp loại",
 }
 _DETAIL_CODES = {
     "method": {"password": "mật khẩu", "signin_link": "đường dẫn đăng nhập"},

@@ -530,6 +530,14 @@ def scoped_unit(uow: UnitOfWork, campaign_id: str, code: str, root_path: str) ->
     return unit
 
 
+def unit_paths(uow: UnitOfWork, campaign_id: str, codes) -> dict[str, str]:
+    """Path of each unit code given (those that exist)."""
+    codes = sorted(c for c in codes if c)
+    if not codes:
+        return {}
+    return dict(uow.session.execute(select(Unit.code, Unit.path).where(Unit.campaign_id == campaign_id, Unit.code.in_(codes))).all())
+
+
 def ancestors_in_scope(uow: UnitOfWork, unit: Unit, root_path: str) -> list[Unit]:
     """Breadcrumbs: the unit's ancestors from the viewer's root down (none above the root)."""
     codes = [c for c in unit.path.strip("/").split("/")][:-1]

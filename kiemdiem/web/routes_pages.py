@@ -60,6 +60,7 @@ from kiemdiem.web.queries import (
     timeline,
     tree_rows,
     unit_members,
+    unit_paths,
     unit_notices,
     unit_results,
     users_in_scope,
@@ -237,14 +238,29 @@ def unit_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_id: 
 @router.get("/c/{campaign_id}/u/{code}")
 def unit_page(campaign_id: str, code: str, request: Request, viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
     campaign_of(viewer, campaign_id)
+    return unit_response(request, uow, viewer, campaign_id, code)
+
+
+def unit_response(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: str, code: str, status_code: int = 200,
+                  decision: dict | None = None) -> Response:
+    """The unit page; ``decision``: a cancellation form refused (what was typed, why) or done."""
     ctx = get_ctx(request)
     context = unit_context(ctx, uow, viewer, campaign_id, code)
     unit = context["unit"]
     return render(
-        request, "unit.html", section="unit", ancestors=ancestors_in_scope(uow, unit, viewer.unit_path),
+        request, "unit.html", status_code=status_code, section="unit", ancestors=ancestors_in_scope(uow, unit, viewer.unit_path),
         ics_token=ctx.codec.ics_token(campaign_id, unit.code), roles=ROLES, may_invite=may_invite,
-        invited=request.query_params.get("invited"), **context,
+        invited=request.query_params.get("invited"), decision=decision or decided(request), **context,
     )
+
+
+def decided(request: Request) -> dict | None:
+    """The decision a redirect reports (``?decided=…&v=…``): the page says it was recorded."""
+    kind = request.query_params.get("decided")
+    if kind not in ("cancel", "override"):
+        return None
+    return {"kind": kind, "done": True, "subject": request.query_params.get("subject", "")[:MAX_QUERY_LENGTH],
+            "later": request.query_params.get("later") == "1"}
 
 
 @router.get("/c/{campaign_id}/u/{code}/live")
@@ -270,12 +286,19 @@ def level_rows(section: dict) -> list[dict]:
 def consolidation_page(campaign_id: str, code: str, request: Request, a: int | None = None, b: int | None = None,
                        viewer: Viewer = Depends(get_viewer), uow: UnitOfWork = Depends(get_uow)):
     campaign_of(viewer, campaign_id)
+    return consolidation_response(request, uow, viewer, campaign_id, code, a, b)
+
+
+def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: str, code: str,
+                           a: int | None = None, b: int | None = None, status_code: int = 200, decision: dict | None = None) -> Response:
+    """The consolidation page; ``decision``: an approval or cancellation form refused (what was typed, why) or done."""
     unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
     if unit is None:
         raise HTTPException(404)
     versions = snapshot_versions(uow, campaign_id, unit.id)
     context = dict(viewer=viewer, campaign_id=campaign_id, unit=unit, section="consolidation", versions=versions,
-                   ancestors=ancestors_in_scope(uow, unit, viewer.unit_path))
+                   ancestors=ancestors_in_scope(uow, unit, viewer.unit_path), decision=decision or decided(request),
+                   status_code=status_code)
     if not versions:
         return render(request, "consolidation.html", latest=None, **context)
     by_version = {s.version: s for s in versions}
@@ -301,6 +324,8 @@ def consolidation_page(campaign_id: str, code: str, request: Request, a: int | N
                 compare_error = "Không so sánh được hai phiên bản này (dữ liệu tổng hợp không đúng định dạng)."
     members = payload.get("members") or {}
     organizations = payload.get("organizations") or {}
+    about = {f.get("unit_code") for f in payload.get("findings") or () if f.get("severity") == "error" and not f.get("overridden")}
+    decidable = {code for code, path in unit_paths(uow, campaign_id, about).items() if viewer.decides_for(path)} if viewer.is_staff else set()
     child_rows = []
     for child, snap in children:
         child_members = (snap.payload or {}).get("members") or {}
@@ -310,7 +335,7 @@ def consolidation_page(campaign_id: str, code: str, request: Request, a: int | N
         member_levels=level_rows(members), org_levels=level_rows(organizations), child_rows=child_rows,
         old=old, new=new, changes=changes, changes_source=changes_source, compare_error=compare_error,
         field_label=field_label, not_evaluated_names=NOT_EVALUATED_NAMES, not_evaluated_reasons=NOT_EVALUATED_REASONS,
-        level_names=LEVEL_NAMES, **context,
+        level_names=LEVEL_NAMES, decidable=decidable, **context,
     )
 
 

@@ -44,9 +44,14 @@ ROUTES = {
     "overview": ("GET", "/c/c187?root={code}"),
     "overview fragment": ("GET", "/c/c187/live/overview?root={code}"),
     "invite": ("POST", "/c/c187/users/invite"),
+    "cancel a result": ("POST", "/c/c187/u/{code}/results/cancel"),
+    "approve a finding": ("POST", "/c/c187/u/{code}/findings/override"),
 }
-STAFF_ONLY = {"invite"}
-OK_STATUS = {"invite": 303}
+STAFF_ONLY = {"invite", "cancel a result", "approve a finding"}
+# Past the access check, the two decisions are refused for want of something to decide on (QL1 has
+# no result, and no consolidation): 422 with the reason, where a person without access gets 404.
+OK_STATUS = {"invite": 303, "cancel a result": 422, "approve a finding": 422}
+MEMBER_OF = {"QL1": "DV008", "VP1": "DV001"}
 EXPORTS = ["progress.csv", "progress.xlsx", "consolidation.csv", "consolidation.xlsx"]
 
 
@@ -56,6 +61,10 @@ def request_route(client, route: str, code: str, file_id: int):
     if route == "upload":
         return client.post(url, data={"csrf_token": client.csrf, "item": "chi_bo_kiem_diem|bien_ban_hoi_nghi|u"},
                            files=[("files", ("bien_ban.pdf", PDF + b"matrix", "application/pdf"))])
+    if route == "cancel a result":
+        return client.post(url, data={"csrf_token": client.csrf, "member": MEMBER_OF[code], "by": "Đảng ủy", "reason": "thử quyền"})
+    if route == "approve a finding":
+        return client.post(url, data={"csrf_token": client.csrf, "key": f"cap_members:{code}:", "by": "Đảng ủy", "reason": "thử quyền"})
     if route == "invite":
         return client.post(url, data={"csrf_token": client.csrf, "unit": code, "email": f"moi.{code.lower()}@sct.example.vn",
                                       "full_name": "Người được mời", "role": "unit"})
