@@ -38,6 +38,7 @@ from kiemdiem.store.models import (
     Notice,
     OrgResult,
     Outbox,
+    SignInToken,
     Snapshot,
     Submission,
     SubmissionFile,
@@ -987,6 +988,53 @@ def latest_snapshots(uow: UnitOfWork, campaign_id: str, root_path: str, children
 
 
 # ----------------------------------------------------------------------------- users and audit
+
+
+@dataclass(frozen=True)
+class Access:
+    """How a person gets in: their last sign-in, their newest link, and its e-mail's fate."""
+
+    last_login_at: dt.datetime | None = None
+    link_expires_at: dt.datetime | None = None
+    link_used_at: dt.datetime | None = None
+    invite_status: str | None = None  # the newest invitation e-mail: queued | sending | sent | failed
+    invite_error: str = ""
+
+
+def user_access(uow: UnitOfWork, campaign_id: str, users: list[User]) -> dict[int, Access]:
+    """``Access`` of each user, in three grouped queries (sign-ins, links, invitation e-mails)."""
+    if not users:
+        return {}
+    emails = [u.email for u in users]
+    logins = dict(uow.session.execute(
+        select(EventLog.actor, func.max(EventLog.at))
+        .where(EventLog.campaign_id == campaign_id, EventLog.action == "web.login", EventLog.actor.in_(emails))
+        .group_by(EventLog.actor)
+    ).all())
+    newest_link = select(func.max(SignInToken.id)).where(SignInToken.user_id.in_([u.id for u in users])).group_by(SignInToken.user_id)
+    links = {
+        user_id: (expires_at, used_at)
+        for user_id, expires_at, used_at in uow.session.execute(
+            select(SignInToken.user_id, SignInToken.expires_at, SignInToken.used_at).where(SignInToken.id.in_(newest_link))
+        )
+    }
+    newest_mail = (
+        select(func.max(Outbox.id))
+        .where(Outbox.campaign_id == campaign_id, Outbox.kind == "invite", Outbox.recipient.in_(emails))
+        .group_by(Outbox.recipient)
+    )
+    mails = {
+        recipient: (status, error)
+        for recipient, status, error in uow.session.execute(
+            select(Outbox.recipient, Outbox.status, Outbox.last_error).where(Outbox.id.in_(newest_mail))
+        )
+    }
+    out = {}
+    for user in users:
+        expires_at, used_at = links.get(user.id, (None, None))
+        status, error = mails.get(user.email, (None, None))
+        out[user.id] = Access(logins.get(user.email), expires_at, used_at, status, error or "")
+    return out
 
 
 def users_in_scope(uow: UnitOfWork, campaign_id: str, root_path: str) -> list[tuple[User, Unit]]:

@@ -63,6 +63,7 @@ from kiemdiem.web.queries import (
     unit_paths,
     unit_notices,
     unit_results,
+    user_access,
     users_in_scope,
 )
 
@@ -345,9 +346,11 @@ def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, ca
 def users_form(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: str, status_code: int = 200, *,
                form: FormData | None = None, error: str | None = None, unit_error: str | None = None):
     """The people page with the invitation form (again, with what was typed and why it was refused)."""
+    users = users_in_scope(uow, campaign_id, viewer.unit_path)
     return render(
         request, "users.html", status_code=status_code, viewer=viewer, campaign_id=campaign_id, section="users",
-        users=users_in_scope(uow, campaign_id, viewer.unit_path), roles=[r for r in ROLES if may_invite(viewer.role, r)],
+        users=users, access=user_access(uow, campaign_id, [user for user, _unit in users]), now=get_ctx(request).now(),
+        roles=[r for r in ROLES if may_invite(viewer.role, r)],
         invited=request.query_params.get("invited") if form is None else None, error=error, unit_error=unit_error,
         form={k: str(v) for k, v in form.items() if k != "csrf_token"} if form is not None else {},
     )

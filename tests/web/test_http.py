@@ -12,7 +12,7 @@ import re
 import pytest
 import typer
 from openpyxl import load_workbook
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -335,7 +335,10 @@ def post_routes(app) -> list[str]:
 
 
 def test_every_post_route_is_known_to_the_csrf_test(app):
-    assert post_routes(app) == ["/c/{campaign_id}/u/{code}/upload", "/c/{campaign_id}/users/invite", "/login", "/logout", "/signin/{token}"]
+    assert post_routes(app) == [
+        "/c/{campaign_id}/u/{code}/findings/override", "/c/{campaign_id}/u/{code}/results/cancel", "/c/{campaign_id}/u/{code}/upload",
+        "/c/{campaign_id}/users/invite", "/login", "/logout", "/signin/{token}",
+    ]
 
 
 CSRF_POSTS = {
@@ -345,6 +348,8 @@ CSRF_POSTS = {
     "/c/{campaign_id}/users/invite": dict(data={"unit": "QL1", "email": "x@sct.example.vn", "full_name": "X", "role": "unit"}),
     "/c/{campaign_id}/u/{code}/upload": dict(data={"item": "chi_bo_kiem_diem|bien_ban_hoi_nghi|u"},
                                              files=[("files", ("bb.pdf", PDF + b"csrf", "application/pdf"))]),
+    "/c/{campaign_id}/u/{code}/results/cancel": dict(data={"member": "DV001", "by": "Đảng ủy Sở", "reason": "thử"}),
+    "/c/{campaign_id}/u/{code}/findings/override": dict(data={"key": "cap_members:VP1:", "by": "Đảng ủy Sở", "reason": "thử"}),
 }
 
 
@@ -403,6 +408,7 @@ def test_invite_stores_only_the_hash_queues_an_email_and_works_once(client_as, s
             assert token not in str(conn.exec_driver_sql(f"SELECT * FROM {table}").all())
     [invited] = events(store, "web.invite")
     assert invited.actor == "office@sct.example.vn" and invited.subject == "bithu.ql2@sct.example.vn"
+    assert "chưa đăng nhập<br><span class=\"muted\">thư mời đang chờ gửi</span>" in user_row(office, "bithu.ql2@sct.example.vn")
 
     guest = client_as()
     page = guest.get(f"/signin/{token}")
@@ -415,6 +421,13 @@ def test_invite_stores_only_the_hash_queues_an_email_and_works_once(client_as, s
     assert guest.get("/c/c187/u/QL1").status_code == 404
     assert client_as().get(f"/signin/{token}").status_code == 404  # used once
     assert login(client_as(), "bithu.ql2@sct.example.vn", "mat-khau-moi-dai").status_code == 303
+    assert "đăng nhập lần cuối 28/11/2023 09:00" in user_row(office, "bithu.ql2@sct.example.vn")
+
+
+def user_row(client, email: str) -> str:
+    """The people page's row of ``email``."""
+    page = client.get("/c/c187/users").text
+    return next(row for row in page[page.index('id="users"'):].split("<tr>") if f"<td>{email}</td>" in row)
 
 
 def test_invite_link_expires(client_as, store, clock):
@@ -422,6 +435,16 @@ def test_invite_link_expires(client_as, store, clock):
     clock.now = clock.now + dt.timedelta(hours=72, seconds=1)
     expired = client_as().get(f"/signin/{token}")
     assert expired.status_code == 404 and "đề nghị văn phòng gửi lại thư mời" in expired.text  # where to go from here
+    with store.uow() as uow:  # the invitation went out; its link lapsed unused: the office is told to invite again
+        uow.session.execute(update(Outbox).where(Outbox.kind == "invite").values(status="sent", sent_at=clock.now))
+        uow.commit()
+    row = user_row(client_as("office@sct.example.vn"), "bithu.ql2@sct.example.vn")
+    assert "chưa đăng nhập" in row and "đường dẫn mời đã hết hạn 01/12/2023 09:00: hãy mời lại" in row
+    with store.uow() as uow:  # or its e-mail could not be delivered
+        uow.session.execute(update(Outbox).where(Outbox.kind == "invite").values(status="failed", last_error="550 5.1.1 mailbox unavailable"))
+        uow.commit()
+    row = user_row(client_as("office@sct.example.vn"), "bithu.ql2@sct.example.vn")
+    assert "thư mời gửi lỗi: 550 5.1.1 mailbox unavailable; hãy kiểm tra email rồi mời lại" in row
 
 
 def test_invite_takes_a_unit_code_typed_in_lower_case(client_as, store):
