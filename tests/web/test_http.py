@@ -526,6 +526,16 @@ def test_overview_counts_overdue_late_and_sent_notices(client_as, store, campaig
     assert re.search(r'id="overdue-count">.*?class="big[^"]*">(\d+)<', ql, re.S).group(1) == "1"
     assert re.search(r'id="reminders-sent">.*?class="big">(\d+)<', ql, re.S).group(1) == "1"
     assert "Chi bộ Văn phòng 2" not in ql
+    # A branch's secretary: the committee's own phases keep their place in the plan's numbering, without counts.
+    phases = client_as("vp1@sct.example.vn").get("/c/c187").text
+    phases = phases[phases.index('id="phases"'):phases.index("</table>", phases.index('id="phases"'))]
+    rows = {re.search(r'data-phase="([^"]+)"', row).group(1): row for row in phases.split("<tr ")[1:]}
+    assert list(rows) == ["chuan_bi_chi_bo", "chi_bo_kiem_diem", "chuan_bi_dang_uy", "dang_uy_bao_cao_khoi",
+                          "chi_bo_khac_phuc", "dang_uy_khac_phuc", "dang_vien_khac_phuc"]
+    for phase_id, row in rows.items():
+        committee_only = phase_id in ("chuan_bi_dang_uy", "dang_uy_bao_cao_khoi", "dang_uy_khac_phuc")
+        assert ("Không có đơn vị nào trong phạm vi này phải thực hiện giai đoạn này" in row) == committee_only, phase_id
+        assert ("<progress" in row) != committee_only, phase_id
 
 
 def add_notices(store) -> None:
