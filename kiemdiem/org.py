@@ -200,9 +200,13 @@ def read_members(path: Path, data: bytes | None = None, problems: list[Problem] 
     return list(map(MemberRow._make, zip(*read_member_columns(path, data, problems))))
 
 
-def read_member_columns(path: Path, data: bytes | None = None, problems: list[Problem] | None = None) -> list[Sequence]:
+def read_member_columns(
+    path: Path, data: bytes | None = None, problems: list[Problem] | None = None, refused: list[tuple] | None = None,
+) -> list[Sequence]:
     """``read_members`` column by column, for bulk imports: one sequence per ``MemberRow``
-    field, in field order (row numbers first), holding the valid rows.
+    field, in field order (row numbers first), holding the valid rows. ``refused`` gets the (row,
+    branch, temporary branch) of each row refused for a bad cell, for the caller to check against
+    the tree as well (``refused_unit_problems``): every problem of a row is reported at once.
 
     A province has ~90,000 members: a file without a bad cell is checked a column at a
     time, in C where possible; otherwise row by row, naming every bad cell.
@@ -213,13 +217,15 @@ def read_member_columns(path: Path, data: bytes | None = None, problems: list[Pr
     numbers, columns = read_columns(path, MEMBER_COLUMNS, required={"member_id", "full_name", "unit"}, data=data)
     members = _clean_members(numbers, columns)
     if members is None:
-        members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems), len(MemberRow._fields))
+        members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems, refused), len(MemberRow._fields))
     if own and problems:
         raise InvalidInput(name_columns(problems, path, MEMBER_COLUMNS, data))
     return members
 
 
-def member_chunks(path: Path, data: bytes | None, problems: list[Problem], chunk_rows: int = 50_000) -> Iterator[list[Sequence]]:
+def member_chunks(
+    path: Path, data: bytes | None, problems: list[Problem], chunk_rows: int = 50_000, refused: list[tuple] | None = None,
+) -> Iterator[list[Sequence]]:
     """``read_member_columns`` a chunk at a time, for files too large to hold: yields the
     valid rows of each ``chunk_rows`` file rows as columns (the fields of ``MemberRow``).
 
@@ -239,7 +245,7 @@ def member_chunks(path: Path, data: bytes | None, problems: list[Problem], chunk
             del chunk, cells
             members = _clean_members(numbers, columns)
             if members is None:
-                members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems), len(MemberRow._fields))
+                members = columns_of(_check_members(source, zip(numbers, zip(*columns)), problems, refused), len(MemberRow._fields))
             yield members
 
 
@@ -285,8 +291,13 @@ def _clean_members(numbers: Sequence[int], columns: list[Sequence[str]]) -> list
     ]
 
 
-def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
-    """Row by row: every problem of every row, in file order; the valid rows as tuples."""
+# The refused rows kept for the tree check: enough for the problems listed (``bulk_import.MAX_PROBLEMS``).
+MAX_REFUSED_KEPT = 10_000
+
+
+def _check_members(source: str, rows, problems: list[Problem], refused: list[tuple] | None = None) -> list[tuple]:
+    """Row by row: every problem of every row, in file order; the valid rows as tuples, and the
+    (row, branch, temporary branch) of the refused ones to ``refused``."""
     members: list[tuple] = []
     append = members.append
     code_ok = CODE_RE.match
@@ -356,7 +367,20 @@ def _check_members(source: str, rows, problems: list[Problem]) -> list[tuple]:
                 problems.append(duplicate_member_problem(source, number, member_id, first[0]))
         if ok:
             append((number, member_id, full_name, unit, email, joined_on, status, temporary_unit or None, positions))
+        elif refused is not None and unit and len(refused) < MAX_REFUSED_KEPT:
+            refused.append((number, unit, temporary_unit or None))
     return members
+
+
+def refused_unit_problems(
+    source: str, refused: Sequence[tuple], unit_kinds: dict[str, str], code_of_name: Callable[[str], str | None] | None = None,
+) -> list[Problem]:
+    """``member_unit_problems`` of the rows refused for a bad cell (``_check_members``'s ``refused``)."""
+    problems: list[Problem] = []
+    for row, unit, temporary_unit in refused:
+        temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
+        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
+    return problems
 
 
 def validate_tree(units: list[UnitRow], source: str, existing: dict[str, tuple[str, str | None]] | None = None) -> list[Problem]:

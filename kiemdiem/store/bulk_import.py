@@ -43,6 +43,7 @@ from kiemdiem.org import (
     duplicate_member_problem,
     member_chunks,
     member_unit_problems,
+    refused_unit_problems,
     unit_code_by_name,
     name_import_columns,
     read_units_streaming,
@@ -192,11 +193,12 @@ def _stage_members(
         for pair in kinds.items():
             copy.write_row(pair)
     read_problems: list[Problem] = []
+    refused: list[tuple] = []  # rows refused for a bad cell: their branches are checked too
     dropped = 0
 
     def chunks():
         try:
-            yield from member_chunks(path, data, read_problems, chunk_rows)
+            yield from member_chunks(path, data, read_problems, chunk_rows, refused)
         except InvalidInput as exc:  # header, encoding, or a line the CSV parser refuses
             read_problems.extend(exc.problems)
 
@@ -221,6 +223,7 @@ def _stage_members(
     cursor.execute("SET LOCAL work_mem = '64MB'")  # the duplicate check groups millions of ids
     duplicates, more_duplicates = _duplicate_problems(cursor, source, max_problems)
     misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, unit_names)
+    misplaced += refused_unit_problems(source, refused, kinds, unit_code_by_name(unit_names))
     cursor.execute("SET LOCAL work_mem TO DEFAULT")
     phase("members checked in SQL", problems=len(duplicates) + len(misplaced))
     # In row order; stable, so a row keeps its own order (id, then branch, then temporary branch).

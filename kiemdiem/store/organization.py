@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
 from kiemdiem.org import (
-    MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, unit_code_by_name, validate_member_columns, validate_tree,
+    MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, refused_unit_problems, unit_code_by_name, validate_member_columns, validate_tree,
 )
 from kiemdiem.plan import Plan, parse_plan
 from kiemdiem.store.db import UnitOfWork
@@ -132,7 +132,11 @@ def import_organization(
     units, units_readable = _collect(lambda p: read_units(units_path, units_data, p), problems)
     # Column by column (one sequence per MemberRow field): ~90,000 members for a province.
     no_members = [()] * len(MemberRow._fields)
-    members = (_collect(lambda p: read_member_columns(members_path, members_data, p), problems)[0] if members_path else None) or no_members
+    member_cells: list[Problem] = []
+    refused: list[tuple] = []  # rows refused for a bad cell: their branches are checked too
+    members = (
+        _collect(lambda p: read_member_columns(members_path, members_data, p, refused), member_cells)[0] if members_path else None
+    ) or no_members
 
     stored_units = {
         code: (kind, parent)
@@ -148,6 +152,9 @@ def import_organization(
             *session.execute(select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id)).tuples(),
         ])
         member_problems = validate_member_columns(members, str(members_path), kinds, names)
+        member_problems += refused_unit_problems(str(members_path), refused, kinds, names)
+        # In row order; stable, so a row keeps its own order (its cells, then its id, branch, temporary branch).
+        member_problems = sorted(member_cells + member_problems, key=lambda p: p.row or 0)
         problems += member_problems if units_readable else without_unit_references(member_problems, units_path)
     if problems:
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))

@@ -204,9 +204,10 @@ def test_problems_name_each_files_columns_as_it_spells_them(store, campaign, tmp
         do_import(store, units_path, members_path)
     shown = sorted(str(p).replace(f"{tmp_path}/", "") for p in info.value.problems)
     assert shown[0].startswith("members.csv, dòng 2, cột 'joined_on': ")
-    assert shown[1].startswith("members.csv, dòng 3, cột 'unit': chi bộ 'CB9' không tồn tại")
-    assert shown[2].startswith("units.csv, dòng 3, cột 'Loại': loại tổ chức không hợp lệ 'chi bo' (chỉ nhận Đảng bộ cấp trên cơ sở (cap_tren_co_so); ")
-    assert "Chi bộ trực thuộc (chi_bo_truc_thuoc)" in shown[2]
+    assert shown[1].startswith("members.csv, dòng 2, cột 'unit': chi bộ 'CB1' không tồn tại")  # its row in units.csv is refused
+    assert shown[2].startswith("members.csv, dòng 3, cột 'unit': chi bộ 'CB9' không tồn tại")
+    assert shown[3].startswith("units.csv, dòng 3, cột 'Loại': loại tổ chức không hợp lệ 'chi bo' (chỉ nhận Đảng bộ cấp trên cơ sở (cap_tren_co_so); ")
+    assert "Chi bộ trực thuộc (chi_bo_truc_thuoc)" in shown[3]
     assert table_counts(store) == before
 
 
@@ -393,6 +394,24 @@ def test_a_position_cell_is_read_as_member_lists_write_it(cell, codes):
     from kiemdiem.org import position_items, position_of  # noqa: PLC0415
 
     assert tuple(map(position_of, position_items(cell))) == codes
+
+
+def test_a_row_with_a_bad_cell_has_its_branch_checked_too(store, campaign, tmp_path):
+    """Every problem of a row at once: a bad date does not hide a mistyped branch until the date is fixed."""
+    extra = ("DV100,Ngô Văn A,VP9,,31/02/2001,active,,\n"            # a bad date, an unknown branch
+             "DV101,Ngô Văn B,Chi bộ Khuyến công,x@,,active,SCT,\n"  # a bad email, a branch by its name, a temporary non-branch
+             "DV102,Ngô Văn C,VP1,,,active,,\n")
+    units, members = write_small_org(tmp_path, members=SMALL_MEMBERS + extra)
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    assert [(p.row, p.field) for p in info.value.problems] == [
+        (9, "joined_on"), (9, "unit"), (10, "email"), (10, "unit"), (10, "temporary_unit"),
+    ]
+    reasons = [p.reason for p in info.value.problems]
+    assert reasons[1] == "chi bộ 'VP9' không tồn tại"
+    assert reasons[3] == "chi bộ 'Chi bộ Khuyến công' không tồn tại: đây là tên của đơn vị có mã 'KC', cột này cần mã đơn vị"
+    assert table_counts(store) == before
 
 
 def test_read_members_agrees_on_the_column_and_row_by_row_paths(tmp_path):
