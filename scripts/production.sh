@@ -8,6 +8,7 @@
 #   scripts/production.sh start     # server, workers, dashboard (background; pids and logs in $KIEMDIEM_RUN)
 #   scripts/production.sh status
 #   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store
+#   scripts/production.sh restore T # stop, both databases and the files back from backup T, migrate
 #   scripts/production.sh upgrade   # stop, backup, reinstall, migrate (Alembic), start, redeploy
 #   scripts/production.sh stop
 set -euo pipefail
@@ -142,13 +143,16 @@ cmd_stop() {
   return 0
 }
 
+kiemdiem_dsn() { echo "${KIEMDIEM_DATABASE_URL/postgresql+psycopg:/postgresql:}"; }
+prefect_dsn() { admin_url "$PREFECT_DATABASE_URL" | sed "s#/postgres\$#/$(database_name "$PREFECT_DATABASE_URL")#"; }
+
 cmd_backup() {
   local stamp target
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
   target="$KIEMDIEM_BACKUPS/$stamp"
   mkdir -p "$target"
-  pg_dump --format=custom --file "$target/kiemdiem.dump" "${KIEMDIEM_DATABASE_URL/postgresql+psycopg:/postgresql:}"
-  pg_dump --format=custom --file "$target/prefect.dump" "$(admin_url "$PREFECT_DATABASE_URL" | sed "s#/postgres\$#/$(database_name "$PREFECT_DATABASE_URL")#")"
+  pg_dump --format=custom --file "$target/kiemdiem.dump" "$(kiemdiem_dsn)"
+  pg_dump --format=custom --file "$target/prefect.dump" "$(prefect_dsn)"
   # Submitted files live outside the database, content-addressed: copy new ones only.
   if [ -d "$KIEMDIEM_HOME/blobs" ]; then
     mkdir -p "$KIEMDIEM_BACKUPS/blobs"
@@ -159,7 +163,35 @@ cmd_backup() {
     cp -a "$KIEMDIEM_HOME/web-secret.key" "$target/"
   fi
   log "backup written to $target; the submitted files are in $KIEMDIEM_BACKUPS/blobs (shared by every backup)"
-  log "restore: see README, section Production, 'Restore'"
+  log "restore: scripts/production.sh restore $stamp"
+}
+
+cmd_restore() {
+  local stamp=${1:-} source
+  if [ -z "$stamp" ]; then
+    echo "usage: scripts/production.sh restore <backup>; backups in $KIEMDIEM_BACKUPS:" >&2
+    ls -1 "$KIEMDIEM_BACKUPS" 2>/dev/null | grep -v '^blobs$' >&2 || true
+    exit 2
+  fi
+  source="$KIEMDIEM_BACKUPS/$stamp"
+  if [ ! -f "$source/kiemdiem.dump" ] || [ ! -f "$source/prefect.dump" ]; then
+    log "no backup at $source (it needs kiemdiem.dump and prefect.dump)"; exit 2
+  fi
+  # Stopped first: nothing writes while the databases are replaced.
+  cmd_stop
+  pg_restore --clean --if-exists --no-owner --dbname="$(kiemdiem_dsn)" "$source/kiemdiem.dump"
+  pg_restore --clean --if-exists --no-owner --dbname="$(prefect_dsn)" "$source/prefect.dump"
+  # Files are content-addressed: copying back never overwrites one, and files newer than the
+  # backup stay (no row refers to them any more).
+  if [ -d "$KIEMDIEM_BACKUPS/blobs" ]; then
+    mkdir -p "$KIEMDIEM_HOME/blobs"
+    cp -a -n "$KIEMDIEM_BACKUPS/blobs/." "$KIEMDIEM_HOME/blobs/"
+  fi
+  if [ -f "$source/web-secret.key" ]; then
+    cp -a "$source/web-secret.key" "$KIEMDIEM_HOME/"
+  fi
+  migrate
+  log "restored $stamp; next: scripts/production.sh start"
 }
 
 cmd_upgrade() {
@@ -178,6 +210,7 @@ case "${1:-}" in
   status) cmd_status ;;
   stop) cmd_stop ;;
   backup) cmd_backup ;;
+  restore) cmd_restore "${2:-}" ;;
   upgrade) cmd_upgrade ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
