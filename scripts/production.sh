@@ -29,6 +29,7 @@ REPO=$(pwd)
 : "${KIEMDIEM_RUN:=$KIEMDIEM_HOME/run}"
 : "${KIEMDIEM_BACKUPS:=$KIEMDIEM_HOME/backups}"
 : "${KIEMDIEM_CAMPAIGN:=}"            # the campaign the hourly tick deployment runs
+: "${KIEMDIEM_LOG_MAX_MB:=100}"       # a log larger than this is rotated when its process starts
 : "${VENV:=$REPO/.venv}"
 
 export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
@@ -77,9 +78,20 @@ spawn() {  # spawn NAME COMMAND...: background, pid file, log file
   if [ -f "$KIEMDIEM_RUN/$name.pid" ] && kill -0 "$(cat "$KIEMDIEM_RUN/$name.pid")" 2>/dev/null; then
     log "$name already running"; return 0
   fi
+  rotate_log "$KIEMDIEM_RUN/$name.log"
   setsid "$@" >>"$KIEMDIEM_RUN/$name.log" 2>&1 < /dev/null &
   echo $! >"$KIEMDIEM_RUN/$name.pid"
   log "started $name (pid $!)"
+}
+
+rotate_log() {  # at each start, a log over KIEMDIEM_LOG_MAX_MB moves to .1, .1 to .2 (two kept)
+  local file=$1 size
+  [ -f "$file" ] || return 0
+  size=$(wc -c <"$file")
+  if [ "$size" -gt $((KIEMDIEM_LOG_MAX_MB * 1024 * 1024)) ]; then
+    [ -f "$file.1" ] && mv -f "$file.1" "$file.2"
+    mv -f "$file" "$file.1"
+  fi
 }
 
 stop_one() {

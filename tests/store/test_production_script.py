@@ -104,3 +104,24 @@ def test_restore_without_a_backup_is_refused_and_lists_the_backups(databases, tm
     assert bare.returncode == 2 and "usage: scripts/production.sh restore <backup>" in bare.stderr and "20261121T010000Z" in bare.stderr
     missing = run(env, "restore", "20261121T010000Z")  # a folder without its dumps
     assert missing.returncode == 2 and "no backup at" in missing.stdout
+
+
+def test_a_log_over_its_limit_is_rotated_when_its_process_starts(tmp_path):
+    """``rotate_log`` as ``spawn`` calls it (taken from the script itself): two generations kept."""
+    log = tmp_path / "web.log"
+    function = subprocess.run(["sed", "-n", "/^rotate_log() {/,/^}/p", str(SCRIPT)], capture_output=True, text=True, check=True).stdout
+    assert function.startswith("rotate_log() {")
+
+    def start(limit_mb: int) -> None:
+        subprocess.run(["bash", "-c", f"set -euo pipefail\n{function}\nKIEMDIEM_LOG_MAX_MB={limit_mb}\nrotate_log {log}"], check=True)
+
+    log.write_text("first run\n")
+    start(1)  # under the limit: kept as it is
+    assert log.read_text() == "first run\n" and not (tmp_path / "web.log.1").exists()
+    start(0)
+    assert not log.exists() and (tmp_path / "web.log.1").read_text() == "first run\n"
+    log.write_text("second run\n")
+    start(0)
+    assert (tmp_path / "web.log.1").read_text() == "second run\n" and (tmp_path / "web.log.2").read_text() == "first run\n"
+    start(0)  # no log yet since the last start: nothing to do
+    assert (tmp_path / "web.log.1").read_text() == "second run\n"
