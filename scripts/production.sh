@@ -7,6 +7,7 @@
 #   scripts/production.sh setup     # venv, databases, migrations, work pool, deployments
 #   scripts/production.sh start     # server, workers, dashboard (background; pids and logs in $KIEMDIEM_RUN)
 #   scripts/production.sh status
+#   scripts/production.sh workers   # on another machine: workers only, for the server at PREFECT_API_URL
 #   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store
 #   scripts/production.sh restore T # stop, both databases and the files back from backup T, migrate
 #   scripts/production.sh upgrade   # stop, backup, reinstall, migrate (Alembic), start, redeploy
@@ -22,6 +23,7 @@ REPO=$(pwd)
 : "${KIEMDIEM_DATABASE_URL:=postgresql://postgres@127.0.0.1:5432/kiemdiem}"
 : "${PREFECT_DATABASE_URL:=postgresql+asyncpg://postgres@127.0.0.1:5432/prefect}"
 : "${PREFECT_PORT:=4200}"
+: "${PREFECT_SERVER_HOST:=127.0.0.1}"  # 0.0.0.0 when workers on other machines reach this server
 : "${KIEMDIEM_WORKERS:=2}"            # Prefect process workers
 : "${KIEMDIEM_WEB_WORKERS:=2}"        # uvicorn worker processes for the dashboard
 : "${KIEMDIEM_WEB_HOST:=127.0.0.1}"
@@ -34,7 +36,8 @@ REPO=$(pwd)
 
 export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
 export KIEMDIEM_REPO="$REPO"
-export PREFECT_API_URL="http://127.0.0.1:${PREFECT_PORT}/api"
+# Workers on another machine set it to the server's address.
+export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:${PREFECT_PORT}/api}"
 export PREFECT_SERVER_DATABASE_CONNECTION_URL="$PREFECT_DATABASE_URL"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # Only `upgrade` (after a backup) migrates; anything else refuses an outdated schema.
@@ -120,18 +123,31 @@ cmd_setup() {
   ensure_database "$KIEMDIEM_DATABASE_URL"
   ensure_database "$PREFECT_DATABASE_URL"
   migrate
-  spawn prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+  spawn prefect-server "$BIN/prefect" server start --host "$PREFECT_SERVER_HOST" --port "$PREFECT_PORT"
   wait_for_api
   deploy
   log "setup done; next: scripts/production.sh start"
 }
 
-cmd_start() {
-  spawn prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
-  wait_for_api
+start_workers() {
   for i in $(seq 1 "$KIEMDIEM_WORKERS"); do
     spawn "worker-$i" "$BIN/prefect" worker start --pool "$POOL" --name "$(hostname)-worker-$i"
   done
+}
+
+cmd_workers() {  # another machine: workers only, for the server at PREFECT_API_URL
+  [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; "$BIN/pip" install --quiet -e "$REPO"; }
+  wait_for_api
+  start_workers
+  for pidfile in "$KIEMDIEM_RUN"/worker-*.pid; do
+    kill -0 "$(cat "$pidfile")" 2>/dev/null && echo "up    $(basename "$pidfile" .pid)" || echo "DOWN  $(basename "$pidfile" .pid)"
+  done
+}
+
+cmd_start() {
+  spawn prefect-server "$BIN/prefect" server start --host "$PREFECT_SERVER_HOST" --port "$PREFECT_PORT"
+  wait_for_api
+  start_workers
   spawn web "$BIN/uvicorn" --factory kiemdiem.web.app:create_app --host "$KIEMDIEM_WEB_HOST" --port "$KIEMDIEM_WEB_PORT" --workers "$KIEMDIEM_WEB_WORKERS"
   for _ in $(seq 1 60); do curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && break; sleep 1; done
   cmd_status
@@ -219,10 +235,11 @@ cmd_upgrade() {
 case "${1:-}" in
   setup) cmd_setup ;;
   start) cmd_start ;;
+  workers) cmd_workers ;;
   status) cmd_status ;;
   stop) cmd_stop ;;
   backup) cmd_backup ;;
   restore) cmd_restore "${2:-}" ;;
   upgrade) cmd_upgrade ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac
