@@ -61,12 +61,16 @@ _POSITION_ALIASES = {fold(v): k for k, v in POSITIONS.items()} | {fold(k): k for
     # How member lists abbreviate them.
     "uv_btv": "uy_vien_ban_thuong_vu", "uvbtv": "uy_vien_ban_thuong_vu", "uy_vien_btv": "uy_vien_ban_thuong_vu",
     "uy_vien_thuong_vu": "uy_vien_ban_thuong_vu", "duv": "dang_uy_vien", "cuv": "chi_uy_vien",
+    "uy_vien_chi_uy": "chi_uy_vien", "uy_vien_dang_uy": "dang_uy_vien", "uy_vien_ban_chap_hanh": "dang_uy_vien",
 }
 # A position followed by its body: "Bí thư Chi bộ", "Phó Bí thư Đảng ủy", "Ủy viên BTV Đảng ủy".
 _BODY_START = re.compile(
     r"_(?=(?:chi_bo|chi_uy|dang_uy|dang_bo|cap_uy|thuong_truc|btv|ban_thuong_vu|tinh_uy|huyen_uy|thanh_uy|thi_uy|quan_uy)(?:_|$))"
 )
-NOT_A_POSITION = "chức vụ không hợp lệ '{item}': cột này chỉ ghi chức vụ trong Đảng ({accepted}); chức vụ chính quyền, chuyên môn không ghi ở đây"
+NOT_A_POSITION = (
+    "chức vụ không hợp lệ '{item}': cột này chỉ nhận các chức vụ trong Đảng sau ({accepted}); "
+    "chức vụ chính quyền, chuyên môn không ghi ở cột này"
+)
 
 
 def position_of(item: str) -> str | None:

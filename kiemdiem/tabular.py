@@ -107,11 +107,11 @@ def read_columns(
             count = len(cells) // width
             by_name = [cells[position[name]::width] for name in names]
             # No blank line when some column is filled on every row (e.g. a required id), and no
-            # signature block or total under the table when its last row is a whole row.
-            last = cells[-width:]
+            # signature block or total under the table when its last row is certainly a row.
+            is_row = _row_test(names, required)
             if not count or (
                 any(all(column) for column in by_name)
-                and _is_table_row(tuple(column[-1] for column in by_name), [names.index(n) for n in required], len(mapping), last)
+                and (is_row is None or is_row(tuple(column[-1] for column in by_name)))
             ):
                 return range(first, count + first), by_name
             raw_rows = _chunks(cells, width)
@@ -347,7 +347,7 @@ def _rows(
     pairs = [(src, dst) for dst, src in enumerate(sources) if src >= 0]
     blank = [""] * len(names)
     strip = str.strip
-    needed = [names.index(name) for name in required if name in names]
+    is_row = _row_test(names, required)
     held: list[tuple[int, tuple[str, ...]]] | None = None  # a possible footer, from its first line on
     for number, raw in enumerate(raw_rows, start=first):
         if number == first and _is_column_numbers(raw, header):
@@ -363,19 +363,41 @@ def _rows(
             values = tuple(cells)
         if not any(values):  # blank lines are skipped, not errors
             continue
-        if needed and (held is not None or not all(values[index] for index in needed) or _is_footer_line(raw)):
-            tabled = _is_table_row(values, needed, len(mapping), raw)
-            if held is not None:
-                if not tabled and len(held) < FOOTER_ROWS:
-                    held.append((number, values))
-                    continue
-                yield from held  # a row of the table below it, or too long: not a footer, its lines are rows
-                held = None
-            elif not tabled and _is_footer_line(raw):
+        if is_row is not None and not is_row(values):
+            if held is not None and len(held) < FOOTER_ROWS:
+                held.append((number, values))
+                continue
+            if held is None and _is_footer_line(raw):
                 held = [(number, values)]
                 continue
+        if held is not None:
+            yield from held  # a row of the table below it, or too long: not a footer, its lines are rows
+            held = None
         yield number, values
     # What is still held is the form's footer (a total, the signatures): not rows.
+
+
+# Columns that hold codes, which never have a space: a signer's name that falls in one is not a row.
+KEY_COLUMNS = ("member_id", "code", "unit")
+
+
+def _row_test(names: list[str], required: Iterable[str]):
+    """``is_row(values)``: whether a row is certainly one of the table's: every required cell filled
+    and the first required code column (``KEY_COLUMNS``) a code. Only a row that is not can start
+    or continue a footer. None when nothing is required (no footer is looked for)."""
+    required = set(required)
+    needed = [index for index, name in enumerate(names) if name in required]
+    if not needed:
+        return None
+    key = next((index for index in needed if names[index] in KEY_COLUMNS), None)
+
+    def is_row(values: tuple[str, ...]) -> bool:
+        for index in needed:
+            if not values[index]:
+                return False
+        return key is None or (" " not in values[key] and "\xa0" not in values[key])
+
+    return is_row
 
 
 # The lines forms put under a table: a total, the place and date, who signs ("T/M CHI ỦY",
@@ -389,24 +411,13 @@ FOOTER_ROWS = 30
 
 
 def _is_footer_line(raw: Sequence) -> bool:
-    """Whether a row opens a form's footer: a total row ("Tổng cộng" and its numbers), or a line
-    of at most three cells that one of the footer's words opens."""
+    """Whether a row (one that is not certainly the table's, ``_row_test``) opens a form's footer: a
+    total row (its first cell "Tổng cộng", "Cộng: …"), or a line of at most three cells that one of
+    the footer's words opens."""
     texts = [fold(str(cell)) for cell in raw if cell is not None and str(cell).strip()]
-    if any(_TOTAL_FIRST.match(text) for text in texts):
+    if texts and _TOTAL_FIRST.match(texts[0]):
         return True
     return len(texts) <= 3 and any(_FOOTER_FIRST.search(text) for text in texts)
-
-
-def _is_table_row(values: tuple[str, ...], needed: Sequence[int], columns: int, raw: Sequence) -> bool:
-    """A row of the table rather than of its footer: every required cell and more than half of the
-    table's ``columns`` filled, no footer word. (Signature lines fill a cell or two: a signer's name
-    may fall in the member-id column.) Below a footer's first line, such a row makes the footer
-    rows of the table, reported like any other; every other line to the end is passed over."""
-    return (
-        all(values[index] for index in needed)
-        and 2 * sum(1 for value in values if value) > columns
-        and not _is_footer_line(raw)
-    )
 
 
 _COLUMN_NUMBER = re.compile(r"^\(?(\d{1,2})\)?$")

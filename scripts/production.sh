@@ -61,6 +61,22 @@ ensure_database() {
   fi
 }
 
+recreate_database() {
+  local url=$1 name
+  name=$(database_name "$url")
+  psql "$(admin_url "$url")" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  psql "$(admin_url "$url")" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$name\"" >/dev/null
+}
+
+copy_new() {  # copy_new SRC DST: the files of SRC that DST lacks; none is overwritten
+  mkdir -p "$2"
+  cp -a -n "$1/." "$2/" && return 0
+  # coreutils 9.2-9.4 exit 1 when -n skips a file: an error only if a file is still missing.
+  (cd "$1" && find . -type f) | while IFS= read -r file; do
+    [ -e "$2/$file" ] || { log "not copied: $1/$file"; return 1; }
+  done
+}
+
 wait_for_api() {
   local pidfile="$KIEMDIEM_RUN/prefect-server.pid"
   for _ in $(seq 1 120); do
@@ -183,8 +199,7 @@ cmd_backup() {
   pg_dump --format=custom --file "$target/prefect.dump" "$(prefect_dsn)"
   # Submitted files live outside the database, content-addressed: copy new ones only.
   if [ -d "$KIEMDIEM_HOME/blobs" ]; then
-    mkdir -p "$KIEMDIEM_BACKUPS/blobs"
-    cp -a -n "$KIEMDIEM_HOME/blobs/." "$KIEMDIEM_BACKUPS/blobs/"
+    copy_new "$KIEMDIEM_HOME/blobs" "$KIEMDIEM_BACKUPS/blobs"
   fi
   # The dashboard's session key: without it every user must sign in again after a restore.
   if [ -f "$KIEMDIEM_HOME/web-secret.key" ]; then
@@ -207,13 +222,16 @@ cmd_restore() {
   fi
   # Stopped first: nothing writes while the databases are replaced.
   cmd_stop
-  pg_restore --clean --if-exists --no-owner --dbname="$(kiemdiem_dsn)" "$source/kiemdiem.dump"
-  pg_restore --clean --if-exists --no-owner --dbname="$(prefect_dsn)" "$source/prefect.dump"
+  # Each database made anew, then the dump restored in one transaction: tables a later migration
+  # added (a backup taken before an upgrade) do not survive, and a failed restore changes nothing.
+  recreate_database "$KIEMDIEM_DATABASE_URL"
+  pg_restore --no-owner --exit-on-error --single-transaction --dbname="$(kiemdiem_dsn)" "$source/kiemdiem.dump"
+  recreate_database "$PREFECT_DATABASE_URL"
+  pg_restore --no-owner --exit-on-error --single-transaction --dbname="$(prefect_dsn)" "$source/prefect.dump"
   # Files are content-addressed: copying back never overwrites one, and files newer than the
   # backup stay (no row refers to them any more).
   if [ -d "$KIEMDIEM_BACKUPS/blobs" ]; then
-    mkdir -p "$KIEMDIEM_HOME/blobs"
-    cp -a -n "$KIEMDIEM_BACKUPS/blobs/." "$KIEMDIEM_HOME/blobs/"
+    copy_new "$KIEMDIEM_BACKUPS/blobs" "$KIEMDIEM_HOME/blobs"
   fi
   if [ -f "$source/web-secret.key" ]; then
     cp -a "$source/web-secret.key" "$KIEMDIEM_HOME/"

@@ -223,7 +223,10 @@ def _stage_members(
     cursor.execute("SET LOCAL work_mem = '64MB'")  # the duplicate check groups millions of ids
     duplicates, more_duplicates = _duplicate_problems(cursor, source, max_problems)
     misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, unit_names)
-    misplaced += refused_unit_problems(source, refused, kinds, unit_code_by_name(unit_names))
+    refused_problems = refused_unit_problems(source, refused, kinds, unit_code_by_name(unit_names))
+    if more_misplaced and misplaced:  # the SQL list stops at a row: no gap before the line saying so
+        refused_problems = [p for p in refused_problems if (p.row or 0) <= misplaced[-1].row]
+    misplaced += refused_problems
     cursor.execute("SET LOCAL work_mem TO DEFAULT")
     phase("members checked in SQL", problems=len(duplicates) + len(misplaced))
     # In row order; stable, so a row keeps its own order (id, then branch, then temporary branch).

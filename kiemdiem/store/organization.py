@@ -151,11 +151,14 @@ def import_organization(
             *((u.code, u.name) for u in units),
             *session.execute(select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id)).tuples(),
         ])
-        member_problems = validate_member_columns(members, str(members_path), kinds, names)
-        member_problems += refused_unit_problems(str(members_path), refused, kinds, names)
+        tree_problems = validate_member_columns(members, str(members_path), kinds, names)
+        tree_problems += refused_unit_problems(str(members_path), refused, kinds, names)
+        if not units_readable:
+            tree_problems = without_unit_references(tree_problems, units_path)
         # In row order; stable, so a row keeps its own order (its cells, then its id, branch, temporary branch).
-        member_problems = sorted(member_cells + member_problems, key=lambda p: p.row or 0)
-        problems += member_problems if units_readable else without_unit_references(member_problems, units_path)
+        problems += sorted(member_cells + tree_problems, key=lambda p: p.row or 0)
+    else:
+        problems += member_cells
     if problems:
         raise InvalidInput(name_import_columns(problems, units_path, units_data, members_path, members_data))
 

@@ -1001,17 +1001,25 @@ class Access:
     invite_error: str = ""
 
 
-def user_access(uow: UnitOfWork, campaign_id: str, users: list[User]) -> dict[int, Access]:
-    """``Access`` of each user, in three grouped queries (sign-ins, links, invitation e-mails)."""
-    if not users:
-        return {}
-    emails = [u.email for u in users]
+def user_access(uow: UnitOfWork, campaign_id: str, root_path: str) -> dict[int, Access]:
+    """``Access`` of each user of the subtree at ``root_path``, in three grouped queries (sign-ins,
+    links, invitation e-mails) joined on the subtree, not on a list of ids (a country has
+    hundreds of thousands of secretaries)."""
+    in_scope = (
+        select(User.id, User.email)
+        .join(Unit, Unit.id == User.unit_id)
+        .where(User.campaign_id == campaign_id, Unit.path.startswith(root_path, autoescape=True))
+        .subquery()
+    )
     logins = dict(uow.session.execute(
-        select(EventLog.actor, func.max(EventLog.at))
-        .where(EventLog.campaign_id == campaign_id, EventLog.action == "web.login", EventLog.actor.in_(emails))
-        .group_by(EventLog.actor)
+        select(in_scope.c.id, func.max(EventLog.at))
+        .join(EventLog, EventLog.actor == in_scope.c.email)
+        .where(EventLog.campaign_id == campaign_id, EventLog.action == "web.login")
+        .group_by(in_scope.c.id)
     ).all())
-    newest_link = select(func.max(SignInToken.id)).where(SignInToken.user_id.in_([u.id for u in users])).group_by(SignInToken.user_id)
+    newest_link = (
+        select(func.max(SignInToken.id)).join(in_scope, in_scope.c.id == SignInToken.user_id).group_by(SignInToken.user_id)
+    )
     links = {
         user_id: (expires_at, used_at)
         for user_id, expires_at, used_at in uow.session.execute(
@@ -1020,7 +1028,8 @@ def user_access(uow: UnitOfWork, campaign_id: str, users: list[User]) -> dict[in
     }
     newest_mail = (
         select(func.max(Outbox.id))
-        .where(Outbox.campaign_id == campaign_id, Outbox.kind == "invite", Outbox.recipient.in_(emails))
+        .join(in_scope, in_scope.c.email == Outbox.recipient)
+        .where(Outbox.campaign_id == campaign_id, Outbox.kind == "invite")
         .group_by(Outbox.recipient)
     )
     mails = {
@@ -1029,11 +1038,11 @@ def user_access(uow: UnitOfWork, campaign_id: str, users: list[User]) -> dict[in
             select(Outbox.recipient, Outbox.status, Outbox.last_error).where(Outbox.id.in_(newest_mail))
         )
     }
-    out = {}
-    for user in users:
-        expires_at, used_at = links.get(user.id, (None, None))
-        status, error = mails.get(user.email, (None, None))
-        out[user.id] = Access(logins.get(user.email), expires_at, used_at, status, error or "")
+    out: dict[int, Access] = {}
+    for user_id, email in uow.session.execute(select(in_scope.c.id, in_scope.c.email)):
+        expires_at, used_at = links.get(user_id, (None, None))
+        status, error = mails.get(email, (None, None))
+        out[user_id] = Access(logins.get(user_id), expires_at, used_at, status, error or "")
     return out
 
 

@@ -349,7 +349,7 @@ def users_form(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: s
     users = users_in_scope(uow, campaign_id, viewer.unit_path)
     return render(
         request, "users.html", status_code=status_code, viewer=viewer, campaign_id=campaign_id, section="users",
-        users=users, access=user_access(uow, campaign_id, [user for user, _unit in users]), now=get_ctx(request).now(),
+        users=users, access=user_access(uow, campaign_id, viewer.unit_path), now=get_ctx(request).now(),
         roles=[r for r in ROLES if may_invite(viewer.role, r)],
         invited=request.query_params.get("invited") if form is None else None, error=error, unit_error=unit_error,
         form={k: str(v) for k, v in form.items() if k != "csrf_token"} if form is not None else {},

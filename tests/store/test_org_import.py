@@ -151,7 +151,7 @@ BAD_MEMBERS = [
     ("bad email", "DV100,Ngô Văn A,VP1,a@@b,,active,,\n", "email", "email không hợp lệ"),
     ("bad position", "DV100,Ngô Văn A,VP1,,,active,,tong_bi_thu\n", "positions", "chức vụ không hợp lệ"),
     ("a job title as a position", "DV100,Ngô Văn A,VP1,,,active,,\"Bí thư Chi bộ, Trưởng phòng\"\n", "positions",
-     "chức vụ không hợp lệ 'Trưởng phòng': cột này chỉ ghi chức vụ trong Đảng"),
+     "chức vụ không hợp lệ 'Trưởng phòng': cột này chỉ nhận các chức vụ trong Đảng sau"),
     ("unknown temporary unit", "DV100,Ngô Văn A,VP1,,,active,NOPE,\n", "temporary_unit", "không tồn tại"),
     ("temporary same as unit", "DV100,Ngô Văn A,VP1,,,active,VP1,\n", "temporary_unit", "trùng"),
     ("missing name", "DV100,,VP1,,,active,,\n", "full_name", "thiếu họ và tên"),
@@ -389,6 +389,8 @@ def test_every_bad_cell_of_a_member_file_is_reported_in_file_order(store, campai
     ("chi_uy_vien, Phó thủ trưởng cơ quan, đơn vị", ("chi_uy_vien", "pho_thu_truong")),
     ("Trưởng phòng", (None,)),
     ("Bí thư Văn phòng", (None,)),
+    ("Ủy viên Chi ủy", ("chi_uy_vien",)),
+    ("Ủy viên Ban Chấp hành Đảng bộ", ("dang_uy_vien",)),
 ])
 def test_a_position_cell_is_read_as_member_lists_write_it(cell, codes):
     from kiemdiem.org import position_items, position_of  # noqa: PLC0415
@@ -480,8 +482,33 @@ def test_read_columns_is_read_table_transposed(tmp_path, name):
         assert list(numbers) == [3, 4] and list(cells[0]) == ["1", "4"]
     if name == "a title block":
         assert list(numbers) == [4] and list(cells[2]) == ["3"]
-    if name in ("a signature block", "a signer in the first column"):
+    if name == "a signature block":
         assert list(numbers) == [2] and list(cells[1]) == ["x"]
+    if name == "a signer in the first column":  # it fills the required column, not a code column: kept as rows
+        assert list(numbers) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["read_table", "read_columns", "open_rows"])
+def test_a_signer_in_a_code_column_is_a_footer_but_a_code_after_it_makes_it_rows(tmp_path, name):
+    """A code never has a space: "Nguyễn Văn A" under "BÍ THƯ" in the member-id column is the
+    footer's; a member id below them makes them rows of the table (reported, never dropped)."""
+    from kiemdiem.tabular import open_rows, read_columns, read_table  # noqa: PLC0415
+
+    def numbers(text: str) -> list[int]:
+        path = tmp_path / "t.csv"
+        path.write_text(text, encoding="utf-8")
+        columns, required = {"member_id": [], "b": [], "c": []}, {"member_id"}
+        if name == "read_table":
+            return [r.number for r in read_table(path, columns, required)]
+        if name == "read_columns":
+            return list(read_columns(path, columns, required)[0])
+        with open_rows(path, columns, required) as rows:
+            return [number for number, _ in rows]
+
+    assert numbers("member_id,b,c\nDV1,x,3\nDV2,y,4\nBÍ THƯ,,\nNguyễn Văn A,,\n") == [2, 3]
+    assert numbers("member_id,b,c\nDV1,x,3\nBÍ THƯ,,\nNguyễn Văn A,,\nDV2,y,4\n") == [2, 3, 4, 5]
+    # A note that starts like a total, in a row of the table, is the row's (its first cell is a code).
+    assert numbers("member_id,b,c\nDV1,x,Cộng 5 điểm\nDV2,y,Tổng số 3\n") == [2, 3]
 
 
 def test_read_table_cells():

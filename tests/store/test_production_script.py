@@ -61,11 +61,12 @@ def test_backup_then_restore_brings_back_the_databases_the_files_and_the_key(dat
             create_campaign(uow, plan_187, "c187", ict(2023, 11, 20))
             import_organization(uow, "c187", *write_small_org(tmp_path / "org"), ict(2023, 11, 20))
             uow.commit()
-        blob = store.blobs.path("ab" * 32)
+        blob, kept = store.blobs.path("ab" * 32), store.blobs.path("cd" * 32)
     finally:
         store.dispose()
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(b"%PDF-1.4 bien ban")
+    for path in (blob, kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"%PDF-1.4 bien ban")
     (home / "web-secret.key").write_text("khoa-phien")
 
     backup = run(env, "backup")
@@ -73,9 +74,10 @@ def test_backup_then_restore_brings_back_the_databases_the_files_and_the_key(dat
     [stamp] = [p.name for p in (home / "backups").iterdir() if p.name != "blobs"]
     assert f"restore: scripts/production.sh restore {stamp}" in backup.stdout
 
-    # What a bad day does: rows deleted, a file and the key lost.
+    # What a bad day does: rows deleted, a table a failed upgrade added, a file and the key lost.
     with psycopg.connect(kiemdiem_url, autocommit=True) as conn:
         conn.execute("DELETE FROM members")
+        conn.execute("CREATE TABLE added_by_a_later_migration (id integer)")
     blob.unlink()
     (home / "web-secret.key").unlink()
     assert members(kiemdiem_url) == 0
@@ -84,7 +86,16 @@ def test_backup_then_restore_brings_back_the_databases_the_files_and_the_key(dat
     assert restored.returncode == 0, restored.stderr
     assert f"restored {stamp}; next: scripts/production.sh start" in restored.stdout
     assert members(kiemdiem_url) == 7
-    assert blob.read_bytes() == b"%PDF-1.4 bien ban" and (home / "web-secret.key").read_text() == "khoa-phien"
+    with psycopg.connect(kiemdiem_url) as conn:  # the database is the backup's, not the backup's over today's
+        assert conn.execute("SELECT to_regclass('added_by_a_later_migration')").fetchone()[0] is None
+    assert blob.read_bytes() == b"%PDF-1.4 bien ban" and kept.read_bytes() == b"%PDF-1.4 bien ban"
+    assert (home / "web-secret.key").read_text() == "khoa-phien"
+
+    # On a machine without the databases (a new server): restore makes them.
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{kiemdiem_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    assert run(env, "restore", stamp).returncode == 0
+    assert members(kiemdiem_url) == 7
     # The restored database is at the newest schema: the store opens it without migrating.
     store = open_store(StoreSettings(home=home, database_url=kiemdiem_url))
     try:

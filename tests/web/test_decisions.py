@@ -3,6 +3,8 @@ a finding, by whom, with what refused, and the consolidation that follows."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from kiemdiem.store.models import EventLog, FindingOverride, MemberResult, OrgResult, Snapshot, Unit
@@ -66,11 +68,18 @@ def test_an_office_approves_a_cap_breach_and_the_consolidation_shows_it(client_a
     [logged] = events(store, "web.finding_override")
     assert (logged.actor, logged.subject, logged.detail["unit"]) == ("office@sct.example.vn", CAP_KEY, "SCT")
     after = office.get(done.headers["location"]).text
-    assert "Đã ghi nhận việc chấp thuận cap_members:SCT:. Tổng hợp đã được tính lại." in after
+    assert "Đã ghi nhận việc chấp thuận: Có 1 đảng viên HTXSNV trên 2 HTTNV" in after and "Tổng hợp đã được tính lại." in after
     assert "Phiên bản <strong>3</strong>" in after
     row = finding_row(after, "20%")
     assert "Đã được Ban Thường vụ Đảng ủy Khối (CV số 12-CV/ĐUK) chấp thuận: đơn vị có thành tích nổi bật" in row
     assert "Chấp thuận…" not in row  # approved: no form any more
+
+    # Another approval of the same numbers (a second tab, a colleague): refused, said above the table.
+    again = office.post("/c/c187/u/SCT/findings/override",
+                        data={"csrf_token": office.csrf, "key": CAP_KEY, "by": "Thường trực Đảng ủy Khối", "reason": "khác"})
+    assert again.status_code == 422
+    error = re.search(r'id="decision-error">([^<]*)<', again.text).group(1)
+    assert error.startswith(f"Chưa ghi nhận: vi phạm &#39;{CAP_KEY}&#39; đã được Ban Thường vụ Đảng ủy Khối (CV số 12-CV/ĐUK) chấp thuận lúc")
 
 
 def test_approving_is_for_the_units_below_ones_own(client_as, store, clock):
