@@ -234,9 +234,17 @@ SAMPLE_ROWS = [
 SAMPLE_SCORED_ROWS = [row | {"score": score} for row, score in zip(SAMPLE_ROWS, (91.5, 85.0, None))]
 
 
-def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Mapping[str, str] | None = None) -> dict:
-    """What the consolidated report template reads: the summary, with names and rows resolved."""
+def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Mapping[str, str] | None = None,
+                subtree: Mapping[str, Mapping] | None = None) -> dict:
+    """What the consolidated report template reads: the summary, with names and rows resolved.
+    ``subtree``: the summaries of the units below, by code: an organization without a decided level
+    that assessed itself is awaiting its committee's decision, not late with its results."""
     names = dict(unit_names or {})
+    subtree = subtree or {}
+
+    def self_level(code: str) -> str | None:
+        return (((subtree.get(code) or {}).get("unit") or {}).get("result") or {}).get("self_level")
+
     unit = summary["unit"]
     names.setdefault(unit["code"], unit["name"])
     members, orgs = in_usual_order(summary)["members"], summary["organizations"]
@@ -249,6 +257,8 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
         "unit_kind": UNIT_KINDS.get(unit["kind"], unit["kind"]),
         "own_level": own.get("level"),
         "own_level_name": LEVELS.get(own.get("level") or "", ""),
+        "own_self_level": own.get("self_level"),
+        "own_self_level_name": LEVELS.get(own.get("self_level") or "", ""),
         "members": members,
         "member_levels": _level_rows(members["levels"]),
         "not_evaluated": [
@@ -275,7 +285,14 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
             {"member_id": m["member_id"], "full_name": m["full_name"], "unit_name": names.get(m["unit_code"], m["unit_code"])}
             for m in summary["missing_results"]["members"]
         ],
-        "missing_orgs": [{"code": c, "name": names.get(c, c)} for c in summary["missing_results"]["organizations"]],
+        "missing_orgs": [
+            {"code": c, "name": names.get(c, c), "self_level": self_level(c)}
+            for c in summary["missing_results"]["organizations"] if not self_level(c)
+        ],
+        "awaiting_orgs": [
+            {"code": c, "name": names.get(c, c), "self_level": self_level(c), "self_level_name": LEVELS.get(self_level(c) or "", "")}
+            for c in summary["missing_results"]["organizations"] if self_level(c)
+        ],
     }
 
 
@@ -875,9 +892,10 @@ def reproducible_ooxml(data: bytes, stamp: dt.datetime) -> bytes:
 
 
 def consolidated_report_docx(letterhead: Letterhead, summary: Mapping, *, year: int, plan_number: str,
-                             unit_names: Mapping[str, str] | None = None) -> bytes:
+                             unit_names: Mapping[str, str] | None = None, subtree: Mapping[str, Mapping] | None = None) -> bytes:
     """The consolidated report (báo cáo tổng hợp) of one unit's consolidation summary."""
-    context = {"letterhead": letterhead.view(), "report": report_view(summary, year=year, plan_number=plan_number, unit_names=unit_names)}
+    context = {"letterhead": letterhead.view(),
+               "report": report_view(summary, year=year, plan_number=plan_number, unit_names=unit_names, subtree=subtree)}
     markup = render_markup("bao_cao_tong_hop", context)
     return markup_to_docx(markup, issued_on=letterhead.issued_on, title=f"Báo cáo tổng hợp kết quả xếp loại năm {year}")
 

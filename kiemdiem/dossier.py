@@ -566,6 +566,7 @@ def render_outputs(dossier: Dossier) -> dict[str, bytes]:
         )
         outputs[REPORT_DOCX] = documents.consolidated_report_docx(
             letterhead, source.consolidation, year=year, plan_number=source.plan.number, unit_names=source.unit_names,
+            subtree=source.subtree,
         )
         outputs[LISTING_DOCX] = documents.classification_list_docx(
             letterhead, source.classification_rows, unit_name=source.unit.name, year=year, scored=with_score,

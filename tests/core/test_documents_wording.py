@@ -97,3 +97,32 @@ def test_the_report_lists_reasons_not_evaluated_in_the_usual_order_whatever_the_
     text = docx_text(documents.consolidated_report_docx(SAMPLE_LETTERHEAD, summary, year=2023, plan_number="187-KH/ĐU"))
     positions = [text.index(name) for name in ("Miễn công tác và sinh hoạt đảng:", "Đình chỉ sinh hoạt đảng:", "Mới kết nạp dưới 6 tháng:")]
     assert positions == sorted(positions)
+
+
+def test_the_report_tells_an_organization_awaiting_its_committees_decision_from_one_that_sent_nothing():
+    """A branch that sent its self-assessment waits on the committee: the report said it had sent no result."""
+    summary = dict(SAMPLE_SUMMARY)
+    summary["organizations"] = dict(SAMPLE_SUMMARY["organizations"], classified=1, missing=2)
+    summary["missing_results"] = {"members": [], "organizations": ["KC", "VP2"]}
+    subtree = {"VP2": {"unit": {"code": "VP2", "result": {"level": None, "self_level": "HTTNV"}}}}
+    text = docx_text(documents.consolidated_report_docx(SAMPLE_LETTERHEAD, summary, year=2023, plan_number="187-KH/ĐU",
+                                                        unit_names={"KC": "Chi bộ Khuyến công", "VP2": "Chi bộ Văn phòng 2"},
+                                                        subtree=subtree))
+    assert ("đã có quyết định xếp loại: 1; chưa có quyết định: 2 (trong đó 1 tổ chức đã tự đánh giá, chờ cấp ủy quyết định; "
+            "1 tổ chức chưa gửi kết quả)") in text
+    awaiting = text[text.index("chờ cấp ủy có thẩm quyền quyết định xếp loại:"):text.index("chưa gửi kết quả xếp loại:")]
+    assert "Chi bộ Văn phòng 2 (VP2): tự đánh giá, đề nghị Hoàn thành tốt nhiệm vụ (HTTNV)." in awaiting
+    assert "Chi bộ Khuyến công" not in awaiting
+    assert "Chi bộ Khuyến công (KC)." in text[text.index("chưa gửi kết quả xếp loại:"):]
+    assert "Đề nghị các tổ chức đảng chưa gửi đủ kết quả khẩn trương hoàn thành" in text
+    # Every organization assessed itself: nothing is asked of them.
+    summary["missing_results"] = {"members": [], "organizations": ["VP2"]}
+    text = docx_text(documents.consolidated_report_docx(SAMPLE_LETTERHEAD, summary, year=2023, plan_number="187-KH/ĐU", subtree=subtree))
+    assert "khẩn trương" not in text and "Kết quả quyết định xếp loại gửi bổ sung sẽ được tổng hợp lại." in text
+
+
+def test_a_branchs_report_gives_its_own_self_assessment_while_the_committee_has_not_decided():
+    summary = {**SAMPLE_SUMMARY, "unit": {"code": "VP2", "name": "Chi bộ Văn phòng 2", "kind": "chi_bo_truc_thuoc", "parent": "SCT",
+                                          "result": {"level": None, "self_level": "HTXSNV"}}}
+    text = docx_text(documents.consolidated_report_docx(SAMPLE_LETTERHEAD, summary, year=2023, plan_number="187-KH/ĐU"))
+    assert "Chi bộ Văn phòng 2 tự đánh giá, đề nghị xếp loại: Hoàn thành xuất sắc nhiệm vụ (HTXSNV); chờ cấp ủy cấp trên quyết định." in text
