@@ -1091,7 +1091,9 @@ def checklist_xlsx(checklist: Mapping, *, issued_on: dt.date) -> bytes:
     for n, item in enumerate(checklist["items"], start=1):
         values = [
             n, item["doc_name"], item["member_id"] or "", item["member_name"] or "",
-            "Có" if item["required"] else "Không", item["status_name"], item["received_local"] or "",
+            # A date cell on the unit's clock (the ISO time carries its offset), sortable and filterable.
+            "Có" if item["required"] else "Không", item["status_name"],
+            dt.datetime.fromisoformat(item["received_at"]).replace(tzinfo=None) if item.get("received_at") else "",
             # Not a bare yes/no next to the current receipt: a correction after the deadline says so.
             item["timeliness"] or "", item["versions"], "\n".join(item["files"]), item.get("note") or "", item["doc_type"],
         ]
@@ -1099,6 +1101,8 @@ def checklist_xlsx(checklist: Mapping, *, issued_on: dt.date) -> bytes:
             cell = sheet.cell(head + n, c, value)
             cell.border = _BOX
             cell.font = Font(name=FONT, size=11)
+            if isinstance(value, dt.datetime):
+                cell.number_format = "dd/mm/yyyy hh:mm"
     for c, w in enumerate([6, 48, 12, 24, 9, 22, 17, 30, 9, 50, 40, 26], start=1):
         sheet.column_dimensions[get_column_letter(c)].width = w
     sheet.freeze_panes = sheet.cell(CHECKLIST_FIRST_ROW, 1)

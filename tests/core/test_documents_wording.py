@@ -38,7 +38,11 @@ def test_the_checklist_says_a_correction_came_after_the_deadline():
     header, rows = _checklist_rows()
     resent = dict(zip(header, rows[0]))
     assert resent["Tình trạng"] == "Đã nộp"  # counted on time, as the status counts it
-    assert "06/12/2023" in str(resent[next(h for h in header if h.startswith("Nhận lúc"))])
+    # A date cell on the unit's clock, shown dd/mm/yyyy hh:mm: an office sorts and filters by it.
+    assert resent[next(h for h in header if h.startswith("Nhận lúc"))] == dt.datetime(2023, 12, 6, 8, 0)
+    sheet = openpyxl.load_workbook(io.BytesIO(checklist_xlsx(SAMPLE_CHECKLIST, issued_on=DAY))).active
+    column = next(c for c in range(1, sheet.max_column + 1) if str(sheet.cell(documents.CHECKLIST_FIRST_ROW - 1, c).value).startswith("Nhận lúc"))
+    assert sheet.cell(documents.CHECKLIST_FIRST_ROW, column).number_format == "dd/mm/yyyy hh:mm"
     assert resent["Đúng hạn / trễ hạn"] == "Đúng hạn (lần đầu 04/12/2023), nộp lại sau hạn 06/12/2023"
     assert dict(zip(header, rows[1]))["Đúng hạn / trễ hạn"] == "Trễ hạn"
     assert not dict(zip(header, rows[2]))["Đúng hạn / trễ hạn"]  # nothing received
