@@ -312,15 +312,23 @@ def listing_view(rows: Sequence[Mapping], *, unit_name: str, year: int, scored: 
     the members evaluated: a level given to someone not evaluated is not counted, as in the report).
     ``scored``: the plan's rule set scores members (366/43), so the list has a "Điểm" column."""
     counts = {lv: 0 for lv in LEVELS}
+    not_evaluated = undecided = 0
     for row in rows:
-        if row.get("final_level") in counts and row.get("evaluated", True):
+        if not row.get("evaluated", True):
+            not_evaluated += 1
+        elif row.get("final_level") in counts:
             counts[row["final_level"]] += 1
+        else:
+            undecided += 1
     return {
         "unit_name": unit_name,
         "year": year,
         "scored": scored,
         "rows": [dict(row) | {"score_text": format_score(row.get("score"))} for row in rows],
         "level_counts": [{"code": lv, "name": LEVELS[lv], "count": counts[lv]} for lv in LEVELS],
+        # With the levels, the total's other parts: the line adds up to the number of rows.
+        "undecided": undecided,
+        "not_evaluated": not_evaluated,
     }
 
 

@@ -130,3 +130,14 @@ def test_a_branchs_report_gives_its_own_self_assessment_while_the_committee_has_
                                           "result": {"level": None, "self_level": "HTXSNV"}}}
     text = docx_text(documents.consolidated_report_docx(SAMPLE_LETTERHEAD, summary, year=2023, plan_number="187-KH/ĐU"))
     assert "Chi bộ Văn phòng 2 tự đánh giá, đề nghị xếp loại: Hoàn thành xuất sắc nhiệm vụ (HTXSNV); chờ cấp ủy cấp trên quyết định." in text
+
+
+def test_the_lists_total_adds_up_to_its_rows():
+    """152 members listed, 135 with a level: the other 17 (no result yet, not evaluated) are said too."""
+    rows = [dict(SAMPLE_ROWS[0]), dict(SAMPLE_ROWS[1]), dict(SAMPLE_ROWS[1], member_id="DV009", final_level=None),
+            dict(SAMPLE_ROWS[2], evaluated=False)]
+    text = docx_text(classification_list_docx(SAMPLE_LETTERHEAD, rows, unit_name="Đảng bộ Sở Công Thương", year=2023))
+    assert ("Tổng số: 4 đảng viên; trong đó được xếp loại HTXSNV: 0; HTTNV: 2; HTNV: 0; KHTNV: 0; chưa có kết quả xếp loại: 1; "
+            "không đánh giá, xếp loại: 1.") in text
+    everyone = docx_text(classification_list_docx(SAMPLE_LETTERHEAD, rows[:2], unit_name="Đảng bộ Sở Công Thương", year=2023))
+    assert "Tổng số: 2 đảng viên; trong đó được xếp loại HTXSNV: 0; HTTNV: 2; HTNV: 0; KHTNV: 0." in everyone
