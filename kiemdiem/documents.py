@@ -119,6 +119,7 @@ class Letterhead:
         return {
             "superior": self.superior.upper() if self.superior else None,
             "issuer": self.issuer.upper(),
+            "issuer_name": self.issuer,
             "number": self.number,
             "date_line": date_line(self.place, self.issued_on),
             "recipients": list(self.recipients),
@@ -235,7 +236,7 @@ SAMPLE_SCORED_ROWS = [row | {"score": score} for row, score in zip(SAMPLE_ROWS, 
 
 
 def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Mapping[str, str] | None = None,
-                subtree: Mapping[str, Mapping] | None = None) -> dict:
+                subtree: Mapping[str, Mapping] | None = None, plan_issuer: str | None = None) -> dict:
     """What the consolidated report template reads: the summary, with names and rows resolved.
     ``subtree``: the summaries of the units below, by code: an organization without a decided level
     that assessed itself is awaiting its committee's decision, not late with its results."""
@@ -253,6 +254,7 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
     return {
         "year": year,
         "plan_number": plan_number,
+        "plan_issuer": plan_issuer,
         "unit_name": unit["name"],
         "unit_kind": UNIT_KINDS.get(unit["kind"], unit["kind"]),
         "own_level": own.get("level"),
@@ -900,10 +902,12 @@ def reproducible_ooxml(data: bytes, stamp: dt.datetime) -> bytes:
 
 
 def consolidated_report_docx(letterhead: Letterhead, summary: Mapping, *, year: int, plan_number: str,
-                             unit_names: Mapping[str, str] | None = None, subtree: Mapping[str, Mapping] | None = None) -> bytes:
+                             unit_names: Mapping[str, str] | None = None, subtree: Mapping[str, Mapping] | None = None,
+                             plan_issuer: str | None = None) -> bytes:
     """The consolidated report (báo cáo tổng hợp) of one unit's consolidation summary."""
     context = {"letterhead": letterhead.view(),
-               "report": report_view(summary, year=year, plan_number=plan_number, unit_names=unit_names, subtree=subtree)}
+               "report": report_view(summary, year=year, plan_number=plan_number, unit_names=unit_names, subtree=subtree,
+                                     plan_issuer=plan_issuer)}
     markup = render_markup("bao_cao_tong_hop", context)
     return markup_to_docx(markup, issued_on=letterhead.issued_on, title=f"Báo cáo tổng hợp kết quả xếp loại năm {year}")
 

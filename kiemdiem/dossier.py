@@ -475,9 +475,12 @@ def committee_name(unit: UnitInfo) -> str:
     """The body that issues a unit's documents: a branch itself, the committee (Đảng ủy) of a đảng bộ."""
     if unit.kind in BRANCH_KINDS or unit.kind == "to_dang":
         return unit.name
-    if unit.name.startswith("Đảng bộ"):
-        return "Đảng ủy" + unit.name[len("Đảng bộ"):]
-    return unit.name
+    return committee_of(unit.name)
+
+
+def committee_of(name: str) -> str:
+    """"Đảng bộ Sở Công Thương" -> "Đảng ủy Sở Công Thương": who a document is sent to or signed by."""
+    return "Đảng ủy" + name[len("Đảng bộ"):] if name.startswith("Đảng bộ") else name
 
 
 def letterhead_for(plan: Plan, unit: UnitInfo, parent_name: str | None, secretary: str | None, issued_on: dt.date) -> Letterhead:
@@ -493,7 +496,8 @@ def letterhead_for(plan: Plan, unit: UnitInfo, parent_name: str | None, secretar
     branch = unit.kind in BRANCH_KINDS or unit.kind == "to_dang"
     suffix = "CB" if branch else "ĐU"
     signature = Signature("T/M CHI BỘ" if branch else "T/M ĐẢNG ỦY", "BÍ THƯ", secretary or "")
-    recipients = ((f"{parent_name} (B/c)",) if parent_name else ()) + (f"Lưu {suffix}",)
+    # Reported to the parent's committee ("Đảng ủy Sở …"), under the parent organization's name in the header.
+    recipients = ((f"{committee_of(parent_name)} (B/c)",) if parent_name else ()) + (f"Lưu {suffix}",)
     return Letterhead(committee_name(unit), parent_name, f"     -BC/{suffix}", plan.place, issued_on, recipients, signature)
 
 
@@ -566,7 +570,7 @@ def render_outputs(dossier: Dossier) -> dict[str, bytes]:
         )
         outputs[REPORT_DOCX] = documents.consolidated_report_docx(
             letterhead, source.consolidation, year=year, plan_number=source.plan.number, unit_names=source.unit_names,
-            subtree=source.subtree,
+            subtree=source.subtree, plan_issuer=source.plan.issuer,
         )
         outputs[LISTING_DOCX] = documents.classification_list_docx(
             letterhead, source.classification_rows, unit_name=source.unit.name, year=year, scored=with_score,

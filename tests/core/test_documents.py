@@ -187,8 +187,12 @@ def test_outputs_are_reproducible_bytes():
 
 
 def test_report_has_the_administrative_layout():
-    data = consolidated_report_docx(SAMPLE_LETTERHEAD, SAMPLE_SUMMARY, year=2023, plan_number="187-KH/ĐU", unit_names=SAMPLE_UNIT_NAMES)
+    data = consolidated_report_docx(SAMPLE_LETTERHEAD, SAMPLE_SUMMARY, year=2023, plan_number="187-KH/ĐU", unit_names=SAMPLE_UNIT_NAMES,
+                                    plan_issuer="Đảng ủy Sở Công Thương")
     text = docx_text(data)
+    # Whose plan, and who reports (the committee that signs), about which organization.
+    assert ("Thực hiện Kế hoạch số 187-KH/ĐU của Đảng ủy Sở Công Thương về kiểm điểm, đánh giá, xếp loại chất lượng tổ chức đảng, "
+            "đảng viên năm 2023, Đảng ủy Sở Công Thương tổng hợp kết quả của Đảng bộ Sở Công Thương như sau:") in text
     for expected in (
         "ĐẢNG BỘ KHỐI CÁC CƠ QUAN VÀ DOANH NGHIỆP TỈNH", "ĐẢNG ỦY SỞ CÔNG THƯƠNG", PARTY, "Số 187-KH/ĐU",
         "……, ngày 05 tháng 12 năm 2023", "BÁO CÁO", "Nơi nhận:", "- Lưu ĐU.", "T/M ĐẢNG ỦY", "PHÓ BÍ THƯ", "Lê Xuân Tiến",
@@ -252,6 +256,7 @@ def test_classification_list_table():
     text = docx_text(data)
     assert "Hà Tĩnh, ngày 05 tháng 12 năm 2023" in text and "CHI BỘ VĂN PHÒNG 1" in text
     assert "HTTNV: 2" in text and "T/M CHI BỘ" in text
+    assert "-BC/CB" not in text  # a list goes with the report, unnumbered
     paragraphs = [p.text for p in document.paragraphs]
     total = next(p for p in paragraphs if p.startswith("Tổng số:"))
     assert "Ghi chú" not in total and any(p.startswith("Ghi chú: HTXSNV – Hoàn thành xuất sắc nhiệm vụ") for p in paragraphs)
@@ -272,4 +277,5 @@ def test_the_classification_list_counts_only_the_members_evaluated():
 def test_dossier_index_lists_items_with_status():
     text = docx_text(dossier_index_docx(SAMPLE_LETTERHEAD, SAMPLE_CHECKLIST))
     assert "MỤC LỤC HỒ SƠ" in text and "Chưa nộp (quá hạn)" in text and "Đã nộp (trễ hạn)" in text
-    assert "Trần Thị Hoa" in text and "Số 187-KH/ĐU" in text
+    # The index goes with the report, unnumbered (its own "Số … -BC" would say it is a report).
+    assert "Trần Thị Hoa" in text and "ĐẢNG ỦY SỞ CÔNG THƯƠNG" in text and "Số 187-KH/ĐU" not in text

@@ -135,6 +135,7 @@ def test_manifest_lists_every_file_and_checksums_match(store, plan_187, vp1_part
     assert "MỤC LỤC HỒ SƠ" in index and "CHI BỘ VĂN PHÒNG 1" in index and PARTY in index
     assert "ngày 06 tháng 12 năm 2023" in index  # dated by its newest receipt (06/12), not by the clock
     assert "Nguyễn Sỹ Chín" in index and "T/M CHI BỘ" in index
+    assert "- Đảng ủy Sở Công Thương (B/c)," in index  # sent to the parent's committee, not to the Đảng bộ
 
 
 def test_reassembling_unchanged_writes_nothing_and_a_new_submission_changes_it(store, plan_187, vp1_partly_delivered, tmp_path):
