@@ -65,8 +65,7 @@ from kiemdiem.rules.base import get_rule_set
 from kiemdiem.status import Delivery, Item, UnitInfo
 from kiemdiem.submission import safe_filename
 
-FORMAT = "kiemdiem-ho-so/2"  # bump when the archive's layout or contents change (2: timeliness, dates, scores)
-ZIP_EPOCH = documents.ZIP_EPOCH
+FORMAT = "kiemdiem-ho-so/3"  # bump when the archive's layout or contents change (2: timeliness, dates, scores; 3: entries dated, files named in the index)
 
 CHECKLIST_JSON = "checklist.json"
 CHECKLIST_XLSX = "checklist.xlsx"
@@ -604,8 +603,9 @@ def manifest(dossier: Dossier, outputs: Mapping[str, bytes]) -> dict:
     }
 
 
-def _zip_info(path: str, size: int) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(path, ZIP_EPOCH)
+def _zip_info(path: str, size: int, day: dt.date) -> zipfile.ZipInfo:
+    # Dated the dossier's day (what a file manager shows), not a clock: the same inputs, the same bytes.
+    info = zipfile.ZipInfo(path, (day.year, day.month, day.day, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     info.create_system = 3
@@ -615,7 +615,7 @@ def _zip_info(path: str, size: int) -> zipfile.ZipInfo:
 
 def write_archive(target: IO[bytes], dossier: Dossier, outputs: Mapping[str, bytes],
                   open_blob: Callable[[str], AbstractContextManager[IO[bytes]]]) -> None:
-    """Write the ZIP: entries sorted by path, fixed timestamps; submitted files streamed from the blob store."""
+    """Write the ZIP: entries sorted by path, dated the dossier's day; submitted files streamed from the blob store."""
     in_memory: dict[str, bytes] = dict(outputs)
     in_memory.update({path: _json_bytes(payload) for path, payload in dossier.sub_units.items()})
     in_memory[MANIFEST_JSON] = _json_bytes(manifest(dossier, outputs))
@@ -624,10 +624,10 @@ def write_archive(target: IO[bytes], dossier: Dossier, outputs: Mapping[str, byt
         for path in sorted(in_memory.keys() | blobs.keys()):
             if path in in_memory:
                 data = in_memory[path]
-                archive.writestr(_zip_info(path, len(data)), data, compresslevel=6)
+                archive.writestr(_zip_info(path, len(data), dossier.issued_on), data, compresslevel=6)
                 continue
             stored = blobs[path]
-            with open_blob(stored.sha256) as source, archive.open(_zip_info(path, stored.size), "w") as sink:
+            with open_blob(stored.sha256) as source, archive.open(_zip_info(path, stored.size, dossier.issued_on), "w") as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
 
 

@@ -276,6 +276,7 @@ def test_the_classification_list_counts_only_the_members_evaluated():
 
 def test_dossier_index_lists_items_with_status():
     text = docx_text(dossier_index_docx(SAMPLE_LETTERHEAD, SAMPLE_CHECKLIST))
+    assert "files/ban_kiem_diem_ca_nhan/DV001/kiem_diem.pdf" in text  # which file in the archive is which item
     assert "MỤC LỤC HỒ SƠ" in text and "Chưa nộp (quá hạn)" in text and "Đã nộp (trễ hạn)" in text
     # The index goes with the report, unnumbered (its own "Số … -BC" would say it is a report).
     assert "Trần Thị Hoa" in text and "ĐẢNG ỦY SỞ CÔNG THƯƠNG" in text and "Số 187-KH/ĐU" not in text
