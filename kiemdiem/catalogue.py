@@ -107,3 +107,14 @@ MEMBER_SCOPES: dict[str, str] = {
     "all": "Tất cả đảng viên",
 }
 LEADER_POSITIONS = frozenset({"bi_thu", "pho_bi_thu", "chi_uy_vien", "dang_uy_vien", "uy_vien_ban_thuong_vu", "thu_truong", "pho_thu_truong"})
+
+
+def committee_of(name: str) -> str:
+    """"Đảng bộ Sở Công Thương" -> "Đảng ủy Sở Công Thương": the committee a đảng bộ's letters go to
+    and its documents are signed by; any other name as it is."""
+    return "Đảng ủy" + name[len("Đảng bộ"):] if name.startswith("Đảng bộ") else name
+
+
+def addressee(name: str, kind: str) -> str:
+    """Whom a letter to a unit is addressed to: a branch itself ("Chi bộ Khuyến công"), the committee of a đảng bộ."""
+    return name if kind in BRANCH_KINDS or kind == "to_dang" else committee_of(name)

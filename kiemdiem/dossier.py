@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 
 from kiemdiem import documents
 from kiemdiem.calendar import format_date, format_instant
-from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS
+from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS, addressee, committee_of
 from kiemdiem.documents import Letterhead, Signature
 from kiemdiem.plan import Phase, Plan
 from kiemdiem.rules.base import get_rule_set
@@ -472,14 +472,7 @@ def _unique(path: str, used: set[str]) -> str:
 
 def committee_name(unit: UnitInfo) -> str:
     """The body that issues a unit's documents: a branch itself, the committee (Đảng ủy) of a đảng bộ."""
-    if unit.kind in BRANCH_KINDS or unit.kind == "to_dang":
-        return unit.name
-    return committee_of(unit.name)
-
-
-def committee_of(name: str) -> str:
-    """"Đảng bộ Sở Công Thương" -> "Đảng ủy Sở Công Thương": who a document is sent to or signed by."""
-    return "Đảng ủy" + name[len("Đảng bộ"):] if name.startswith("Đảng bộ") else name
+    return addressee(unit.name, unit.kind)
 
 
 def letterhead_for(plan: Plan, unit: UnitInfo, parent_name: str | None, secretary: str | None, issued_on: dt.date) -> Letterhead:

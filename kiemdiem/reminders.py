@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from kiemdiem.catalogue import addressee
 from kiemdiem.plan import Phase, Plan
 from kiemdiem.status import CampaignStatus, Item, UnitInfo
 from kiemdiem.tabular import fold
@@ -70,14 +71,16 @@ class RecipientDirectory:
             code = a.unit if a.unit in units else by_name.get(fold(a.unit))
             email = a.email or member_emails.get(fold(a.person))
             if code and email:
-                self.assigned.setdefault(code, []).append(Recipient(email, a.person))
+                # "Đồng chí Lê Xuân Tiến, Phó Bí thư Đảng ủy Sở": a person, by the plan's title for them.
+                name = f"Đồng chí {a.person}" + (f", {a.title}" if a.title else "")
+                self.assigned.setdefault(code, []).append(Recipient(email, name))
         self.root = next((code for code, u in units.items() if u.parent_code is None or u.parent_code not in units), None)
 
     def office(self, code: str | None) -> list[Recipient]:
         if code is None or code not in self.units:
             return []
         unit = self.units[code]
-        return [Recipient(email, unit.name) for email in unit.emails]
+        return [Recipient(email, addressee(unit.name, unit.kind)) for email in unit.emails]
 
     def ancestor(self, code: str, levels: int) -> str | None:
         for _ in range(levels):

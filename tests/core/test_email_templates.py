@@ -296,6 +296,9 @@ def test_invite_gives_the_link_and_its_expiry():
     assert link in msg.text
     assert "08:00 ngày 03/12/2023" in msg.text
     assert 'href="http://127.0.0.1:8080/dang-nhap?token=abc&amp;unit=CB01"' in msg.html
+    # The office sent it unasked: someone who is not in charge says so rather than ignore it.
+    assert "Nếu đồng chí không phụ trách Chi bộ Văn phòng Sở, xin báo lại cho văn phòng đã gửi thư này" in msg.text
+    assert "không đề nghị" not in msg.text and "không đề nghị" not in msg.html
 
 
 # ----------------------------------------------------------------------------------- MIME

@@ -147,3 +147,27 @@ def _reminder_texts(store, tmp_path, monkeypatch, plan, phase_id: str, now: dt.d
         query = query.where(Outbox.recipient == recipient)
     with store.uow() as uow:
         return list(uow.session.scalars(query).all())
+
+
+def test_letters_are_addressed_to_a_committee_a_branch_or_a_person_by_title(plan):
+    """"Kính gửi: Đảng bộ Sở Công Thương" wrote to the organization: a đảng bộ's letters go to its committee."""
+    from kiemdiem.reminders import Recipient, RecipientDirectory
+    from kiemdiem.status import UnitInfo
+    from kiemdiem.tabular import fold
+
+    units = {
+        "SCT": UnitInfo(1, "SCT", "Đảng bộ Sở Công Thương", "dang_bo_co_so", None, ("vanphong@sct.example.vn",)),
+        "VP2": UnitInfo(2, "VP2", "Chi bộ Văn phòng 2", "chi_bo_truc_thuoc", "SCT", ("vp2@sct.example.vn",)),
+    }
+    directory = RecipientDirectory(plan, units, {fold("Lê Xuân Tiến"): "tien@sct.example.vn"})
+    assert directory.office("SCT") == [Recipient("vanphong@sct.example.vn", "Đảng ủy Sở Công Thương")]
+    assert directory.office("VP2") == [Recipient("vp2@sct.example.vn", "Chi bộ Văn phòng 2")]
+    # Plan 187 names who attends Chi bộ Văn phòng 2's meeting: addressed as a comrade, with the plan's title.
+    assert Recipient("tien@sct.example.vn", "Đồng chí Lê Xuân Tiến, Phó Bí thư Đảng ủy Sở") in directory.escalation_targets("VP2", 0)
+
+
+def test_a_reminder_to_one_unit_names_it_and_a_committee_is_addressed_as_such(store, tmp_path, monkeypatch):
+    plan = load_plan(PLANS / "187-KH-DU-2023.yaml")
+    [text] = _reminder_texts(store, tmp_path, monkeypatch, plan, "dang_uy_bao_cao_khoi", vn(2023, 12, 8, 8, 0), "vanphong@sct.example.vn")
+    assert text.startswith("Kính gửi: Đảng ủy Sở Công Thương,")
+    assert "08:00 ngày 08/12/2023, Đảng bộ Sở Công Thương còn thiếu" in text and "do đồng chí phụ trách" not in text
