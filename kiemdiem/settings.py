@@ -87,6 +87,10 @@ class ReminderSettings(BaseSettings):
     sending_lease_seconds: int = Field(600, description="A row stuck in 'sending' longer than this is returned to the queue.")
     batch_size: int = Field(500, description="Rows the sender claims per batch.")
     submit_url: str = Field("http://127.0.0.1:8080", description="Where units submit, named in emails.")
+    drop_share: str = Field(
+        "", description="The drop folder as those who may use it reach it (a share such as \\\\vanphong\\kiemdiem-nhan); "
+        "empty: emails do not mention it (a branch secretary cannot reach the server's folder).",
+    )
 
     @field_validator("work_start", "work_end")
     @classmethod

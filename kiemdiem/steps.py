@@ -329,7 +329,7 @@ def compose(
 ) -> ComposeReport:
     settings = settings or reminder_settings()
     smtp = smtp or smtp_settings()
-    return compose_digests(store, plan, campaign_id, now, submit_url=settings.submit_url, sender=smtp.from_)
+    return compose_digests(store, plan, campaign_id, now, submit_url=settings.submit_url, sender=smtp.from_, drop_share=settings.drop_share)
 
 
 async def send_outbox(

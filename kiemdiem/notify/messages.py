@@ -374,6 +374,8 @@ def _digest_placeholders(
                     phases[0].deadline),
         Placeholder("submit_url", "Where units submit (web portal).", "http://127.0.0.1:8080"),
         Placeholder("drop_folder_pattern", "The drop-folder convention.", DROP_FOLDER_PATTERN),
+        Placeholder("drop_share", "The drop folder as those who may use it reach it; empty: not mentioned "
+                    "(and no item's folder is listed).", "\\\\vanphong\\kiemdiem-nhan"),
         Placeholder("now", "When the message is composed (aware datetime).", now),
     )
 
@@ -543,7 +545,7 @@ def _calendar_texts(env: Environment, phase: PhaseOutstanding, submit_url: str) 
 
 
 def _digest_context(
-    recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime
+    recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime, drop_share: str = ""
 ) -> dict[str, Any]:
     dues = list(dues)
     phases = summarize_dues(dues)
@@ -559,6 +561,7 @@ def _digest_context(
         "earliest_deadline": min(p.deadline for p in phases),
         "submit_url": submit_url,
         "drop_folder_pattern": DROP_FOLDER_PATTERN,
+        "drop_share": drop_share,
         "now": now,
     }
 
@@ -619,6 +622,7 @@ def compose_reminder(
     submit_url: str,
     now: datetime,
     calendar: WorkCalendar | None = None,
+    drop_share: str = "",
 ) -> ComposedMessage:
     """One digest listing every outstanding item of every unit the recipient answers for.
 
@@ -627,7 +631,7 @@ def compose_reminder(
     calendar, which lacks a plan's swaps and extra days), not taken from the reminder step that
     planned the digest: sent late, a step overstates what is left.
     """
-    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
+    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
     context["countdown"] = countdown(context["earliest_deadline"], now, calendar)
     attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now)
     return _compose("reminder", context, attachments)
@@ -639,6 +643,7 @@ def compose_escalation(
     *,
     submit_url: str,
     now: datetime,
+    drop_share: str = "",
 ) -> ComposedMessage:
     """A digest of overdue items for a parent unit or committee member.
 
@@ -647,7 +652,7 @@ def compose_escalation(
     """
     if any(d.step is None or d.overdue_working_days is None for d in dues):
         raise ValueError("an escalation needs each phase's step and working days overdue")
-    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now)
+    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
     phases = context["phases"]
     worst = max((p.overdue_working_days, p.step) for p in phases)
     context["overdue_working_days"], context["step"] = worst

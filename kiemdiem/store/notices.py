@@ -176,7 +176,8 @@ COMPOSE_COMMIT_EVERY = 200  # digests per transaction; each digest is a savepoin
 STREAM_ROWS = 5000
 
 
-def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, *, submit_url: str, sender: str) -> ComposeReport:
+def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, *, submit_url: str, sender: str,
+                    drop_share: str = "") -> ComposeReport:
     """Cancel the pending notices that no longer hold, then save one digest per (recipient, kind).
 
     Set-based and streamed, so that a national reminder morning (millions of notices) runs in
@@ -204,7 +205,7 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         in_batch = (0, 0)
         for (recipient, kind), group in groupby(rows, key=itemgetter(0, 3)):
             notices, units, members = _group(group)
-            message, reason = _compose(plan, kind, notices, units, members, now, submit_url)
+            message, reason = _compose(plan, kind, notices, units, members, now, submit_url, drop_share)
             material = f"{campaign_id}|{recipient}|{kind}|" + ",".join(sorted(f"{n.item_key}@{n.step}" for n in notices))
             savepoint = uow.session.begin_nested()
             outbox_id = enqueue(
@@ -297,7 +298,8 @@ def _link_statement():
     )
 
 
-def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members, now: dt.datetime, submit_url: str):
+def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members, now: dt.datetime, submit_url: str,
+             drop_share: str = ""):
     by_phase: dict[str, list[PendingNotice]] = defaultdict(list)
     for n in notices:
         by_phase[n.phase_id].append(n)
@@ -329,10 +331,10 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
     item_count = sum(len(d.items) for d in dues)
     if kind == "reminder":
         offset = min(n.step for n in notices)
-        message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar)
+        message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar, drop_share=drop_share)
         reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
     else:
-        message = compose_escalation(name, dues, submit_url=submit_url, now=now)
+        message = compose_escalation(name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
         figures = {(d.step, d.overdue_working_days) for d in dues}
         if len(figures) == 1:
             ((step, late),) = figures

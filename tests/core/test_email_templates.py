@@ -148,9 +148,12 @@ def test_date_filters_use_vietnam_time():
 # ---------------------------------------------------------------------------------- reminder
 
 
+SHARE = "\\\\vanphong\\kiemdiem-nhan"
+
+
 def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items):
     msg = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
-                           now=NOW)
+                           now=NOW, drop_share=SHARE)
     assert msg.subject == (
         "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
     )
@@ -171,7 +174,7 @@ def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items)
     assert "Trần Văn Đức (mã DV0012)" in text
     assert "CB02/bien_ban_hoi_nghi/" in text
     assert SUBMIT_URL in text
-    assert "<mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]" in text
+    assert f"thư mục tiếp nhận {SHARE} theo quy ước <mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]" in text
     assert text.count("Chi bộ Văn phòng Sở (mã CB01)") == 2  # once per phase
     # HTML says the same, escaped
     html = msg.html
@@ -197,8 +200,19 @@ def test_reminder_on_the_deadline_day(two_phases_five_items):
 def test_member_without_a_name_is_shown_by_id():
     due = PhaseDue("1-KH", "X", "p", "P", datetime(2023, 12, 1, 17, tzinfo=HCM), "trước 17:00",
                    (_item(doc="ban_cam_ket", doc_name="Bản cam kết", member_id="DV9"),))
-    msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, now=NOW)
+    msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, now=NOW, drop_share=SHARE)
     assert "DV9 (mã DV9) → thư mục CB01/ban_cam_ket/DV9/" in msg.text
+
+
+def test_without_a_shared_folder_no_folder_is_mentioned(two_phases_five_items):
+    """The drop folder is on the server: a branch secretary told to put files there could not."""
+    msg = compose_reminder("A", two_phases_five_items, submit_url=SUBMIT_URL, now=NOW)
+    escalation = compose_escalation("A", [replace(d, overdue_working_days=2, step=1) for d in two_phases_five_items],
+                                    submit_url=SUBMIT_URL, now=NOW)
+    for text in (msg.text, msg.html, escalation.text, escalation.html):
+        assert "thư mục" not in text.lower() and "CB01/ban_kiem_diem_ca_nhan" not in text and "loại tài liệu" not in text
+    assert "Nguyễn Thị Hạnh (mã DV0007)\n" in msg.text and SUBMIT_URL in msg.text
+    assert "<th" in msg.html and "Thư mục nộp" not in msg.html
 
 
 def test_a_digest_needs_something_to_say():
