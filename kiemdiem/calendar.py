@@ -211,6 +211,12 @@ class WorkCalendar:
     def at(self, day: dt.date, time: dt.time) -> dt.datetime:
         return dt.datetime.combine(self._as_date(day), time.replace(tzinfo=None), tzinfo=self._zone)
 
+    def morning_before(self, deadline: dt.datetime) -> dt.datetime:
+        """The start of office hours on the last working day before the deadline's day: when a
+        calendar reminds of it (a Sunday 23:59 deadline on Friday morning, not Saturday night)."""
+        day = self.add_working_days(self.local(deadline).date(), -1)
+        return self.at(day, self.work_start)
+
     def end_of_day(self, day: dt.date) -> dt.datetime:
         """23:59:59 local: how "trước ngày dd/mm/yyyy" is read unless the plan sets an hour."""
         return self.at(day, dt.time(23, 59, 59))

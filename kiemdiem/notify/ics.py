@@ -1,7 +1,7 @@
 """Deadlines as iCalendar (RFC 5545) data: one event per deadline, or a feed of many.
 
-A deadline becomes a 30-minute event that ends at the deadline, with a display alarm one day
-before it. Times are written in UTC (``...Z``), so no VTIMEZONE is needed and every client
+A deadline becomes a 30-minute event that ends at the deadline, with a display alarm at the
+time the caller gives (the morning of the working day before), else one day before it. Times are written in UTC (``...Z``), so no VTIMEZONE is needed and every client
 shows the deadline in its own zone. The output is bytes: UTF-8, CRLF line endings, content
 lines folded at 75 octets without splitting a UTF-8 sequence.
 
@@ -32,6 +32,7 @@ class CalendarEvent:
     description: str
     deadline: datetime  # timezone-aware
     url: str | None = None
+    alarm_at: datetime | None = None  # when the alarm goes off; None: one day before the deadline
 
 
 def deadline_event(
@@ -42,9 +43,10 @@ def deadline_event(
     *,
     now: datetime,
     url: str | None = None,
+    alarm_at: datetime | None = None,
 ) -> bytes:
     """A VCALENDAR (METHOD:PUBLISH) holding one VEVENT that ends at ``deadline``."""
-    return calendar_feed([CalendarEvent(uid, summary, description, deadline, url)], now=now)
+    return calendar_feed([CalendarEvent(uid, summary, description, deadline, url, alarm_at)], now=now)
 
 
 def calendar_feed(
@@ -89,7 +91,7 @@ def _event_lines(event: CalendarEvent, stamp: str) -> list[str]:
         "BEGIN:VALARM",
         "ACTION:DISPLAY",
         f"DESCRIPTION:{escape_text(event.summary)}",
-        f"TRIGGER;RELATED=END:{ALARM_BEFORE}",
+        f"TRIGGER;VALUE=DATE-TIME:{format_utc(event.alarm_at)}" if event.alarm_at else f"TRIGGER;RELATED=END:{ALARM_BEFORE}",
         "END:VALARM",
         "END:VEVENT",
     ]

@@ -579,16 +579,18 @@ def phase_event_uid(plan_number: str, phase_id: str, deadline: datetime) -> str:
 
 
 def deadline_attachments(
-    phases: Iterable[PhaseOutstanding], *, submit_url: str, now: datetime
+    phases: Iterable[PhaseOutstanding], *, submit_url: str, now: datetime, calendar: WorkCalendar | None = None
 ) -> tuple[Attachment, ...]:
-    """One ICS file per phase, worded by the macros in ``_calendar.txt.j2``."""
+    """One ICS file per phase, worded by the macros in ``_calendar.txt.j2``; its alarm on the
+    morning of the working day before the deadline (``calendar``; without it, a day before)."""
     env = environment()
     attachments = []
     for phase in phases:
         summary, description = _calendar_texts(env, phase, submit_url)
+        alarm_at = calendar.morning_before(phase.deadline) if calendar is not None else None
         attachments.append(
             _deadline_attachment(
-                phase.plan_number, phase.phase_id, phase.deadline, summary, description, now, submit_url
+                phase.plan_number, phase.phase_id, phase.deadline, summary, description, now, submit_url, alarm_at
             )
         )
     return tuple(attachments)
@@ -597,7 +599,7 @@ def deadline_attachments(
 @lru_cache(maxsize=1024)
 def _deadline_attachment(
     plan_number: str, phase_id: str, deadline: datetime, summary: str, description: str,
-    now: datetime, submit_url: str,
+    now: datetime, submit_url: str, alarm_at: datetime | None = None,
 ) -> Attachment:
     """A phase's ICS file; recipients owing the same counts in a tick share the same bytes."""
     data = ics.deadline_event(
@@ -607,6 +609,7 @@ def _deadline_attachment(
         deadline,
         now=now,
         url=submit_url,
+        alarm_at=alarm_at,
     )
     filename = f"han-{slug(plan_number)}-{slug(phase_id)}.ics"
     return Attachment(filename, "text/calendar; method=PUBLISH", data)
@@ -633,7 +636,7 @@ def compose_reminder(
     """
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
     context["countdown"] = countdown(context["earliest_deadline"], now, calendar)
-    attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now)
+    attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now, calendar=calendar)
     return _compose("reminder", context, attachments)
 
 

@@ -334,7 +334,7 @@ def unit_feed(ctx: WebContext, uow: UnitOfWork, campaign_id: str, unit: Unit) ->
             f"Hồ sơ:\n{documents}\nNộp tại: {link}"
         )
         uid = f"kiemdiem-{slug(plan.number)}-{slug(phase.id)}-{slug(unit.code)}@kiemdiem.local"
-        events.append(CalendarEvent(uid, f"Hạn: {phase.name}", description, phase.deadline, link))
+        events.append(CalendarEvent(uid, f"Hạn: {phase.name}", description, phase.deadline, link, plan.calendar.morning_before(phase.deadline)))
     body = calendar_feed(events, now=ctx.now(), name=f"Hạn kiểm điểm – {unit.name}")
     filename = f"han-{slug(unit.code)}.ics"
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Content-Disposition": f'inline; filename="{filename}"'})

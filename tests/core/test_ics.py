@@ -153,7 +153,11 @@ def check_calendar(cal: Component) -> None:
         for alarm in event.components("VALARM"):
             assert alarm.one("ACTION") == "DISPLAY"
             alarm.text("DESCRIPTION")  # required for DISPLAY alarms
-            assert re.match(r"^-?P", alarm.one("TRIGGER"))
+            # RFC 5545 3.8.6.3: a duration, or with VALUE=DATE-TIME an absolute time that must be UTC.
+            if alarm.params("TRIGGER").get("VALUE") == "DATE-TIME":
+                utc_time(alarm.one("TRIGGER"))
+            else:
+                assert re.match(r"^-?P", alarm.one("TRIGGER"))
 
 
 # ----------------------------------------------------------------------------------- tests
@@ -308,3 +312,20 @@ def test_the_parser_is_strict(broken):
     assert bad != good
     with pytest.raises((AssertionError, UnicodeDecodeError)):
         parse_ics(bad)
+
+
+def test_the_alarm_goes_off_on_the_morning_of_the_working_day_before_the_deadline():
+    """A Sunday 23:59 deadline (187-KH/ĐU, 10/12/2023) reminded on Saturday night was of no use:
+    the alarm is at the start of office hours on the working day before, Friday 08/12 07:30."""
+    from kiemdiem.calendar import WorkCalendar
+
+    calendar = WorkCalendar()
+    sunday = datetime(2023, 12, 10, 23, 59, 59, tzinfo=HCM)
+    assert calendar.morning_before(sunday) == datetime(2023, 12, 8, 7, 30, tzinfo=HCM)
+    assert calendar.morning_before(datetime(2023, 12, 5, 23, 59, 59, tzinfo=HCM)) == datetime(2023, 12, 4, 7, 30, tzinfo=HCM)
+    due = PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "dang_uy_bao_cao_khoi", "Đảng ủy Sở báo cáo Khối", sunday,
+                   "trước ngày 10/12/2023", (OutstandingItem("SCT", "Đảng bộ Sở Công Thương", "bao_cao_ket_qua_kiem_diem", "Báo cáo"),))
+    composed = compose_reminder("Đảng ủy Sở Công Thương", [due], submit_url="http://127.0.0.1:8080", now=NOW, calendar=calendar)
+    (event,) = parse_ics(composed.attachments[0].data).components("VEVENT")
+    (alarm,) = event.components("VALARM")
+    assert alarm.one("TRIGGER") == "20231208T003000Z" and alarm.params("TRIGGER") == {"VALUE": "DATE-TIME"}

@@ -808,6 +808,8 @@ def test_calendar_feed_per_unit(client_as, store):
     text = body.content.decode()
     assert text.count("BEGIN:VEVENT") == 4  # the four phases of a chi bộ trực thuộc in plan 187
     assert "DTEND:20231205T165959Z" in text and "X-WR-CALNAME:Hạn kiểm điểm – Chi bộ Văn phòng 1" in text
+    # Reminded on the morning of Monday 04/12 (07:30 ICT), the working day before Tuesday's deadline.
+    assert "TRIGGER;VALUE=DATE-TIME:20231204T003000Z" in text
     unfolded = text.replace("\r\n ", "")
     assert "Dự thảo báo cáo kiểm điểm của chi ủy (của chi bộ\\, nơi không có chi ủy)" in unfolded  # the plan's note
     page = client.get("/c/c187/u/VP1").text
