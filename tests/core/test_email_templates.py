@@ -155,7 +155,7 @@ def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items)
     msg = compose_reminder("Đồng chí Bí thư", two_phases_five_items, submit_url=SUBMIT_URL,
                            now=NOW, drop_share=SHARE)
     assert msg.subject == (
-        "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
+        "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn gần nhất 05/12/2023"
     )
     text = msg.text
     assert "Kính gửi: Đồng chí Bí thư" in text
@@ -194,7 +194,7 @@ def test_reminder_on_the_deadline_day(two_phases_five_items):
                            now=on_the_day)
     assert "Hôm nay là hạn nộp (23:59 ngày 05/12/2023)" in msg.text
     assert "<strong>Hôm nay là hạn nộp</strong> (23:59 ngày 05/12/2023)" in msg.html
-    assert msg.subject == "[187-KH/ĐU] Nhắc hạn: 1 giai đoạn, 4 mục còn thiếu – hạn 05/12/2023"
+    assert msg.subject == "[187-KH/ĐU] Nhắc hạn: 1 giai đoạn, 4 mục còn thiếu – hạn gần nhất 05/12/2023"
 
 
 def test_member_without_a_name_is_shown_by_id():
@@ -291,7 +291,7 @@ def test_consolidation_diff_shows_the_text_and_attaches_the_data():
                                      4, "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42", diff, NOW)
     assert msg.subject == ("[187-KH/ĐU] Kết quả tổng hợp của Đảng bộ Sở Công Thương thay đổi "
                            "(phiên bản 4) – 1 vi phạm mới")
-    assert "Tóm tắt: 1 đảng viên thay đổi mức xếp loại; 1 vi phạm quy định mới" in msg.text
+    assert "Tóm tắt: 1 đảng viên có kết quả xếp loại mới hoặc thay đổi; 1 vi phạm quy định mới" in msg.text
     assert "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42" in msg.text
     assert "<pre" in msg.html and "HTTNV: 41 → 42" in msg.html
     (attachment,) = msg.attachments
@@ -335,7 +335,7 @@ def test_build_mime_round_trip(two_phases_five_items):
     raw = flatten_message(mime, utf8=False, cte_type="7bit")
     assert raw.isascii()  # headers encoded, bodies transfer-encoded
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert parsed["Subject"] == "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn 05/12/2023"
+    assert parsed["Subject"] == "[187-KH/ĐU] Nhắc hạn: 2 giai đoạn, 5 mục còn thiếu – hạn gần nhất 05/12/2023"
     assert parsed["Message-ID"] == message_id
     assert parsed["From"].addresses == (Address("Văn phòng Đảng ủy", addr_spec="vanphong@kiemdiem.local"),)
     assert parsed["To"].addresses == (Address("Nguyễn Thị Hạnh", addr_spec="hanh@example.vn"),)
