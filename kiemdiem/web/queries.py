@@ -20,7 +20,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select, tuple_
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
@@ -653,20 +653,26 @@ class Contact:
     last_escalated_at: dt.datetime | None
 
 
+# Built once: the overview asks on every request (bound lists keep the compiled form cached).
+_UNIT_EMAILS = select(Unit.id, Unit.emails).where(Unit.id.in_(bindparam("ids", expanding=True)))
+_ESCALATIONS_SENT = (
+    select(Notice.unit_id, Notice.phase_id, func.count(func.distinct(Notice.step)), func.max(Outbox.sent_at))
+    .join(Outbox, Outbox.id == Notice.outbox_id)
+    .where(Notice.campaign_id == bindparam("campaign"), Notice.unit_id.in_(bindparam("ids", expanding=True)),
+           Notice.kind == "escalation", Outbox.status == "sent")
+    .group_by(Notice.unit_id, Notice.phase_id)
+)
+
+
 def overdue_contacts(uow: UnitOfWork, campaign_id: str, rows: list[OverdueRow]) -> dict[tuple[str, str], Contact]:
     """``Contact`` of each overdue row shown, by (unit code, phase id): two queries by the rows' units."""
     if not rows:
         return {}
     ids = sorted({r.unit.id for r in rows})
-    emails = dict(uow.session.execute(select(Unit.id, Unit.emails).where(Unit.id.in_(ids))).all())
+    emails = dict(uow.session.execute(_UNIT_EMAILS, {"ids": ids}).all())
     chased = {
         (unit_id, phase_id): (steps, last)
-        for unit_id, phase_id, steps, last in uow.session.execute(
-            select(Notice.unit_id, Notice.phase_id, func.count(func.distinct(Notice.step)), func.max(Outbox.sent_at))
-            .join(Outbox, Outbox.id == Notice.outbox_id)
-            .where(Notice.campaign_id == campaign_id, Notice.unit_id.in_(ids), Notice.kind == "escalation", Outbox.status == "sent")
-            .group_by(Notice.unit_id, Notice.phase_id)
-        )
+        for unit_id, phase_id, steps, last in uow.session.execute(_ESCALATIONS_SENT, {"campaign": campaign_id, "ids": ids})
     }
     return {
         (r.unit.code, r.phase.id): Contact(

@@ -97,14 +97,17 @@ def overview_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_
     root_unit = resolve_root(view, viewer, root)
     summary = overview(view, root_unit.code)
     sent = notices_sent(uow, campaign_id, root_unit.path, whole_campaign=root_unit.parent_code is None)
-    contacts = overdue_contacts(uow, campaign_id, summary.overdue)
     now = ctx.now()
     context = dict(
         viewer=viewer, campaign_id=campaign_id, view=view, plan=view.plan, root=root_unit, ov=summary, sent=sent,
-        line=timeline(view.plan, view.now), states=STATES, now=now, contacts=contacts,
+        line=timeline(view.plan, view.now), states=STATES, now=now,
     )
-    key = ("overview", view.key, root_unit.code, tuple(sorted(sent.items())), tuple(contacts.items()), format_date(now))
-    live = ctx.renders.get_or_make(key, lambda: render_text(ctx, "_overview_live.html", **context).encode())
+    # The overdue units' contacts are read when the part is rendered: a sent escalation changes ``sent``
+    # (a new render); an address edited by a re-import shows with the next submission or the next day.
+    key = ("overview", view.key, root_unit.code, tuple(sorted(sent.items())), format_date(now))
+    live = ctx.renders.get_or_make(key, lambda: render_text(
+        ctx, "_overview_live.html", contacts=overdue_contacts(uow, campaign_id, summary.overdue), **context,
+    ).encode())
     return context, live
 
 
