@@ -48,6 +48,7 @@ from jinja2 import (
 )
 
 from kiemdiem.calendar import WorkCalendar, weekday_name
+from kiemdiem.catalogue import committee_of
 from kiemdiem.notify import ics
 from kiemdiem.settings import templates_dir
 
@@ -407,6 +408,8 @@ PURPOSES: dict[str, Purpose] = {
                 Placeholder("most_overdue_item_count",
                             "Items that are that late at that step; equal to item_count when "
                             "every phase is.", 1),
+                Placeholder("own_unit", "Whether the recipient is the one late unit's own office (the top "
+                            "of the tree, with no one above it): the letter asks it, not its units.", False),
             ),
         ),
         Purpose(
@@ -662,6 +665,9 @@ def compose_escalation(
     context["most_overdue_item_count"] = sum(
         p.item_count for p in phases if (p.overdue_working_days, p.step) == worst
     )
+    # The top of the tree has no one above it: its own office hears of its own lateness.
+    names = {u.unit_name for p in phases for u in p.units}
+    context["own_unit"] = len(names) == 1 and recipient_name in (next(iter(names)), committee_of(next(iter(names))))
     return _compose("escalation", context)
 
 

@@ -426,3 +426,18 @@ def test_a_digest_within_bounds_lists_every_member():
     message = compose_reminder("Chi ủy", [due], submit_url=SUBMIT_URL, now=NOW)
     assert all(f"Đảng viên {u}-{m}" in message.text for u in range(10) for m in range(messages.MAX_DETAILED_ITEMS // 10))
     assert "đơn vị khác" not in message.text and "quá dài" not in message.text
+
+
+def test_the_top_units_own_office_is_asked_to_finish_not_to_direct_its_units():
+    """The root has no one above it: its own overdue report went to its own office as "1 đơn vị thuộc
+    phạm vi theo dõi của đồng chí … chỉ đạo các đơn vị"."""
+    late = PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "dang_uy_bao_cao_khoi", "Đảng ủy Sở báo cáo Khối",
+                    datetime(2023, 12, 10, 23, 59, 59, tzinfo=HCM), "trước ngày 10/12/2023",
+                    (_item(unit="SCT", unit_name="Đảng bộ Sở Công Thương", doc="bao_cao", doc_name="Báo cáo kết quả"),),
+                    overdue_working_days=1, step=0)
+    now = datetime(2023, 12, 11, 8, 0, tzinfo=HCM)
+    own = compose_escalation("Đảng ủy Sở Công Thương", [late], submit_url=SUBMIT_URL, now=now)
+    assert "08:00 ngày 11/12/2023, Đảng bộ Sở Công Thương đã quá hạn 1 ngày làm việc" in own.text
+    assert "đề nghị đồng chí hoàn thành và nộp ngay." in own.text and "chỉ đạo các đơn vị" not in own.text + own.html
+    above = compose_escalation("Đảng ủy Khối", [late], submit_url=SUBMIT_URL, now=now)
+    assert "1 đơn vị thuộc phạm vi theo dõi của đồng chí đã quá hạn" in above.text and "chỉ đạo các đơn vị" in above.html
