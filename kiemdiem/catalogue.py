@@ -115,6 +115,11 @@ def committee_of(name: str) -> str:
     return "Đảng ủy" + name[len("Đảng bộ"):] if name.startswith("Đảng bộ") else name
 
 
+def acts_as_itself(kind: str) -> bool:
+    """A branch or a tổ đảng writes, signs and is written to as itself; a đảng bộ through its committee."""
+    return kind in BRANCH_KINDS or kind == "to_dang"
+
+
 def addressee(name: str, kind: str) -> str:
     """Whom a letter to a unit is addressed to: a branch itself ("Chi bộ Khuyến công"), the committee of a đảng bộ."""
-    return name if kind in BRANCH_KINDS or kind == "to_dang" else committee_of(name)
+    return name if acts_as_itself(kind) else committee_of(name)

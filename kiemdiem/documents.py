@@ -242,10 +242,13 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
     that assessed itself is awaiting its committee's decision, not late with its results."""
     names = dict(unit_names or {})
     subtree = subtree or {}
-
-    def self_level(code: str) -> str | None:
-        return (((subtree.get(code) or {}).get("unit") or {}).get("result") or {}).get("self_level")
-
+    awaiting, missing_orgs = [], []
+    for code in summary["missing_results"]["organizations"]:
+        proposed = (((subtree.get(code) or {}).get("unit") or {}).get("result") or {}).get("self_level")
+        if proposed:
+            awaiting.append({"code": code, "name": names.get(code, code), "self_level": proposed, "self_level_name": LEVELS.get(proposed, "")})
+        else:
+            missing_orgs.append({"code": code, "name": names.get(code, code)})
     unit = summary["unit"]
     names.setdefault(unit["code"], unit["name"])
     members, orgs = in_usual_order(summary)["members"], summary["organizations"]
@@ -287,14 +290,8 @@ def report_view(summary: Mapping, *, year: int, plan_number: str, unit_names: Ma
             {"member_id": m["member_id"], "full_name": m["full_name"], "unit_name": names.get(m["unit_code"], m["unit_code"])}
             for m in summary["missing_results"]["members"]
         ],
-        "missing_orgs": [
-            {"code": c, "name": names.get(c, c), "self_level": self_level(c)}
-            for c in summary["missing_results"]["organizations"] if not self_level(c)
-        ],
-        "awaiting_orgs": [
-            {"code": c, "name": names.get(c, c), "self_level": self_level(c), "self_level_name": LEVELS.get(self_level(c) or "", "")}
-            for c in summary["missing_results"]["organizations"] if self_level(c)
-        ],
+        "missing_orgs": missing_orgs,
+        "awaiting_orgs": awaiting,
     }
 
 

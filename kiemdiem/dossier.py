@@ -58,7 +58,7 @@ from zoneinfo import ZoneInfo
 
 from kiemdiem import documents
 from kiemdiem.calendar import format_date, format_instant
-from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS, addressee, committee_of
+from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, UNIT_KINDS, acts_as_itself, addressee, committee_of
 from kiemdiem.documents import Letterhead, Signature
 from kiemdiem.plan import Phase, Plan
 from kiemdiem.rules.base import get_rule_set
@@ -485,7 +485,7 @@ def letterhead_for(plan: Plan, unit: UnitInfo, parent_name: str | None, secretar
         )
         recipients = ((f"{plan.superior} (B/c)",) if plan.superior else ()) + (f"Lưu {suffix}",)
         return Letterhead(plan.issuer, plan.superior, f"     -BC/{suffix}", plan.place, issued_on, recipients, signature)
-    branch = unit.kind in BRANCH_KINDS or unit.kind == "to_dang"
+    branch = acts_as_itself(unit.kind)
     suffix = "CB" if branch else "ĐU"
     signature = Signature("T/M CHI BỘ" if branch else "T/M ĐẢNG ỦY", "BÍ THƯ", secretary or "")
     # Reported to the parent's committee ("Đảng ủy Sở …"), under the parent organization's name in the header.

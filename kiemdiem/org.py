@@ -382,9 +382,14 @@ def refused_unit_problems(
     """``member_unit_problems`` of the rows refused for a bad cell (``_check_members``'s ``refused``)."""
     problems: list[Problem] = []
     for row, unit, temporary_unit in refused:
-        temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
-        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
+        problems += _branch_problems(source, row, unit, temporary_unit, unit_kinds, code_of_name)
     return problems
+
+
+def _branch_problems(source: str, row: int, unit: str, temporary_unit: str | None, unit_kinds: dict[str, str],
+                     code_of_name: Callable[[str], str | None] | None) -> list[Problem]:
+    temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
+    return member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
 
 
 def validate_tree(units: list[UnitRow], source: str, existing: dict[str, tuple[str, str | None]] | None = None) -> list[Problem]:
@@ -451,8 +456,7 @@ def validate_member_columns(
             problems.append(duplicate_member_problem(source, row, member_id, seen[member_id]))
         else:
             seen[member_id] = row
-        temp_kind = None if temporary_unit is None else unit_kinds.get(temporary_unit)
-        problems += member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
+        problems += _branch_problems(source, row, unit, temporary_unit, unit_kinds, code_of_name)
     return problems
 
 

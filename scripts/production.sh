@@ -223,7 +223,8 @@ cmd_restore() {
   # Stopped first: nothing writes while the databases are replaced.
   cmd_stop
   # Each database made anew, then the dump restored in one transaction: tables a later migration
-  # added (a backup taken before an upgrade) do not survive, and a failed restore changes nothing.
+  # added (a backup taken before an upgrade) do not survive. A failed restore stops here with the
+  # database empty (the script exits non-zero): run it again once the cause is mended.
   recreate_database "$KIEMDIEM_DATABASE_URL"
   pg_restore --no-owner --exit-on-error --single-transaction --dbname="$(kiemdiem_dsn)" "$source/kiemdiem.dump"
   recreate_database "$PREFECT_DATABASE_URL"

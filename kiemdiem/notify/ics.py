@@ -1,8 +1,9 @@
 """Deadlines as iCalendar (RFC 5545) data: one event per deadline, or a feed of many.
 
 A deadline becomes a 30-minute event that ends at the deadline, with a display alarm at the
-time the caller gives (the morning of the working day before), else one day before it. Times are written in UTC (``...Z``), so no VTIMEZONE is needed and every client
-shows the deadline in its own zone. The output is bytes: UTF-8, CRLF line endings, content
+time the caller gives (the morning of the working day before), else one day before it. Times
+are written in UTC (``...Z``), so no VTIMEZONE is needed and every client shows the deadline in
+its own zone. The output is bytes: UTF-8, CRLF line endings, content
 lines folded at 75 octets without splitting a UTF-8 sequence.
 
 Pure functions, no settings: the caller passes ``now`` (used for DTSTAMP).

@@ -667,7 +667,7 @@ def compose_escalation(
     )
     # The top of the tree has no one above it: its own office hears of its own lateness.
     names = {u.unit_name for p in phases for u in p.units}
-    context["own_unit"] = len(names) == 1 and recipient_name in (next(iter(names)), committee_of(next(iter(names))))
+    context["own_unit"] = len(names) == 1 and recipient_name in names | {committee_of(n) for n in names}
     return _compose("escalation", context)
 
 

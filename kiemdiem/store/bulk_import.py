@@ -222,8 +222,9 @@ def _stage_members(
     phase("members read, checked and staged", problems=len(read_problems) + dropped)
     cursor.execute("SET LOCAL work_mem = '64MB'")  # the duplicate check groups millions of ids
     duplicates, more_duplicates = _duplicate_problems(cursor, source, max_problems)
-    misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, unit_names)
-    refused_problems = refused_unit_problems(source, refused, kinds, unit_code_by_name(unit_names))
+    code_of_name = unit_code_by_name(unit_names)  # loaded once, at the first branch typed by its name
+    misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, code_of_name)
+    refused_problems = refused_unit_problems(source, refused, kinds, code_of_name)
     if more_misplaced and misplaced:  # the SQL list stops at a row: no gap before the line saying so
         refused_problems = [p for p in refused_problems if (p.row or 0) <= misplaced[-1].row]
     misplaced += refused_problems
@@ -278,7 +279,7 @@ def _duplicate_problems(cursor, source: str, limit: int) -> tuple[list[Problem],
     return [duplicate_member_problem(source, row, code, first) for row, code, first in rows[:limit]], len(rows) > limit
 
 
-def _unit_problems(cursor, source: str, limit: int, unit_names) -> tuple[list[Problem], bool]:
+def _unit_problems(cursor, source: str, limit: int, code_of_name) -> tuple[list[Problem], bool]:
     """Branches that do not exist or are not branches; temporary branches likewise, or the same:
     those of the first ``limit`` rows, and whether more rows have some."""
     cursor.execute(
@@ -292,7 +293,6 @@ def _unit_problems(cursor, source: str, limit: int, unit_names) -> tuple[list[Pr
     )
     rows = cursor.fetchall()
     problems: list[Problem] = []
-    code_of_name = unit_code_by_name(unit_names)
     for row, unit, kind, temporary, temp_kind in rows[:limit]:
         problems += member_unit_problems(source, row, unit, kind, temporary, temp_kind, code_of_name)
     return problems, len(rows) > limit

@@ -167,6 +167,7 @@ def make_templates(directory: Path) -> Environment:
     env.filters["level"] = lambda code: LEVELS.get(code, code) if code else "—"
     env.filters["member_status"] = lambda code: MEMBER_STATUSES.get(code, code)
     env.filters["role"] = lambda code: ROLE_NAMES.get(code, code)
+    env.filters["source"] = lambda code: SOURCE_NAMES.get(code, code)
     env.filters["urlq"] = lambda value: quote(str(value), safe="")
     env.filters["num"] = format_number
     env.filters["size"] = format_size
@@ -198,6 +199,8 @@ def audit_detail(detail: dict | None) -> tuple[list[str], list[str]]:
     return [f"{DETAIL_LABELS.get(key, key)}: {_detail_value(key, value)}" for key, value in fields.items()], [str(p) for p in problems]
 
 
+# Where a submission came from, as the unit page and the audit log name it.
+SOURCE_NAMES = {"web": "cổng web", "cli": "dòng lệnh", "drop": "thư mục nhận"}
 # The detail keys the log writes, as an office reads them (a key not listed shows as it is).
 DETAIL_LABELS = {
     "ip": "địa chỉ IP", "unit": "đơn vị", "unit_code": "đơn vị", "reason": "lý do", "submission_id": "lần nộp số",
@@ -214,7 +217,7 @@ _DETAIL_CODES = {
     "reason": {"throttled": "sai quá nhiều lần, tạm khóa", "wrong_password": "sai mật khẩu", "unknown_email": "không có người dùng này",
                "no_password": "chưa đặt mật khẩu", "inactive": "tài khoản đã bị khóa",
                "bad_or_used_link": "đường dẫn không hợp lệ, đã dùng hoặc hết hạn"},
-    "source": {"web": "trang web", "cli": "dòng lệnh", "drop": "thư mục nhận"},
+    "source": SOURCE_NAMES,
 }
 
 

@@ -259,7 +259,7 @@ def unit_response(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id
 
 
 def decided(request: Request) -> dict | None:
-    """The decision a redirect reports (``?decided=…&v=…``): the page says it was recorded."""
+    """The decision a redirect reports (``?decided=…&subject=…[&later=1]``): the page says it was recorded."""
     kind = request.query_params.get("decided")
     if kind not in ("cancel", "override"):
         return None
@@ -295,7 +295,7 @@ def consolidation_page(campaign_id: str, code: str, request: Request, a: int | N
 
 def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, campaign_id: str, code: str,
                            a: int | None = None, b: int | None = None, status_code: int = 200, decision: dict | None = None) -> Response:
-    """The consolidation page; ``decision``: an approval or cancellation form refused (what was typed, why) or done."""
+    """The consolidation page; ``decision``: an approval form refused (what was typed, why) or done."""
     unit = scoped_unit(uow, campaign_id, code, viewer.unit_path)
     if unit is None:
         raise HTTPException(404)
