@@ -140,6 +140,12 @@ def test_audit_log_names_actions_in_vietnamese_and_shows_details_as_text(client_
     newest = client.get("/c/c187/audit").text
     first = re.search(r'id="events">.*?<tr>.*?</tr>\s*<tr>(.*?)</tr>', newest, re.S).group(1)
     assert "VP1:x" in first and "hiệu lực từ: 05/12/2023 16:00" in first and "nguồn: dòng lệnh" in first
+    with store.uow() as uow:  # the source named as the unit page names it
+        uow.session.add(EventLog(campaign_id=CAMPAIGN, at=clock.now, actor="vp1@sct.example.vn", action="submission.received",
+                                 subject="VP1:y", detail={"source": "web"}))
+        uow.commit()
+    web = re.search(r'id="events">.*?<tr>.*?</tr>\s*<tr>(.*?)</tr>', client.get("/c/c187/audit").text, re.S).group(1)
+    assert "VP1:y" in web and "nguồn: cổng web" in web
     filtered = client.get("/c/c187/audit?action=results.refused").text
     assert filtered.count("<code>results.refused</code>") == 1 and "<code>web.user_created</code>" not in filtered
 
