@@ -23,7 +23,9 @@ self-assessment in a decision list) is kept from the current row.
 A file that does not parse is not lost: the submission stays stored, the problems (file, row,
 column, reason) are logged as ``results.refused``, and the results already current stay current.
 The submission is marked ``refused_at``: it no longer counts as delivered (status, reminders,
-dossiers), so the unit is asked for the list again.
+dossiers), so the unit is asked for the list again: the notices about its item that were
+cancelled as delivered since it arrived are reopened (``_reopen_notices``); composing cancels
+them again if an earlier list still counts, or a reminder's deadline has passed.
 
 Every write records which units changed in the event log (``CHANGE_ACTIONS``) under the
 campaign's consolidation lock (``lock_campaign``), so consolidation can tell what to rerun even
@@ -57,6 +59,7 @@ from kiemdiem.store.models import (
     Lease,
     Member,
     MemberResult,
+    Notice,
     OrgResult,
     Snapshot,
     Submission,
@@ -626,6 +629,21 @@ def pending_submissions(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> 
     return [s for s in candidates if s.id not in done]
 
 
+def _reopen_notices(uow: UnitOfWork, sub: Submission) -> None:
+    """Notices about ``sub``'s item not sent and cancelled since it arrived: planned again as they
+    were (the planner never plans a step twice). Composing re-checks each one first."""
+    uow.session.execute(
+        update(Notice)
+        .where(
+            # By unit first: its index (``ix_notices_unit``) finds the item's few notices among millions.
+            Notice.unit_id == sub.unit_id, Notice.campaign_id == sub.campaign_id, Notice.item_key == sub.item_key,
+            Notice.outbox_id.is_(None),
+            Notice.cancelled_at >= sub.received_at,
+        )
+        .values(cancelled_at=None)
+    )
+
+
 def ingest_pending(uow: UnitOfWork, blobs: BlobStore, plan: Plan, campaign_id: str, now: dt.datetime, *, actor: str = "tick") -> IngestReport:
     """Read every pending structured submission (the caller commits). See the module docstring."""
     lock_campaign(uow, campaign_id)
@@ -651,6 +669,7 @@ def ingest_pending(uow: UnitOfWork, blobs: BlobStore, plan: Plan, campaign_id: s
             refused = RefusedFile(sub.id, submitter, sub.doc_type, tuple(exc.problems))
             report.refused.append(refused)
             sub.refused_at = now  # no longer a delivery: the item is owed again
+            _reopen_notices(uow, sub)
             session.add(
                 EventLog(
                     campaign_id=campaign_id, at=now, actor=actor, action=REFUSED_ACTION, subject=f"submission:{sub.id}",

@@ -131,3 +131,63 @@ def test_an_earlier_readable_list_still_counts_when_a_later_one_is_refused(store
     archived = [f for f in dossier.files if f.path.endswith(".csv")]
     assert [f.path.rsplit("/", 1)[1] for f in archived] == ["dau_tien.csv"]  # the refused list is not archived as current
     assert readable.created
+
+
+def test_a_reminder_cancelled_for_a_list_later_refused_goes_out_after_all(store, plan_187, tmp_path):
+    """The list arrives between a tick's planning and its composing (the reminder is cancelled as
+    delivered), then the next ingest refuses it: the same reminder goes out after all."""
+    with store.uow() as uow:
+        create_campaign(uow, plan_187, "c187", ict(2023, 11, 20, 8))
+        uow.commit()
+    _import(store, tmp_path / "org", ict(2023, 11, 20, 8))
+    monday = ict(2023, 12, 4, 8)  # one working day before the deadline
+    steps.plan_reminders(store, plan_187, "c187", monday, [PHASE])
+    _submit(store, plan_187, ict(2023, 12, 4, 8, 1))
+    assert steps.compose(store, plan_187, "c187", ict(2023, 12, 4, 8, 2)).cancelled_delivered == 2  # both VP2 addresses
+    _import(store, tmp_path / "moved", ict(2023, 12, 4, 8, 30), members=MOVED)
+    assert len(ingest_results(store, plan_187, "c187", ict(2023, 12, 4, 9)).refused) == 1
+
+    steps.plan_reminders(store, plan_187, "c187", ict(2023, 12, 4, 9, 5), [PHASE])  # the same step: nothing new to plan
+    steps.compose(store, plan_187, "c187", ict(2023, 12, 4, 9, 5))
+    with store.uow() as uow:
+        notices = uow.session.execute(
+            select(Notice.recipient, Notice.cancelled_at, Notice.outbox_id).where(Notice.item_key == KEY, Notice.kind == "reminder")
+        ).all()
+    assert sorted(n.recipient for n in notices) == ["bithu.vp2@sct.example.vn", "vp2@sct.example.vn"]
+    assert all(n.cancelled_at is None and n.outbox_id is not None for n in notices)
+
+
+def test_a_reopened_reminder_is_cancelled_again_when_an_earlier_list_still_counts(store, plan_187, tmp_path):
+    with store.uow() as uow:
+        create_campaign(uow, plan_187, "c187", ict(2023, 11, 20, 8))
+        uow.commit()
+    _import(store, tmp_path / "org", ict(2023, 11, 20, 8))
+    with store.uow() as uow:
+        record_submission(
+            uow, store.blobs, plan_187, "c187", "VP2", LIST,
+            [IncomingFile("dau_tien.csv", data="Mã đảng viên,Chi bộ đề xuất\nDV005,HTNV\n".encode())], ict(2023, 11, 30, 9), "web",
+        )
+        uow.commit()
+    ingest_results(store, plan_187, "c187", ict(2023, 11, 30, 10))
+    # A reminder planned for the list before it counted (planned by hand: the planner sees it delivered).
+    with store.uow() as uow:
+        uow.session.add(Notice(
+            campaign_id="c187", recipient="vp2@sct.example.vn", recipient_name="VP2", kind="reminder", step=1, item_key=KEY,
+            unit_id=_unit_id(uow, "VP2"), phase_id=PHASE, doc_type=LIST, planned_at=ict(2023, 11, 30, 8),
+        ))
+        uow.commit()
+    assert steps.compose(store, plan_187, "c187", ict(2023, 12, 4, 8)).cancelled_delivered == 1
+    _submit(store, plan_187, ict(2023, 12, 4, 8, 1))
+    _import(store, tmp_path / "moved", ict(2023, 12, 4, 8, 30), members=MOVED)
+    assert len(ingest_results(store, plan_187, "c187", ict(2023, 12, 4, 9)).refused) == 1
+    report = steps.compose(store, plan_187, "c187", ict(2023, 12, 4, 9, 5))
+    assert report.digests == 0
+    with store.uow() as uow:
+        (notice,) = uow.session.execute(select(Notice.cancelled_at, Notice.outbox_id).where(Notice.item_key == KEY)).all()
+    assert notice.cancelled_at is not None and notice.outbox_id is None
+
+
+def _unit_id(uow, code):
+    from kiemdiem.store.models import Unit
+
+    return uow.session.scalar(select(Unit.id).where(Unit.campaign_id == "c187", Unit.code == code))
