@@ -12,12 +12,28 @@
 #   scripts/production.sh restore T # stop, both databases and the files back from backup T, migrate
 #   scripts/production.sh upgrade   # stop, backup, reinstall, migrate (Alembic), start, redeploy
 #   scripts/production.sh stop
+#   scripts/production.sh systemd [workers]  # systemd units that start it all at boot and restart what fails
+#   scripts/production.sh run NAME  # one process in the foreground (prefect-server, worker N, web): what the units run
+#
+# start, stop and status go through systemctl once the units are enabled (kiemdiem.target).
 set -euo pipefail
 # Dumps, logs and the data directory hold members' names, emails and password hashes: the
 # service user's only.
 umask 077
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+
+# The configuration `systemd` saved: every variable the shell does not set itself comes from it,
+# so the units and an administrator's commands run with the same settings.
+ENV_FILE=${KIEMDIEM_ENV_FILE:-${KIEMDIEM_HOME:-/var/lib/kiemdiem}/kiemdiem.env}
+if [ -r "$ENV_FILE" ]; then
+  while IFS= read -r line; do
+    case "$line" in ''|'#'*) continue ;; esac
+    key=${line%%=*}; value=${line#*=}; value=${value#\'}; value=${value%\'}
+    case "$key" in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
+    [ -n "${!key+x}" ] || export "$key=$value"
+  done <"$ENV_FILE"
+fi
 
 : "${KIEMDIEM_HOME:=/var/lib/kiemdiem}"
 : "${KIEMDIEM_DATABASE_URL:=postgresql://postgres@127.0.0.1:5432/kiemdiem}"
@@ -33,8 +49,12 @@ REPO=$(pwd)
 : "${KIEMDIEM_CAMPAIGN:=}"            # the campaign the hourly tick deployment runs
 : "${KIEMDIEM_LOG_MAX_MB:=100}"       # a log larger than this is rotated when its process starts
 : "${VENV:=$REPO/.venv}"
+: "${KIEMDIEM_BACKUP_AT:=02:30}"       # the nightly backup's time (Vietnam), when systemd runs it
 
 export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
+# Saved by `systemd` with the rest, so that its units run with the settings it was given.
+export PREFECT_DATABASE_URL PREFECT_PORT PREFECT_SERVER_HOST KIEMDIEM_WORKERS KIEMDIEM_WEB_WORKERS KIEMDIEM_RUN \
+  KIEMDIEM_BACKUPS KIEMDIEM_LOG_MAX_MB KIEMDIEM_BACKUP_AT VENV
 export KIEMDIEM_REPO="$REPO"
 # Workers on another machine set it to the server's address.
 export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:${PREFECT_PORT}/api}"
@@ -132,6 +152,100 @@ deploy() {
   "$BIN/prefect" --no-prompt deploy --all
 }
 
+# One process in the foreground, as systemd runs it (and `start`, in the background).
+cmd_run() {
+  case "${1:-}" in
+    prefect-server) exec "$BIN/prefect" server start --host "$PREFECT_SERVER_HOST" --port "$PREFECT_PORT" ;;
+    worker) wait_for_api; exec "$BIN/prefect" worker start --pool "$POOL" --name "$(hostname)-worker-${2:-1}" ;;
+    web) exec "$BIN/uvicorn" --factory kiemdiem.web.app:create_app --host "$KIEMDIEM_WEB_HOST" --port "$KIEMDIEM_WEB_PORT" --workers "$KIEMDIEM_WEB_WORKERS" ;;
+    *) echo "usage: scripts/production.sh run prefect-server|worker N|web" >&2; exit 2 ;;
+  esac
+}
+
+under_systemd() { command -v systemctl >/dev/null && systemctl is-enabled --quiet kiemdiem.target 2>/dev/null; }
+
+worker_units() { for i in $(seq 1 "$KIEMDIEM_WORKERS"); do printf 'kiemdiem-worker@%s.service ' "$i"; done; }
+
+# Units in $KIEMDIEM_HOME/systemd and the configuration in $ENV_FILE (the service user's only: it
+# names the databases and the mail account). `workers`: a machine that runs workers only.
+cmd_systemd() {
+  local dir="$KIEMDIEM_HOME/systemd" user="${KIEMDIEM_USER:-$(id -un)}" wants name value
+  local script="$REPO/scripts/production.sh"
+  mkdir -p "$dir"
+  {
+    echo "# kiemdiem's configuration, written by scripts/production.sh systemd on $(date -u +%FT%TZ)"
+    while IFS= read -r name; do
+      value=${!name}
+      case "$value" in
+        *"'"*|*$'\n'*) log "$name: a value with a quote (') or a line break cannot be saved in $ENV_FILE; nothing written" >&2
+                        rm -f "$ENV_FILE.new"; exit 2 ;;
+      esac
+      printf "%s='%s'\n" "$name" "$value"
+    done < <(compgen -e | grep -E '^(KIEMDIEM_|PREFECT_|VENV$)' | grep -v '^KIEMDIEM_ENV_FILE$' | sort)
+  } >"$ENV_FILE.new"
+  mv -f "$ENV_FILE.new" "$ENV_FILE"
+  unit() {  # unit NAME DESCRIPTION AFTER EXEC RESTART
+    cat >"$dir/$1" <<UNIT
+[Unit]
+Description=$2
+After=$3
+Wants=network-online.target
+PartOf=kiemdiem.target
+
+[Service]
+Type=exec
+User=$user
+EnvironmentFile=$ENV_FILE
+WorkingDirectory=$REPO
+ExecStart="$script" $4
+Restart=$5
+RestartSec=5
+TimeoutStopSec=30
+UNIT
+  }
+  unit kiemdiem-worker@.service "kiemdiem: Prefect worker %i" "network-online.target kiemdiem-prefect-server.service" "run worker %i" always
+  wants=$(worker_units)
+  if [ "${1:-}" != workers ]; then
+    unit kiemdiem-prefect-server.service "kiemdiem: Prefect server" "network-online.target postgresql.service" "run prefect-server" on-failure
+    unit kiemdiem-web.service "kiemdiem: dashboard" "network-online.target postgresql.service" "run web" on-failure
+    cat >"$dir/kiemdiem-backup.service" <<UNIT
+[Unit]
+Description=kiemdiem: nightly backup (pg_dump of both databases, new submitted files)
+
+[Service]
+Type=oneshot
+User=$user
+EnvironmentFile=$ENV_FILE
+WorkingDirectory=$REPO
+ExecStart="$script" backup
+UNIT
+    cat >"$dir/kiemdiem-backup.timer" <<UNIT
+[Unit]
+Description=kiemdiem: nightly backup at $KIEMDIEM_BACKUP_AT (Vietnam time)
+PartOf=kiemdiem.target
+
+[Timer]
+OnCalendar=*-*-* $KIEMDIEM_BACKUP_AT:00 Asia/Ho_Chi_Minh
+Persistent=true
+UNIT
+    wants="kiemdiem-prefect-server.service kiemdiem-web.service $wants kiemdiem-backup.timer"
+  else
+    rm -f "$dir/kiemdiem-prefect-server.service" "$dir/kiemdiem-web.service" "$dir/kiemdiem-backup.service" "$dir/kiemdiem-backup.timer"
+  fi
+  cat >"$dir/kiemdiem.target" <<UNIT
+[Unit]
+Description=kiemdiem
+Wants=$wants
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  chmod 644 "$dir"/kiemdiem*  # no secret in them: that is kiemdiem.env
+  log "units written to $dir, configuration to $ENV_FILE; to install them (as root):"
+  echo "  cp $dir/kiemdiem* /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now kiemdiem.target"
+  echo "then: scripts/production.sh status; logs: journalctl -u 'kiemdiem*'"
+}
+
 cmd_setup() {
   [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; }
   "$BIN/pip" install --quiet -e "$REPO"
@@ -139,7 +253,7 @@ cmd_setup() {
   ensure_database "$KIEMDIEM_DATABASE_URL"
   ensure_database "$PREFECT_DATABASE_URL"
   migrate
-  spawn prefect-server "$BIN/prefect" server start --host "$PREFECT_SERVER_HOST" --port "$PREFECT_PORT"
+  spawn prefect-server "$REPO/scripts/production.sh" run prefect-server
   wait_for_api
   deploy
   log "setup done; next: scripts/production.sh start"
@@ -147,7 +261,7 @@ cmd_setup() {
 
 start_workers() {
   for i in $(seq 1 "$KIEMDIEM_WORKERS"); do
-    spawn "worker-$i" "$BIN/prefect" worker start --pool "$POOL" --name "$(hostname)-worker-$i"
+    spawn "worker-$i" "$REPO/scripts/production.sh" run worker "$i"
   done
 }
 
@@ -161,16 +275,25 @@ cmd_workers() {  # another machine: workers only, for the server at PREFECT_API_
 }
 
 cmd_start() {
-  spawn prefect-server "$BIN/prefect" server start --host "$PREFECT_SERVER_HOST" --port "$PREFECT_PORT"
-  wait_for_api
-  start_workers
-  spawn web "$BIN/uvicorn" --factory kiemdiem.web.app:create_app --host "$KIEMDIEM_WEB_HOST" --port "$KIEMDIEM_WEB_PORT" --workers "$KIEMDIEM_WEB_WORKERS"
+  if under_systemd; then
+    systemctl start kiemdiem.target
+  else
+    spawn prefect-server "$REPO/scripts/production.sh" run prefect-server
+    wait_for_api
+    start_workers
+    spawn web "$REPO/scripts/production.sh" run web
+  fi
   for _ in $(seq 1 60); do curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && break; sleep 1; done
   cmd_status
 }
 
 cmd_status() {
-  local ok=0
+  local ok=0 unit
+  if under_systemd; then
+    for unit in kiemdiem-prefect-server.service kiemdiem-web.service $(worker_units) kiemdiem-backup.timer; do
+      systemctl is-active --quiet "$unit" && echo "up    $unit" || { echo "DOWN  $unit"; ok=1; }
+    done
+  fi
   for pidfile in "$KIEMDIEM_RUN"/*.pid; do
     [ -e "$pidfile" ] || continue
     if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "up    $(basename "$pidfile" .pid)"; else echo "DOWN  $(basename "$pidfile" .pid)"; ok=1; fi
@@ -181,6 +304,10 @@ cmd_status() {
 }
 
 cmd_stop() {
+  if under_systemd; then
+    systemctl stop kiemdiem.target
+    log "stopped kiemdiem.target"
+  fi
   for pidfile in "$KIEMDIEM_RUN"/web.pid "$KIEMDIEM_RUN"/worker-*.pid "$KIEMDIEM_RUN"/prefect-server.pid; do
     [ -e "$pidfile" ] && stop_one "$pidfile"
   done
@@ -260,5 +387,7 @@ case "${1:-}" in
   backup) cmd_backup ;;
   restore) cmd_restore "${2:-}" ;;
   upgrade) cmd_upgrade ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  systemd) cmd_systemd "${2:-}" ;;
+  run) shift; cmd_run "$@" ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

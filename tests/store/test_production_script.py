@@ -4,8 +4,10 @@ holds comes back, files and the dashboard's key included, and a restore without 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -136,3 +138,71 @@ def test_a_log_over_its_limit_is_rotated_when_its_process_starts(tmp_path):
     assert (tmp_path / "web.log.1").read_text() == "second run\n" and (tmp_path / "web.log.2").read_text() == "first run\n"
     start(0)  # no log yet since the last start: nothing to do
     assert (tmp_path / "web.log.1").read_text() == "second run\n"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_systemd_units_run_the_script_in_the_foreground_with_the_saved_configuration(tmp_path):
+    """``systemd`` writes units that systemd accepts, and the configuration they read; every
+    command of the script reads that configuration too, unless the shell sets a variable itself."""
+    home = tmp_path / "home"
+    env = {**os.environ, "KIEMDIEM_HOME": str(home), "KIEMDIEM_WORKERS": "3", "KIEMDIEM_SMTP_HOST": "mail.tinhuy.example.vn",
+           "KIEMDIEM_DATABASE_URL": f"sqlite:///{tmp_path / 'kiemdiem.sqlite3'}", "KIEMDIEM_WEB_PORT": str(_free_port()),
+           "KIEMDIEM_WEB_WORKERS": "1", "VENV": str(Path(sys.executable).parent.parent), "PREFECT_HOME": str(tmp_path / "prefect")}
+    written = run(env, "systemd")
+    assert written.returncode == 0, written.stderr
+    units = home / "systemd"
+    assert sorted(p.name for p in units.iterdir()) == [
+        "kiemdiem-backup.service", "kiemdiem-backup.timer", "kiemdiem-prefect-server.service", "kiemdiem-web.service",
+        "kiemdiem-worker@.service", "kiemdiem.target",
+    ]
+    target = (units / "kiemdiem.target").read_text()
+    assert all(f"kiemdiem-worker@{i}.service" in target for i in (1, 2, 3)) and "kiemdiem-worker@4" not in target
+    assert f'ExecStart="{SCRIPT}" run worker %i' in (units / "kiemdiem-worker@.service").read_text()
+    saved = home / "kiemdiem.env"
+    assert saved.stat().st_mode & 0o077 == 0  # names the databases and the mail account: the service user's only
+    assert "KIEMDIEM_SMTP_HOST='mail.tinhuy.example.vn'\n" in saved.read_text()
+    assert "OnCalendar=*-*-* 02:30:00 Asia/Ho_Chi_Minh" in (units / "kiemdiem-backup.timer").read_text()
+    verify = shutil.which("systemd-analyze")
+    if verify:  # Debian's systemd: the units' syntax, and that ExecStart names an executable
+        checked = subprocess.run([verify, "verify", *map(str, sorted(units.iterdir()))], capture_output=True, text=True, cwd=units)
+        assert checked.returncode == 0, checked.stderr
+
+    # What a unit runs, with only what systemd gives it: the saved configuration (here read by the
+    # script itself) and no shell variables; the dashboard stays in the foreground until stopped.
+    migrated = subprocess.run([str(Path(sys.executable).parent / "kiemdiem"), "db", "upgrade"], env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KIEMDIEM_HOME": str(home)}
+    web = subprocess.Popen(["bash", str(SCRIPT), "run", "web"], env=bare, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{env['KIEMDIEM_WEB_PORT']}/healthz", timeout=1) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert web.poll() is None, web.stdout.read()
+                time.sleep(0.1)
+        else:
+            pytest.fail("the dashboard did not answer")
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+    assert web.returncode is not None
+
+    # A variable the shell sets wins over the saved one; a saved value with a quote is refused.
+    override = run({**env, "KIEMDIEM_WORKERS": "1"}, "systemd", "workers")
+    assert override.returncode == 0, override.stderr
+    assert sorted(p.name for p in units.iterdir()) == ["kiemdiem-worker@.service", "kiemdiem.target"]
+    assert "kiemdiem-worker@2" not in (units / "kiemdiem.target").read_text()
+    quoted = run({**env, "KIEMDIEM_SMTP_FROM": "Văn phòng 'Tỉnh ủy' <vp@tinhuy.example.vn>"}, "systemd")
+    assert quoted.returncode == 2 and "KIEMDIEM_SMTP_FROM" in quoted.stderr and "nothing written" in quoted.stderr
+    assert "KIEMDIEM_SMTP_HOST='mail.tinhuy.example.vn'" in saved.read_text()  # the saved configuration is untouched
