@@ -189,6 +189,10 @@ def test_hatinh_deadlines(hatinh):
     assert_deadline(hatinh, "bao_cao_tong_ket", "15/12/2022")
     assert_deadline(hatinh, "ho_so_can_bo", "25/12/2022")
     assert_deadline(hatinh, "hoi_nghi_tong_ket", "31/12/2022")
+    # The Khối's own decision on its base organizations (Mục B.2.1, Bước 3): the plan gives no
+    # date; the campaign's last day, and the reading says so.
+    assert_deadline(hatinh, "khoi_xep_loai_co_so", "31/12/2022")
+    assert "không ghi hạn" in hatinh.phase("khoi_xep_loai_co_so").reading
 
 
 def test_hatinh_relative_draft_deadlines(hatinh):
@@ -206,6 +210,10 @@ def test_hatinh_order_and_dossiers(hatinh):
     assert hatinh.phase("co_so_kiem_diem").applies_to == ("dang_bo_co_so",)
     assert "chi_bo_kiem_diem" in hatinh.phase("bo_phan_kiem_diem").after
     assert {"chi_bo_kiem_diem", "bo_phan_kiem_diem"} <= set(hatinh.phase("co_so_kiem_diem").after)
+
+    khoi = hatinh.phase("khoi_xep_loai_co_so")
+    assert khoi.applies_to == ("cap_tren_co_so",) and "nop_quyet_dinh" in khoi.after
+    assert [r.doc_type for r in khoi.documents] == ["quyet_dinh_xep_loai"]
 
     decisions = hatinh.phase("nop_quyet_dinh")
     assert set(decisions.applies_to) == {"dang_bo_co_so", "chi_bo_co_so"}
