@@ -67,7 +67,9 @@ MEMBER_STATUSES: dict[str, str] = {
 REVIEWED_STATUSES = frozenset({"active", "probationary"})
 
 POSITIONS: dict[str, str] = {
-    "bi_thu": "Bí thư",
+    "bi_thu": "Bí thư",  # of the member's own branch (chi bộ): the head the rules compare with it
+    "bi_thu_dang_uy": "Bí thư Đảng ủy",  # of a đảng bộ or a committee above the branch
+    "cap_uy_vien_cap_tren": "Cấp ủy viên cấp trên (Tỉnh ủy viên hoặc Huyện ủy viên)",
     "pho_bi_thu": "Phó Bí thư",
     "chi_uy_vien": "Chi ủy viên",
     "dang_uy_vien": "Đảng ủy viên",
@@ -106,7 +108,7 @@ MEMBER_SCOPES: dict[str, str] = {
     "leaders": "Cấp ủy viên, cán bộ lãnh đạo, quản lý",
     "all": "Tất cả đảng viên",
 }
-LEADER_POSITIONS = frozenset({"bi_thu", "pho_bi_thu", "chi_uy_vien", "dang_uy_vien", "uy_vien_ban_thuong_vu", "thu_truong", "pho_thu_truong"})
+LEADER_POSITIONS = frozenset({"bi_thu", "bi_thu_dang_uy", "cap_uy_vien_cap_tren", "pho_bi_thu", "chi_uy_vien", "dang_uy_vien", "uy_vien_ban_thuong_vu", "thu_truong", "pho_thu_truong"})
 
 
 def committee_of(name: str) -> str:

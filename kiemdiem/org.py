@@ -62,11 +62,16 @@ _POSITION_ALIASES = {fold(v): k for k, v in POSITIONS.items()} | {fold(k): k for
     "uv_btv": "uy_vien_ban_thuong_vu", "uvbtv": "uy_vien_ban_thuong_vu", "uy_vien_btv": "uy_vien_ban_thuong_vu",
     "uy_vien_thuong_vu": "uy_vien_ban_thuong_vu", "duv": "dang_uy_vien", "cuv": "chi_uy_vien",
     "uy_vien_chi_uy": "chi_uy_vien", "uy_vien_dang_uy": "dang_uy_vien", "uy_vien_ban_chap_hanh": "dang_uy_vien",
+    **dict.fromkeys(
+        ("tinh_uy_vien", "thanh_uy_vien", "huyen_uy_vien", "thi_uy_vien", "quan_uy_vien", "uy_vien_tinh_uy", "uy_vien_huyen_uy"),
+        "cap_uy_vien_cap_tren",
+    ),
 }
 # A position followed by its body: "Bí thư Chi bộ", "Phó Bí thư Đảng ủy", "Ủy viên BTV Đảng ủy".
 _BODY_START = re.compile(
     r"_(?=(?:chi_bo|chi_uy|dang_uy|dang_bo|cap_uy|thuong_truc|btv|ban_thuong_vu|tinh_uy|huyen_uy|thanh_uy|thi_uy|quan_uy)(?:_|$))"
 )
+_BRANCH_BODIES = ("chi_bo", "chi_uy")
 NOT_A_POSITION = (
     "chức vụ không hợp lệ '{item}': cột này chỉ nhận các chức vụ trong Đảng sau ({accepted}); "
     "chức vụ chính quyền, chuyên môn không ghi ở cột này"
@@ -75,12 +80,16 @@ NOT_A_POSITION = (
 
 def position_of(item: str) -> str | None:
     """The party position a cell item names (its code), by name, code, abbreviation or followed
-    by its body ("Bí thư Chi bộ"); None for anything else (a job title such as "Trưởng phòng")."""
+    by its body ("Bí thư Chi bộ"); None for anything else (a job title such as "Trưởng phòng").
+    The secretary of a body above the branch ("Bí thư Đảng ủy Sở") is ``bi_thu_dang_uy``: ``bi_thu``
+    is the head of the member's own branch, whom the rules and the branch's documents name."""
     key = fold(item)
     found = _POSITION_ALIASES.get(key)
     for body in () if found is not None else _BODY_START.finditer(key):
         found = _POSITION_ALIASES.get(key[:body.start()])
         if found is not None:
+            if found == "bi_thu" and not key[body.end():].startswith(_BRANCH_BODIES):
+                found = "bi_thu_dang_uy"
             break
     return found
 

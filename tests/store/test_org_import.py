@@ -383,6 +383,13 @@ def test_every_bad_cell_of_a_member_file_is_reported_in_file_order(store, campai
 
 @pytest.mark.parametrize("cell, codes", [
     ("Bí thư Chi bộ", ("bi_thu",)),
+    ("Bí thư chi ủy", ("bi_thu",)),
+    ("Bí thư", ("bi_thu",)),
+    # The secretary of a body above the branch does not head it (the head rule, the branch's signer).
+    ("Tỉnh ủy viên, Bí thư Đảng ủy Sở", ("cap_uy_vien_cap_tren", "bi_thu_dang_uy")),
+    ("Huyện ủy viên", ("cap_uy_vien_cap_tren",)),
+    ("Bí thư Đảng bộ bộ phận", ("bi_thu_dang_uy",)),
+    ("bi_thu_dang_uy", ("bi_thu_dang_uy",)),
     ("Phó Bí thư Đảng ủy xã", ("pho_bi_thu",)),
     ("Ủy viên BTV Đảng ủy; Thủ trưởng cơ quan, đơn vị", ("uy_vien_ban_thuong_vu", "thu_truong")),
     ("UV BTV", ("uy_vien_ban_thuong_vu",)),
