@@ -961,7 +961,7 @@ class _Pending:
     tree_stats_now: list[int] = field(default_factory=list)  # the fingerprint (count, max and sum of unit ids) now
     any_snapshot: bool = False  # the campaign has a snapshot
     results_upto: int = 0  # the highest member result id now
-    last_run_at: dt.datetime | None = None  # the "now" of the last run that stored anything
+    last_run_at: dt.datetime | None = None  # the "now" of the last run that stored versions
 
 
 _TREE_STATS_ROW = select(
@@ -1010,10 +1010,14 @@ def _pending_changes(uow: UnitOfWork, campaign_id: str, now: dt.datetime) -> _Pe
         units.update(detail.get("changed_units") or ())
     mark = newest if first_later is None else min(newest, first_later - 1)
     kept = last.get("tree_stats")
+    # A run that stored no version (recorded for its watermark) does not move the moment before
+    # which a run only looks back: an office's `consolidate` at the real clock during a replay
+    # would otherwise turn every later tick at the campaign's time into a look-back.
+    stored_at = dt.datetime.fromisoformat(last["stored_at"]) if last.get("stored_at") else (None if "stored_at" in last else last_at)
     return _Pending(
         units, full, max(mark, watermark), watermark, last.get("tree_hash"),
         [int(v) for v in kept] if isinstance(kept, list) else None, full_later, [int(v) for v in stats], bool(any_snapshot),
-        int(results_upto or 0), last_at,
+        int(results_upto or 0), stored_at,
     )
 
 
@@ -1479,6 +1483,8 @@ def _run(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, change
                     "changed_units": sorted(changed)[:50],
                     "outbox_ids": report.outbox_ids,
                     "reason": reason,
+                    # The "now" of the newest run that stored versions (this one's, or carried on).
+                    "stored_at": now.isoformat() if updated else (pending.last_run_at.isoformat() if pending.last_run_at else None),
                 },
             )
         )

@@ -305,6 +305,24 @@ def test_a_run_at_a_moment_before_the_last_one_looks_back_and_stores_nothing(sto
     assert table_counts(store) == before
 
 
+def test_a_run_that_stores_nothing_does_not_turn_earlier_ticks_into_look_backs(store, plan_187, consolidated_v1):
+    """An office's `consolidate` without --at during a replay runs at the real clock; it stores no
+    version, so the campaign's next tick (at its own, earlier time) still consolidates and stores."""
+    with store.uow() as uow:  # a change that leaves every total as it was (a list sent again, say)
+        uow.session.add(EventLog(campaign_id="c187", at=NOW, actor="test", action="results.recorded", subject="VP1",
+                                 detail={"changed_units": ["VP1"]}))
+        uow.commit()
+    idle = consolidate_campaign(store, plan_187, "c187", dt.datetime(2026, 11, 22, 9, tzinfo=dt.timezone.utc), changed_units=set())
+    assert idle.mode == "incremental" and idle.units_updated == []
+    submit_late_result(store, plan_187)
+    _, run = tick(store, plan_187, LATE_NOW)
+    assert run.mode == "incremental" and sorted(run.units_updated) == ["KC", "SCT"]
+    assert versions(store) == {"KC": 2, "SCT": 2, "VP1": 1, "VP2": 1}
+    # A look-back is still one for a moment before the last run that stored versions.
+    back = consolidate_campaign(store, plan_187, "c187", ict(2023, 12, 10, 9), changed_units=None)
+    assert back.mode == "as_of" and back.last_run_at == LATE_NOW
+
+
 def test_results_count_from_when_they_were_received(store, plan_187, consolidated_v1):
     submit_late_result(store, plan_187)
     ingest_results(store, plan_187, "c187", LATE_NOW)
