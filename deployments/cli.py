@@ -231,6 +231,8 @@ CONSOLIDATION_MODES = {
     "full": "tổng hợp toàn bộ",
     "incremental": "tính lại phần có thay đổi do kết quả nộp muộn",
     "unchanged": "không có gì thay đổi",
+    # A tick at a moment before the newest stored consolidation (a replay): nothing is stored.
+    "as_of": "không lưu phiên bản mới vì lượt này ở thời điểm trước lần tổng hợp gần nhất",
     "not_yet": "chưa đến lúc tổng hợp",
 }
 
@@ -292,9 +294,11 @@ def print_tick(plan: Plan, campaign: str, result: dict, totals: dict[str, dict[s
     if composed.get("deferred"):
         out("Thư: ngoài giờ làm việc, lượt này không soạn và không gửi thư; thư được soạn và gửi vào giờ làm việc kế tiếp.")
     else:
+        diffs = len({i for r in reports for i in r.get("outbox_ids") or ()})
         line = (
-            f"Thư của lượt này: soạn {composed['digests']} thư mới (gồm {composed['notices']} thông báo) đưa vào hàng đợi; "
-            f"gửi đi {sent['sent']} thư"
+            f"Thư của lượt này: soạn {composed['digests']} thư nhắc hạn, chuyển cấp mới (gồm {composed['notices']} thông báo)"
+            + (f" và {diffs} thư báo thay đổi kết quả tổng hợp" if diffs else "")
+            + f" đưa vào hàng đợi; gửi đi {sent['sent']} thư trong hàng đợi"
         )
         if sent.get("failed"):
             line += f"; {sent['failed']} thư gửi lỗi, sẽ thử lại"

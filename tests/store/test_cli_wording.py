@@ -255,3 +255,34 @@ def test_a_tick_for_a_moment_before_the_last_one_is_refused_unless_asked(campaig
     assert result.exit_code == 4
     text = flat(result.output)
     assert "thời điểm 29/11/2023 08:00 sớm hơn lượt xử lý đã chạy (05/12/2023 08:00)" in text and "--replay" in text
+
+
+def test_the_tick_counts_the_consolidations_emails_and_names_a_look_back(capsys):
+    """The diff emails a late result's consolidation queued are counted with the digests (the send
+    count covers both), and a tick at a moment before the newest consolidation says why it stored
+    nothing, in words, not by the internal mode's name."""
+    from deployments.cli import print_tick  # noqa: PLC0415
+    from kiemdiem.plan import load_plan  # noqa: PLC0415
+
+    plan = load_plan(PLAN_187)
+    result = {
+        "now": "2023-12-12T10:00:00+07:00",
+        "collected": {"accepted": 0, "unchanged": 0, "refused": []},
+        "results": {"ingested": [1], "refused": []},
+        "consolidated": {"mode": "incremental", "units_updated": ["KC", "SCT"], "outbox_ids": [41, 42]},
+        "phases": {"dang_uy_bao_cao_khoi": {"consolidation": {"mode": "incremental", "units_updated": ["SCT"], "outbox_ids": [42]}}},
+        "notices": {},
+        "composed": {"digests": 7, "notices": 12},
+        "sent": {"sent": 9},
+    }
+    print_tick(plan, "c187", result, {})
+    out = flat(capsys.readouterr().out)
+    assert "soạn 7 thư nhắc hạn, chuyển cấp mới (gồm 12 thông báo) và 2 thư báo thay đổi kết quả tổng hợp" in out
+    assert "gửi đi 9 thư" in out
+
+    result["consolidated"] = {"mode": "as_of", "units_updated": [], "outbox_ids": []}
+    result["phases"] = {}
+    print_tick(plan, "c187", result, {})
+    out = flat(capsys.readouterr().out)
+    assert "Tổng hợp kết quả: không lưu phiên bản mới vì lượt này ở thời điểm trước lần tổng hợp gần nhất." in out
+    assert "as_of" not in out and "thư báo thay đổi" not in out
