@@ -563,6 +563,17 @@ def add_notices(store) -> None:
         uow.commit()
 
 
+def test_a_result_replaced_by_a_later_one_is_not_called_cancelled(client_as, campaign):
+    """DV002's first result (HTTNV, 06/12) was replaced by the one received on 07/12: no decision
+    cancelled it, so the page must not say "đã hủy"."""
+    text = client_as("vp1@sct.example.vn").get("/c/c187/u/VP1").text
+    rows = [r for r in text[text.index('id="member-results"'):].split("<tr") if "DV002" in r]
+    assert len(rows) == 2
+    current, replaced = sorted(rows, key=lambda r: "hiện hành" not in r)
+    assert "<strong>HTXSNV</strong>" in current and "hiện hành" in current
+    assert "<strong>HTTNV</strong>" in replaced and "đã được thay bằng kết quả nhận sau" in replaced and "đã hủy" not in replaced
+
+
 def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, campaign, clock):
     add_notices(store)
     submit(store, campaign.plan, "VP2", "bien_ban_hoi_nghi", PDF + b"v2", ict(2023, 11, 27, 15), name="bien_ban_moi.pdf")
