@@ -68,7 +68,9 @@ class ItemOption:
 
 def item_options(plan: Plan, unit_kind: str) -> list[ItemOption]:
     options = []
-    for phase in plan.phases_for_kind(unit_kind):
+    # By deadline, as the unit meets them (the plan file's order breaks ties).
+    phases = plan.phases_for_kind(unit_kind)
+    for phase in sorted(phases, key=lambda p: (p.deadline, phases.index(p))):
         for req in phase.documents:
             options.append(ItemOption(
                 f"{phase.id}|{req.doc_type}|{'m' if req.per_member else 'u'}", phase.id, phase.name, req.doc_type,

@@ -263,3 +263,15 @@ def test_office_uploads_for_a_unit_below_it(client_as, store):
     assert result["ok"]
     with store.uow() as uow:
         assert uow.session.get(Submission, result["submission_id"]).submitted_by == "office@sct.example.vn"
+
+
+def test_the_upload_form_lists_phases_by_deadline(client_as):
+    """As the unit meets them: the drafts (25/11) first, the remediation plans (28/12, 31/12) last;
+    grouping by phase id put 'chi_bo_khac_phuc' first."""
+    import re  # noqa: PLC0415
+
+    page = client_as("vp1@sct.example.vn").get("/c/c187/u/VP1/upload").text
+    labels = re.findall(r'<optgroup label="[^"]*\(hạn (\d\d/\d\d/\d{4})', page)
+    assert len(labels) == 4 and page.count("<optgroup") == page.count("</optgroup>") == 4
+    days = [tuple(reversed(d.split("/"))) for d in labels]
+    assert days == sorted(days)
