@@ -372,6 +372,12 @@ def _resolve(spec: PlanSpec, source: str, text: str, work_hours: WorkHours) -> P
         if phase.id in seen:
             problems.append(Problem(source, f"mã giai đoạn '{phase.id}' bị lặp", field=f"{where}.id"))
         seen.add(phase.id)
+        # The drop folder tells <unit>/<phase>/<doc type>/ from <unit>/<doc type>/<member>/ by this.
+        if phase.id in DOCUMENTS:
+            problems.append(Problem(
+                source, f"mã giai đoạn '{phase.id}' trùng mã loại văn bản: trong thư mục nhận, <mã đơn vị>/{phase.id}/ sẽ không rõ là giai đoạn hay loại văn bản; hãy đặt mã giai đoạn khác",
+                field=f"{where}.id",
+            ))
         if phase.kind not in PHASE_KINDS:
             problems.append(Problem(source, f"loại giai đoạn không hợp lệ: '{phase.kind}' (chỉ nhận {', '.join(PHASE_KINDS)})", field=f"{where}.kind"))
         if not phase.applies_to:

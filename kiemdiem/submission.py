@@ -21,6 +21,16 @@ class Target:
     requirement: DocumentRequirement
 
 
+class SeveralPhases(Refused):
+    """The document is owed in more than one phase and none was named: each channel says how to
+    name one (``--phase``, the form's choice, the drop folder's phase level)."""
+
+    def __init__(self, doc_type: str, phase_ids: list[str]):
+        self.doc_type = doc_type
+        self.phase_ids = phase_ids
+        super().__init__(f"'{doc_type}' thuộc nhiều giai đoạn ({', '.join(phase_ids)}): hãy nêu --phase")
+
+
 def resolve_target(plan: Plan, unit_kind: str, doc_type: str, per_member: bool, phase_id: str | None = None) -> Target:
     """Find the phase in which a unit of this kind owes this document; refuse with a reason otherwise."""
     if doc_type not in DOCUMENTS:
@@ -47,9 +57,7 @@ def resolve_target(plan: Plan, unit_kind: str, doc_type: str, per_member: bool, 
         where = f" trong giai đoạn '{phase_id}'" if phase_id else ""
         raise Refused(f"{kind_name} không phải nộp '{DOCUMENTS[doc_type].name}' ({who}){where}{hint}")
     if len(matches) > 1:
-        raise Refused(
-            f"'{doc_type}' thuộc nhiều giai đoạn ({', '.join(p.id for p, _ in matches)}): hãy nêu --phase"
-        )
+        raise SeveralPhases(doc_type, [p.id for p, _ in matches])
     phase, requirement = matches[0]
     return Target(phase, requirement)
 

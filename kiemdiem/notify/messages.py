@@ -54,7 +54,7 @@ from kiemdiem.settings import templates_dir
 
 LOCAL_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 CALENDAR_TEMPLATE = "_calendar.txt.j2"
-DROP_FOLDER_PATTERN = "<mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]"
+DROP_FOLDER_PATTERN = "<mã đơn vị>/[<mã giai đoạn>/]<loại tài liệu>/[<mã đảng viên>/]"
 
 
 # ---------------------------------------------------------------------------- input values
@@ -194,9 +194,10 @@ MAX_DETAILED_ITEMS = 1000
 MAX_LISTED_UNITS = 500
 
 
-def drop_folder(unit_code: str, doc_type: str, member_id: str | None = None) -> str:
-    """The drop-folder path for a document: ``<unit code>/<doc type>/[<member id>/]``."""
-    parts = [unit_code, doc_type] + ([member_id] if member_id else [])
+def drop_folder(unit_code: str, phase_id: str, doc_type: str, member_id: str | None = None) -> str:
+    """The drop-folder path for a document: ``<unit code>/<phase id>/<doc type>/[<member id>/]``.
+    With its phase, always: a document owed in two phases has no other folder (``store.intake``)."""
+    parts = [unit_code, phase_id, doc_type] + ([member_id] if member_id else [])
     return "/".join(parts) + "/"
 
 
@@ -226,7 +227,7 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                 continue
             doc_views = []
             for doc_type, items in documents.items():
-                folder = drop_folder(unit_code, doc_type)
+                folder = drop_folder(unit_code, due.phase_id, doc_type)
                 members = tuple(
                     MissingMember(i.member_id, i.member_name or i.member_id, f"{folder}{i.member_id}/")
                     for i in items

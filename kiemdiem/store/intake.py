@@ -1,4 +1,8 @@
-"""The watched drop folder: ``<inbox>/<unit code>/<doc type>/[<member id>/]file``.
+"""The watched drop folder: ``<inbox>/<unit code>/[<phase id>/]<doc type>/[<member id>/]file``.
+
+The phase level is needed only for a document the unit owes in several phases; a path is read
+with it when its second component is one of the plan's phase ids (the plan refuses a phase id
+that is also a document type, so the two cannot be confused).
 
 Files in one folder taken in one pass form one submission: a folder waits while any of its
 files is still being copied in. A file is moved out of the inbox only after its submission is
@@ -24,8 +28,10 @@ from kiemdiem.errors import KiemdiemError
 from kiemdiem.plan import Plan
 from kiemdiem.store.db import Store
 from kiemdiem.store.submissions import IncomingFile, SubmissionOutcome, record_submission
+from kiemdiem.submission import SeveralPhases
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
+LAYOUT = "<mã đơn vị>/[<mã giai đoạn>/]<loại văn bản>/[<mã đảng viên>/]tệp"
 SETTLE_SECONDS = 2.0  # a file modified more recently may still be being copied in
 
 
@@ -106,21 +112,22 @@ def _collect(store: Store, plan: Plan, campaign_id: str, inbox: Path, now: dt.da
     stamp = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for directory, files in sorted(_groups(inbox, report, stamp).items()):
         relative = directory.relative_to(inbox)
-        parts = relative.parts
         try:
-            if len(parts) not in (2, 3):
-                raise KiemdiemError(
-                    "sai vị trí thư mục: phải là <mã đơn vị>/<loại văn bản>/[<mã đảng viên>/]tệp"
-                )
-            unit_code, doc_type = parts[0], parts[1]
-            member_code = parts[2] if len(parts) == 3 else None
+            unit_code, phase_id, doc_type, member_code = _place(plan, relative.parts)
             with store.uow() as uow:
                 outcome = record_submission(
                     uow, store.blobs, plan, campaign_id, unit_code, doc_type,
                     [IncomingFile(p.name, path=p) for p in files], now, "drop",
-                    member_code=member_code, actor=f"drop:{relative}", part_of_current=True,
+                    member_code=member_code, phase_id=phase_id, actor=f"drop:{relative}", part_of_current=True,
                 )
                 uow.commit()
+        except SeveralPhases as exc:  # "--phase" means nothing here: name the folders to use instead
+            folders = [_folder(unit_code, p, exc.doc_type, member_code) for p in exc.phase_ids]
+            reason = (f"'{exc.doc_type}' thuộc nhiều giai đoạn ({', '.join(exc.phase_ids)}): "
+                      f"đặt tệp vào thư mục của giai đoạn, một trong: {', '.join(folders)}")
+            report.refused.append((str(relative), reason))
+            _move(files, inbox / ".refused" / stamp / relative, reason=reason)
+            continue
         except KiemdiemError as exc:
             report.refused.append((str(relative), str(exc)))
             _move(files, inbox / ".refused" / stamp / relative, reason=str(exc))
@@ -130,6 +137,21 @@ def _collect(store: Store, plan: Plan, campaign_id: str, inbox: Path, now: dt.da
             continue
         (report.accepted if outcome.created else report.unchanged).append(outcome)
         _move(files, inbox / ".processed" / stamp / relative)
+
+
+def _place(plan: Plan, parts: tuple[str, ...]) -> tuple[str, str | None, str, str | None]:
+    """(unit code, phase id or None, doc type, member code or None) of a folder of the inbox."""
+    phase_ids = {p.id for p in plan.phases}
+    if len(parts) >= 2 and parts[1] in phase_ids:
+        if len(parts) in (3, 4):
+            return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None
+    elif len(parts) in (2, 3):
+        return parts[0], None, parts[1], parts[2] if len(parts) == 3 else None
+    raise KiemdiemError(f"sai vị trí thư mục: phải là {LAYOUT}")
+
+
+def _folder(unit_code: str, phase_id: str, doc_type: str, member_code: str | None) -> str:
+    return "/".join([unit_code, phase_id, doc_type] + ([member_code] if member_code else [])) + "/"
 
 
 def _move(files: list[Path], target: Path, reason: str | None = None) -> None:

@@ -170,11 +170,11 @@ def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items)
     assert "Chi bộ Văn phòng Sở (mã CB01)" in text
     assert "Chi bộ Kế hoạch & <Tài chính> (mã CB02)" in text  # text is not escaped
     assert "Bản kiểm điểm cá nhân – còn thiếu của 2 đảng viên" in text
-    assert "Nguyễn Thị Hạnh (mã DV0007) → thư mục CB01/ban_kiem_diem_ca_nhan/DV0007/" in text
+    assert "Nguyễn Thị Hạnh (mã DV0007) → thư mục CB01/kiem_diem_chi_bo/ban_kiem_diem_ca_nhan/DV0007/" in text
     assert "Trần Văn Đức (mã DV0012)" in text
-    assert "CB02/bien_ban_hoi_nghi/" in text
+    assert "CB02/kiem_diem_chi_bo/bien_ban_hoi_nghi/" in text
     assert SUBMIT_URL in text
-    assert f"thư mục tiếp nhận {SHARE} theo quy ước <mã đơn vị>/<loại tài liệu>/[<mã đảng viên>/]" in text
+    assert f"thư mục tiếp nhận {SHARE} theo quy ước <mã đơn vị>/[<mã giai đoạn>/]<loại tài liệu>/[<mã đảng viên>/]" in text
     assert text.count("Chi bộ Văn phòng Sở (mã CB01)") == 2  # once per phase
     # HTML says the same, escaped
     html = msg.html
@@ -201,7 +201,7 @@ def test_member_without_a_name_is_shown_by_id():
     due = PhaseDue("1-KH", "X", "p", "P", datetime(2023, 12, 1, 17, tzinfo=HCM), "trước 17:00",
                    (_item(doc="ban_cam_ket", doc_name="Bản cam kết", member_id="DV9"),))
     msg = compose_reminder("A", [due], submit_url=SUBMIT_URL, now=NOW, drop_share=SHARE)
-    assert "DV9 (mã DV9) → thư mục CB01/ban_cam_ket/DV9/" in msg.text
+    assert "DV9 (mã DV9) → thư mục CB01/p/ban_cam_ket/DV9/" in msg.text
 
 
 def test_without_a_shared_folder_no_folder_is_mentioned(two_phases_five_items):
