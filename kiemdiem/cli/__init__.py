@@ -427,7 +427,9 @@ def collect(
     inbox: Path = typer.Option(None, "--inbox", help="Thư mục nhận (mặc định: <KIEMDIEM_HOME>/inbox/<mã đợt>)."),
     at: str = typer.Option(None, "--at", help="Thời điểm nhận. " + AT_HELP),
 ) -> None:
-    """Nhận các tệp trong thư mục nhận: <mã đơn vị>/<loại văn bản>/[<mã đảng viên>/]tệp."""
+    """Nhận các tệp trong thư mục nhận: <mã đơn vị>/[<mã giai đoạn>/]<loại văn bản>/[<mã đảng viên>/]tệp.
+
+    Thư mục <mã giai đoạn> chỉ cần khi văn bản thuộc nhiều giai đoạn của đơn vị."""
     try:
         now = resolve_now(at)
         store = open_store()
