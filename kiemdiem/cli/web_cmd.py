@@ -79,7 +79,10 @@ def user_invite(
         fail(exc)
         return
     created = "đã tạo người dùng mới, " if invitation.created_user else ""
-    console.print(f"Thư mời cho {invitation.email}: {created}đường dẫn hết hạn lúc {format_instant(invitation.expires_at)} (giờ Việt Nam).")
+    console.print(
+        f"Thư mời cho {invitation.email}: {created}đường dẫn hết hạn lúc {format_instant(invitation.expires_at)} (giờ Việt Nam). "
+        "Thư đã vào hàng đợi; lượt xử lý kế tiếp ('kiemdiem tick', hoặc 'kiemdiem serve' đang chạy) sẽ gửi đi."
+    )
     if show_link:
         console.print(invitation.link, highlight=False, markup=False)
 

@@ -185,3 +185,26 @@ def test_generated_khoi_imports(store_env, store, tmp_path):
     assert result.exit_code == 0, result.output
     counts = table_counts(open_store())
     assert counts["members"] >= 4000 and counts["units"] >= 300
+
+
+def test_user_invite_says_the_email_waits_for_the_next_tick(campaign, store):
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from kiemdiem.store.models import Outbox  # noqa: PLC0415
+
+    result = run("user", "invite", "--campaign", "c187", "--unit", "VP1", "--email", "bithu.vp1@sct.example.vn", "--name", "Nguyễn Văn A")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "đã tạo người dùng mới" in text and "Thư đã vào hàng đợi; lượt xử lý kế tiếp" in text
+    with store.uow() as uow:
+        assert uow.session.scalars(select(Outbox.status).where(Outbox.kind == "invite")).all() == ["queued"]
+
+
+def test_python_dash_m_kiemdiem_is_the_command():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    done = subprocess.run([sys.executable, "-m", "kiemdiem", "plan", "check", str(PLANS / "187-KH-DU-2023.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Kế hoạch hợp lệ." in done.stdout
