@@ -40,7 +40,7 @@ from kiemdiem.cli import (
 from kiemdiem.errors import KiemdiemError, Refused
 from kiemdiem.plan import Plan, load_plan
 from kiemdiem.settings import web_settings
-from kiemdiem.store.organization import campaign_plan
+from kiemdiem.store.organization import campaign_plan, get_campaign
 from tasks.consolidation import finish_tick
 from tasks.context import get_store
 
@@ -361,6 +361,18 @@ def build_deployments(plan_file: Path, campaign: str | None):
     return plan, deployments
 
 
+def _check_served_campaign(plan: Plan, campaign_id: str) -> None:
+    """The flows run the stored campaign by its id, on its stored plan; the schedules come from the
+    plan file: refuse a campaign that does not exist, or one set up from another plan."""
+    with get_store().uow() as uow:
+        stored_plan = get_campaign(uow, campaign_id).plan_id
+    if stored_plan != plan.id:
+        raise Refused(
+            f"đợt '{campaign_id}' được tạo từ kế hoạch '{stored_plan}', không phải '{plan.id}': "
+            "hãy nêu đúng tệp kế hoạch của đợt (--plan) hoặc đúng mã đợt (--campaign)"
+        )
+
+
 @app.command("deploy")
 def deploy(
     plan_file: Path = typer.Argument(..., metavar="TỆP_KẾ_HOẠCH", help="Tệp kế hoạch (YAML)."),
@@ -395,7 +407,8 @@ def serve(
 ) -> None:
     """Chạy các deployment (Prefect cục bộ hoặc máy chủ đã cấu hình) và trang theo dõi trong một tiến trình."""
     try:
-        _, deployments = build_deployments(plan_file, campaign)
+        plan, deployments = build_deployments(plan_file, campaign)
+        _check_served_campaign(plan, campaign or plan.id)
     except KiemdiemError as exc:
         fail(exc)
         return

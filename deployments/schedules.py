@@ -60,7 +60,9 @@ def phase_rrule(plan: Plan, phase: Phase) -> str:
     days = phase_days(plan, phase)
     first = days[0].strftime("%Y%m%dT%H%M%S")
     rdates = ",".join(d.strftime("%Y%m%dT%H%M%S") for d in days)
-    return f"DTSTART;TZID={TIMEZONE}:{first}\nRDATE;TZID={TIMEZONE}:{rdates}"
+    # RDATE in wall time, no TZID: dateutil (and so Prefect's RRuleSchedule) refuses a TZID there,
+    # and Prefect reads the dates in the schedule's timezone.
+    return f"DTSTART;TZID={TIMEZONE}:{first}\nRDATE:{rdates}"
 
 
 def describe_schedules(plan: Plan) -> dict:

@@ -35,3 +35,31 @@ def test_a_wider_sending_window_widens_the_hourly_tick():
     window = campaign_window(plan)
     assert window.start.strftime("%H:%M") == "06:00" and window.end.strftime("%H:%M") == "19:00"
     assert {local(d)[1] for d in phase_days(plan, plan.phase("chi_bo_kiem_diem"))} == {"08:00"}
+
+
+def test_prefect_takes_every_seed_plans_schedules_and_runs_them_at_local_time():
+    """`kiemdiem serve` builds a deployment per phase from these: Prefect must accept them and fire
+    at 08:00 Vietnam time (dateutil refused 'RDATE;TZID=…', so serve failed for every plan)."""
+    import asyncio  # noqa: PLC0415
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from prefect.client.schemas.schedules import RRuleSchedule  # noqa: PLC0415
+    from prefect.server.schemas.schedules import RRuleSchedule as ServerSchedule  # noqa: PLC0415
+
+    from deployments.schedules import tick_rrule  # noqa: PLC0415
+
+    async def fires(rule: str, start: dt.datetime) -> list[dt.datetime]:
+        dates = ServerSchedule(rrule=rule, timezone="Asia/Ho_Chi_Minh").get_dates(n=50, start=start)
+        return await dates if asyncio.iscoroutine(dates) else dates
+
+    for path in sorted(PLANS.glob("*.yaml")):
+        plan = load_plan(path)
+        RRuleSchedule(rrule=tick_rrule(plan), timezone="Asia/Ho_Chi_Minh")
+        for phase in plan.phases:
+            rule = phase_rrule(plan, phase)
+            RRuleSchedule(rrule=rule, timezone="Asia/Ho_Chi_Minh")
+            expected = phase_days(plan, phase)
+            got = asyncio.run(fires(rule, expected[0] - dt.timedelta(days=1)))
+            assert [d.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).replace(tzinfo=None) for d in got] == [
+                d.replace(tzinfo=None) for d in expected
+            ], (path.name, phase.id)

@@ -208,3 +208,12 @@ def test_python_dash_m_kiemdiem_is_the_command():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Kế hoạch hợp lệ." in done.stdout
+
+
+def test_serve_refuses_a_campaign_that_does_not_exist_or_has_another_plan(campaign):
+    """Before starting anything: the hourly flows would otherwise fail at every run."""
+    missing = run("serve", "--plan", str(PLANS / "187-KH-DU-2023.yaml"), "--campaign", "nope", "--no-web")
+    assert missing.exit_code != 0 and "không có đợt kiểm điểm 'nope'" in " ".join(missing.output.split())
+    other = run("serve", "--plan", str(PLANS / "KH-DUK-HT-2022.yaml"), "--campaign", "c187", "--no-web")
+    assert other.exit_code != 0
+    assert "đợt 'c187' được tạo từ kế hoạch '187-KH-DU-2023', không phải 'KH-DUK-HT-2022'" in " ".join(other.output.split())
