@@ -218,8 +218,8 @@ def read_member_columns(
 ) -> list[Sequence]:
     """``read_members`` column by column, for bulk imports: one sequence per ``MemberRow``
     field, in field order (row numbers first), holding the valid rows. ``refused`` gets the (row,
-    branch, temporary branch) of each row refused for a bad cell, for the caller to check against
-    the tree as well (``refused_unit_problems``): every problem of a row is reported at once.
+    branch, temporary branch, member id) of each row refused for a bad cell, for the caller to check
+    against the tree as well (``refused_unit_problems``): every problem of a row is reported at once.
 
     A province has ~90,000 members: a file without a bad cell is checked a column at a
     time, in C where possible; otherwise row by row, naming every bad cell.
@@ -310,7 +310,7 @@ MAX_REFUSED_KEPT = 10_000
 
 def _check_members(source: str, rows, problems: list[Problem], refused: list[tuple] | None = None) -> list[tuple]:
     """Row by row: every problem of every row, in file order; the valid rows as tuples, and the
-    (row, branch, temporary branch) of the refused ones to ``refused``."""
+    (row, branch, temporary branch, member id) of the refused ones to ``refused``."""
     members: list[tuple] = []
     append = members.append
     code_ok = CODE_RE.match
@@ -380,8 +380,8 @@ def _check_members(source: str, rows, problems: list[Problem], refused: list[tup
                 problems.append(duplicate_member_problem(source, number, member_id, first[0]))
         if ok:
             append((number, member_id, full_name, unit, email, joined_on, status, temporary_unit or None, positions))
-        elif refused is not None and unit and len(refused) < MAX_REFUSED_KEPT:
-            refused.append((number, unit, temporary_unit or None))
+        elif refused is not None and len(refused) < MAX_REFUSED_KEPT:
+            refused.append((number, unit, temporary_unit or None, member_id))
     return members
 
 
@@ -390,8 +390,9 @@ def refused_unit_problems(
 ) -> list[Problem]:
     """``member_unit_problems`` of the rows refused for a bad cell (``_check_members``'s ``refused``)."""
     problems: list[Problem] = []
-    for row, unit, temporary_unit in refused:
-        problems += _branch_problems(source, row, unit, temporary_unit, unit_kinds, code_of_name)
+    for row, unit, temporary_unit, _member_id in refused:
+        if unit:  # an empty one is reported with the row's cells
+            problems += _branch_problems(source, row, unit, temporary_unit, unit_kinds, code_of_name)
     return problems
 
 
@@ -401,8 +402,12 @@ def _branch_problems(source: str, row: int, unit: str, temporary_unit: str | Non
     return member_unit_problems(source, row, unit, unit_kinds.get(unit), temporary_unit, temp_kind, code_of_name)
 
 
-def validate_tree(units: list[UnitRow], source: str, existing: dict[str, tuple[str, str | None]] | None = None) -> list[Problem]:
-    """Duplicate codes, unknown parents and cycles. ``existing`` maps stored codes to (kind, parent code)."""
+def validate_tree(
+    units: list[UnitRow], source: str, existing: dict[str, tuple[str, str | None]] | None = None,
+    code_of_name: Callable[[str], str | None] | None = None,
+) -> list[Problem]:
+    """Duplicate codes, unknown parents and cycles. ``existing`` maps stored codes to (kind, parent code);
+    a parent given by its name is told its code (``code_of_name``, ``unit_code_by_name``)."""
     problems: list[Problem] = []
     existing = existing or {}
     seen: dict[str, UnitRow] = {}
@@ -415,7 +420,7 @@ def validate_tree(units: list[UnitRow], source: str, existing: dict[str, tuple[s
     parents.update({u.code: u.parent for u in seen.values()})
     for u in seen.values():
         if u.parent is not None and u.parent not in parents:
-            problems.append(Problem(source, f"đơn vị cấp trên '{u.parent}' không tồn tại", u.row, "parent"))
+            problems.append(Problem(source, _missing("đơn vị cấp trên", u.parent, code_of_name), u.row, "parent"))
         if u.parent == u.code:
             problems.append(Problem(source, "đơn vị không thể là cấp trên của chính nó", u.row, "parent"))
     # Cycle detection: follow parents from each unit; a revisit within one walk is a cycle.
@@ -479,25 +484,68 @@ def member_unit_problems(
 ) -> list[Problem]:
     """A member's branch and temporary branch, given their kinds (None: no such unit). A branch
     given by its name is told its code (``code_of_name``, ``unit_code_by_name``)."""
-
-    def missing(what: str, text: str) -> str:
-        code = code_of_name(text) if code_of_name is not None else None
-        hint = f": đây là tên của đơn vị có mã '{code}', cột này cần mã đơn vị" if code else ""
-        return f"{what} '{text}' không tồn tại{hint}"
-
     problems: list[Problem] = []
     if kind not in BRANCH_KINDS:
         if kind is None:
-            problems.append(Problem(source, missing("chi bộ", unit), row, "unit"))
+            problems.append(Problem(source, _missing("chi bộ", unit, code_of_name), row, "unit"))
         else:
             problems.append(
                 Problem(source, f"'{unit}' là {UNIT_KINDS[kind]}, không phải chi bộ: đảng viên chỉ sinh hoạt ở chi bộ", row, "unit")
             )
     if temporary_unit is not None:
         if temp_kind is None:
-            problems.append(Problem(source, missing("chi bộ sinh hoạt tạm thời", temporary_unit), row, "temporary_unit"))
+            problems.append(Problem(source, _missing("chi bộ sinh hoạt tạm thời", temporary_unit, code_of_name), row, "temporary_unit"))
         elif temp_kind not in BRANCH_KINDS:
             problems.append(Problem(source, f"'{temporary_unit}' không phải chi bộ", row, "temporary_unit"))
         elif temporary_unit == unit:
             problems.append(Problem(source, "chi bộ sinh hoạt tạm thời trùng chi bộ chính thức", row, "temporary_unit"))
     return problems
+
+
+def _missing(what: str, text: str, code_of_name: Callable[[str], str | None] | None) -> str:
+    """"… không tồn tại", with the code of the unit ``text`` names when it is a name."""
+    code = code_of_name(text) if code_of_name is not None else None
+    hint = f": đây là tên của đơn vị có mã '{code}', cột này cần mã đơn vị" if code else ""
+    return f"{what} '{text}' không tồn tại{hint}"
+
+
+def demoted_branches(units: list[UnitRow], stored_kinds: dict[str, str]) -> dict[str, UnitRow]:
+    """The stored branches the units file makes something else, by code: their stored members
+    would be left in a unit that is not a branch (``stranded_members_problem``)."""
+    demoted: dict[str, UnitRow] = {}
+    for u in units:
+        if u.code not in demoted and stored_kinds.get(u.code) in BRANCH_KINDS and u.kind not in BRANCH_KINDS:
+            demoted[u.code] = u
+    return demoted
+
+
+# Member ids a problem names at most; the count says how many there are.
+IDS_NAMED = 3
+
+
+def stranded_members_problem(
+    source: str, unit: UnitRow, members: int, member_ids: Sequence[str], temporary: int, temporary_ids: Sequence[str],
+) -> Problem:
+    """A units file row that makes a branch something else while stored members the members file
+    does not move still belong to it (``members``) or are there temporarily (``temporary``);
+    ``*_ids`` are the first of them."""
+
+    def named(count: int, ids: Sequence[str], what: str) -> str:
+        shown = ", ".join(ids[:IDS_NAMED]) + (", …" if count > IDS_NAMED else "")
+        return f"{count} {what} ({shown})"
+
+    held = [named(members, member_ids, "đảng viên")] if members else []
+    held += [named(temporary, temporary_ids, "đảng viên sinh hoạt tạm thời")] if temporary else []
+    return Problem(
+        source,
+        f"đơn vị '{unit.code}' còn {' và '.join(held)} nên không đổi thành {UNIT_KINDS[unit.kind]} được: "
+        "đảng viên chỉ sinh hoạt ở chi bộ; trước hết chuyển họ sang một chi bộ bằng cách nhập tệp đảng viên "
+        "(ghi chi bộ mới của họ) cùng với tệp đơn vị",
+        unit.row,
+        "kind",
+    )
+
+
+def in_row_order(problems: list[Problem]) -> list[Problem]:
+    """A file's problems by row; stable, so a row keeps its own order. A file-level one first."""
+    return sorted(problems, key=lambda p: p.row or 0)

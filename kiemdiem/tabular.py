@@ -515,10 +515,22 @@ def parse_date(text: str) -> dt.date:
     for pattern, (y, m, d) in _DATE_FORMS:
         match = pattern.match(text)
         if match:
+            year, month, day = int(match.group(y)), int(match.group(m)), int(match.group(d))
             try:
-                return dt.date(int(match.group(y)), int(match.group(m)), int(match.group(d)))
+                return dt.date(year, month, day)
             except ValueError:
-                break  # a real-looking but impossible date, e.g. 31/02/2001
+                pass
+            # The form is right but the day does not exist (31/02/2001): say why, not the form.
+            if year < dt.MINYEAR:
+                why = f"không có năm {year}"
+            elif not 1 <= month <= 12:
+                why = f"không có tháng {month}"
+            elif day < 1:
+                why = f"không có ngày {day}"
+            else:
+                days = 31 if month == 12 else (dt.date(year, month + 1, 1) - dt.date(year, month, 1)).days
+                why = f"tháng {month} năm {year} chỉ có {days} ngày"
+            raise ValueError(f"ngày không hợp lệ '{text}': ngày này không có thật ({why})")
     raise ValueError(f"ngày không hợp lệ '{text}' (dùng dd/mm/yyyy)")
 
 

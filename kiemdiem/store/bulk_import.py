@@ -9,7 +9,8 @@ list is never held. The import
    (bad cells named by file, row and column) and the valid rows are COPYed into a TEMP
    staging table, with their file row numbers;
 3. checks the staged members set-based in SQL: duplicate member ids (with the row of the
-   first), unknown branches, members on a unit that is not a branch, temporary branches;
+   first), unknown branches, members on a unit that is not a branch, temporary branches; and
+   that a branch the units file makes something else keeps no stored member the file does not move;
 4. only when nothing is wrong, merges: units level by level (parents first) and members
    with one ``INSERT … SELECT`` for the new and one ``UPDATE … FROM`` for the changed.
 
@@ -39,14 +40,18 @@ from kiemdiem.catalogue import BRANCH_KINDS
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.member_key import member_key
 from kiemdiem.org import (
+    IDS_NAMED,
     UnitRow,
+    demoted_branches,
     duplicate_member_problem,
+    in_row_order,
     member_chunks,
     member_unit_problems,
     refused_unit_problems,
     unit_code_by_name,
     name_import_columns,
     read_units_streaming,
+    stranded_members_problem,
     validate_tree,
 )
 from kiemdiem.store.db import UnitOfWork
@@ -110,19 +115,31 @@ def import_organization_streaming(
             unit_problems.extend(exc.problems)
             units, units_unreadable = [], True
         stored = _stored_units(cursor, campaign_id)
-        unit_problems += validate_tree(units, str(units_path), stored)
-        kinds = {code: kind for code, (kind, _parent) in stored.items()} | {u.code: u.kind for u in units}
+
+        def unit_names():  # (code, name) of every unit, for a parent or a branch typed by its name; asked only then
+            cursor.execute("SELECT code, name FROM units WHERE campaign_id = %s", (campaign_id,))
+            return [*((u.code, u.name) for u in units), *cursor.fetchall()]
+
+        code_of_name = unit_code_by_name(unit_names)  # loaded once, at the first unit typed by its name
+        unit_problems += validate_tree(units, str(units_path), stored, code_of_name)
+        stored_kinds = {code: kind for code, (kind, _parent) in stored.items()}
+        kinds = stored_kinds | {u.code: u.kind for u in units}
         phase("units read and checked", units=len(units), stored=len(stored))
         member_problems: list[Problem] = []
+        refused: list[tuple] = []  # member rows refused for a bad cell: their branches are checked too
+        members_read = True
         if members_path is not None:
-            def unit_names():  # (code, name) of every unit, for a branch typed by its name; asked only then
-                cursor.execute("SELECT code, name FROM units WHERE campaign_id = %s", (campaign_id,))
-                return [*((u.code, u.name) for u in units), *cursor.fetchall()]
-
-            member_problems = _stage_members(cursor, members_path, members_data, kinds, chunk_rows, max_problems, phase, unit_names)
+            member_problems, members_read = _stage_members(
+                cursor, members_path, members_data, kinds, chunk_rows, max_problems, phase, code_of_name, refused,
+            )
             if units_unreadable:
                 member_problems = without_unit_references(member_problems, units_path)
         del kinds
+        demoted = demoted_branches(units, stored_kinds)
+        if demoted and members_read:  # else who the members file moves is not known
+            unit_problems += _stranded_members(cursor, campaign_id, str(units_path), demoted, [row[3] for row in refused])
+        del stored_kinds, refused
+        unit_problems = in_row_order(unit_problems)
         if unit_problems or member_problems:
             _drop_stages(cursor)
             raise InvalidInput(name_import_columns(unit_problems + member_problems, units_path, units_data, members_path, members_data))
@@ -179,28 +196,33 @@ def _stored_units(cursor, campaign_id: str) -> dict[str, tuple[str, str | None]]
 
 
 def _stage_members(
-    cursor, path: Path, data: bytes | None, kinds: dict[str, str], chunk_rows: int, max_problems: int, phase: _Phases, unit_names,
-) -> list[Problem]:
+    cursor, path: Path, data: bytes | None, kinds: dict[str, str], chunk_rows: int, max_problems: int, phase: _Phases,
+    code_of_name, refused: list[tuple],
+) -> tuple[list[Problem], bool]:
     """COPY the valid member rows into the stage as the file is read, then check them in SQL.
 
     Each row is staged with its ``code_key`` (``member_key(member_code)``, computed here in
     Python, the one place that defines it), which the merge carries into ``members``.
 
-    Returns the problems of the member file in row order (at most ``max_problems`` listed).
+    Returns the problems of the member file in row order (at most ``max_problems`` listed), and
+    whether the file was read to its end. ``refused`` gets the rows refused for a bad cell
+    (``read_member_columns``).
     """
     source = str(path)
     with cursor.copy(f"COPY {STAGE_KINDS} (code, kind) FROM STDIN") as copy:
         for pair in kinds.items():
             copy.write_row(pair)
     read_problems: list[Problem] = []
-    refused: list[tuple] = []  # rows refused for a bad cell: their branches are checked too
     dropped = 0
+    read_whole = True
 
     def chunks():
+        nonlocal read_whole
         try:
             yield from member_chunks(path, data, read_problems, chunk_rows, refused)
         except InvalidInput as exc:  # header, encoding, or a line the CSV parser refuses
             read_problems.extend(exc.problems)
+            read_whole = False
 
     encoded: dict[tuple[str, ...], str] = {}
     with cursor.copy(
@@ -222,7 +244,6 @@ def _stage_members(
     phase("members read, checked and staged", problems=len(read_problems) + dropped)
     cursor.execute("SET LOCAL work_mem = '64MB'")  # the duplicate check groups millions of ids
     duplicates, more_duplicates = _duplicate_problems(cursor, source, max_problems)
-    code_of_name = unit_code_by_name(unit_names)  # loaded once, at the first branch typed by its name
     misplaced, more_misplaced = _unit_problems(cursor, source, max_problems, code_of_name)
     refused_problems = refused_unit_problems(source, refused, kinds, code_of_name)
     if more_misplaced and misplaced:  # the SQL list stops at a row: no gap before the line saying so
@@ -237,7 +258,33 @@ def _stage_members(
         del problems[max_problems:]
     if dropped or more_duplicates or more_misplaced:
         problems.append(Problem(source, f"còn lỗi khác sau dòng {problems[-1].row}: chỉ liệt kê {max_problems} lỗi đầu tiên"))
-    return problems
+    return problems, read_whole
+
+
+def _stranded_members(cursor, campaign_id: str, source: str, demoted: dict[str, UnitRow], refused_ids: list[str]) -> list[Problem]:
+    """A problem for each branch in ``demoted`` (``demoted_branches``) that stored members not in
+    the members file (neither staged nor refused) belong to, or are in temporarily: they would be
+    left outside any branch. Ids in code order, as the in-memory path lists them."""
+    cursor.execute(
+        "WITH d AS (SELECT id, code FROM units WHERE campaign_id = %(c)s AND code = ANY(%(codes)s)),"
+        " held AS ("
+        "  SELECT d.code, false AS temporary, m.member_code FROM d JOIN members m ON m.campaign_id = %(c)s AND m.unit_id = d.id"
+        "  UNION ALL"
+        "  SELECT d.code, true, m.member_code FROM d JOIN members m ON m.campaign_id = %(c)s AND m.temporary_unit_id = d.id)"
+        " SELECT h.code, h.temporary, count(*), (array_agg(h.member_code ORDER BY h.member_code COLLATE \"C\"))[1:%(named)s] FROM held h"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {STAGE_MEMBERS} s WHERE s.member_code = h.member_code)"
+        " AND h.member_code <> ALL(%(refused)s)"
+        " GROUP BY h.code, h.temporary",
+        {"c": campaign_id, "codes": list(demoted), "named": IDS_NAMED, "refused": refused_ids},
+    )
+    held = {code: [0, [], 0, []] for code in demoted}
+    for code, temporary, count, ids in cursor.fetchall():
+        at = 2 if temporary else 0
+        held[code][at:at + 2] = [count, ids]
+    return [
+        stranded_members_problem(source, demoted[code], members, member_ids, temporary, temporary_ids)
+        for code, (members, member_ids, temporary, temporary_ids) in held.items() if members or temporary
+    ]
 
 
 # COPY's text format: a row per line, cells separated by tabs, \N for NULL, and these escaped.

@@ -21,7 +21,8 @@ from sqlalchemy import func, select, update
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
 from kiemdiem.org import (
-    MemberRow, UnitRow, name_import_columns, read_member_columns, read_units, refused_unit_problems, unit_code_by_name, validate_member_columns, validate_tree,
+    MemberRow, UnitRow, demoted_branches, in_row_order, name_import_columns, read_member_columns, read_units, refused_unit_problems,
+    stranded_members_problem, unit_code_by_name, validate_member_columns, validate_tree,
 )
 from kiemdiem.plan import Plan, parse_plan
 from kiemdiem.store.db import UnitOfWork
@@ -134,9 +135,10 @@ def import_organization(
     no_members = [()] * len(MemberRow._fields)
     member_cells: list[Problem] = []
     refused: list[tuple] = []  # rows refused for a bad cell: their branches are checked too
-    members = (
-        _collect(lambda p: read_member_columns(members_path, members_data, p, refused), member_cells)[0] if members_path else None
-    ) or no_members
+    members, members_readable = (
+        _collect(lambda p: read_member_columns(members_path, members_data, p, refused), member_cells) if members_path else ([], True)
+    )
+    members = members or no_members
 
     stored_units = {
         code: (kind, parent)
@@ -144,13 +146,21 @@ def import_organization(
             select(Unit.code, Unit.kind, _parent_code()).where(Unit.campaign_id == campaign_id)
         )
     }
-    problems += validate_tree(units, str(units_path), stored_units)
-    kinds = {code: kind for code, (kind, _) in stored_units.items()} | {u.code: u.kind for u in units}
+    # A parent or a branch typed by its name is told its code.
+    names = unit_code_by_name(lambda: [
+        *((u.code, u.name) for u in units),
+        *session.execute(select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id)).tuples(),
+    ])
+    problems += validate_tree(units, str(units_path), stored_units, names)
+    stored_kinds = {code: kind for code, (kind, _) in stored_units.items()}
+    demoted = demoted_branches(units, stored_kinds)
+    if demoted and members_readable:  # else who the members file moves is not known
+        # A member in the members file (even on a refused row) has its branch checked there.
+        in_file = set(members[1]).union(row[3] for row in refused)
+        problems += _stranded_members(uow, campaign_id, str(units_path), demoted, in_file)
+    problems = in_row_order(problems)  # the units file's, so far
+    kinds = stored_kinds | {u.code: u.kind for u in units}
     if members_path:
-        names = unit_code_by_name(lambda: [
-            *((u.code, u.name) for u in units),
-            *session.execute(select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id)).tuples(),
-        ])
         tree_problems = validate_member_columns(members, str(members_path), kinds, names)
         tree_problems += refused_unit_problems(str(members_path), refused, kinds, names)
         if not units_readable:
@@ -167,6 +177,29 @@ def import_organization(
     report = ImportReport(units_added, units_updated, members_added, members_updated, not_in_file)
     report.log(uow, campaign_id, units_path, now, actor)
     return report
+
+
+def _stranded_members(uow: UnitOfWork, campaign_id: str, source: str, demoted: dict[str, UnitRow], in_file: set[str]) -> list[Problem]:
+    """A problem for each branch in ``demoted`` (``demoted_branches``) that stored members not in
+    the members file belong to, or are in temporarily: they would be left outside any branch."""
+    session = uow.session
+    code_of = {uid: code for uid, code in session.execute(select(Unit.id, Unit.code).where(Unit.campaign_id == campaign_id)) if code in demoted}
+    held: dict[str, tuple[list[str], list[str]]] = {code: ([], []) for code in demoted}
+    # The whole campaign, filtered here: a rare case, and no list of ids bound into the query.
+    rows = session.execute(
+        select(Member.member_code, Member.unit_id, Member.temporary_unit_id).where(Member.campaign_id == campaign_id).order_by(Member.member_code)
+    )
+    for member_code, unit_id, temporary_unit_id in rows:
+        if member_code in in_file:
+            continue
+        if unit_id in code_of:
+            held[code_of[unit_id]][0].append(member_code)
+        if temporary_unit_id in code_of:
+            held[code_of[temporary_unit_id]][1].append(member_code)
+    return [
+        stranded_members_problem(source, demoted[code], len(members), members, len(temporary), temporary)
+        for code, (members, temporary) in held.items() if members or temporary
+    ]
 
 
 def without_unit_references(member_problems: list[Problem], units_path: Path) -> list[Problem]:

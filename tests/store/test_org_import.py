@@ -145,7 +145,7 @@ def test_cycle_is_reported(store, campaign, tmp_path):
 BAD_MEMBERS = [
     ("member on non-branch", "DV100,Ngô Văn A,SCT,,,active,,\n", "unit", "không phải chi bộ"),
     ("unknown unit", "DV100,Ngô Văn A,NOPE,,,active,,\n", "unit", "không tồn tại"),
-    ("bad date", "DV100,Ngô Văn A,VP1,,31/02/2001,active,,\n", "joined_on", "ngày không hợp lệ"),
+    ("bad date", "DV100,Ngô Văn A,VP1,,31/02/2001,active,,\n", "joined_on", "ngày này không có thật"),
     ("duplicate member", "DV001,Nguyễn Sỹ Chín,VP1,,,active,,\n", "member_id", "bị lặp"),
     ("bad status", "DV100,Ngô Văn A,VP1,,,nghi_huu,,\n", "status", "trạng thái không hợp lệ"),
     ("bad email", "DV100,Ngô Văn A,VP1,a@@b,,active,,\n", "email", "email không hợp lệ"),
@@ -345,7 +345,7 @@ def test_bad_row_after_blank_line_keeps_its_file_row_number(store, campaign, tmp
     with pytest.raises(InvalidInput) as info:
         do_import(store, units, members)
     assert [(p.row, p.field) for p in info.value.problems] == [(10, "joined_on")]
-    assert str(info.value.problems[0]) == f"{members}, dòng 10, cột 'joined_on': ngày không hợp lệ '31/02/2001' (dùng dd/mm/yyyy)"
+    assert str(info.value.problems[0]) == f"{members}, dòng 10, cột 'joined_on': ngày không hợp lệ '31/02/2001': ngày này không có thật (tháng 2 năm 2001 chỉ có 28 ngày)"
 
 
 def test_a_repeated_member_id_is_reported_even_when_one_of_its_rows_has_a_bad_cell(store, campaign, tmp_path):
@@ -631,3 +631,109 @@ def test_a_branch_given_by_its_name_is_told_its_code(store, campaign, tmp_path):
     assert (problem.row, problem.field) == (3, "unit")
     assert problem.reason == "chi bộ 'Chi bộ Văn phòng 1' không tồn tại: đây là tên của đơn vị có mã 'VP1', cột này cần mã đơn vị"
     assert table_counts(store)["members"] == 0
+
+
+# A units file may change a stored unit's kind; a branch that still has members cannot stop being one.
+
+def test_a_units_only_reimport_cannot_turn_a_branch_with_members_into_a_non_branch(store, campaign, tmp_path):
+    more = SMALL_MEMBERS + "DV008,Đỗ Văn Tám,VP1,,,active,,\nDV009,Đỗ Văn Chín,VP1,,,active,,\n"
+    units, members = write_small_org(tmp_path, members=more)
+    do_import(store, units, members)
+    demoted = SMALL_UNITS.replace("VP1,Chi bộ Văn phòng 1,chi_bo_truc_thuoc", "VP1,Đảng bộ bộ phận Văn phòng 1,dang_bo_bo_phan").replace(
+        "VP2,Chi bộ Văn phòng 2,chi_bo_truc_thuoc", "VP2,Đảng bộ bộ phận Văn phòng 2,dang_bo_bo_phan"
+    )
+    units2, _ = write_small_org(tmp_path / "v2", units=demoted)
+    before, kept = table_counts(store), stored_members(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units2, None)
+    assert [(p.source, p.row, p.field) for p in info.value.problems] == [(str(units2), 3, "kind"), (str(units2), 4, "kind")]
+    assert str(info.value.problems[0]) == (
+        f"{units2}, dòng 3, cột 'kind': đơn vị 'VP1' còn 5 đảng viên (DV001, DV002, DV003, …) nên không đổi thành Đảng bộ bộ phận được:"
+        " đảng viên chỉ sinh hoạt ở chi bộ; trước hết chuyển họ sang một chi bộ bằng cách nhập tệp đảng viên"
+        " (ghi chi bộ mới của họ) cùng với tệp đơn vị"
+    )
+    assert "'VP2' còn 2 đảng viên (DV004, DV005) và 1 đảng viên sinh hoạt tạm thời (DV007) nên không đổi" in info.value.problems[1].reason
+    assert table_counts(store) == before and stored_members(store) == kept
+    with store.uow() as uow:
+        assert uow.session.scalar(select(Unit.kind).where(Unit.code == "VP1")) == "chi_bo_truc_thuoc"
+    # A branch without members may change its kind.
+    emptied = SMALL_UNITS + "CB9,Chi bộ 9,chi_bo_truc_thuoc,SCT,\n"
+    do_import(store, write_small_org(tmp_path / "v3", units=emptied)[0], None)
+    units4, _ = write_small_org(tmp_path / "v4", units=emptied.replace("CB9,Chi bộ 9,chi_bo_truc_thuoc", "CB9,Tổ 9,to_dang"))
+    assert do_import(store, units4, None).units_updated == 1
+
+
+def test_a_branch_may_stop_being_one_when_the_members_file_moves_all_its_members_out(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path)
+    do_import(store, units, members)
+    demoted = SMALL_UNITS.replace("VP1,Chi bộ Văn phòng 1,chi_bo_truc_thuoc", "VP1,Đảng bộ bộ phận Văn phòng 1,dang_bo_bo_phan")
+    # DV001 and DV002 move to KC, DV003 is not in the file: it would be left in VP1.
+    partial = "".join(line + "\n" for line in SMALL_MEMBERS.splitlines() if not line.startswith("DV003")).replace(",VP1,", ",KC,")
+    units2, members2 = write_small_org(tmp_path / "v2", units=demoted, members=partial)
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units2, members2)
+    [problem] = info.value.problems
+    assert (problem.source, problem.row, problem.field) == (str(units2), 3, "kind")
+    assert problem.reason.startswith("đơn vị 'VP1' còn 1 đảng viên (DV003) nên không đổi thành Đảng bộ bộ phận được")
+    # A member listed with a bad cell is in the file: it is not one left behind.
+    bad_date = SMALL_MEMBERS.replace(",VP1,", ",KC,").replace("2001-07-19", "31/02/2001")
+    units3, members3 = write_small_org(tmp_path / "v3", units=demoted, members=bad_date)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units3, members3)
+    assert [(p.source, p.row, p.field) for p in info.value.problems] == [(str(members3), 4, "joined_on")]
+    # A members file that cannot be read moves no one that is known: its own problem alone.
+    units5, members5 = write_small_org(tmp_path / "v5", units=demoted, members="member_id,full_name\nDV001,Nguyễn Sỹ Chín\n")
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units5, members5)
+    assert [(p.source, p.field) for p in info.value.problems] == [(str(members5), "unit")]
+    assert table_counts(store) == before
+    units4, members4 = write_small_org(tmp_path / "v4", units=demoted, members=SMALL_MEMBERS.replace(",VP1,", ",KC,"))
+    report = do_import(store, units4, members4)
+    assert (report.units_updated, report.members_updated) == (1, 3)
+    assert {code for code, m in stored_members(store).items() if m[1] == "KC"} == {"DV001", "DV002", "DV003", "DV006", "DV007"}
+    assert not do_import(store, units4, members4).changed
+
+
+def test_a_parent_given_by_its_name_is_told_its_code(store, campaign, tmp_path):
+    units, members = write_small_org(tmp_path, units=SMALL_UNITS + "XX,Chi bộ X,chi_bo_truc_thuoc,Đảng bộ Sở Công Thương,\n")
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, members)
+    [problem] = info.value.problems
+    assert (problem.row, problem.field) == (6, "parent")
+    assert problem.reason == "đơn vị cấp trên 'Đảng bộ Sở Công Thương' không tồn tại: đây là tên của đơn vị có mã 'SCT', cột này cần mã đơn vị"
+    # A stored unit's name too, in a units-only re-import.
+    do_import(store, *write_small_org(tmp_path / "ok"))
+    units2, _ = write_small_org(tmp_path / "v2", units=SMALL_UNITS.replace("KC,Chi bộ Khuyến công,chi_bo_truc_thuoc,SCT", "KC,Chi bộ Khuyến công,chi_bo_truc_thuoc,Chi bộ Văn phòng 1").replace("VP1,Chi bộ Văn phòng 1,chi_bo_truc_thuoc,SCT,vp1@sct.example.vn\n", ""))
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units2, None)
+    assert [p.reason for p in info.value.problems] == [
+        "đơn vị cấp trên 'Chi bộ Văn phòng 1' không tồn tại: đây là tên của đơn vị có mã 'VP1', cột này cần mã đơn vị"
+    ]
+
+
+def test_unit_problems_are_listed_in_row_order(store, campaign, tmp_path):
+    extra = "XX,Chi bộ X,chi_bo_truc_thuoc,NOPE,\nYY,Chi bộ Y,chi_bo_la,SCT,\nVP1,Chi bộ trùng,chi_bo_truc_thuoc,SCT,\nZZ,,chi_bo_truc_thuoc,SCT,\n"
+    units, members = write_small_org(tmp_path, units=SMALL_UNITS + extra)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, None)
+    assert [(p.row, p.field) for p in info.value.problems] == [(6, "parent"), (7, "kind"), (8, "code"), (9, "name")]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("31/02/2023", "ngày không hợp lệ '31/02/2023': ngày này không có thật (tháng 2 năm 2023 chỉ có 28 ngày)"),
+    ("30/02/2024", "ngày không hợp lệ '30/02/2024': ngày này không có thật (tháng 2 năm 2024 chỉ có 29 ngày)"),
+    ("2001-04-31", "ngày không hợp lệ '2001-04-31': ngày này không có thật (tháng 4 năm 2001 chỉ có 30 ngày)"),
+    ("12/13/2023", "ngày không hợp lệ '12/13/2023': ngày này không có thật (không có tháng 13)"),
+    ("00/01/2023", "ngày không hợp lệ '00/01/2023': ngày này không có thật (không có ngày 0)"),
+    ("99/99/2001", "ngày không hợp lệ '99/99/2001': ngày này không có thật (không có tháng 99)"),
+    ("01/01/0000", "ngày không hợp lệ '01/01/0000': ngày này không có thật (không có năm 0)"),
+    ("bad", "ngày không hợp lệ 'bad' (dùng dd/mm/yyyy)"),
+    ("2023/02/01", "ngày không hợp lệ '2023/02/01' (dùng dd/mm/yyyy)"),
+], ids=lambda value: value if "/" in value and len(value) <= 10 or value in ("bad", "2001-04-31") else "")
+def test_an_impossible_date_is_told_apart_from_one_in_another_form(text, reason):
+    from kiemdiem.tabular import parse_date  # noqa: PLC0415
+
+    with pytest.raises(ValueError) as info:
+        parse_date(text)
+    assert str(info.value) == reason
