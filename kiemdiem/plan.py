@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator
 
 from kiemdiem.calendar import Swap, WorkCalendar, format_date, weekday_name
-from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
+from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.settings import reminder_settings
 
@@ -611,6 +611,23 @@ def _check_order(spec: PlanSpec, resolved: dict[str, tuple[dt.datetime, str]], s
         raise InvalidInput(problems)
 
 
+def plan_warnings(plan: Plan) -> list[str]:
+    """What a valid plan asks that the system cannot chase, for the office to know before the
+    campaign: a per-member document required of a unit kind that has no members of its own
+    (members sit only in branches, and a unit owes per-member items for its own members)."""
+    warnings = []
+    for phase in plan.phases:
+        empty = [k for k in phase.applies_to if k not in BRANCH_KINDS]
+        names = [f"“{d.name}”" for d in phase.documents if d.per_member]
+        if empty and names:
+            warnings.append(
+                f"giai đoạn '{phase.id}': {', '.join(names)} nộp theo từng đảng viên, nhưng "
+                f"{', '.join(UNIT_KINDS.get(k, k) for k in empty)} không có đảng viên trực tiếp (đảng viên chỉ sinh hoạt ở chi bộ): "
+                "ở đơn vị loại này các văn bản đó không được tính là phải nộp và không được nhắc; văn bản nộp theo đơn vị vẫn được theo dõi"
+            )
+    return warnings
+
+
 def describe(plan: Plan) -> dict:
     """A JSON-ready description of a plan, as ``plan check --json`` prints it."""
     return {
@@ -647,4 +664,5 @@ def describe(plan: Plan) -> dict:
             }
             for p in plan.phases
         ],
+        "warnings": plan_warnings(plan),
     }

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - older typer
 from kiemdiem.calendar import TIMEZONE, format_instant, parse_instant
 from kiemdiem.catalogue import DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, KiemdiemError, Problem, Unavailable
-from kiemdiem.plan import Plan, describe, load_plan
+from kiemdiem.plan import Plan, describe, load_plan, plan_warnings
 from kiemdiem.settings import reminder_settings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import UnitOfWork, current_revision, migrate, open_store
@@ -268,6 +268,8 @@ def plan_check(
     for a in plan.assignments:
         title = f" ({a.title})" if a.title else ""
         out(f"Phân công: {escape(a.person)}{escape(title)} dự, chỉ đạo tại {escape(a.unit)}", highlight=False)
+    for warning in plan_warnings(plan):
+        out(f"[yellow]Lưu ý:[/] {escape(warning)}", highlight=False)
     out("[green]Kế hoạch hợp lệ.[/]")
 
 

@@ -616,3 +616,14 @@ def test_a_documents_note_reaches_users_unless_it_only_repeats_the_name():
     assert notes["phieu_phan_tich_chat_luong"] == "Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)"
     assert notes["tong_hop_xep_loai_dang_vien"] == "Tổng hợp kết quả đề nghị đánh giá, xếp loại chất lượng đảng viên"
     assert notes["nhan_xet_noi_cu_tru"] == ""  # the plan's note is the catalogue's name, word for word
+
+
+def test_a_per_member_document_of_a_unit_kind_without_members_is_flagged(hatinh):
+    """Members sit only in branches: the Hà Tĩnh leaders' personal documents required of a đảng bộ
+    cơ sở are owed by no one there, and the office is told so when it checks the plan."""
+    from kiemdiem.plan import plan_warnings  # noqa: PLC0415
+
+    (warning,) = plan_warnings(hatinh)
+    assert warning.startswith("giai đoạn 'ho_so_can_bo': “Bản kiểm điểm cá nhân”, “Phiếu bổ sung hồ sơ lý lịch hằng năm”")
+    assert "Đảng bộ cơ sở không có đảng viên trực tiếp" in warning and "Chi bộ cơ sở" not in warning
+    assert plan_warnings(load_plan(PLANS / "187-KH-DU-2023.yaml")) == []
