@@ -289,9 +289,12 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
 
     The header is the first of the first ``HEADER_SEARCH_ROWS`` rows that names at least two known
     columns: rows above it are a title block, not data (a title such as "QUYẾT ĐỊNH XẾP LOẠI" names
-    one column by chance). When no row does, the first row that maps cleanly, else the first row
-    with text, is the header, and its problems are the file's."""
-    fallback = first = None
+    one column by chance). When no row does, the first row that maps cleanly is the header; else
+    the row that looks most like one (most known columns, then most filled cells, the earliest of
+    equals), whose problems are the file's, after one saying which row was taken: a title block
+    above an unrecognised header is not what the office should be told about."""
+    fallback = likeliest = None
+    rank = (-1, -1)
     for number in range(1, HEADER_SEARCH_ROWS + 1):
         header = next(raw_rows, None)
         if header is None:
@@ -301,9 +304,17 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
             return header, mapping, problems, number
         if fallback is None and not problems:
             fallback = (header, mapping, problems, number)
-        if first is None and any(str(cell or "").strip() for cell in header):
-            first = (header, mapping, problems, number)
-    return fallback or first
+        filled = sum(1 for cell in header if str(cell or "").strip())
+        if filled and (len(mapping), filled) > rank:
+            rank, likeliest = (len(mapping), filled), (header, mapping, problems, number)
+    if fallback is not None or likeliest is None:
+        return fallback
+    header, mapping, problems, number = likeliest
+    taken = Problem(
+        source, f"không nhận ra dòng tiêu đề trong {HEADER_SEARCH_ROWS} dòng đầu; dòng {number} giống nhất, "
+        "các lỗi dưới đây là của dòng đó (xem tên cột được nhận trong hướng dẫn)", row=number,
+    )
+    return header, mapping, [taken, *problems], number
 
 
 def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str]) -> tuple[dict[int, str], list[Problem]]:

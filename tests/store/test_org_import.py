@@ -572,13 +572,14 @@ def test_an_office_form_with_a_title_block_imports_and_names_its_sheet_rows(stor
     assert stored_members(store)["DV002"][:4] == ("Trần Thị Hoa", "VP1", None, dt.date(2010, 2, 3))
 
 
-def test_a_header_not_found_under_a_title_is_reported_on_the_first_row_with_text(store, campaign, tmp_path):
+def test_a_header_not_found_under_a_title_is_reported_on_the_row_most_like_a_header(store, campaign, tmp_path):
     units, members = write_small_org(tmp_path)
     misnamed = tmp_path / "dang_vien.csv"
     misnamed.write_text(",,,\nDANH SÁCH ĐẢNG VIÊN,,,\nMa so,Ten,Chi bo,Ngay\nDV001,A,VP1,\n", encoding="utf-8")
     with pytest.raises(InvalidInput) as info:
         do_import(store, units, misnamed)
-    assert {p.row for p in info.value.problems} == {2}
+    assert {p.row for p in info.value.problems} == {3}  # not the title on row 2
+    assert info.value.problems[0].reason.startswith("không nhận ra dòng tiêu đề trong 15 dòng đầu; dòng 3 giống nhất")
     assert any("thiếu cột bắt buộc" in p.reason for p in info.value.problems)
     assert table_counts(store)["members"] == 0
 
@@ -737,3 +738,22 @@ def test_an_impossible_date_is_told_apart_from_one_in_another_form(text, reason)
     with pytest.raises(ValueError) as info:
         parse_date(text)
     assert str(info.value) == reason
+
+
+def test_an_unrecognised_header_under_a_title_block_is_reported_at_its_own_row(store, campaign, tmp_path):
+    """The office's header names no column the import knows: the errors are about that row (7), said
+    to be the likeliest header, not about the title on row 1."""
+    units = tmp_path / "u.csv"
+    units.write_text(
+        "ĐẢNG BỘ TỈNH HÀ TĨNH,,\n,,\nDANH SÁCH TỔ CHỨC ĐẢNG,,\n,,\n(kèm theo công văn số 12),,\n,,\n"
+        "Mã ĐVỊ,Tên tổ chức,Trực thuộc\nKHOI,Đảng bộ Khối,\n",
+        encoding="utf-8",
+    )
+    before = table_counts(store)
+    with pytest.raises(InvalidInput) as info:
+        do_import(store, units, None)
+    problems = info.value.problems
+    assert {p.row for p in problems} == {7}
+    assert problems[0].reason.startswith("không nhận ra dòng tiêu đề trong 15 dòng đầu; dòng 7 giống nhất")
+    assert any("Tên tổ chức" in str(p) for p in problems[1:])
+    assert table_counts(store) == before
