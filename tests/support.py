@@ -52,6 +52,19 @@ def write_small_org(directory: Path, units: str = SMALL_UNITS, members: str = SM
     return units_path, members_path
 
 
+def hatinh_campaign(store: Store, directory: Path, units: str, members: str, campaign_id: str = "ht"):
+    """A campaign of the Hà Tĩnh Khối's plan (KH-DUK-HT-2022) on the given tree, set up on 20/11/2022."""
+    from kiemdiem.plan import load_plan  # noqa: PLC0415
+    from kiemdiem.store.organization import create_campaign, import_organization  # noqa: PLC0415
+
+    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
+    with store.uow() as uow:
+        create_campaign(uow, plan, campaign_id, ict(2022, 11, 20, 8))
+        import_organization(uow, campaign_id, *write_small_org(directory, units, members), ict(2022, 11, 20, 8))
+        uow.commit()
+    return plan
+
+
 def readable_list(doc_type: str, unit_code: str, member_codes: list[str]) -> tuple[str, bytes]:
     """(file name, content) of a classification list that reads, as every list must to be received:
     the unit's own result for ``ket_qua_xep_loai_chi_bo``, otherwise the members named (HTTNV)."""

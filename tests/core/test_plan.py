@@ -627,3 +627,8 @@ def test_a_per_member_document_of_a_unit_kind_without_members_is_flagged(hatinh)
     assert warning.startswith("giai đoạn 'ho_so_can_bo': “Bản kiểm điểm cá nhân”, “Phiếu bổ sung hồ sơ lý lịch hằng năm”")
     assert "Đảng bộ cơ sở không có đảng viên trực tiếp" in warning and "Chi bộ cơ sở" not in warning
     assert plan_warnings(load_plan(PLANS / "187-KH-DU-2023.yaml")) == []
+
+
+def test_a_phase_id_that_is_a_document_type_is_refused_naming_the_field():
+    """The drop folder tells <unit>/<phase>/<doc type>/ from <unit>/<doc type>/<member>/ by it."""
+    problem_at(dump(with_phase(1, id="bien_ban_hoi_nghi", after=["chi_bo"])), "phases[1].id", "bien_ban_hoi_nghi", "loại văn bản")

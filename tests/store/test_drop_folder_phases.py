@@ -9,14 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kiemdiem.catalogue import DOCUMENTS
-from kiemdiem.errors import InvalidInput
-from kiemdiem.plan import load_plan, parse_plan
+from kiemdiem.plan import load_plan
 from kiemdiem.store.intake import collect_drop_folder
-from kiemdiem.store.organization import create_campaign, import_organization
-from tests.support import PLANS, ict, write_small_org
+from tests.support import PLANS, hatinh_campaign, ict
 
 UNITS = """code,name,kind,parent,emails
 KHOI,Đảng bộ Khối các cơ quan và doanh nghiệp tỉnh,cap_tren_co_so,,btc@khoi.example.vn
@@ -31,12 +28,7 @@ AT = ict(2022, 11, 25, 10)
 
 @pytest.fixture
 def hatinh(store, tmp_path):
-    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "ht", ict(2022, 11, 20, 8))
-        import_organization(uow, "ht", *write_small_org(tmp_path / "org", UNITS, MEMBERS), ict(2022, 11, 20, 8))
-        uow.commit()
-    return plan
+    return hatinh_campaign(store, tmp_path / "org", UNITS, MEMBERS)
 
 
 def drop(inbox: Path, relative: str, data: bytes = b"%PDF noi dung") -> Path:
@@ -117,41 +109,7 @@ def test_a_misplaced_file_is_refused_with_the_layout_including_the_phase_level(s
 
 
 # --- a phase id may not be a document type code: the drop folder could not tell them apart ---------
-
-PLAN = {
-    "id": "T-2023",
-    "number": "1-KH/T",
-    "title": "Kế hoạch thử",
-    "issuer": "Đảng ủy thử",
-    "year": 2023,
-    "rule_set": "124/25",
-    "phases": [
-        {
-            "id": "chi_bo",
-            "name": "Chi bộ kiểm điểm",
-            "kind": "branch_meeting",
-            "deadline": "05/12/2023",
-            "applies_to": ["chi_bo_truc_thuoc"],
-            "documents": [{"type": "bao_cao_kiem_diem_tap_the"}],
-        },
-        {
-            "id": "bien_ban_hoi_nghi",
-            "name": "Biên bản",
-            "kind": "report_upward",
-            "deadline": "10/12/2023",
-            "applies_to": ["dang_bo_co_so"],
-            "after": ["chi_bo"],
-        },
-    ],
-}
-
-
-def test_a_plan_whose_phase_id_is_a_document_type_is_refused_naming_the_field():
-    with pytest.raises(InvalidInput) as info:
-        parse_plan(yaml.safe_dump(PLAN, allow_unicode=True, sort_keys=False), source="ke-hoach.yaml")
-    (problem,) = [p for p in info.value.problems if p.field == "phases[1].id"]
-    assert "bien_ban_hoi_nghi" in problem.reason and "loại văn bản" in problem.reason
-    assert "phases[1].id" in str(problem)
+# (the plan's refusal is tested with the other malformed plans, tests/core/test_plan.py)
 
 
 @pytest.mark.parametrize("path", sorted(PLANS.glob("*.yaml")), ids=lambda p: p.name)

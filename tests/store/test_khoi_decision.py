@@ -8,12 +8,10 @@ from __future__ import annotations
 import pytest
 
 from kiemdiem.errors import InvalidInput
-from kiemdiem.plan import load_plan
-from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.results import ingest_results
 from kiemdiem.store.snapshots import consolidate_campaign, latest_snapshots
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from tests.support import PLANS, ict, write_small_org
+from tests.support import hatinh_campaign, ict
 
 BASES = [f"CS{i:02d}" for i in range(1, 14)]
 UNITS = "code,name,kind,parent,emails\nKHOI,Đảng bộ Khối các cơ quan và doanh nghiệp tỉnh,cap_tren_co_so,,btc@khoi.example.vn\n" + "".join(
@@ -24,12 +22,7 @@ MEMBERS = "member_id,full_name,unit\n" + "".join(f"DV{i:02d},Đảng viên {i},{
 
 @pytest.fixture
 def khoi(store, tmp_path):
-    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
-    with store.uow() as uow:
-        create_campaign(uow, plan, "ht", ict(2022, 11, 20, 8))
-        import_organization(uow, "ht", *write_small_org(tmp_path / "org", UNITS, MEMBERS), ict(2022, 11, 20, 8))
-        uow.commit()
-    return plan
+    return hatinh_campaign(store, tmp_path / "org", UNITS, MEMBERS)
 
 
 def decide(store, plan, levels: dict[str, str], at):

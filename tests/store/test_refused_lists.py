@@ -108,18 +108,24 @@ def test_a_list_refused_by_the_ingest_is_owed_again_and_its_resend_is_read(store
     assert not _submit(store, plan_187, ict(2023, 12, 4, 12)).created
 
 
-def test_an_earlier_readable_list_still_counts_when_a_later_one_is_refused(store, plan_187, tmp_path):
+def _earlier_readable_list(store, plan, tmp_path):
+    """The campaign, and VP2's first list (DV005 only), sent on 30/11 and read."""
     with store.uow() as uow:
-        create_campaign(uow, plan_187, "c187", ict(2023, 11, 20, 8))
+        create_campaign(uow, plan, "c187", ict(2023, 11, 20, 8))
         uow.commit()
     _import(store, tmp_path / "org", ict(2023, 11, 20, 8))
     with store.uow() as uow:
-        readable = record_submission(
-            uow, store.blobs, plan_187, "c187", "VP2", LIST,
+        outcome = record_submission(
+            uow, store.blobs, plan, "c187", "VP2", LIST,
             [IncomingFile("dau_tien.csv", data="Mã đảng viên,Chi bộ đề xuất\nDV005,HTNV\n".encode())], ict(2023, 11, 30, 9), "web",
         )
         uow.commit()
-    ingest_results(store, plan_187, "c187", ict(2023, 11, 30, 10))
+    ingest_results(store, plan, "c187", ict(2023, 11, 30, 10))
+    return outcome
+
+
+def test_an_earlier_readable_list_still_counts_when_a_later_one_is_refused(store, plan_187, tmp_path):
+    readable = _earlier_readable_list(store, plan_187, tmp_path)
     _submit(store, plan_187, ict(2023, 12, 1, 9))
     _import(store, tmp_path / "moved", ict(2023, 12, 1, 9, 30), members=MOVED)
     assert len(ingest_results(store, plan_187, "c187", ict(2023, 12, 1, 10)).refused) == 1
@@ -158,17 +164,7 @@ def test_a_reminder_cancelled_for_a_list_later_refused_goes_out_after_all(store,
 
 
 def test_a_reopened_reminder_is_cancelled_again_when_an_earlier_list_still_counts(store, plan_187, tmp_path):
-    with store.uow() as uow:
-        create_campaign(uow, plan_187, "c187", ict(2023, 11, 20, 8))
-        uow.commit()
-    _import(store, tmp_path / "org", ict(2023, 11, 20, 8))
-    with store.uow() as uow:
-        record_submission(
-            uow, store.blobs, plan_187, "c187", "VP2", LIST,
-            [IncomingFile("dau_tien.csv", data="Mã đảng viên,Chi bộ đề xuất\nDV005,HTNV\n".encode())], ict(2023, 11, 30, 9), "web",
-        )
-        uow.commit()
-    ingest_results(store, plan_187, "c187", ict(2023, 11, 30, 10))
+    _earlier_readable_list(store, plan_187, tmp_path)
     # A reminder planned for the list before it counted (planned by hand: the planner sees it delivered).
     with store.uow() as uow:
         uow.session.add(Notice(
