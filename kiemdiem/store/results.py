@@ -260,6 +260,9 @@ def _chunks(items: Sequence, size: int = ID_CHUNK):
         yield items[start:start + size]
 
 
+_DECISION_FIELDS = frozenset({"final_level", "note"})
+
+
 class _Writer:
     """Applies results in order, in memory, then writes them in a few bulk statements."""
 
@@ -269,6 +272,9 @@ class _Writer:
         # A member's newest cancelled row, when newer than their current one (or they have none):
         # a result received before it is history only, as consolidation reads it (newest row first).
         self.member_cancelled: dict[int, dt.datetime] = {}
+        # The values of a member's newest cancelled row when they have no current one: what the
+        # branch said of them still holds when the committee decides again (``member``).
+        self.member_voided: dict[int, dict] = {}
         self.org_state: dict[int, _Current | None] = {}
         self.member_rows: list[dict] = []
         self.org_rows: list[dict] = []
@@ -310,6 +316,15 @@ class _Writer:
             )
             for member_pk, received_at in self.uow.session.execute(cancelled):
                 self.member_cancelled[member_pk] = received_at
+            voided = [pk for pk in chunk if self.member_state[pk] is None and pk in self.member_cancelled]
+            if voided:
+                newest = (
+                    select(MemberResult.member_id, *columns)
+                    .where(MemberResult.campaign_id == self.campaign_id, MemberResult.cancelled_at.is_not(None), MemberResult.member_id.in_(voided))
+                    .order_by(MemberResult.member_id, MemberResult.received_at, MemberResult.id)
+                )
+                for member_pk, *values in self.uow.session.execute(newest):
+                    self.member_voided[member_pk] = dict(zip(MEMBER_FIELDS, values))  # the newest comes last
 
     def preload_orgs(self, unit_ids: Iterable[int]) -> None:
         wanted = sorted({uid for uid in unit_ids if uid not in self.org_state})
@@ -374,6 +389,11 @@ class _Writer:
             values = {f: values[f] if f in carried else current.values[f] for f in MEMBER_FIELDS}
             if "note" not in carried and values["final_level"] != current.values["final_level"]:
                 values["note"] = ""  # a note explains its own decision, not another level
+        elif current is None and pk in self.member_voided:
+            # Decided again after a cancellation (rule 8): the cancelled decision and its note are
+            # void, what the list it carried said of the member (discipline, proposals…) is not.
+            voided = self.member_voided[pk]
+            values = {f: values[f] if f in carried or f in _DECISION_FIELDS else voided[f] for f in MEMBER_FIELDS}
         base = {"campaign_id": self.campaign_id, "member_id": pk, "unit_id": submitter_id, "submission_id": submission_id}
         if self._decided_above(current, submitter_id, received_at):
             if current.values != values:

@@ -16,7 +16,7 @@ from kiemdiem.errors import InvalidInput, NotFound, Refused
 from kiemdiem.store.models import EventLog, FindingOverride, Member, MemberResult, OrgResult, Submission, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.results import cancel_result, ingest_results, override_finding, record_results
-from kiemdiem.store.snapshots import consolidate_campaign
+from kiemdiem.store.snapshots import consolidate_campaign, latest_snapshots
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from kiemdiem.store.snapshots import load_consolidation_input
 from kiemdiem.synth_results import generate_results, write_member_list, write_org_list, write_unit_list
@@ -311,6 +311,30 @@ def test_cancel_keeps_history_and_needs_who_and_why(store, plan_187, committee_d
         cancel_result(uow, "c187", member_code="DV001", by=" ", reason="", now=cancelled_at)
     assert {p.field for p in info.value.problems} == {"by", "reason"}
     assert table_counts(store) == before
+
+
+def test_a_decision_issued_again_after_a_cancellation_keeps_the_branchs_facts(store, plan_187, campaign):
+    """Rule 8: the committee cancels a result and decides again. Its new list has only the member
+    and the level: what the branch's list said of the member (disciplined, self-assessment,
+    proposal, absent) still holds, so a disciplined member rated HTTNV is still a breach."""
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien",
+           {"tong_hop.csv": HEADER + "1,DV002,Trần Thị Hoa,HTTNV,HTTNV,x,,\n"}, BRANCH_AT)
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd.csv": "Mã đảng viên,Quyết định xếp loại\nDV002,HTNV\n"}, DECISION_AT)
+    ingest_results(store, plan_187, "c187", NOW)
+    with store.uow() as uow:
+        cancel_result(uow, "c187", member_code="DV002", by="Đảng ủy Sở", reason="Xếp loại lại", now=ict(2023, 12, 15, 9))
+        uow.commit()
+    again = ict(2023, 12, 16, 9)
+    submit(store, plan_187, "SCT", "quyet_dinh_xep_loai", {"qd_lai.csv": "Mã đảng viên,Quyết định xếp loại\nDV002,HTTNV\n"}, again)
+    ingest_results(store, plan_187, "c187", again)
+    now = current_members(store)["DV002"]
+    assert (now.final_level, now.disciplined, now.self_level, now.proposed_level, now.has_self_review) == ("HTTNV", True, "HTTNV", "HTTNV", True)
+    assert now.note == ""  # a note explained the cancelled decision, not this one
+    report = consolidate_campaign(store, plan_187, "c187", again)
+    assert report.units_updated
+    with store.uow() as uow:
+        findings = latest_snapshots(uow, "c187", ["VP1"])["VP1"]["payload"]["findings"]
+    assert [f["rule"] for f in findings if f.get("member_id") == "DV002"] == ["disciplined_member"]
 
 
 def test_override_is_recorded_once_with_who_and_why(store, plan_187, committee_decided):
