@@ -164,7 +164,8 @@ class _Collector:
             self.fail(field, str(exc))
             return None
         if value is not None and not low <= value <= high:
-            self.fail(field, f"{what} phải từ {low:g} đến {high:g}, nhận được {value:g}")
+            # As typed: a rounded figure ("100" for 100.0001) would contradict the refusal.
+            self.fail(field, f"{what} phải từ {low:g} đến {high:g}, nhận được '{self.row.values[field].strip()}'")
             return None
         return value
 

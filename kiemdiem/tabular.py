@@ -503,8 +503,9 @@ EXCEL_SERIALS = (10000, 73050)
 
 
 def format_decimal(value: float) -> str:
-    """A number as the offices write it: decimal comma, no trailing zeros (85,5; 90)."""
-    return f"{float(value):g}".replace(".", ",")
+    """A number as the offices write it: decimal comma, no trailing zeros (85,5; 90), and every
+    digit a score was given with (89,99999 is not 90: a rounded score could contradict its band)."""
+    return f"{float(value):.15g}".replace(".", ",")
 
 
 def parse_date(text: str) -> dt.date:

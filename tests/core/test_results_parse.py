@@ -193,11 +193,11 @@ def test_every_bad_row_kind_is_reported_with_row_and_column(tmp_path):
     assert "DV99 không có trong danh sách" in reasons[(3, "member_id")]
     assert "bị lặp (đã có ở dòng 4)" in reasons[(5, "member_id")]
     assert "không phải là số: 'ba'" in reasons[(6, "sick_leave_months")]
-    assert reasons[(7, "score")] == "điểm phải từ 0 đến 100, nhận được 120"
+    assert reasons[(7, "score")] == "điểm phải từ 0 đến 100, nhận được '120'"
     assert "chưa có mức xếp loại" in reasons[(8, "final_level")]
     assert "có/không không hợp lệ 'có lẽ'" in reasons[(9, "disciplined")]
     assert reasons[(10, "member_id")] == "thiếu mã đảng viên"
-    assert reasons[(11, "sick_leave_months")] == "số tháng nghỉ ốm phải từ 0 đến 12, nhận được 13"
+    assert reasons[(11, "sick_leave_months")] == "số tháng nghỉ ốm phải từ 0 đến 12, nhận được '13'"
     assert "tong_hop.csv, dòng 7, cột 'Điểm'" in str(caught.value)
 
 
@@ -281,3 +281,11 @@ def test_a_committees_list_may_name_each_members_branch(tmp_path):
     )
     results = parse_member_results(path, "CB1", KNOWN)
     assert [(r.member_id, r.final_level) for r in results] == [("DV01", "HTTNV")]
+
+
+def test_a_number_out_of_range_is_quoted_as_typed(tmp_path):
+    path = write_csv(tmp_path, "member_id,final_level,score\nDV01,HTTNV,100.0001\n")
+    with pytest.raises(InvalidInput) as caught:
+        parse_member_results(path, "VP1", {"DV01"})
+    (problem,) = caught.value.problems
+    assert problem.reason == "điểm phải từ 0 đến 100, nhận được '100.0001'"

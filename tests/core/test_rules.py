@@ -379,3 +379,12 @@ def test_cycle_in_tree_is_rejected():
     units = (UnitNode("A", "A", "dang_bo_co_so", "B"), UnitNode("B", "B", "chi_bo_truc_thuoc", "A"))
     with pytest.raises(ValueError, match="chu trình"):
         build_context(get_rule_set("124/25"), units, (), (), (), EVAL)
+
+
+def test_a_score_is_shown_with_every_digit_it_was_given():
+    """89,99999 is in the HTTNV band: shown as "90" the finding contradicted itself."""
+    from kiemdiem.tabular import format_decimal  # noqa: PLC0415
+
+    assert [format_decimal(v) for v in (89.99999, 49.9999999, 85.5, 90.0, 100, 0.1 + 0.2)] == [
+        "89,99999", "49,9999999", "85,5", "90", "100", "0,3",
+    ]
