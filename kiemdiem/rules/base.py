@@ -358,10 +358,12 @@ def not_evaluated_classified(rs, ctx, member, result, reason):
     level = result.final_level or result.proposed_level
     if level is None:
         return None
+    # As every member rule: a level only proposed by the branch is a warning, a decided one an error.
+    severity = "error" if result.final_level else "warning"
     return rs.finding(
-        "not_evaluated_classified", "error", member.unit_code, member.member_id,
+        "not_evaluated_classified", severity, member.unit_code, member.member_id,
         f"{who(member)} thuộc diện không đánh giá, xếp loại ({NOT_EVALUATED_NAMES[reason]}) "
-        f"nhưng có mức xếp loại {level}.",
+        f"nhưng {level_phrase(level, severity)}.",
         {"reason": reason, "level": level},
     )
 

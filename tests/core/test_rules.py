@@ -92,15 +92,16 @@ def test_months_before_clamps_to_month_end():
     assert months_before(dt.date(2024, 3, 15), 6) == dt.date(2023, 9, 15)
 
 
-def test_not_evaluated_member_with_level_is_an_error():
+def test_not_evaluated_member_with_level_is_an_error_and_with_a_proposal_a_warning():
     members = [member("E1", "CB1", "exempt"), member("N1", "CB1", joined=dt.date(2023, 10, 1)), member("S1", "CB1", "suspended")]
     results = [result("E1", "CB1", "HTNV"), result("N1", "CB1", None, proposed="HTTNV"), result("S1", "CB1", None, self_level=None)]
     found = by_rule(check("124/25", members, results), "not_evaluated_classified")
     assert [(f.member_id, f.severity, f.data["reason"]) for f in found] == [
         ("E1", "error", "exempt"),
-        ("N1", "error", "new_member"),
+        ("N1", "warning", "new_member"),  # only proposed by the branch, as every member rule
     ]
-    assert "miễn công tác và sinh hoạt đảng" in found[0].message
+    assert "miễn công tác và sinh hoạt đảng" in found[0].message and "nhưng được xếp loại HTNV" in found[0].message
+    assert "nhưng được đề xuất xếp loại HTTNV" in found[1].message
 
 
 # --------------------------------------------------------------------------- 20% cap
