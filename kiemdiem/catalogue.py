@@ -90,6 +90,8 @@ RULE_SETS: dict[str, str] = {
     "124/25": "Quy định 124-QĐ/TW; Hướng dẫn 25-HD/BTCTW",
     "366/43": "Quy định 366-QĐ/TW; Hướng dẫn 43-HD/BTCTW",
 }
+# The review years each rule set was in force for (DESIGN §3); None: still in force.
+RULE_SET_YEARS: dict[str, tuple[int, int | None]] = {"132/21": (2019, 2022), "124/25": (2023, 2024), "366/43": (2025, None)}
 
 PHASE_KINDS: dict[str, str] = {
     "prepare_reports": "Chuẩn bị báo cáo kiểm điểm",

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator
 
 from kiemdiem.calendar import Swap, WorkCalendar, format_date, weekday_name
-from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SETS, UNIT_KINDS
+from kiemdiem.catalogue import BRANCH_KINDS, DOCUMENTS, MEMBER_SCOPES, PHASE_KINDS, RULE_SET_YEARS, RULE_SETS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.settings import reminder_settings
 
@@ -612,10 +612,18 @@ def _check_order(spec: PlanSpec, resolved: dict[str, tuple[dt.datetime, str]], s
 
 
 def plan_warnings(plan: Plan) -> list[str]:
-    """What a valid plan asks that the system cannot chase, for the office to know before the
-    campaign: a per-member document required of a unit kind that has no members of its own
-    (members sit only in branches, and a unit owes per-member items for its own members)."""
+    """What a valid plan may have wrong, for the office to know before the campaign: a rule set
+    chosen outside the years it was in force for; a per-member document required of a unit kind
+    that has no members of its own (members sit only in branches, and a unit owes per-member items
+    for its own members), which the system therefore cannot chase."""
     warnings = []
+    first, last = RULE_SET_YEARS.get(plan.rule_set, (None, None))
+    if first is not None and not (first <= plan.year and (last is None or plan.year <= last)):
+        years = f"từ năm {first}" if last is None else f"các năm {first}–{last}"
+        warnings.append(
+            f"kế hoạch năm {plan.year} chọn bộ quy tắc {plan.rule_set} ({RULE_SETS[plan.rule_set]}), vốn áp dụng cho {years}: "
+            "kiểm tra lại rule_set"
+        )
     for phase in plan.phases:
         empty = [k for k in phase.applies_to if k not in BRANCH_KINDS]
         names = [f"“{d.name}”" for d in phase.documents if d.per_member]

@@ -632,3 +632,15 @@ def test_a_per_member_document_of_a_unit_kind_without_members_is_flagged(hatinh)
 def test_a_phase_id_that_is_a_document_type_is_refused_naming_the_field():
     """The drop folder tells <unit>/<phase>/<doc type>/ from <unit>/<doc type>/<member>/ by it."""
     problem_at(dump(with_phase(1, id="bien_ban_hoi_nghi", after=["chi_bo"])), "phases[1].id", "bien_ban_hoi_nghi", "loại văn bản")
+
+
+def test_a_rule_set_outside_its_years_is_flagged():
+    from kiemdiem.plan import plan_warnings  # noqa: PLC0415
+
+    assert plan_warnings(parse_plan(dump(with_top(rule_set="124/25", year=2024)))) == []
+    (warning,) = plan_warnings(parse_plan(dump(with_top(rule_set="366/43", year=2023))))
+    assert warning.startswith("kế hoạch năm 2023 chọn bộ quy tắc 366/43") and "từ năm 2025" in warning
+    (warning,) = plan_warnings(parse_plan(dump(with_top(rule_set="132/21", year=2023))))
+    assert "các năm 2019–2022" in warning
+    for path in sorted(PLANS.glob("*.yaml")):  # the seeds chose the rules of their year
+        assert not [w for w in plan_warnings(load_plan(path)) if "bộ quy tắc" in w], path.name
