@@ -107,7 +107,7 @@ async def fanned_tick(
     plan = get_plan(store, campaign_id)
     collected = await collect_submissions(campaign_id, at)
     results = await take_results(campaign_id, at)
-    open_ids = steps.open_phase_ids(plan, instant)
+    open_ids = steps.phases_to_tick(store, plan, campaign_id, instant)
     first_run = any(
         plan.phase(p).kind in steps.CONSOLIDATING_KINDS and steps.consolidation_due(plan, p, instant) for p in open_ids
     )

@@ -42,7 +42,7 @@ async def tick(
     results = await take_results(campaign_id, at)
     # Late results rerun the consolidation of their ancestors, once a committee has consolidated.
     consolidated = await consolidate(campaign_id, at, results["changed_units"], False)
-    open_ids = steps.open_phase_ids(plan, instant)
+    open_ids = steps.phases_to_tick(store, plan, campaign_id, instant)
     # Phases are independent: run their steps together so Prefect's API round-trips overlap.
     phase_results = await asyncio.gather(*(PHASE_STEPS[plan.phase(pid).kind](campaign_id, pid, at, publish=False) for pid in open_ids))
     phases = dict(zip(open_ids, phase_results))

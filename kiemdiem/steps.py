@@ -29,15 +29,23 @@ from kiemdiem.store.queries import (
 )
 from kiemdiem.store.results import ingest_results
 from kiemdiem.store.snapshots import consolidate_campaign, has_snapshots, latest_snapshots
-from kiemdiem.store.ticks import finish_tick, touched_units
+from kiemdiem.store.ticks import finish_tick, previous_tick, touched_units
 
 CONSOLIDATING_KINDS = frozenset({"committee_review", "report_upward"})
 REMINDER = frozenset({"reminder"})
 ESCALATION = frozenset({"escalation"})
 
 
-def open_phase_ids(plan: Plan, now: dt.datetime) -> list[str]:
-    return [p.id for p in plan.phases if phase_is_open(plan, p, now)]
+def open_phase_ids(plan: Plan, now: dt.datetime, since: dt.datetime | None = None) -> list[str]:
+    """The phases a tick at ``now`` works on. ``since``, the previous tick's moment: a phase still
+    open then is worked on once more, so that an escalation step that came due while no tick ran
+    (the window closes a working day after the last step) is sent late rather than never."""
+    return [p.id for p in plan.phases if phase_is_open(plan, p, now) or (since is not None and since < now and phase_is_open(plan, p, since))]
+
+
+def phases_to_tick(store: Store, plan: Plan, campaign_id: str, now: dt.datetime) -> list[str]:
+    """``open_phase_ids`` at ``now``, counting from the campaign's previous finished tick."""
+    return open_phase_ids(plan, now, previous_tick(store, campaign_id, now))
 
 
 def collect_submissions(store: Store, plan: Plan, campaign_id: str, now: dt.datetime, inbox: Path | None = None) -> dict:
@@ -481,7 +489,7 @@ async def tick_once(
     settings = settings or reminder_settings()
     collected = collect_submissions(store, plan, campaign_id, now)
     results = take_results(store, plan, campaign_id, now)
-    open_ids = open_phase_ids(plan, now)
+    open_ids = phases_to_tick(store, plan, campaign_id, now)
     first_run = any(plan.phase(p).kind in CONSOLIDATING_KINDS and consolidation_due(plan, p, now) for p in open_ids)
     consolidated = consolidate(store, plan, campaign_id, now, results["changed_units"], first_run=first_run)
     reminders = plan_reminders(store, plan, campaign_id, now, open_ids, settings)

@@ -24,6 +24,18 @@ def touched_units(store: Store, campaign_id: str, now: dt.datetime) -> list[str]
         return sorted(set(uow.session.scalars(query)))
 
 
+def previous_tick(store: Store, campaign_id: str, now: dt.datetime) -> dt.datetime | None:
+    """The moment of the last finished tick before ``now`` (None before the first)."""
+    stamp = now.astimezone(dt.timezone.utc).isoformat()
+    with store.uow() as uow:
+        last = uow.session.scalar(
+            select(func.max(EventLog.subject)).where(
+                EventLog.campaign_id == campaign_id, EventLog.action == "tick.done", EventLog.subject < stamp
+            )
+        )
+    return dt.datetime.fromisoformat(last) if last else None
+
+
 def finish_tick(store: Store, campaign_id: str, now: dt.datetime, summary: dict) -> None:
     """Record that a tick at ``now`` finished; the next tick's window of new submissions starts here."""
     with store.uow() as uow:
