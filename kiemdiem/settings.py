@@ -133,6 +133,10 @@ class WebSettings(BaseSettings):
     max_upload_mb: int = Field(20, description="Largest accepted upload, in MiB.")
     secure_cookies: bool = Field(False, description="Mark cookies Secure (behind HTTPS).")
     invite_hours: int = Field(72, description="How long an emailed sign-in link stays valid.")
+    clock_start: str | None = Field(
+        None, description="For a replay or a training session: the moment (dd/mm/yyyy HH:MM) the dashboard's clock "
+        "shows when the server starts; it then runs on in real time. Unset: the real clock.",
+    )
 
 
 def normalise_database_url(url: str) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import os
 
 import typer
 import uvicorn
 
 from kiemdiem.calendar import format_instant
-from kiemdiem.cli import console, fail
+from kiemdiem.cli import AT_HELP, console, fail, resolve_now
 from kiemdiem.errors import KiemdiemError
 from kiemdiem.settings import reminder_settings, web_settings
 from kiemdiem.store.db import open_store
@@ -22,8 +22,19 @@ def web(
     host: str = typer.Option(None, "--host", help="Địa chỉ lắng nghe (mặc định KIEMDIEM_WEB_HOST hoặc 127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Cổng (mặc định KIEMDIEM_WEB_PORT hoặc 8080)."),
     workers: int = typer.Option(1, "--workers", help="Số tiến trình phục vụ."),
+    at: str = typer.Option(
+        None, "--at", help="Khi chạy lại (diễn tập) một đợt đã qua: đồng hồ của trang bắt đầu từ thời điểm này rồi chạy tiếp "
+        "(như KIEMDIEM_WEB_CLOCK_START), để trang, tệp nộp và quyết định mang ngày của đợt. " + AT_HELP,
+    ),
 ) -> None:
     """Chạy trang theo dõi và cổng nộp hồ sơ (một mình, không cần Prefect)."""
+    if at is not None:
+        try:
+            resolve_now(at)
+        except KiemdiemError as exc:
+            fail(exc)
+            return
+        os.environ["KIEMDIEM_WEB_CLOCK_START"] = at  # the worker processes read it (create_app)
     settings = web_settings()
     open_store().dispose()  # create the data directory and bring the schema up to date once, before the workers start
     console.print(f"Trang theo dõi: http://{host or settings.host}:{port or settings.port}/")
@@ -40,10 +51,11 @@ def user_add(
     role: str = typer.Option(..., "--role", help=f"Vai trò, một trong {', '.join(ROLES)} ({ROLE_HELP})."),
     unit: str = typer.Option(..., "--unit", help="Mã đơn vị mà người này thuộc về (thấy cây con của đơn vị đó)."),
     password: str = typer.Option(None, "--password", help="Mật khẩu (ít nhất 10 ký tự); bỏ trống: chỉ đăng nhập bằng đường dẫn."),
+    at: str = typer.Option(None, "--at", help="Thời điểm tạo. " + AT_HELP),
 ) -> None:
     """Thêm người dùng gắn với một đơn vị."""
-    now = dt.datetime.now(dt.timezone.utc)
     try:
+        now = resolve_now(at)
         store = open_store()
         with store.uow() as uow:
             user = create_user(uow, campaign_id=campaign, unit_code=unit, email=email, full_name=name, role=role,
@@ -64,10 +76,11 @@ def user_invite(
     unit: str = typer.Option(..., "--unit", help="Mã đơn vị."),
     role: str = typer.Option("unit", "--role", help=f"Vai trò của người mới, một trong {', '.join(ROLES)} ({ROLE_HELP})."),
     show_link: bool = typer.Option(False, "--show-link", help="In cả đường dẫn (khi chưa cấu hình gửi thư)."),
+    at: str = typer.Option(None, "--at", help="Thời điểm mời (đường dẫn có hạn tính từ lúc này). " + AT_HELP),
 ) -> None:
     """Mời người phụ trách đơn vị: xếp thư có đường dẫn đăng nhập (có hạn) vào hàng đợi gửi."""
-    now = dt.datetime.now(dt.timezone.utc)
     try:
+        now = resolve_now(at)
         store = open_store()
         with store.uow() as uow:
             invitation = invite_user(

@@ -23,6 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kiemdiem.calendar import parse_instant
+from kiemdiem.errors import KiemdiemError
 from kiemdiem.settings import WebSettings, reminder_settings, templates_dir, web_settings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.web import routes_auth, routes_decisions, routes_files, routes_pages
@@ -88,6 +90,19 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def replay_clock(start: str | None) -> Callable[[], dt.datetime] | None:
+    """A clock that reads ``start`` now and runs on in real time (``KIEMDIEM_WEB_CLOCK_START``): a
+    replayed campaign's pages, uploads and decisions then carry the campaign's dates, as its ticks'
+    ``--at`` do. None when unset."""
+    if not start:
+        return None
+    try:
+        offset = parse_instant(start) - utc_now()
+    except ValueError as exc:
+        raise KiemdiemError(f"KIEMDIEM_WEB_CLOCK_START không đọc được: {exc}") from None
+    return lambda: utc_now() + offset
+
+
 def create_app(
     store: Store | None = None,
     settings: WebSettings | None = None,
@@ -107,7 +122,7 @@ def create_app(
         settings=settings,
         codec=SessionCodec(load_secret_key(settings.secret_key, store.settings.home)),
         templates=shared_templates(str(templates_dir() / "web")),
-        clock=clock or utc_now,
+        clock=clock or replay_clock(settings.clock_start) or utc_now,
         status=StatusCache(ttl=status_ttl, due_soon_working_days=reminders.due_soon_working_days, uow_factory=store.uow,
                            check_seconds=status_check_seconds),
         renders=RenderCache(),

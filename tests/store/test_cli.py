@@ -217,3 +217,18 @@ def test_serve_refuses_a_campaign_that_does_not_exist_or_has_another_plan(campai
     other = run("serve", "--plan", str(PLANS / "KH-DUK-HT-2022.yaml"), "--campaign", "c187", "--no-web")
     assert other.exit_code != 0
     assert "đợt 'c187' được tạo từ kế hoạch '187-KH-DU-2023', không phải 'KH-DUK-HT-2022'" in " ".join(other.output.split())
+
+
+def test_user_invite_at_a_replayed_moment_is_queued_then(campaign, store):
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from kiemdiem.store.models import Outbox  # noqa: PLC0415
+    from tests.support import ict  # noqa: PLC0415
+
+    result = run("user", "invite", "--campaign", "c187", "--unit", "VP1", "--email", "bithu.vp1@sct.example.vn", "--name", "Nguyễn Văn A",
+                 "--at", "21/11/2023 09:00")
+    assert result.exit_code == 0, result.output
+    assert "hết hạn lúc 24/11/2023 09:00" in " ".join(result.output.split())
+    with store.uow() as uow:
+        (not_before,) = uow.session.scalars(select(Outbox.not_before).where(Outbox.kind == "invite")).all()
+    assert not_before == ict(2023, 11, 21, 9)

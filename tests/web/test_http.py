@@ -919,3 +919,21 @@ def test_the_overview_says_when_mail_could_not_be_sent(client_as, store):
         uow.commit()
     page = client_as("office@sct.example.vn").get("/c/c187").text
     assert "1 thư chưa gửi được" in page and "5.7.8 Authentication credentials invalid" in page
+
+
+def test_a_replay_sets_the_dashboards_clock_and_it_runs_on(store, campaign, web_settings_for_tests):
+    """KIEMDIEM_WEB_CLOCK_START (kiemdiem web --at): the pages of a replayed campaign carry its dates."""
+    import time  # noqa: PLC0415
+
+    from kiemdiem.errors import KiemdiemError  # noqa: PLC0415
+    from kiemdiem.web.app import create_app  # noqa: PLC0415
+
+    settings = web_settings_for_tests.model_copy(update={"clock_start": "01/12/2023 11:00"})
+    app = create_app(store, settings, refresh_seconds=1, status_check_seconds=0)
+    first = app.state.web.clock()
+    assert abs((first - ict(2023, 12, 1, 11)).total_seconds()) < 5
+    time.sleep(0.05)
+    assert app.state.web.clock() > first  # it runs on
+    bad = web_settings_for_tests.model_copy(update={"clock_start": "31/02/2023"})
+    with pytest.raises(KiemdiemError, match="KIEMDIEM_WEB_CLOCK_START không đọc được"):
+        create_app(store, bad)
