@@ -111,8 +111,9 @@ def record_submission(
     newest_first = (Submission.received_at.desc(), Submission.id.desc())
     current = session.scalar(of_item.order_by(*newest_first).limit(1))
     # The same files again are a no-op, unless the ingest refused them: sent again (the tree
-    # fixed since), they are a new attempt.
-    if current is not None and current.refused_at is None and (
+    # fixed since), they are a new attempt. The same files recorded at an earlier moment (``--at``)
+    # are not sent again: they were delivered then, and go into the history below.
+    if current is not None and current.refused_at is None and received_at >= current.received_at and (
         current.content_key == content
         or part_of_current and {sha for sha, *_ in stored} <= set(
             session.scalars(select(SubmissionFile.sha256).where(SubmissionFile.submission_id == current.id))

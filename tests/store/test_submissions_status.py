@@ -114,6 +114,23 @@ def test_a_submission_recorded_with_an_earlier_time_goes_into_the_history(store,
     assert last.created and last.is_current and last.supersedes_id == later.submission_id
 
 
+def test_the_same_file_recorded_at_an_earlier_moment_is_filed_then(store, campaign, plan_187):
+    """Uploaded late (or on a dashboard at the real clock during a replay), then recorded with the
+    moment it really arrived: it was delivered then. Before, it was taken for a re-send and dropped."""
+    late = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes", at=ict(2023, 12, 8, 9))
+    assert not late.on_time
+    earlier = submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes", at=ict(2023, 12, 5, 16))
+    assert earlier.created and earlier.on_time and earlier.current_id == late.submission_id
+    with store.uow() as uow:
+        status = campaign_status(uow, plan_187, "c187", ict(2023, 12, 5, 17))
+    (row,) = [r for r in status.for_unit("VP1") if r.phase_id == "chi_bo_kiem_diem"]
+    assert not any(item.doc_type == "bien_ban_hoi_nghi" for item in row.missing)
+    before = table_counts(store)
+    assert not submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes", at=ict(2023, 12, 5, 16)).created
+    assert not submit(store, plan_187, "VP1", "bien_ban_hoi_nghi", b"%PDF minutes", at=ict(2023, 12, 9, 9)).created  # a re-send
+    assert table_counts(store) == before
+
+
 def owe_everything(store, plan, unit, members, at):
     """Submit every required item of the branch meeting phase for a unit."""
     phase = plan.phase("chi_bo_kiem_diem")
