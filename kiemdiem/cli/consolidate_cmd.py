@@ -22,7 +22,7 @@ import kiemdiem.cli as shell
 from kiemdiem.calendar import format_instant
 from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, in_usual_order, unit_hash
 from kiemdiem.errors import InvalidInput, KiemdiemError, NotFound
-from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
+from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS, finding_title, unit_of_key
 from kiemdiem.store.db import open_store
 from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import campaign_plan
@@ -275,8 +275,10 @@ def finding_override(
         with store.uow() as uow:
             plan = campaign_plan(uow, campaign)
             override = override_finding(uow, campaign, key, by, reason, now)
+            about = uow.session.scalar(select(Unit.name).where(Unit.campaign_id == campaign, Unit.code == unit_of_key(key)))
             uow.commit()
-        run = consolidate_campaign(store, plan, campaign, now, changed_units=set(), reason=f"chấp thuận vi phạm {key} ({by}: {reason})"[:256], actor=by)
+        run = consolidate_campaign(store, plan, campaign, now, changed_units=set(),
+                                   reason=f"chấp thuận vi phạm {finding_title(key, about)} ({by}: {reason})"[:256], actor=by)
     except KiemdiemError as exc:
         shell.fail(exc)
         return

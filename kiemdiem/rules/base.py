@@ -105,6 +105,35 @@ def unit_of_key(key: str) -> str:
     return key.split(":", 1)[1].rsplit(":", 1)[0] if key.count(":") >= 2 else ""
 
 
+# What each rule's finding is about, as an office names it (a decision's reason, the diff email).
+RULE_TITLES = {
+    "cap_members": "hạn mức 20% đảng viên HTXSNV",
+    "cap_organizations": "hạn mức 20% tổ chức đảng HTXSNV",
+    "disciplined_member": "đảng viên bị kỷ luật chưa xếp loại KHTNV",
+    "disciplined_org": "tổ chức đảng bị kỷ luật chưa xếp loại KHTNV",
+    "not_evaluated_classified": "xếp loại người thuộc diện không đánh giá",
+    "head_above_unit": "bí thư xếp loại cao hơn tổ chức mình đứng đầu",
+    "no_self_review": "xếp loại khi chưa có bản kiểm điểm",
+    "sick_leave_ceiling": "nghỉ ốm từ 3 tháng trở lên mà xếp trên HTNV",
+    "score_band": "mức xếp loại không khớp điểm",
+    "score_missing": "xếp loại chưa có điểm",
+    "invalid_level": "mức xếp loại không hợp lệ",
+    "absent_pending": "đảng viên vắng mặt chờ đánh giá bổ sung",
+    "unknown_member": "kết quả của người không có trong danh sách",
+}
+
+
+def finding_title(key: str, unit_name: str | None = None) -> str:
+    """A finding key (``rule:unit:member``) in words: "hạn mức 20% đảng viên HTXSNV của Đảng bộ Sở …
+    (SCT)", "… của đảng viên DV004"."""
+    rule, _, rest = key.partition(":")
+    unit, _, member = rest.rpartition(":") if rest.count(":") else (rest, "", "")
+    title = RULE_TITLES.get(rule, rule)
+    if member:
+        return f"{title} (đảng viên {member}, {unit_name or unit})"
+    return f"{title} của {unit_name} ({unit})" if unit_name else f"{title} ({unit})"
+
+
 # --------------------------------------------------------------------------- context
 
 

@@ -31,6 +31,7 @@ from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, show_value
 from kiemdiem.settings import WebSettings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, UnitOfWork
+from kiemdiem.rules.base import finding_title
 from kiemdiem.store.models import RevokedSession, Unit, User
 from kiemdiem.tabular import format_decimal
 from kiemdiem.web.auth import (
@@ -173,6 +174,7 @@ def make_templates(directory: Path) -> Environment:
     env.filters["size"] = format_size
     env.filters["quota_scope"] = lambda code: QUOTA_SCOPE_LABELS.get(code, code)
     env.filters["change"] = format_change
+    env.filters["finding"] = finding_title  # a finding key in words
     env.filters["action"] = lambda code: AUDIT_ACTIONS.get(code, code)
     env.globals["audit_detail"] = audit_detail
     return env

@@ -18,7 +18,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse
 
 from kiemdiem.errors import InvalidInput, KiemdiemError
-from kiemdiem.rules.base import unit_of_key
+from kiemdiem.rules.base import finding_title, unit_of_key
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import Member, Unit
 from kiemdiem.store.results import cancel_result, override_finding
@@ -109,6 +109,6 @@ def approve(campaign_id: str, code: str, request: Request, form: FormData = Depe
     audit(uow, campaign_id=campaign_id, actor=viewer.email, action="web.finding_override", subject=key, now=now,
           detail={"unit": about.code, "by": override.by, "reason": override.reason, "ip": client_ip(request)})
     uow.commit()
-    rerun = _rerun(request, campaign_id, set(), f"chấp thuận vi phạm {key} ({by}: {reason})", viewer.email)
+    rerun = _rerun(request, campaign_id, set(), f"chấp thuận vi phạm {finding_title(key, about.name)} ({by}: {reason})", viewer.email)
     query = urlencode({"decided": "override", "subject": key, **({} if rerun else {"later": "1"})})
     return RedirectResponse(f"/c/{campaign_id}/u/{page.code}/consolidation?{query}#findings", status_code=303)

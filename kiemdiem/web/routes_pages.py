@@ -11,6 +11,7 @@ import json
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from markupsafe import Markup
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
@@ -23,6 +24,7 @@ from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EV
 from kiemdiem.status import STATES
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.organization import list_campaigns
+from kiemdiem.store.models import Unit
 from kiemdiem.store.submissions import submission_history
 from kiemdiem.web.auth import ROLES, invite_user, may_invite
 from kiemdiem.web.context import (
@@ -328,6 +330,8 @@ def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, ca
                 compare_error = "Không so sánh được hai phiên bản này (dữ liệu tổng hợp không đúng định dạng)."
     members = payload.get("members") or {}
     organizations = payload.get("organizations") or {}
+    decided_by = ((payload.get("unit") or {}).get("result") or {}).get("decided_by")  # a unit code: shown by its name
+    decider = uow.session.scalar(select(Unit.name).where(Unit.campaign_id == campaign_id, Unit.code == decided_by)) if decided_by else None
     about = {f.get("unit_code") for f in payload.get("findings") or () if f.get("severity") == "error" and not f.get("overridden")}
     decidable = {code for code, path in unit_paths(uow, campaign_id, about).items() if viewer.decides_for(path)} if viewer.is_staff else set()
     child_rows = []
@@ -339,7 +343,7 @@ def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, ca
         member_levels=level_rows(members), org_levels=level_rows(organizations), child_rows=child_rows,
         old=old, new=new, changes=changes, changes_source=changes_source, compare_error=compare_error,
         field_label=field_label, not_evaluated_names=NOT_EVALUATED_NAMES, not_evaluated_reasons=NOT_EVALUATED_REASONS,
-        level_names=LEVEL_NAMES, decidable=decidable, **context,
+        level_names=LEVEL_NAMES, decidable=decidable, decider=decider, **context,
     )
 
 

@@ -451,7 +451,7 @@ def test_cli_cancel_and_override(store, plan_187, consolidated_v1):
     assert "lịch sử được giữ" in flat(done.output) and "VP1 v2" in done.output and "SCT v3" in done.output
     # Each office is told why its totals moved, in words fit for whoever gets it.
     override_mail, cancel_mail = outbox_rows(store)[0].body_text, outbox_rows(store)[-1].body_text
-    assert "đã được tính lại do chấp thuận vi phạm cap_members:SCT: (Bí thư: Đã báo cáo Khối)." in override_mail
+    assert "đã được tính lại do chấp thuận vi phạm hạn mức 20% đảng viên HTXSNV của Đảng bộ Sở Công Thương (SCT) (Bí thư: Đã báo cáo Khối)." in override_mail
     assert "đã được tính lại do hủy kết quả của DV001 (Đảng ủy Sở: Xếp loại lại)." in cancel_mail
     assert "nộp muộn" not in cancel_mail and "Đề nghị kiểm tra lại kết quả tổng hợp trên hệ thống." in cancel_mail
     again = runner.invoke(_cli(), cancel)

@@ -150,3 +150,20 @@ def test_an_office_cancels_a_branchs_own_result_but_not_its_own(client_as, store
         response = client.post(url, data={"csrf_token": client.csrf, "member": member, "by": "X", "reason": "Y"})
         assert response.status_code == 404, (email, url)
     assert table_counts(store) == before
+
+
+def test_an_approval_is_named_in_words_on_the_page_and_in_the_versions_reason(client_as, store, clock):
+    """Not by its key ("cap_organizations:SCT:"), and the message's own full stop is not doubled."""
+    clock.now = DECIDED_AT
+    office = client_as("office@sct.example.vn")
+    done = office.post("/c/c187/u/SCT/findings/override",
+                       data={"csrf_token": office.csrf, "key": CAP_KEY, "by": "Ban Thường vụ Đảng ủy Sở", "reason": "Thành tích nổi bật"})
+    assert done.status_code == 303, done.text
+    page = office.get(done.headers["location"]).text
+    assert ".. " not in page and CAP_KEY not in page.split('id="decision-done"', 1)[1].split("</p>", 1)[0]
+    _, payload = newest_version(store, "SCT")
+    with store.uow() as uow:
+        from kiemdiem.store.models import Snapshot  # noqa: PLC0415
+
+        reason = uow.session.scalars(select(Snapshot.reason).order_by(Snapshot.id.desc())).first()
+    assert reason.startswith("chấp thuận vi phạm hạn mức 20% đảng viên HTXSNV của Đảng bộ Sở Công Thương (SCT) (Ban Thường vụ Đảng ủy Sở")

@@ -713,7 +713,7 @@ def test_tree_page_runs_the_same_queries_whatever_the_size(store, campaign, cloc
 def test_a_branchs_consolidation_page_shows_its_own_classification(client_as):
     text = client_as("vp1@sct.example.vn").get("/c/c187/u/VP1/consolidation").text
     own = text[text.index('id="own-result"'):]
-    assert own.startswith('id="own-result">Xếp loại của tổ chức: <strong>HTTNV</strong> (Hoàn thành tốt nhiệm vụ), do SCT quyết định')
+    assert own.startswith('id="own-result">Xếp loại của tổ chức: <strong>HTTNV</strong> (Hoàn thành tốt nhiệm vụ), do Đảng bộ Sở Công Thương quyết định')
 
 
 def test_consolidation_without_snapshots_says_so(client_as, store):
