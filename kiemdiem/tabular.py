@@ -111,7 +111,7 @@ def read_columns(
             is_row = _row_test(names, required)
             if not count or (
                 any(all(column) for column in by_name)
-                and (is_row is None or is_row(tuple(column[-1] for column in by_name)))
+                and (is_row is None or (is_row(tuple(column[-1] for column in by_name)) and not _is_total_line(cells[-width:])))
             ):
                 return range(first, count + first), by_name
             raw_rows = _chunks(cells, width)
@@ -374,7 +374,7 @@ def _rows(
             values = tuple(cells)
         if not any(values):  # blank lines are skipped, not errors
             continue
-        if is_row is not None and not is_row(values):
+        if is_row is not None and (not is_row(values) or _is_total_line(raw)):
             if held is not None and len(held) < FOOTER_ROWS:
                 held.append((number, values))
                 continue
@@ -419,6 +419,16 @@ _FOOTER_FIRST = re.compile(
 _TOTAL_FIRST = re.compile(r"^(?:tong_cong|tong_so)(?:_|$)|^cong(?:_+\d|$)")
 # A footer is the last lines of a file: more than this many lines below its first are a table's rows.
 FOOTER_ROWS = 30
+
+
+def _is_total_line(raw: Sequence) -> bool:
+    """Whether a row's first filled cell says it is a total ("Tổng cộng", "Cộng"): never a row of
+    the table, even with a count in its code column. Folded only when it could be one (cheap on
+    millions of rows)."""
+    for cell in raw:
+        if cell is not None and (text := str(cell).strip()):
+            return text[0] in "TtCc" and _TOTAL_FIRST.match(fold(text)) is not None
+    return False
 
 
 def _is_footer_line(raw: Sequence) -> bool:

@@ -289,3 +289,10 @@ def test_a_number_out_of_range_is_quoted_as_typed(tmp_path):
         parse_member_results(path, "VP1", {"DV01"})
     (problem,) = caught.value.problems
     assert problem.reason == "điểm phải từ 0 đến 100, nhận được '100.0001'"
+
+
+def test_a_total_row_with_its_count_in_the_member_id_column_is_not_a_member(tmp_path):
+    path = write_csv(tmp_path, "STT,Mã đảng viên,Họ và tên,Quyết định xếp loại\n1,DV01,Nguyễn Văn A,HTTNV\n2,DV02,Trần Thị B,HTNV\n"
+                               "Tổng cộng,2,,\n,,T/M CHI ỦY,\n")
+    results = parse_member_results(path, "VP1", {"DV01", "DV02"})
+    assert [(r.member_id, r.final_level) for r in results] == [("DV01", "HTTNV"), ("DV02", "HTNV")]

@@ -469,6 +469,7 @@ TABLES = {
     "a title block": "DANH SÁCH,,\n,,\na,b,c\n1,x,3\n",
     "a signature block": "a,b,c\n1,x,3\n,,\n,T/M CHI ỦY,\n,BÍ THƯ,\n,Nguyễn Văn A,\n",
     "a signer in the first column": "a,b,c\n1,x,3\nBÍ THƯ,,\nNguyễn Văn A,,\n",
+    "a total row with its count in a filled column": "a,b,c\n1,x,3\nTổng cộng,2,\n,T/M CHI ỦY,\n",
 }
 
 
@@ -493,6 +494,8 @@ def test_read_columns_is_read_table_transposed(tmp_path, name):
         assert list(numbers) == [2] and list(cells[1]) == ["x"]
     if name == "a signer in the first column":  # it fills the required column, not a code column: kept as rows
         assert list(numbers) == [2, 3, 4]
+    if name == "a total row with its count in a filled column":  # a total is never a row
+        assert list(numbers) == [2]
 
 
 @pytest.mark.parametrize("name", ["read_table", "read_columns", "open_rows"])
