@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, func, select, tuple_
+from sqlalchemy.orm import aliased
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
@@ -928,19 +929,24 @@ class ResultRow:
     member_code: str
     member_name: str
     result: MemberResult
+    sent_by: str = ""  # the unit whose list it came from, when not the member's own (a committee's decision)
 
 
 def unit_results(uow: UnitOfWork, unit: Unit) -> tuple[list[ResultRow], list[OrgResult]]:
+    """The results of the unit's own members, whoever sent them (its list, its committee's
+    decision: a result row's unit is the sender), and of the unit as an organization."""
+    sender = aliased(Unit)
     members = uow.session.execute(
-        select(Member.member_code, Member.full_name, MemberResult)
+        select(Member.member_code, Member.full_name, MemberResult, sender.id, sender.name)
         .join(Member, Member.id == MemberResult.member_id)
-        .where(MemberResult.unit_id == unit.id)
+        .join(sender, sender.id == MemberResult.unit_id)
+        .where(Member.campaign_id == unit.campaign_id, Member.unit_id == unit.id)
         .order_by(MemberResult.current.desc(), Member.member_code, MemberResult.received_at.desc())
     )
     orgs = uow.session.scalars(
         select(OrgResult).where(OrgResult.unit_id == unit.id).order_by(OrgResult.current.desc(), OrgResult.received_at.desc())
     )
-    return [ResultRow(code, name, r) for code, name, r in members], list(orgs)
+    return [ResultRow(code, name, r, "" if sender_id == unit.id else sender_name) for code, name, r, sender_id, sender_name in members], list(orgs)
 
 
 def file_in_scope(uow: UnitOfWork, campaign_id: str, file_id: int, root_path: str) -> tuple[SubmissionFile, Submission, Unit] | None:

@@ -574,6 +574,19 @@ def test_a_result_replaced_by_a_later_one_is_not_called_cancelled(client_as, cam
     assert "<strong>HTTNV</strong>" in replaced and "đã được thay bằng kết quả nhận sau" in replaced and "đã hủy" not in replaced
 
 
+def test_a_branch_sees_its_committees_decision_on_its_members(client_as, store, campaign):
+    """Result rows belong to the list that sent them: the committee's decision on VP2's members is
+    the current result on VP2's page, said to come from the committee (it was not shown there)."""
+    submit(store, campaign.plan, "SCT", "quyet_dinh_xep_loai", "Mã đảng viên,Quyết định xếp loại\nDV004,HTTNV\n".encode(),
+           ict(2023, 12, 9, 9), name="quyet_dinh.csv")
+    ingest_results(store, campaign.plan, CAMPAIGN, ict(2023, 12, 9, 10))
+    text = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2").text
+    rows = [r for r in text[text.index('id="member-results"'):].split("<tr") if "DV004" in r]
+    current = [r for r in rows if "hiện hành" in r]
+    assert len(current) == 1 and "<strong>HTTNV</strong>" in current[0] and "Đảng bộ Sở Công Thương" in current[0]
+    assert any("đã được thay bằng kết quả nhận sau" in r and "chi bộ" in r for r in rows)
+
+
 def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, campaign, clock):
     add_notices(store)
     submit(store, campaign.plan, "VP2", "bien_ban_hoi_nghi", PDF + b"v2", ict(2023, 11, 27, 15), name="bien_ban_moi.pdf")
