@@ -602,6 +602,8 @@ def test_unit_page_shows_checklist_files_notices_and_results(client_as, store, c
     assert "Đôn đốc" in notices and "đôn đốc lần 2" in notices  # step 1 of the ladder, counted as the emails count it
     assert "Chưa có kết quả xếp loại" not in text
     assert "05/12/2023 23:59" in text and "lang=\"vi\"" in text
+    # The unit's own items' state, not the whole subtree's (which "Tiến độ cả cây" gives).
+    assert "Hồ sơ của chính đơn vị" in text and "Trạng thái chung" not in text
     # The plan's own words for an item appear under the catalogue's name (plan 187 on mẫu 3đ).
     assert '<small class="muted note">Phiếu phân tích chất lượng và đánh giá xếp loại tổ chức cơ sở đảng (mẫu 3đ)</small>' in text
     upload = client_as("vp2@sct.example.vn").get("/c/c187/u/VP2/upload").text
