@@ -229,7 +229,7 @@ def with_phase_names(plan: Plan, report: dict) -> dict:
 # Most telling first: a tick shows the one of its consolidations that did the most.
 CONSOLIDATION_MODES = {
     "full": "tổng hợp toàn bộ",
-    "incremental": "tính lại phần có thay đổi do kết quả nộp muộn",
+    "incremental": "tính lại phần có thay đổi do có kết quả mới sau lần tổng hợp trước",
     "unchanged": "không có gì thay đổi",
     # A tick at a moment before the newest stored consolidation (a replay): nothing is stored.
     "as_of": "không lưu phiên bản mới vì lượt này ở thời điểm trước lần tổng hợp gần nhất",

@@ -277,6 +277,8 @@ def test_the_tick_counts_the_consolidations_emails_and_names_a_look_back(capsys)
     }
     print_tick(plan, "c187", result, {})
     out = flat(capsys.readouterr().out)
+    # Results after the first consolidation are not all late: the deadline may not have passed.
+    assert "Tổng hợp kết quả: tính lại phần có thay đổi do có kết quả mới sau lần tổng hợp trước (2 đơn vị cập nhật)." in out
     assert "soạn 7 thư nhắc hạn, chuyển cấp mới (gồm 12 thông báo) và 2 thư báo thay đổi kết quả tổng hợp" in out
     assert "gửi đi 9 thư" in out
 
