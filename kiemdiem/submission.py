@@ -94,3 +94,12 @@ def safe_filename(name: str) -> str:
     base = "".join(ch for ch in base if not unicodedata.combining(ch))
     base = _UNSAFE.sub("_", base).strip(" .")
     return base[:200] or "tep"
+
+
+def item_words(plan: Plan, key: str) -> str:
+    """An item (``item_key``) in words: the document, whose, which phase."""
+    unit_code, phase_id, doc_type, member_code = key.split(":", 3)
+    document = DOCUMENTS[doc_type].name if doc_type in DOCUMENTS else doc_type
+    whose = f"đảng viên {member_code}, đơn vị {unit_code}" if member_code != "-" else f"đơn vị {unit_code}"
+    phase = next((p.name for p in plan.phases if p.id == phase_id), phase_id)
+    return f"{document} ({whose}; giai đoạn: {phase})"

@@ -41,6 +41,9 @@ class SubmissionOutcome:
     item_key: str
     unit_code: str
     current_id: int | None = None  # the item's current submission now (another one when this was recorded with an earlier time)
+    # Other items of the unit already holding one of these very files (the wrong member's
+    # self-review chosen, the minutes filed as the report): kept, and the sender is told.
+    same_files_as: tuple[str, ...] = ()
 
     @property
     def is_current(self) -> bool:
@@ -131,6 +134,14 @@ def record_submission(
         current = session.scalar(of_item.where(Submission.received_at <= received_at).order_by(*newest_first).limit(1))
 
     on_time = is_on_time(received_at, target.phase.deadline)
+    # The unit's submissions by its index, then their files: a few hundred rows at most.
+    same_files_as = tuple(session.scalars(
+        select(Submission.item_key).distinct()
+        .join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
+        .where(Submission.unit_id == unit.id, Submission.campaign_id == campaign_id, Submission.item_key != key,
+               SubmissionFile.sha256.in_([sha for sha, *_ in stored]))
+        .order_by(Submission.item_key)
+    ))
     submission = Submission(
         campaign_id=campaign_id,
         unit_id=unit.id,
@@ -160,7 +171,7 @@ def record_submission(
         )
     )
     return SubmissionOutcome(submission.id, True, on_time, target.phase.id, target.phase.deadline, submission.supersedes_id, key, unit.code,
-                             current_id=later.id if later is not None else submission.id)
+                             current_id=later.id if later is not None else submission.id, same_files_as=same_files_as)
 
 
 def submission_history(uow: UnitOfWork, campaign_id: str, unit_id: int) -> list[tuple[Submission, list[SubmissionFile]]]:

@@ -232,3 +232,15 @@ def test_user_invite_at_a_replayed_moment_is_queued_then(campaign, store):
     with store.uow() as uow:
         (not_before,) = uow.session.scalars(select(Outbox.not_before).where(Outbox.kind == "invite")).all()
     assert not_before == ict(2023, 11, 21, 9)
+
+
+def test_submit_warns_when_the_file_was_already_filed_under_another_item(campaign, tmp_path):
+    pdf = tmp_path / "tu_kiem_diem.pdf"
+    pdf.write_bytes(b"%PDF-1.4 tu kiem diem")
+    first = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "ban_kiem_diem_ca_nhan", "--member", "DV001", str(pdf),
+                "--at", "01/12/2023 09:00")
+    assert first.exit_code == 0 and "Lưu ý" not in first.output
+    again = run("submit", "--campaign", "c187", "--unit", "VP1", "--doc", "ban_kiem_diem_ca_nhan", "--member", "DV002", str(pdf),
+                "--at", "01/12/2023 09:05")
+    text = " ".join(again.output.split())
+    assert again.exit_code == 0 and "Lưu ý: tệp giống hệt tệp đã nộp cho Bản kiểm điểm cá nhân (đảng viên DV001, đơn vị VP1" in text

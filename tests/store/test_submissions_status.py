@@ -131,6 +131,17 @@ def test_the_same_file_recorded_at_an_earlier_moment_is_filed_then(store, campai
     assert table_counts(store) == before
 
 
+def test_a_file_already_filed_under_another_item_of_the_unit_is_kept_and_named(store, campaign, plan_187):
+    """The wrong member's self-review chosen, the minutes filed as the report: kept (a scan may
+    hold two documents), and the outcome names the other item so the sender can check."""
+    first = submit(store, plan_187, "VP1", "ban_kiem_diem_ca_nhan", b"%PDF tu kiem diem DV001", member="DV001")
+    assert first.same_files_as == ()
+    wrong = submit(store, plan_187, "VP1", "ban_kiem_diem_ca_nhan", b"%PDF tu kiem diem DV001", member="DV002")
+    assert wrong.created and wrong.same_files_as == (first.item_key,)
+    other_unit = submit(store, plan_187, "VP2", "bien_ban_hoi_nghi", b"%PDF tu kiem diem DV001")
+    assert other_unit.same_files_as == ()  # another unit's file is its own business
+
+
 def owe_everything(store, plan, unit, members, at):
     """Submit every required item of the branch meeting phase for a unit."""
     phase = plan.phase("chi_bo_kiem_diem")

@@ -275,3 +275,12 @@ def test_the_upload_form_lists_phases_by_deadline(client_as):
     assert len(labels) == 4 and page.count("<optgroup") == page.count("</optgroup>") == 4
     days = [tuple(reversed(d.split("/"))) for d in labels]
     assert days == sorted(days)
+
+
+def test_the_same_file_for_a_second_member_is_kept_with_a_warning(client_as):
+    client = client_as("vp1@sct.example.vn")
+    item = "chi_bo_kiem_diem|ban_kiem_diem_ca_nhan|m"
+    first = upload(client, "VP1", item, [("kiem_diem.pdf", PDF + b"DV001", "application/pdf")], member="DV001").json()
+    assert first["ok"] and "Lưu ý" not in first["message"]
+    second = upload(client, "VP1", item, [("kiem_diem.pdf", PDF + b"DV001", "application/pdf")], member="DV002").json()
+    assert second["ok"] and "Lưu ý: tệp giống hệt tệp đã nộp cho Bản kiểm điểm cá nhân (đảng viên DV001, đơn vị VP1" in second["message"]
