@@ -321,6 +321,14 @@ def _classification_rows(
     latest: dict[int, MemberResult] = {}
     for result in uow.session.scalars(query):
         latest[result.member_id] = result
+    # Rule 4: a member absent at the meeting is evaluated at the next one, and the list says so.
+    absent_before = set(uow.session.scalars(
+        select(MemberResult.member_id).distinct()
+        .join(Member, Member.id == MemberResult.member_id)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(MemberResult.campaign_id == campaign_id, Unit.path.startswith(root_path), MemberResult.received_at <= now,
+               MemberResult.absent.is_(True))
+    ))
     order = {u.code: i for i, u in enumerate(units)}
     names = {u.code: u.name for u in units}
     # Who is not evaluated, as the plan's rule set says (a level given to them is not counted).
@@ -336,6 +344,10 @@ def _classification_rows(
             note = f"{NOT_EVALUATED_NAMES.get(reason, reason)}, không đánh giá, xếp loại"
         elif result is None:
             note = "Chưa có kết quả"
+        elif result.absent and result.final_level is None and result.proposed_level is None:
+            note = "; ".join(filter(None, ("Vắng mặt tại hội nghị, đánh giá bổ sung sau", result.note)))
+        elif member.id in absent_before:
+            note = "; ".join(filter(None, ("Đánh giá bổ sung (vắng mặt tại hội nghị)", result.note)))
         else:
             note = result.note or ""
         rows.append({

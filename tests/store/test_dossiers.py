@@ -18,11 +18,12 @@ from kiemdiem import steps
 from kiemdiem.cli.dossier_cmd import register
 from kiemdiem.documents import CHECKLIST_FIRST_ROW, MEMBER_SHEET, ORG_SHEET, PARTY, STATISTICS_FIRST_ROW, SAMPLE_SUMMARY, docx_text
 from kiemdiem.errors import NotFound, Refused
-from kiemdiem.store.dossiers import archive_inputs_hash, assemble_dossier, dossier_inputs_hash
+from kiemdiem.store.dossiers import archive_inputs_hash, assemble_dossier, dossier_inputs_hash, load_dossier_input
+from kiemdiem.store.results import ingest_results
 from kiemdiem.store.models import Member, MemberResult, Unit
 from kiemdiem.store.organization import create_campaign, import_organization
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from kiemdiem.store.snapshots import consolidate_campaign
+from kiemdiem.store.snapshots import consolidate_campaign, latest_snapshots
 from tests.support import SMALL_UNITS, command_shell, ict, write_small_org
 
 SETUP_AT = ict(2023, 11, 20, 8)
@@ -459,3 +460,25 @@ def test_a_supplement_list_keeps_the_first_list_in_the_archive(store, plan_187, 
     assert not manifest["superseded"]
     item = next(i for i in result.checklist["items"] if i["doc_type"] == "tong_hop_xep_loai_dang_vien")
     assert item["timeliness"] == "Đúng hạn (lần đầu 04/12/2023), nộp thêm danh sách sau hạn 11/12/2023"
+
+
+def test_an_absent_members_result_is_marked_as_a_supplement(store, plan_187, campaign):
+    """Rule 4: absent at the meeting, evaluated at the next one and reported as a supplement. The
+    classification list says both: while the result is awaited, and once it came."""
+    header = b"Ma dang vien,Tu xep loai,Chi bo de xuat,Vang mat,Ghi chu\n"
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien",
+           [("tong_hop.csv", header + b"DV001,HTTNV,HTTNV,,\nDV002,,,x,Di hoc\n")], ict(2023, 12, 4, 10))
+    ingest_results(store, plan_187, "c187", ict(2023, 12, 4, 11))
+
+    def notes(at):
+        consolidate_campaign(store, plan_187, "c187", at)  # the list goes with a consolidation
+        with store.uow() as uow:
+            payload = latest_snapshots(uow, "c187", ["VP1"])["VP1"]["payload"]
+            rows = load_dossier_input(uow, plan_187, "c187", "VP1", "chi_bo_kiem_diem", at, payload).classification_rows
+        return {r["member_id"]: r["note"] for r in rows}
+
+    assert notes(ict(2023, 12, 5, 9))["DV002"] == "Vắng mặt tại hội nghị, đánh giá bổ sung sau; Di hoc"
+    submit(store, plan_187, "VP1", "tong_hop_xep_loai_dang_vien", [("bo_sung.csv", header + b"DV002,HTTNV,HTTNV,,\n")], ict(2023, 12, 11, 9))
+    ingest_results(store, plan_187, "c187", ict(2023, 12, 11, 10))
+    later = notes(ict(2023, 12, 12, 9))
+    assert later["DV002"] == "Đánh giá bổ sung (vắng mặt tại hội nghị)" and later["DV001"] == ""
