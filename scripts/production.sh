@@ -14,14 +14,19 @@
 #   scripts/production.sh stop
 #   scripts/production.sh systemd [workers]  # systemd units that start it all at boot and restart what fails
 #   scripts/production.sh run NAME  # one process in the foreground (prefect-server, worker N, web): what the units run
+#   scripts/production.sh kiemdiem ARGS  # the kiemdiem command on the production database and files
 #
 # start, stop and status go through systemctl once the units are enabled (kiemdiem.target).
 set -euo pipefail
 # Dumps, logs and the data directory hold members' names, emails and password hashes: the
 # service user's only.
 umask 077
-cd "$(dirname "$0")/.."
+CALLER_DIR=$(pwd)
+cd "$(dirname "$(readlink -f "$0")")/.."  # the repository, also when called through a symlink
 REPO=$(pwd)
+SCRIPT="$REPO/scripts/production.sh"
+# A relative KIEMDIEM_HOME means the caller's directory, not the repository.
+case "${KIEMDIEM_HOME:-/}" in /*) ;; *) KIEMDIEM_HOME="$CALLER_DIR/$KIEMDIEM_HOME" ;; esac
 
 # The configuration `systemd` saved: every variable the shell does not set itself comes from it,
 # so the units and an administrator's commands run with the same settings.
@@ -33,7 +38,12 @@ if [ -r "$ENV_FILE" ]; then
     case "$key" in ''|[0-9]*|*[!A-Za-z0-9_]*) continue ;; esac
     [ -n "${!key+x}" ] || export "$key=$value"
   done <"$ENV_FILE"
+elif [ -e "$ENV_FILE" ]; then
+  printf 'warning: %s cannot be read by %s: its settings are not used (run as the service user)\n' "$ENV_FILE" "$(id -un)" >&2
 fi
+# What was given (the shell, the saved file): `systemd` saves these only, never the values worked
+# out below from them, so a changed port or home is not contradicted by a stale derived one.
+GIVEN=$(compgen -e | grep -E '^(KIEMDIEM_|PREFECT_|VENV$)' | grep -v '^KIEMDIEM_ENV_FILE$' | sort || true)
 
 : "${KIEMDIEM_HOME:=/var/lib/kiemdiem}"
 : "${KIEMDIEM_DATABASE_URL:=postgresql://postgres@127.0.0.1:5432/kiemdiem}"
@@ -50,11 +60,12 @@ fi
 : "${KIEMDIEM_LOG_MAX_MB:=100}"       # a log larger than this is rotated when its process starts
 : "${VENV:=$REPO/.venv}"
 : "${KIEMDIEM_BACKUP_AT:=02:30}"       # the nightly backup's time (Vietnam), when systemd runs it
+: "${KIEMDIEM_ROLE:=all}"              # all: server, workers, dashboard; workers: a machine with workers only
 
 export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
-# Saved by `systemd` with the rest, so that its units run with the settings it was given.
+# For the processes this script starts (`systemd` saves only what was given, see GIVEN).
 export PREFECT_DATABASE_URL PREFECT_PORT PREFECT_SERVER_HOST KIEMDIEM_WORKERS KIEMDIEM_WEB_WORKERS KIEMDIEM_RUN \
-  KIEMDIEM_BACKUPS KIEMDIEM_LOG_MAX_MB KIEMDIEM_BACKUP_AT VENV
+  KIEMDIEM_BACKUPS KIEMDIEM_LOG_MAX_MB KIEMDIEM_BACKUP_AT KIEMDIEM_ROLE VENV
 export KIEMDIEM_REPO="$REPO"
 # Workers on another machine set it to the server's address.
 export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:${PREFECT_PORT}/api}"
@@ -102,7 +113,7 @@ wait_for_api() {
   for _ in $(seq 1 120); do
     curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1 && return 0
     # A server that exited (a wrong PREFECT_DATABASE_URL, a port taken) will not answer: say so now.
-    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if [ -f "$pidfile" ] && ! running "$pidfile"; then
       log "Prefect server exited; see $KIEMDIEM_RUN/prefect-server.log:"; tail -n 5 "$KIEMDIEM_RUN/prefect-server.log" >&2 || true
       return 1
     fi
@@ -111,10 +122,19 @@ wait_for_api() {
   log "Prefect server did not answer at $PREFECT_API_URL; see $KIEMDIEM_RUN/prefect-server.log"; return 1
 }
 
+# Whether a pid file names a live process of ours: a pid file left by a reboot may name another
+# program's process by now, which must be neither trusted nor killed.
+running() {
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -e prefect -e uvicorn -e production.sh
+}
+
 spawn() {  # spawn NAME COMMAND...: background, pid file, log file
   local name=$1; shift
   mkdir -p "$KIEMDIEM_RUN"
-  if [ -f "$KIEMDIEM_RUN/$name.pid" ] && kill -0 "$(cat "$KIEMDIEM_RUN/$name.pid")" 2>/dev/null; then
+  if running "$KIEMDIEM_RUN/$name.pid"; then
     log "$name already running"; return 0
   fi
   rotate_log "$KIEMDIEM_RUN/$name.log"
@@ -136,7 +156,7 @@ rotate_log() {  # at each start, a log over KIEMDIEM_LOG_MAX_MB moves to .1, .1 
 stop_one() {
   local pidfile=$1 pid
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pidfile"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" || true
     for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL -- "-$pid" 2>/dev/null || true
@@ -170,18 +190,24 @@ worker_units() { for i in $(seq 1 "$KIEMDIEM_WORKERS"); do printf 'kiemdiem-work
 # names the databases and the mail account). `workers`: a machine that runs workers only.
 cmd_systemd() {
   local dir="$KIEMDIEM_HOME/systemd" user="${KIEMDIEM_USER:-$(id -un)}" wants name value
-  local script="$REPO/scripts/production.sh"
+  if ! [[ "$KIEMDIEM_BACKUP_AT" =~ ^([01][0-9]|2[0-3]):[0-5][0-9]$ ]]; then
+    log "KIEMDIEM_BACKUP_AT='$KIEMDIEM_BACKUP_AT': give the nightly backup's time as HH:MM (Vietnam time), e.g. 02:30; nothing written" >&2
+    exit 2
+  fi
+  local script="$SCRIPT"
   mkdir -p "$dir"
   {
     echo "# kiemdiem's configuration, written by scripts/production.sh systemd on $(date -u +%FT%TZ)"
+    [ "${1:-}" = workers ] && echo "KIEMDIEM_ROLE='workers'"
     while IFS= read -r name; do
+      [ -n "$name" ] && [ "$name" != KIEMDIEM_ROLE ] || continue
       value=${!name}
       case "$value" in
         *"'"*|*$'\n'*) log "$name: a value with a quote (') or a line break cannot be saved in $ENV_FILE; nothing written" >&2
                         rm -f "$ENV_FILE.new"; exit 2 ;;
       esac
       printf "%s='%s'\n" "$name" "$value"
-    done < <(compgen -e | grep -E '^(KIEMDIEM_|PREFECT_|VENV$)' | grep -v '^KIEMDIEM_ENV_FILE$' | sort)
+    done <<<"$GIVEN"
   } >"$ENV_FILE.new"
   mv -f "$ENV_FILE.new" "$ENV_FILE"
   unit() {  # unit NAME DESCRIPTION AFTER EXEC RESTART
@@ -253,7 +279,7 @@ cmd_setup() {
   ensure_database "$KIEMDIEM_DATABASE_URL"
   ensure_database "$PREFECT_DATABASE_URL"
   migrate
-  spawn prefect-server "$REPO/scripts/production.sh" run prefect-server
+  spawn prefect-server "$SCRIPT" run prefect-server
   wait_for_api
   deploy
   log "setup done; next: scripts/production.sh start"
@@ -261,44 +287,60 @@ cmd_setup() {
 
 start_workers() {
   for i in $(seq 1 "$KIEMDIEM_WORKERS"); do
-    spawn "worker-$i" "$REPO/scripts/production.sh" run worker "$i"
+    spawn "worker-$i" "$SCRIPT" run worker "$i"
   done
 }
 
 cmd_workers() {  # another machine: workers only, for the server at PREFECT_API_URL
+  KIEMDIEM_ROLE=workers
   [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; "$BIN/pip" install --quiet -e "$REPO"; }
   wait_for_api
   start_workers
   for pidfile in "$KIEMDIEM_RUN"/worker-*.pid; do
-    kill -0 "$(cat "$pidfile")" 2>/dev/null && echo "up    $(basename "$pidfile" .pid)" || echo "DOWN  $(basename "$pidfile" .pid)"
+    running "$pidfile" && echo "up    $(basename "$pidfile" .pid)" || echo "DOWN  $(basename "$pidfile" .pid)"
   done
 }
 
 cmd_start() {
   if under_systemd; then
     systemctl start kiemdiem.target
+  elif [ "$KIEMDIEM_ROLE" = workers ]; then
+    cmd_workers
   else
-    spawn prefect-server "$REPO/scripts/production.sh" run prefect-server
+    spawn prefect-server "$SCRIPT" run prefect-server
     wait_for_api
     start_workers
-    spawn web "$REPO/scripts/production.sh" run web
+    spawn web "$SCRIPT" run web
   fi
-  for _ in $(seq 1 60); do curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && break; sleep 1; done
+  if [ "$KIEMDIEM_ROLE" != workers ]; then
+    for _ in $(seq 1 60); do
+      curl -fsS "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && break
+      # A dashboard that exited (a port taken, a wrong database) will not answer: say why now.
+      if [ -f "$KIEMDIEM_RUN/web.pid" ] && ! running "$KIEMDIEM_RUN/web.pid"; then
+        log "the dashboard exited; see $KIEMDIEM_RUN/web.log:"; tail -n 5 "$KIEMDIEM_RUN/web.log" >&2 || true
+        break
+      fi
+      sleep 1
+    done
+  fi
   cmd_status
 }
 
 cmd_status() {
-  local ok=0 unit
+  local ok=0 unit units
   if under_systemd; then
-    for unit in kiemdiem-prefect-server.service kiemdiem-web.service $(worker_units) kiemdiem-backup.timer; do
+    units="$(worker_units)"
+    [ "$KIEMDIEM_ROLE" = workers ] || units="kiemdiem-prefect-server.service kiemdiem-web.service $units kiemdiem-backup.timer"
+    for unit in $units; do
       systemctl is-active --quiet "$unit" && echo "up    $unit" || { echo "DOWN  $unit"; ok=1; }
     done
   fi
   for pidfile in "$KIEMDIEM_RUN"/*.pid; do
     [ -e "$pidfile" ] || continue
-    if kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "up    $(basename "$pidfile" .pid)"; else echo "DOWN  $(basename "$pidfile" .pid)"; ok=1; fi
+    if running "$pidfile"; then echo "up    $(basename "$pidfile" .pid)"; else echo "DOWN  $(basename "$pidfile" .pid)"; ok=1; fi
   done
   curl -fs "$PREFECT_API_URL/health" >/dev/null 2>&1 && echo "prefect api: $PREFECT_API_URL" || { echo "prefect api: DOWN"; ok=1; }
+  [ "$KIEMDIEM_ROLE" = workers ] && return $ok  # no dashboard on a workers-only machine
   curl -fs "http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT/healthz" >/dev/null 2>&1 && echo "dashboard: http://$KIEMDIEM_WEB_HOST:$KIEMDIEM_WEB_PORT" || { echo "dashboard: DOWN"; ok=1; }
   return $ok
 }
@@ -389,5 +431,6 @@ case "${1:-}" in
   upgrade) cmd_upgrade ;;
   systemd) cmd_systemd "${2:-}" ;;
   run) shift; cmd_run "$@" ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  kiemdiem) shift; exec "$BIN/kiemdiem" "$@" ;;
+  *) sed -n '2,19p' "$SCRIPT"; exit 2 ;;
 esac

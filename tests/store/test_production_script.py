@@ -206,3 +206,61 @@ def test_systemd_units_run_the_script_in_the_foreground_with_the_saved_configura
     quoted = run({**env, "KIEMDIEM_SMTP_FROM": "Văn phòng 'Tỉnh ủy' <vp@tinhuy.example.vn>"}, "systemd")
     assert quoted.returncode == 2 and "KIEMDIEM_SMTP_FROM" in quoted.stderr and "nothing written" in quoted.stderr
     assert "KIEMDIEM_SMTP_HOST='mail.tinhuy.example.vn'" in saved.read_text()  # the saved configuration is untouched
+
+
+def test_the_saved_configuration_holds_what_was_given_and_the_script_finds_itself(tmp_path):
+    """Derived values (the API's address from the port, the run folder from the home) are worked
+    out again at each run, never frozen; a symlink to the script and a relative home still give
+    absolute paths in the units; a bad backup time is refused."""
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    link = tmp_path / "kiemdiem-prod"
+    link.symlink_to(SCRIPT)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": "home", "PREFECT_PORT": "4299", "VENV": str(Path(sys.executable).parent.parent)})
+    done = subprocess.run(["bash", str(link), "systemd"], env=env, cwd=caller, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    home = caller / "home"
+    saved = (home / "kiemdiem.env").read_text()
+    assert f"KIEMDIEM_HOME='{home}'" in saved and "PREFECT_PORT='4299'" in saved
+    assert "PREFECT_API_URL" not in saved and "KIEMDIEM_RUN" not in saved and "PREFECT_HOME" not in saved
+    unit = (home / "systemd" / "kiemdiem-web.service").read_text()
+    assert f'ExecStart="{SCRIPT}" run web' in unit and f"WorkingDirectory={REPO}" in unit and f"EnvironmentFile={home}/kiemdiem.env" in unit
+    # A later run on another port is not contradicted by a saved API address.
+    status = subprocess.run(["bash", str(SCRIPT), "status"], env={**env, "KIEMDIEM_HOME": str(home), "PREFECT_PORT": "4298"},
+                            capture_output=True, text=True, timeout=60)
+    assert "prefect api: DOWN" in status.stdout or "4298" in status.stdout
+    bad = subprocess.run(["bash", str(SCRIPT), "systemd"], env={**env, "KIEMDIEM_HOME": str(home), "KIEMDIEM_BACKUP_AT": "2h30"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "KIEMDIEM_BACKUP_AT='2h30'" in bad.stderr
+
+    # A workers-only machine: its status does not look for a dashboard it does not run.
+    workers = subprocess.run(["bash", str(SCRIPT), "systemd", "workers"], env={**env, "KIEMDIEM_HOME": str(home)},
+                             capture_output=True, text=True, timeout=60)
+    assert workers.returncode == 0 and "KIEMDIEM_ROLE='workers'" in (home / "kiemdiem.env").read_text()
+    status = subprocess.run(["bash", str(SCRIPT), "status"], env={**env, "KIEMDIEM_HOME": str(home)}, capture_output=True, text=True, timeout=60)
+    assert "prefect api:" in status.stdout and "dashboard:" not in status.stdout
+
+
+def test_a_stale_pid_file_is_neither_trusted_nor_killed(tmp_path):
+    """After a reboot a pid file may name another program's process: status says DOWN, stop
+    leaves that process alone."""
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (home / "run" / "web.pid").write_text(str(other.pid))
+        env = {**os.environ, "KIEMDIEM_HOME": str(home), "VENV": str(Path(sys.executable).parent.parent), "KIEMDIEM_WEB_PORT": "1"}
+        status = run(env, "status")
+        assert "DOWN  web" in status.stdout
+        run(env, "stop")
+        assert other.poll() is None  # still running: not ours
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_kiemdiem_command_runs_with_the_production_settings(tmp_path):
+    env = {**os.environ, "KIEMDIEM_HOME": str(tmp_path / "home"), "VENV": str(Path(sys.executable).parent.parent)}
+    done = run(env, "kiemdiem", "plan", "check", str(REPO / "plans" / "187-KH-DU-2023.yaml"))
+    assert done.returncode == 0 and "Kế hoạch hợp lệ." in done.stdout
