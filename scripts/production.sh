@@ -125,10 +125,14 @@ wait_for_api() {
 # Whether a pid file names a live process of ours: a pid file left by a reboot may name another
 # program's process by now, which must be neither trusted nor killed.
 running() {
-  local pid
+  local pid command
   [ -f "$1" ] || return 1
   pid=$(cat "$1")
-  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -e prefect -e uvicorn -e production.sh
+  kill -0 "$pid" 2>/dev/null || return 1
+  # Read whole, not piped into `grep -q`: under pipefail its early exit would fail the check.
+  command=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  # Empty for an instant while a process execs (ours replaces the script by prefect or uvicorn).
+  [[ -z $command || $command == *prefect* || $command == *uvicorn* || $command == *production.sh* ]]
 }
 
 spawn() {  # spawn NAME COMMAND...: background, pid file, log file
