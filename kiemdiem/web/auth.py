@@ -36,7 +36,7 @@ from kiemdiem.errors import InvalidInput, NotFound, Problem, Refused
 from kiemdiem.notify.messages import compose_invite
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import EventLog, RevokedSession, SignInToken, Unit, User
-from kiemdiem.store.organization import get_campaign
+from kiemdiem.store.organization import campaign_plan, get_campaign
 from kiemdiem.store.outbox import enqueue
 
 ROLES = ("admin", "office", "unit")
@@ -389,7 +389,10 @@ def invite_user(
         if not user.active:
             raise Refused(f"tài khoản '{email}' đã bị khóa")
     unit = uow.session.get(Unit, user.unit_id)
-    link, expires_at = issue_sign_in_link(uow, user, now=now, hours=hours, base_url=base_url)
+    # Mail goes out in office hours only: the link's hours count from when it can be sent (an
+    # invitation made on a Friday evening before a holiday must not arrive already lapsed).
+    sendable = campaign_plan(uow, campaign_id).calendar.next_working_instant(now)
+    link, expires_at = issue_sign_in_link(uow, user, now=max(now, sendable), hours=hours, base_url=base_url)
     uow.session.flush()
     message = compose_invite(user.full_name, unit.name, link, expires_at)
     key = token_hash(link.rsplit("/", 1)[-1])

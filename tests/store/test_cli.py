@@ -244,3 +244,11 @@ def test_submit_warns_when_the_file_was_already_filed_under_another_item(campaig
                 "--at", "01/12/2023 09:05")
     text = " ".join(again.output.split())
     assert again.exit_code == 0 and "Lưu ý: tệp giống hệt tệp đã nộp cho Bản kiểm điểm cá nhân (đảng viên DV001, đơn vị VP1" in text
+
+
+def test_an_invitation_made_out_of_office_hours_lasts_from_when_it_can_be_sent(campaign):
+    """Mail leaves in office hours: made on Friday 18:00, sent Monday 07:30; its 72 h run from then."""
+    result = run("user", "invite", "--campaign", "c187", "--unit", "VP1", "--email", "bithu.vp1@sct.example.vn", "--name", "Nguyễn Văn A",
+                 "--at", "24/11/2023 18:00")
+    assert result.exit_code == 0, result.output
+    assert "hết hạn lúc 30/11/2023 07:30" in " ".join(result.output.split())
