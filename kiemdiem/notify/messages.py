@@ -586,12 +586,18 @@ def deadline_attachments(
     phases: Iterable[PhaseOutstanding], *, submit_url: str, now: datetime, calendar: WorkCalendar | None = None
 ) -> tuple[Attachment, ...]:
     """One ICS file per phase, worded by the macros in ``_calendar.txt.j2``; its alarm on the
-    morning of the working day before the deadline (``calendar``; without it, a day before)."""
+    morning of the working day before the deadline (``calendar``; without it, a day before), or,
+    when that morning is past, on the deadline's own morning if still to come."""
     env = environment()
     attachments = []
     for phase in phases:
         summary, description = _calendar_texts(env, phase, submit_url)
         alarm_at = calendar.morning_before(phase.deadline) if calendar is not None else None
+        if alarm_at is not None and alarm_at <= now:
+            # Sent on the last day before, or on the day: ring on the deadline's morning instead of in the past.
+            on_the_day = calendar.at(calendar.local(phase.deadline).date(), calendar.work_start)
+            if now < on_the_day < phase.deadline:
+                alarm_at = on_the_day
         attachments.append(
             _deadline_attachment(
                 phase.plan_number, phase.phase_id, phase.deadline, summary, description, now, submit_url, alarm_at

@@ -329,3 +329,23 @@ def test_the_alarm_goes_off_on_the_morning_of_the_working_day_before_the_deadlin
     (event,) = parse_ics(composed.attachments[0].data).components("VEVENT")
     (alarm,) = event.components("VALARM")
     assert alarm.one("TRIGGER") == "20231208T003000Z" and alarm.params("TRIGGER") == {"VALUE": "DATE-TIME"}
+
+
+def test_a_reminder_sent_after_the_mornings_alarm_rings_on_the_deadlines_morning():
+    """The one-day reminder (Monday 04/12 08:00 for Tuesday 05/12 23:59) came after its alarm time
+    (Monday 07:30): the alarm rings on Tuesday at 07:30 instead of in the past."""
+    from kiemdiem.calendar import WorkCalendar
+
+    calendar = WorkCalendar()
+    tuesday = datetime(2023, 12, 5, 23, 59, 59, tzinfo=HCM)
+    due = PhaseDue("187-KH/ĐU", "Đảng ủy Sở Công Thương", "chi_bo_kiem_diem", "Chi bộ kiểm điểm", tuesday,
+                   "trước ngày 05/12/2023", (OutstandingItem("VP1", "Chi bộ Văn phòng 1", "bien_ban_hoi_nghi", "Biên bản"),))
+
+    def trigger(now):
+        composed = compose_reminder("Chi bộ Văn phòng 1", [due], submit_url="http://127.0.0.1:8080", now=now, calendar=calendar)
+        (event,) = parse_ics(composed.attachments[0].data).components("VEVENT")
+        (alarm,) = event.components("VALARM")
+        return alarm.one("TRIGGER")
+
+    assert trigger(datetime(2023, 11, 30, 8, tzinfo=HCM)) == "20231204T003000Z"  # before it: Monday 07:30
+    assert trigger(datetime(2023, 12, 4, 8, tzinfo=HCM)) == "20231205T003000Z"  # after it: Tuesday 07:30
