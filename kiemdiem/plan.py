@@ -86,6 +86,7 @@ class EscalationStepSpec(_Strict):
     after_working_days: int
     to: Literal["parent", "grandparent", "root", "emails"]
     emails: list[str] = []
+    name: str | None = None  # who reads those addresses ("Ban Tổ chức Đảng ủy Khối"): the letters' "Kính gửi"
     note: str | None = None
 
 
@@ -196,6 +197,7 @@ class EscalationStep:
     after_working_days: int
     to: str
     emails: tuple[str, ...] = ()
+    name: str | None = None  # who reads ``emails`` (their letters are addressed to it)
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,7 @@ def _resolve(spec: PlanSpec, source: str, text: str, work_hours: WorkHours) -> P
         signer=spec.signer,
         reminder_offsets=tuple(sorted(set(spec.reminders.offsets_working_days), reverse=True)),
         escalation=tuple(
-            EscalationStep(i + 1, s.after_working_days, s.to, tuple(s.emails)) for i, s in enumerate(spec.escalation)
+            EscalationStep(i + 1, s.after_working_days, s.to, tuple(s.emails), s.name) for i, s in enumerate(spec.escalation)
         ),
         assignments=tuple(Assignment(a.person, a.title, a.unit, a.email) for a in spec.assignments),
         phases=phases,
@@ -649,7 +651,7 @@ def describe(plan: Plan) -> dict:
         "evaluation_date": plan.evaluation_date.isoformat(),
         "reminder_offsets_working_days": list(plan.reminder_offsets),
         "escalation": [
-            {"step": s.step, "after_working_days": s.after_working_days, "to": s.to, "emails": list(s.emails)}
+            {"step": s.step, "after_working_days": s.after_working_days, "to": s.to, "emails": list(s.emails), "name": s.name}
             for s in plan.escalation
         ],
         "assignments": [

@@ -102,7 +102,7 @@ class RecipientDirectory:
             return self.office(self.ancestor(code, 2) or self.ancestor(code, 1) or code)
         if spec.to == "root":
             return self.office(self.root)
-        return [Recipient(email, email) for email in spec.emails]
+        return [Recipient(email, spec.name or email) for email in spec.emails]
 
 
 def plan_notices(

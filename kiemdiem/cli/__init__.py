@@ -265,7 +265,8 @@ def plan_check(
     out(f"\nNhắc trước hạn: {', '.join(map(str, plan.reminder_offsets))} ngày làm việc", highlight=False)
     out("Chuyển cấp bước 0: ngay khi quá hạn → cấp ủy cấp trên trực tiếp và cấp ủy viên được phân công dự, chỉ đạo (nếu có)")
     for step in plan.escalation:
-        out(f"Chuyển cấp bước {step.step}: quá hạn {step.after_working_days} ngày làm việc → {escape(escalation_target(step.to, step.emails))}", highlight=False)
+        target = escalation_target(step.to, step.emails) + (f" ({step.name})" if step.name else "")
+        out(f"Chuyển cấp bước {step.step}: quá hạn {step.after_working_days} ngày làm việc → {escape(target)}", highlight=False)
     for a in plan.assignments:
         title = f" ({a.title})" if a.title else ""
         out(f"Phân công: {escape(a.person)}{escape(title)} dự, chỉ đạo tại {escape(a.unit)}", highlight=False)

@@ -166,6 +166,24 @@ def test_letters_are_addressed_to_a_committee_a_branch_or_a_person_by_title(plan
     assert Recipient("tien@sct.example.vn", "Đồng chí Lê Xuân Tiến, Phó Bí thư Đảng ủy Sở") in directory.escalation_targets("VP2", 0)
 
 
+def test_the_plans_mailbox_is_addressed_by_who_reads_it():
+    """KH-DUK-HT-2022's last step goes to the Ban Tổ chức's mailbox: "Kính gửi: Ban Tổ chức Đảng ủy
+    Khối", not "Kính gửi: buixuandung@hatinh.dcs.vn"."""
+    from kiemdiem.reminders import Recipient, RecipientDirectory
+    from kiemdiem.status import UnitInfo
+
+    hatinh = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
+    units = {"KHOI": UnitInfo(1, "KHOI", "Đảng bộ Khối", "cap_tren_co_so", None, ("btc@khoi.example.vn",)),
+             "CS1": UnitInfo(2, "CS1", "Chi bộ Sở Tư pháp", "chi_bo_co_so", "KHOI", ("cs1@example.vn",))}
+    directory = RecipientDirectory(hatinh, units, {})
+    assert directory.escalation_targets("CS1", 2) == [Recipient("buixuandung@hatinh.dcs.vn", "Ban Tổ chức Đảng ủy Khối")]
+    message = compose_reminder("Ban Tổ chức Đảng ủy Khối", [PhaseDue(
+        hatinh.number, hatinh.issuer, "chi_bo_kiem_diem", "Chi bộ kiểm điểm", hatinh.phase("chi_bo_kiem_diem").deadline, "trước",
+        (OutstandingItem("CS1", "Chi bộ Sở Tư pháp", "bien_ban_hoi_nghi", "Biên bản"),),
+    )], submit_url="https://kiemdiem.example.vn", now=dt.datetime(2022, 11, 28, 8, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")))
+    assert "Kính gửi: Ban Tổ chức Đảng ủy Khối" in message.text
+
+
 def test_a_reminder_to_one_unit_names_it_and_a_committee_is_addressed_as_such(store, tmp_path, monkeypatch):
     plan = load_plan(PLANS / "187-KH-DU-2023.yaml")
     [text] = _reminder_texts(store, tmp_path, monkeypatch, plan, "dang_uy_bao_cao_khoi", vn(2023, 12, 8, 8, 0), "vanphong@sct.example.vn")
