@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
@@ -96,6 +97,17 @@ def safe_filename(name: str) -> str:
     return base[:200] or "tep"
 
 
+# The drop folder's convention: emails state it, the intake reads it.
+DROP_FOLDER_PATTERN = "<mã đơn vị>/[<mã giai đoạn>/]<loại văn bản>/[<mã đảng viên>/]"
+
+
+def drop_folder(unit_code: str, phase_id: str, doc_type: str, member_id: str | None = None) -> str:
+    """The drop-folder path for a document: ``<unit code>/<phase id>/<doc type>/[<member id>/]``.
+    With its phase, always: a document owed in two phases has no other folder (``store.intake``)."""
+    parts = [unit_code, phase_id, doc_type] + ([member_id] if member_id else [])
+    return "/".join(parts) + "/"
+
+
 def item_words(plan: Plan, key: str) -> str:
     """An item (``item_key``) in words: the document, whose, which phase."""
     unit_code, phase_id, doc_type, member_code = key.split(":", 3)
@@ -103,3 +115,10 @@ def item_words(plan: Plan, key: str) -> str:
     whose = f"đảng viên {member_code}, đơn vị {unit_code}" if member_code != "-" else f"đơn vị {unit_code}"
     phase = next((p.name for p in plan.phases if p.id == phase_id), phase_id)
     return f"{document} ({whose}; giai đoạn: {phase})"
+
+
+def same_files_note(plan: Plan, keys: Sequence[str]) -> str:
+    """What a sender is told when its files were already filed under other items of the unit
+    (``SubmissionOutcome.same_files_as``): kept, but likely the wrong document or member chosen."""
+    others = "; ".join(item_words(plan, key) for key in keys)
+    return f"Lưu ý: tệp giống hệt tệp đã nộp cho {others}: kiểm tra lại đã chọn đúng văn bản, đúng đảng viên chưa."

@@ -34,7 +34,7 @@ from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import campaign_plan, create_campaign, import_organization, list_campaigns
 from kiemdiem.store.queries import campaign_status
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from kiemdiem.submission import item_words
+from kiemdiem.submission import item_words, same_files_note
 from kiemdiem.synth import PRESETS, generate
 
 # --- Vietnamese for typer's own words (help pages, usage errors) --------------------------
@@ -275,9 +275,6 @@ def plan_check(
     out("[green]Kế hoạch hợp lệ.[/]")
 
 
-item_text = item_words  # an item (``kiemdiem.submission.item_key``) in words
-
-
 # What an escalation step's ``to`` means (kiemdiem.reminders.RecipientDirectory.escalation_targets).
 ESCALATION_TARGETS = {
     "parent": "cấp ủy cấp trên trực tiếp của đơn vị",
@@ -417,16 +414,13 @@ def submit(
         extra = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
     else:  # recorded with an earlier --at than the current submission
         extra = f"; ghi vào lịch sử theo thời điểm nhận, lần nộp hiện hành vẫn là #{outcome.current_id}"
-    console.print(f"Đã nhận #{outcome.submission_id} {escape(item_text(plan, outcome.item_key))}: {timing} (hạn {format_instant(outcome.deadline)}){extra}.", highlight=False)
+    console.print(f"Đã nhận #{outcome.submission_id} {escape(item_words(plan, outcome.item_key))}: {timing} (hạn {format_instant(outcome.deadline)}){extra}.", highlight=False)
     _warn_same_files(plan, outcome)
 
 
 def _warn_same_files(plan: Plan, outcome) -> None:
-    """A file already filed under another item of the unit: kept, but likely the wrong choice."""
     if outcome.same_files_as:
-        others = "; ".join(item_text(plan, key) for key in outcome.same_files_as)
-        console.print(f"[yellow]Lưu ý:[/] tệp giống hệt tệp đã nộp cho {escape(others)}: kiểm tra lại đã chọn đúng văn bản, "
-                      "đúng đảng viên chưa.", highlight=False)
+        console.print(same_files_note(plan, outcome.same_files_as), style="yellow", highlight=False, markup=False)
 
 
 @app.command("collect")
@@ -449,7 +443,7 @@ def collect(
         fail(exc)
         return
     for outcome in report.accepted:
-        console.print(f"Đã nhận {item_text(plan, outcome.item_key)} ({'đúng hạn' if outcome.on_time else 'trễ hạn'}).", highlight=False, markup=False)
+        console.print(f"Đã nhận {item_words(plan, outcome.item_key)} ({'đúng hạn' if outcome.on_time else 'trễ hạn'}).", highlight=False, markup=False)
         _warn_same_files(plan, outcome)
     for folder_name, reason in report.refused:
         err_console.print(f"[red]Từ chối[/] {folder_name}: {reason}", highlight=False)

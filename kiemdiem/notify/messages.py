@@ -51,10 +51,10 @@ from kiemdiem.calendar import WorkCalendar, weekday_name
 from kiemdiem.catalogue import committee_of
 from kiemdiem.notify import ics
 from kiemdiem.settings import templates_dir
+from kiemdiem.submission import DROP_FOLDER_PATTERN, drop_folder
 
 LOCAL_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 CALENDAR_TEMPLATE = "_calendar.txt.j2"
-DROP_FOLDER_PATTERN = "<mã đơn vị>/[<mã giai đoạn>/]<loại tài liệu>/[<mã đảng viên>/]"
 
 
 # ---------------------------------------------------------------------------- input values
@@ -192,13 +192,6 @@ def countdown(deadline: datetime, now: datetime, calendar: WorkCalendar | None =
 # refuse. Past these bounds a digest counts items per unit, then stops listing units at all.
 MAX_DETAILED_ITEMS = 1000
 MAX_LISTED_UNITS = 500
-
-
-def drop_folder(unit_code: str, phase_id: str, doc_type: str, member_id: str | None = None) -> str:
-    """The drop-folder path for a document: ``<unit code>/<phase id>/<doc type>/[<member id>/]``.
-    With its phase, always: a document owed in two phases has no other folder (``store.intake``)."""
-    parts = [unit_code, phase_id, doc_type] + ([member_id] if member_id else [])
-    return "/".join(parts) + "/"
 
 
 def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:

@@ -28,10 +28,10 @@ from kiemdiem.errors import KiemdiemError
 from kiemdiem.plan import Plan
 from kiemdiem.store.db import Store
 from kiemdiem.store.submissions import IncomingFile, SubmissionOutcome, record_submission
-from kiemdiem.submission import SeveralPhases
+from kiemdiem.submission import DROP_FOLDER_PATTERN, SeveralPhases, drop_folder
 
 IGNORED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
-LAYOUT = "<mã đơn vị>/[<mã giai đoạn>/]<loại văn bản>/[<mã đảng viên>/]tệp"
+LAYOUT = f"{DROP_FOLDER_PATTERN}tệp"
 SETTLE_SECONDS = 2.0  # a file modified more recently may still be being copied in
 
 
@@ -122,7 +122,7 @@ def _collect(store: Store, plan: Plan, campaign_id: str, inbox: Path, now: dt.da
                 )
                 uow.commit()
         except SeveralPhases as exc:  # "--phase" means nothing here: name the folders to use instead
-            folders = [_folder(unit_code, p, exc.doc_type, member_code) for p in exc.phase_ids]
+            folders = [drop_folder(unit_code, p, exc.doc_type, member_code) for p in exc.phase_ids]
             reason = (f"'{exc.doc_type}' thuộc nhiều giai đoạn ({', '.join(exc.phase_ids)}): "
                       f"đặt tệp vào thư mục của giai đoạn, một trong: {', '.join(folders)}")
             report.refused.append((str(relative), reason))
@@ -148,10 +148,6 @@ def _place(plan: Plan, parts: tuple[str, ...]) -> tuple[str, str | None, str, st
     elif len(parts) in (2, 3):
         return parts[0], None, parts[1], parts[2] if len(parts) == 3 else None
     raise KiemdiemError(f"sai vị trí thư mục: phải là {LAYOUT}")
-
-
-def _folder(unit_code: str, phase_id: str, doc_type: str, member_code: str | None) -> str:
-    return "/".join([unit_code, phase_id, doc_type] + ([member_code] if member_code else [])) + "/"
 
 
 def _move(files: list[Path], target: Path, reason: str | None = None) -> None:

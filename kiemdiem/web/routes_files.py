@@ -27,7 +27,7 @@ from kiemdiem.plan import Plan
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import Unit
 from kiemdiem.store.submissions import IncomingFile, record_submission
-from kiemdiem.submission import item_words
+from kiemdiem.submission import same_files_note
 from kiemdiem.web.auth import audit
 from kiemdiem.web.context import (
     Viewer,
@@ -259,10 +259,7 @@ def store_upload(
     timing = "đúng hạn" if outcome.on_time else "trễ hạn"
     files = [FileFeedback(c.original_name, "accepted", f"Đã nhận – {timing} (hạn {deadline}).", c.size) for c in checks]
     superseded = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
-    same = ""
-    if outcome.same_files_as:  # kept, but likely the wrong document or member chosen
-        same = (" Lưu ý: tệp giống hệt tệp đã nộp cho " + "; ".join(item_words(plan, key) for key in outcome.same_files_as)
-                + ": kiểm tra lại đã chọn đúng văn bản, đúng đảng viên chưa.")
+    same = f" {same_files_note(plan, outcome.same_files_as)}" if outcome.same_files_as else ""
     return UploadResult(True, 200, f"Đã nhận {len(checks)} tệp ({timing}, hạn {deadline}){superseded}.{same}", files,
                         outcome.on_time, outcome.submission_id, outcome.item_key)
 

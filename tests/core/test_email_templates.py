@@ -174,7 +174,7 @@ def test_reminder_is_one_digest_of_everything_outstanding(two_phases_five_items)
     assert "Trần Văn Đức (mã DV0012)" in text
     assert "CB02/kiem_diem_chi_bo/bien_ban_hoi_nghi/" in text
     assert SUBMIT_URL in text
-    assert f"thư mục tiếp nhận {SHARE} theo quy ước <mã đơn vị>/[<mã giai đoạn>/]<loại tài liệu>/[<mã đảng viên>/]" in text
+    assert f"thư mục tiếp nhận {SHARE} theo quy ước <mã đơn vị>/[<mã giai đoạn>/]<loại văn bản>/[<mã đảng viên>/]" in text
     assert text.count("Chi bộ Văn phòng Sở (mã CB01)") == 2  # once per phase
     # HTML says the same, escaped
     html = msg.html
@@ -210,7 +210,7 @@ def test_without_a_shared_folder_no_folder_is_mentioned(two_phases_five_items):
     escalation = compose_escalation("A", [replace(d, overdue_working_days=2, step=1) for d in two_phases_five_items],
                                     submit_url=SUBMIT_URL, now=NOW)
     for text in (msg.text, msg.html, escalation.text, escalation.html):
-        assert "thư mục" not in text.lower() and "CB01/ban_kiem_diem_ca_nhan" not in text and "loại tài liệu" not in text
+        assert "thư mục" not in text.lower() and "CB01/ban_kiem_diem_ca_nhan" not in text and "loại văn bản>/" not in text
     assert "Nguyễn Thị Hạnh (mã DV0007)\n" in msg.text and SUBMIT_URL in msg.text
     assert "<th" in msg.html and "Thư mục nộp" not in msg.html
 
