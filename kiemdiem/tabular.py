@@ -8,6 +8,7 @@ table (a total, the signatures) when nothing of the table follows it.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import dataclasses
 import functools
@@ -550,8 +551,7 @@ def parse_date(text: str) -> dt.date:
             elif day < 1:
                 why = f"không có ngày {day}"
             else:
-                days = 31 if month == 12 else (dt.date(year, month + 1, 1) - dt.date(year, month, 1)).days
-                why = f"tháng {month} năm {year} chỉ có {days} ngày"
+                why = f"tháng {month} năm {year} chỉ có {calendar.monthrange(year, month)[1]} ngày"
             raise ValueError(f"ngày không hợp lệ '{text}': ngày này không có thật ({why})")
     raise ValueError(f"ngày không hợp lệ '{text}' (dùng dd/mm/yyyy)")
 

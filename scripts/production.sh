@@ -198,7 +198,6 @@ cmd_systemd() {
     log "KIEMDIEM_BACKUP_AT='$KIEMDIEM_BACKUP_AT': give the nightly backup's time as HH:MM (Vietnam time), e.g. 02:30; nothing written" >&2
     exit 2
   fi
-  local script="$SCRIPT"
   mkdir -p "$dir"
   {
     echo "# kiemdiem's configuration, written by scripts/production.sh systemd on $(date -u +%FT%TZ)"
@@ -227,7 +226,7 @@ Type=exec
 User=$user
 EnvironmentFile=$ENV_FILE
 WorkingDirectory=$REPO
-ExecStart="$script" $4
+ExecStart="$SCRIPT" $4
 Restart=$5
 RestartSec=5
 TimeoutStopSec=30
@@ -247,7 +246,7 @@ Type=oneshot
 User=$user
 EnvironmentFile=$ENV_FILE
 WorkingDirectory=$REPO
-ExecStart="$script" backup
+ExecStart="$SCRIPT" backup
 UNIT
     cat >"$dir/kiemdiem-backup.timer" <<UNIT
 [Unit]

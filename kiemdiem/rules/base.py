@@ -126,8 +126,9 @@ RULE_TITLES = {
 def finding_title(key: str, unit_name: str | None = None) -> str:
     """A finding key (``rule:unit:member``) in words: "hạn mức 20% đảng viên HTXSNV của Đảng bộ Sở …
     (SCT)", "… của đảng viên DV004"."""
-    rule, _, rest = key.partition(":")
-    unit, _, member = rest.rpartition(":") if rest.count(":") else (rest, "", "")
+    rule = key.split(":", 1)[0]
+    unit = unit_of_key(key)
+    member = key.rsplit(":", 1)[1] if unit else ""
     title = RULE_TITLES.get(rule, rule)
     if member:
         return f"{title} (đảng viên {member}, {unit_name or unit})"

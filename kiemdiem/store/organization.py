@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from kiemdiem.errors import InvalidInput, NotFound, Problem
 from kiemdiem.member_key import member_key
@@ -183,11 +183,13 @@ def _stranded_members(uow: UnitOfWork, campaign_id: str, source: str, demoted: d
     """A problem for each branch in ``demoted`` (``demoted_branches``) that stored members not in
     the members file belong to, or are in temporarily: they would be left outside any branch."""
     session = uow.session
-    code_of = {uid: code for uid, code in session.execute(select(Unit.id, Unit.code).where(Unit.campaign_id == campaign_id)) if code in demoted}
+    code_of = dict(session.execute(select(Unit.id, Unit.code).where(Unit.campaign_id == campaign_id, Unit.code.in_(list(demoted)))).all())
     held: dict[str, tuple[list[str], list[str]]] = {code: ([], []) for code in demoted}
-    # The whole campaign, filtered here: a rare case, and no list of ids bound into the query.
+    ids = list(code_of)
     rows = session.execute(
-        select(Member.member_code, Member.unit_id, Member.temporary_unit_id).where(Member.campaign_id == campaign_id).order_by(Member.member_code)
+        select(Member.member_code, Member.unit_id, Member.temporary_unit_id)
+        .where(Member.campaign_id == campaign_id, or_(Member.unit_id.in_(ids), Member.temporary_unit_id.in_(ids)))
+        .order_by(Member.member_code)
     )
     for member_code, unit_id, temporary_unit_id in rows:
         if member_code in in_file:

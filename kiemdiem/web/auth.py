@@ -392,7 +392,7 @@ def invite_user(
     # Mail goes out in office hours only: the link's hours count from when it can be sent (an
     # invitation made on a Friday evening before a holiday must not arrive already lapsed).
     sendable = campaign_plan(uow, campaign_id).calendar.next_working_instant(now)
-    link, expires_at = issue_sign_in_link(uow, user, now=max(now, sendable), hours=hours, base_url=base_url)
+    link, expires_at = issue_sign_in_link(uow, user, now=sendable, hours=hours, base_url=base_url)
     uow.session.flush()
     message = compose_invite(user.full_name, unit.name, link, expires_at)
     key = token_hash(link.rsplit("/", 1)[-1])

@@ -28,10 +28,10 @@ from starlette.responses import HTMLResponse, Response
 from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import DOCUMENTS, LEVELS, MEMBER_STATUSES, PHASE_KINDS, UNIT_KINDS
 from kiemdiem.consolidation import QUOTA_SCOPE_LABELS, show_value
+from kiemdiem.rules.base import finding_title
 from kiemdiem.settings import WebSettings
 from kiemdiem.status import STATE_NAMES
 from kiemdiem.store.db import Store, UnitOfWork
-from kiemdiem.rules.base import finding_title
 from kiemdiem.store.models import RevokedSession, Unit, User
 from kiemdiem.tabular import format_decimal
 from kiemdiem.web.auth import (

@@ -23,8 +23,8 @@ from kiemdiem.errors import InvalidInput, KiemdiemError
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.status import STATES
 from kiemdiem.store.db import UnitOfWork
-from kiemdiem.store.organization import list_campaigns
 from kiemdiem.store.models import Unit
+from kiemdiem.store.organization import list_campaigns
 from kiemdiem.store.submissions import submission_history
 from kiemdiem.web.auth import ROLES, invite_user, may_invite
 from kiemdiem.web.context import (
