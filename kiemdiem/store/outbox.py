@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Row, bindparam, select, text, update
 
-from email.utils import parseaddr
+from email.utils import format_datetime, parseaddr
 
 from kiemdiem.notify.messages import ComposedMessage, make_message_id, render_mime
 from kiemdiem.notify.transport import SendOutcome, SendStatus
@@ -265,6 +265,8 @@ async def _deliver(rows, token: str, transport: Transport, sending: _SendingPass
         if before_send is not None:
             before_send(row_id)
         sending.keep_claim(token)
+        if mime is not None:
+            mime = dated(mime, sending.date_header)
         envelope = None if mime is None else asyncio.ensure_future(transport.begin(envelope_from, [recipient], size=len(mime)))
         try:
             if answered is not None:
@@ -278,6 +280,20 @@ async def _deliver(rows, token: str, transport: Transport, sending: _SendingPass
         answered = (row_id, token, outcome)
     if answered is not None:
         _mark(sending, *answered)
+
+
+_DATE_LINE = b"\r\nDate: "
+
+
+def dated(mime: bytes, date_header: bytes) -> bytes:
+    """The stored message with its Date header set to the sending pass's moment: a message is
+    composed at a tick but may go out later (held for office hours, retried after a failure),
+    and mail programs sort and show it by this header."""
+    start = mime.find(_DATE_LINE, 0, mime.find(b"\r\n\r\n"))
+    if start < 0:
+        return mime
+    start += len(_DATE_LINE)
+    return mime[:start] + date_header + mime[mime.find(b"\r\n", start):]
 
 
 # The one statement every message pays for: run on the DB-API cursor, where the driver keeps it
@@ -299,6 +315,7 @@ class _SendingPass:
 
     def __init__(self, store: Store, now: dt.datetime, settings: ReminderSettings, report: SendReport):
         self.store, self.now, self.settings, self.report = store, now, settings, report
+        self.date_header = format_datetime(now).encode("ascii")
         self.connection: Connection | None = None
         self._autocheckpoint: int | None = None
         self._checkpointer: ThreadPoolExecutor | None = None

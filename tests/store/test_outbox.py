@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email
+import email.policy
+import email.utils
 
 import pytest
 from sqlalchemy import select, text, update
@@ -232,3 +235,26 @@ def test_a_slow_batch_keeps_its_lease(store, queued, monkeypatch):
         claimed = set(connection.execute(select(Outbox.claimed_at)).scalars())
     assert start + dt.timedelta(seconds=300) in claimed  # renewed once 200 s had gone, and the renewal written
     assert set(status_of(store).values()) == {"sent"}
+
+
+def test_a_message_sent_after_it_was_composed_is_dated_when_it_is_sent(store, queued):
+    """Composed at a tick, held or retried: mail programs sort by the Date header, so it is the
+    sending pass's moment; every other byte is the stored message."""
+    sent: list[bytes] = []
+
+    class Keeping(WatchingTransport):
+        async def finish(self, data):
+            sent.append(data)
+            return await super().finish(data)
+
+    later = NOW + dt.timedelta(days=1, hours=2, minutes=5)
+    asyncio.run(send_due(store, Keeping(store), later, smtp=SMTP, settings=ReminderSettings(batch_size=2)))
+    with store.engine.connect() as connection:
+        stored = connection.execute(select(Outbox.mime).order_by(Outbox.id)).scalars().all()
+    assert len(sent) == len(stored) == 5
+    for data, mime in zip(sent, stored):
+        message = email.message_from_bytes(data, policy=email.policy.SMTP)
+        assert email.utils.parsedate_to_datetime(message["Date"]) == later
+        original = email.message_from_bytes(mime, policy=email.policy.SMTP)
+        assert email.utils.parsedate_to_datetime(original["Date"]) == NOW
+        assert data.replace(message["Date"].encode(), b"") == mime.replace(original["Date"].encode(), b"")
