@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 import typer.core
 import typer.rich_utils
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -496,29 +497,38 @@ def status(
     # per block of units, so that nothing holds every row at once.
     codes = list(result.units)
     for start in range(0, len(codes), STATUS_TABLE_UNITS):
-        table = Table(expand=True)
-        table.add_column("Đơn vị", ratio=2, min_width=10)
+        block = codes[start : start + STATUS_TABLE_UNITS]
+        # A code is what staff search for and type back: its column is as wide as the longest
+        # code (an 80-column terminal cut "SCT-CB01" to "SCT-C…"); one longer still is folded.
+        code_width = min(max(STATUS_NAME_WIDTH, *(len(code) for code in block)), STATUS_CODE_WIDTH)
+        narrow = console.width < STATUS_WIDE_AT  # fewer rules and no subtree percentage
+        table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)) if narrow else Table(expand=True)
+        table.add_column("Đơn vị", width=code_width, overflow="fold")
         table.add_column("Giai đoạn", ratio=3, min_width=12)
         table.add_column("Hạn", no_wrap=True)
         table.add_column("Trạng thái", width=10)
         table.add_column("Đã\nnộp", no_wrap=True, justify="right")
-        table.add_column("% cây\ncon", no_wrap=True, justify="right")
-        table.add_column("Còn thiếu", ratio=4)
-        for code in codes[start : start + STATUS_TABLE_UNITS]:
+        if not narrow:
+            table.add_column("% cây\ncon", no_wrap=True, justify="right")
+        table.add_column("Còn thiếu", ratio=3 if narrow else 4)
+        for code in block:
             info = result.units[code]
             for row in result.for_unit(code):
                 missing = escape(missing_text(row.missing))
-                table.add_row(
+                cells = [
                     f"{escape(info.name)}\n[dim]{escape(code)}[/]", escape(_phase_name(plan, row.phase_id)), format_instant(row.deadline).replace(" ", "\n"),
                     f"[{STATE_STYLES[row.state]}]{STATE_NAMES[row.state]}[/]", f"{row.present}/{row.required}",
-                    f"{row.subtree_percent:.0f}%", missing,
-                )
+                ]
+                table.add_row(*cells, *(() if narrow else (f"{row.subtree_percent:.0f}%",)), missing)
         console.print(table)
     counts = result.count_states()
     console.print(" · ".join(f"{STATE_NAMES[s]}: {n}" for s, n in counts.items()))
 
 
 STATUS_TABLE_UNITS = 500
+STATUS_CODE_WIDTH = 24
+STATUS_NAME_WIDTH = 14
+STATUS_WIDE_AT = 100  # columns
 MISSING_DOCUMENTS_SHOWN = 4
 MISSING_MEMBERS_SHOWN = 3
 

@@ -105,6 +105,32 @@ def test_status_of_the_whole_tree_is_written_in_blocks(campaign, monkeypatch):
     assert [code for code in codes if code in table.output] == codes
 
 
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_status_prints_every_unit_code_whole_at_any_terminal_width(store_env, store, tmp_path, monkeypatch, width):
+    """Staff search the table for a code and type it back: an 80-column terminal cut "SCT-CB01"
+    to "SCT-C…"."""
+    import kiemdiem.cli as cli  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+    from tests.support import SMALL_MEMBERS, SMALL_UNITS  # noqa: PLC0415
+
+    long_codes = {"VP1": "SCT-VANPHONG-CB01", "VP2": "SCT-VANPHONG-CB02", "KC": "SCT-KHUYENCONG-CB03"}
+    units, members = SMALL_UNITS, SMALL_MEMBERS
+    for short, long in long_codes.items():
+        units = units.replace(f"\n{short},", f"\n{long},")
+        members = members.replace(f",{short},", f",{long},").replace(f",{short},\n", f",{long},\n")
+    units_path, members_path = write_small_org(tmp_path / "org", units, members)
+    assert run("campaign", "create", str(PLANS / "187-KH-DU-2023.yaml"), "--id", "c").exit_code == 0
+    assert run("org", "import", "--campaign", "c", "--units", str(units_path), "--members", str(members_path)).exit_code == 0
+    monkeypatch.setattr(cli, "console", Console(width=width))
+    table = run("status", "--campaign", "c", "--at", "07/12/2023 09:00")
+    assert table.exit_code == 0
+    lines = table.output.splitlines()
+    assert max(len(line) for line in lines) <= width
+    for code in long_codes.values():
+        assert any(code in line for line in lines), code
+    assert "…" not in table.output.replace("… và", "")
+
 BAD_SUBMITS = [
     (["--unit", "NOPE", "--doc", "bien_ban_hoi_nghi"], 3, "đơn vị không tồn tại"),
     (["--unit", "VP1", "--doc", "bien_ban_la"], 4, "không có trong danh mục"),
