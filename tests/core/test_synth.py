@@ -174,3 +174,14 @@ def test_importer_sniffs_a_comma_despite_semicolon_lists(tmp_path):
 def test_unknown_preset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sct, khoi, province, nation"):
         generate("planet", 1, tmp_path)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_khoi_is_named_after_the_province_of_its_seed_plan(tmp_path, seed):
+    """KH-DUK-HT-2022 is the Hà Tĩnh Khối's plan; its generated tree must not name another province."""
+    files = generate("khoi", seed, tmp_path)
+    rows = list(csv.DictReader(files.units.open(encoding="utf-8")))
+    root = next(row for row in rows if not row["parent"])
+    assert root["name"] == "Đảng bộ Khối các cơ quan và doanh nghiệp tỉnh Hà Tĩnh"
+    provinces = {label for label, _ in synth._PROVINCES} - {"tỉnh Hà Tĩnh"}
+    assert not [row["name"] for row in rows if any(p in row["name"] for p in provinces)]
