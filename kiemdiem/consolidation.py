@@ -1244,8 +1244,12 @@ def _flatten_totals(summary: dict) -> dict[str, object]:
     walk("members", summary["members"])
     walk("organizations", summary["organizations"])
     # The member quota repeats the level counts; listing both would only lengthen the email.
-    for redundant in ("members.quota.htxsnv", "members.quota.httnv", "members.quota.scope"):
-        out.pop(redundant, None)
+    # Above base organizations it is counted over the subtree for reference only (the cap binds
+    # each base organization): an office is not told it moved, nor that it is "vượt".
+    subtree_only = (summary["members"].get("quota") or {}).get("scope") == "subtree"
+    for name in [n for n in out if n.startswith("members.quota.")]:
+        if subtree_only or name in ("members.quota.htxsnv", "members.quota.httnv", "members.quota.scope"):
+            del out[name]
     out["unit.result.level"] = (summary["unit"].get("result") or {}).get("level")
     return out
 

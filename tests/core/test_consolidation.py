@@ -378,6 +378,9 @@ def test_diff_and_text_after_a_late_result():
     assert db01["members.classified"] == (10, 12)
     assert db01["members.missing"] == (2, 0)
     assert db01["members.quota.status"] == ("ok", "breach")
+    # Above the base organizations the member quota is a subtree figure for reference only: not reported.
+    duk = {c["field"] for c in changes["totals"][2]["changes"]}
+    assert "members.levels.HTXSNV.count" in duk and not [f for f in duk if f.startswith("members.quota.")]
     assert [f["key"] for f in changes["findings_appeared"]] == ["cap_members:DB01:"]
     assert [f["key"] for f in changes["findings_gone"]] == ["absent_pending:CB3:C03"]
 
