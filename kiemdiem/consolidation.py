@@ -23,10 +23,12 @@ them from the parts' root summaries.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import gc
 import hashlib
+import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -1302,10 +1304,13 @@ QUOTA_SCOPE_LABELS = {
 }
 
 
-def show_value(value) -> str:
-    """A totals value as the offices read it: decimal comma, quota status and scope in Vietnamese."""
+def show_value(value, field: str = "") -> str:
+    """A totals value as the offices read it: decimal comma, quota status and scope in Vietnamese;
+    a percentage (``field`` ending in "percent") with its one decimal, "20,0" beside "16,7"."""
     if value is None:
         return "—"
+    if field.endswith("percent") and isinstance(value, (int, float)):
+        return f"{value:.1f}".replace(".", ",")
     if isinstance(value, float):
         return format_decimal(value)
     if isinstance(value, str):
@@ -1333,7 +1338,7 @@ def render_diff_text(changes: dict) -> str:
         for unit in totals:
             lines.append(f"* {unit['unit_name']} ({unit['unit_code']}):")
             for change in unit["changes"]:
-                lines.append(f"  - {field_label(change['field'])}: {show_value(change['old'])} → {show_value(change['new'])}")
+                lines.append(f"  - {field_label(change['field'])}: {show_value(change['old'], change['field'])} → {show_value(change['new'], change['field'])}")
         lines.append("")
     for key, title in (
         ("findings_appeared", "Vi phạm, lưu ý mới"),
@@ -1357,6 +1362,52 @@ def render_diff_text(changes: dict) -> str:
     if changes.get("units_removed"):
         lines.append("Đơn vị không còn: " + ", ".join(changes["units_removed"]))
     return "\n".join(lines).rstrip() + "\n"
+
+
+DIFF_TABLE_HEADER = ("Thay đổi", "Mã đơn vị", "Đơn vị", "Nội dung", "Trước", "Sau")
+
+
+def diff_table(changes: dict) -> list[tuple[str, ...]]:
+    """``diff(...)`` as rows of a table for Excel, in the words of ``render_diff_text``: one row
+    per member, total and finding that changed (header ``DIFF_TABLE_HEADER``)."""
+    rows: list[tuple[str, ...]] = []
+    for m in changes.get("members", ()):
+        rows.append(("Kết quả đảng viên", m["unit_code"], m["unit_name"], f"{m['full_name']} ({m['member_id']})",
+                     _level_text(m["old_level"]), _level_text(m["new_level"])))
+    for unit in changes.get("totals", ()):
+        for change in unit["changes"]:
+            rows.append(("Số liệu tổng hợp", unit["unit_code"], unit["unit_name"], field_label(change["field"]),
+                         show_value(change["old"], change["field"]), show_value(change["new"], change["field"])))
+    names = {u["unit_code"]: u["unit_name"] for u in changes.get("totals", ())}
+    for key, kind, before, after in (
+        ("findings_appeared", "Vi phạm, lưu ý mới", "", "có"),
+        ("findings_gone", "Vi phạm, lưu ý không còn", "có", ""),
+    ):
+        for f in changes.get(key, ()):
+            code = f.get("unit_code") or ""
+            rows.append((kind, code, names.get(code, ""), f"[{_SEVERITY_LABELS.get(f['severity'], f['severity'])}] {f['message']}{_override_text(f)}",
+                         before, after))
+    for item in changes.get("findings_changed", ()):
+        old, new = item["old"], item["new"]
+        code = new.get("unit_code") or ""
+        rows.append(("Vi phạm, lưu ý có thay đổi", code, names.get(code, ""), _SEVERITY_LABELS.get(new["severity"], new["severity"]),
+                     f"{old['message']}{_override_text(old)}", f"{new['message']}{_override_text(new)}"))
+    for key, kind in (("units_added", "Đơn vị mới"), ("units_removed", "Đơn vị không còn")):
+        rows.extend((kind, code, "", "", "", "") for code in changes.get(key, ()))
+    return rows
+
+
+def diff_csv(changes: dict) -> bytes:
+    """``diff_table`` as CSV that Excel opens as UTF-8 (with a byte-order mark), or b"" when
+    nothing changed."""
+    rows = diff_table(changes)
+    if not rows:
+        return b""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(DIFF_TABLE_HEADER)
+    writer.writerows(rows)
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def _level_text(level: str | None) -> str:

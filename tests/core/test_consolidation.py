@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
 import random
+import re
 
 import pytest
 
@@ -22,14 +25,17 @@ from kiemdiem.consolidation import (
     UnitSummary,
     affected_units,
     consolidate,
+    DIFF_TABLE_HEADER,
     consolidate_lines,
     diff,
+    diff_csv,
     diff_is_empty,
     member_changes,
     member_lines_of,
     reconsolidate,
     reconsolidate_lines,
     render_diff_text,
+    show_value,
     snapshot_hash,
     tally_lines,
     unit_hash,
@@ -504,3 +510,40 @@ def test_reconsolidate_lines_rebuilds_whole_when_two_units_share_finding_keys():
     partial = LinesInput(units, tallies(lines), members[:1], results[:1], (), "124/25", EVAL)
     with pytest.raises(NeedsFullRun):
         reconsolidate_lines(partial, before, {"A", "R"})
+
+
+def test_the_diff_as_a_table_for_excel_says_what_the_email_says():
+    """The diff email's attachment: Vietnamese headers and words, decimal commas, UTF-8 with a
+    byte-order mark so that Excel reads the accents (the JSON it replaces had English keys)."""
+    before = {code: s.to_dict() for code, s in consolidate(scenario("124/25")).items()}
+    after = {code: s.to_dict() for code, s in consolidate(late_result(scenario("124/25"))).items()}
+    changes = diff(before, after, members=member_changes(member_lines_of(scenario("124/25")), member_lines_of(late_result(scenario("124/25")))))
+    data = diff_csv(changes)
+    assert data.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert tuple(rows[0]) == DIFF_TABLE_HEADER
+    assert ["Kết quả đảng viên", "CB3", "Chi bộ Khuyến công", "Nguyễn Văn C04 (C04)", "chưa có kết quả",
+            "HTXSNV (Hoàn thành xuất sắc nhiệm vụ)"] in rows
+    assert ["Số liệu tổng hợp", "DB01", after["DB01"]["unit"]["name"], "Đảng viên HTXSNV: tỷ lệ (%)", "8,3", "16,7"] in rows
+    assert ["Số liệu tổng hợp", "DB01", after["DB01"]["unit"]["name"], "Đảng viên: tình trạng hạn mức 20%", "đạt", "vượt"] in rows
+    appeared = [r for r in rows if r[0] == "Vi phạm, lưu ý mới"]
+    assert len(appeared) == 1 and appeared[0][1] == "DB01" and "tối đa được 1 (20%)" in appeared[0][3]
+    assert [r[1] for r in rows if r[0] == "Vi phạm, lưu ý không còn"] == ["CB3"]
+    # One row per change the email lists, nothing else.
+    text = render_diff_text(changes)
+    assert len(rows) - 1 == len(changes["members"]) + sum(len(t["changes"]) for t in changes["totals"]) + 2
+    assert all(r[3] in text or r[3].split("] ", 1)[-1] in text for r in rows[1:])
+    assert diff_csv(diff(before, before)) == b""
+
+
+def test_percentages_in_a_diff_keep_their_decimal():
+    """"16,7 → 20" read as if the second were rounded differently: every percentage has its one decimal."""
+    assert show_value(20.0, "members.levels.HTXSNV.percent") == "20,0"
+    assert show_value(100.0, "members.htxsnv_over_httnv_percent") == "100,0"
+    assert show_value(16.7, "organizations.levels.HTTNV.percent") == "16,7"
+    assert show_value(89.99999, "score") == "89,99999" and show_value(20.0) == "20" and show_value(None, "x.percent") == "—"
+    before = {code: s.to_dict() for code, s in consolidate(scenario("124/25")).items()}
+    after = {code: s.to_dict() for code, s in consolidate(late_result(scenario("124/25"))).items()}
+    text = render_diff_text(diff(before, after))
+    percent_lines = [line for line in text.splitlines() if "tỷ lệ" in line]
+    assert percent_lines and all(re.search(r": \d+,\d → \d+,\d$", line) for line in percent_lines), percent_lines
