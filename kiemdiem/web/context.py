@@ -49,6 +49,15 @@ from kiemdiem.web.queries import NO_STATE, RenderCache, StatusCache, StatusView
 from kiemdiem.web.uploads import format_size
 
 STATE_LABELS = {**STATE_NAMES, NO_STATE: "Không có hạn"}
+# The tree's state filter over all phases: the units with at least one phase in the state (``StatusView.states``).
+ANY_PHASE_STATE_LABELS = {
+    "done": "Có giai đoạn hoàn thành đúng hạn",
+    "done_late": "Có giai đoạn hoàn thành trễ hạn",
+    "pending": "Có giai đoạn chưa đến hạn",
+    "due_soon": "Có giai đoạn sắp đến hạn",
+    "overdue": "Có giai đoạn quá hạn",
+    NO_STATE: "Không phải thực hiện giai đoạn nào",
+}
 AUDIT_ACTIONS = {
     "web.login": "Đăng nhập",
     "web.login_failed": "Đăng nhập không thành công",
@@ -162,6 +171,7 @@ def make_templates(directory: Path) -> Environment:
     env.filters["dt"] = lambda value: format_instant(value) if value else "—"
     env.filters["pct"] = format_percent
     env.filters["state"] = lambda s: STATE_LABELS.get(s, s)
+    env.filters["any_phase_state"] = lambda s: ANY_PHASE_STATE_LABELS.get(s, s)
     env.filters["doc"] = lambda code: DOCUMENTS[code].name if code in DOCUMENTS else code
     env.filters["kind"] = lambda code: UNIT_KINDS.get(code, code)
     env.filters["phase_kind"] = lambda code: PHASE_KINDS.get(code, code)

@@ -53,7 +53,14 @@ from kiemdiem.submission import item_key
 
 log = logging.getLogger(__name__)
 
-# How bad a state is, for a unit's overall state over its phases (worst wins).
+# A unit over all its phases, one definition for every page:
+# - its badge (the tree's rows, the unit page) is its worst phase's state (STATE_SEVERITY);
+# - "the units in state S" (the overview's cards, the tree's state filter without a phase) are
+#   those with at least one phase in S (``StatusView.states``). An office chasing late units
+#   wants every unit that missed a deadline: one that delivered a phase late is late, whether
+#   its other phases are on time, not due yet or overdue (counted by the worst, it would hide
+#   under "pending" until its last phase is in, and under "overdue" when it is late twice).
+#   For "overdue", the worst state, both readings give the same units.
 STATE_SEVERITY = {"overdue": 4, "due_soon": 3, "pending": 2, "done_late": 1, "done": 0}
 NO_STATE = "none"
 STATUS_CHECK_SECONDS = 1.0  # how often a busy page asks the database whether the status changed
@@ -143,6 +150,14 @@ class StatusView:
         if not cells:
             return NO_STATE
         return max((c.state for c in cells), key=STATE_SEVERITY.__getitem__)
+
+    def states(self, code: str, phase_id: str | None = None) -> frozenset[str]:
+        """The states the unit is in: that phase's, or (no phase) each of its phases' (``NO_STATE``
+        when it has none). A unit is "in state S" for the cards and the tree's filter when S is here."""
+        if phase_id:
+            return frozenset((self.state(code, phase_id),))
+        cells = self.cells.get(code, ())
+        return frozenset(c.state for c in cells) if cells else frozenset((NO_STATE,))
 
     def cell(self, code: str, phase_id: str) -> Cell | None:
         for cell in self.cells.get(code, ()):
@@ -578,7 +593,7 @@ class Overview:
     required: int
     present: int
     cell_counts: dict[str, int]
-    unit_states: dict[str, int]
+    unit_states: dict[str, int]  # units with at least one phase in each state (``StatusView.states``)
     overdue_units: int
     done_late_units: int
     phases: list[PhaseSummary]
@@ -596,28 +611,17 @@ def overview(view: StatusView, root_code: str, overdue_limit: int = 100) -> Over
     phases = view.plan.phases
     per_phase: dict[str, dict[str, int]] = {p.id: {s: 0 for s in STATES} for p in phases}
     cell_counts = {s: 0 for s in STATES}
-    unit_states = {s: 0 for s in STATES}
-    overdue_units = done_late_units = 0
+    unit_states = {s: 0 for s in (*STATES, NO_STATE)}
     overdue: list[OverdueRow] = []
     phase_by_id = {p.id: p for p in phases}
     for unit in units:
-        cells = view.cells.get(unit.code, ())
-        if not cells:
-            continue
-        worst = max((c.state for c in cells), key=STATE_SEVERITY.__getitem__)
-        unit_states[worst] += 1
-        any_late = False
-        for cell in cells:
+        for state in view.states(unit.code):  # as the tree's filter reads them: its links show these units
+            unit_states[state] += 1
+        for cell in view.cells.get(unit.code, ()):
             per_phase[cell.phase_id][cell.state] += 1
             cell_counts[cell.state] += 1
-            if cell.state == "done_late":
-                any_late = True
             if cell.state == "overdue":
                 overdue.append(OverdueRow(unit, phase_by_id[cell.phase_id], cell.missing, cell.required))
-        if worst == "overdue":
-            overdue_units += 1
-        if any_late:
-            done_late_units += 1
     overdue.sort(key=lambda r: (r.phase.deadline, r.unit.path))
     summaries = []
     for phase in phases:
@@ -634,8 +638,8 @@ def overview(view: StatusView, root_code: str, overdue_limit: int = 100) -> Over
         present=present,
         cell_counts=cell_counts,
         unit_states=unit_states,
-        overdue_units=overdue_units,
-        done_late_units=done_late_units,
+        overdue_units=unit_states["overdue"],
+        done_late_units=unit_states["done_late"],
         phases=summaries,
         overdue=overdue[:overdue_limit],
         overdue_total=len(overdue),
@@ -757,9 +761,12 @@ class TreeRow:
     percent: float | None
     has_children: bool
     match: bool  # False: shown only as the ancestor of a match
+    states: tuple[str, ...] = ()  # without a phase: the states of its phases, which the filter reads (sorted)
 
 
 def tree_rows(view: StatusView, root_code: str, flt: TreeFilter) -> list[TreeRow]:
+    """The subtree's rows; a state filter keeps the units in that state (``StatusView.states``: without
+    a phase, those with at least one phase in it, as the overview's cards count them)."""
     units = view.subtree_units(root_code)
     if not units:
         return []
@@ -769,14 +776,16 @@ def tree_rows(view: StatusView, root_code: str, flt: TreeFilter) -> list[TreeRow
     phase = flt.phase or None
     for unit in units:
         state = view.state(unit.code, phase)
+        states = view.states(unit.code, phase)
         match = True
-        if flt.state and state != flt.state:
+        if flt.state and flt.state not in states:
             match = False
         elif flt.kind and unit.kind != flt.kind:
             match = False
         elif q and q not in fold(unit.name) and q not in unit.code.lower():
             match = False
-        rows.append(TreeRow(unit, unit.depth - base, state, view.subtree_percent(unit.code, phase), unit.code in view.has_children, match))
+        rows.append(TreeRow(unit, unit.depth - base, state, view.subtree_percent(unit.code, phase), unit.code in view.has_children, match,
+                            () if phase else tuple(sorted(states))))
     if not flt.active:
         return rows
     # keep matches and their ancestors; ``stack`` holds the ancestors of the current row
@@ -1090,7 +1099,15 @@ class TimelineMark:
     deadline: dt.datetime
     phases: tuple[Phase, ...]
     passed: bool
-    row: int  # label row, alternating so neighbours do not overlap
+    row: int  # label row: 0, 2, 4… above the axis (0 nearest), 1, 3, 5… below; the first where the labels fit
+    numbers: tuple[int, ...] = ()  # the phases' numbers in the plan
+    label_x: float = 0.0  # the labels' centre: the mark's x, moved inwards at the ends of the axis
+    date_y: float = 0.0  # baselines of the date and of the phases' numbers
+    phases_y: float = 0.0
+
+    @property
+    def phases_label(self) -> str:
+        return "GĐ " + ", ".join(str(n) for n in self.numbers)
 
 
 @dataclass(frozen=True)
@@ -1100,26 +1117,81 @@ class Timeline:
     marks: tuple[TimelineMark, ...]
     today_x: float
     today_inside: bool  # False: today is before or after the drawn range (marker at an edge)
+    axis_y: float = 0.0
+    today_y: float = 0.0  # baseline of today's label, below every row
+    height: float = 0.0
+    left: float = -50.0  # the drawing's horizontal extent (the axis runs from 0 to TIMELINE_WIDTH)
+    right: float = 1050.0
 
 
 TIMELINE_WIDTH = 1000.0
+TIMELINE_LEFT, TIMELINE_RIGHT = -50.0, 1050.0
+# The labels are laid out at the largest size the page draws them (base.html: 16 units where the
+# screen is narrow and the drawing scaled down, 13 otherwise), with DejaVu Sans's advance widths
+# (the widest of the page's fonts): the drawing scales as a whole, so labels apart at that size
+# are apart at every width.
+LABEL_FONT = 16.0
+_LABEL_EM = {**dict.fromkeys("0123456789", 0.636), "/": 0.337, ",": 0.318, " ": 0.318, "G": 0.775, "Đ": 0.770}
+LABEL_GAP = 10.0  # the least space between two labels on one row
+LABEL_ASCENT, LABEL_DESCENT = 15.0, 4.0  # of a line of text at LABEL_FONT
+LABEL_LINE = 21.0  # from a date's baseline to its phases' line
+LABEL_ROW = 46.0  # from one row of labels to the next on the same side of the axis
+TIMELINE_MARGIN = 6.0
+
+
+def label_width(text: str) -> float:
+    return LABEL_FONT * sum(_LABEL_EM.get(ch, 0.8 if ch.isupper() else 0.65) for ch in text)
 
 
 def timeline(plan: Plan, now: dt.datetime) -> Timeline:
-    """Deadlines on an axis from a week before the first to a few days after the last."""
+    """Deadlines on an axis from a week before the first to a few days after the last.
+
+    Each deadline's labels (its date, its phases' numbers) go on the first row where they clear the
+    labels already there: rows alternate above and below the axis, outwards, so deadlines a day
+    apart get rows of their own however many there are, and the drawing grows by the rows used."""
     deadlines = sorted({p.deadline for p in plan.phases})
     start = deadlines[0] - dt.timedelta(days=7)
     end = deadlines[-1] + dt.timedelta(days=3)
     span = (end - start).total_seconds()
+    numbers = {p.id: i for i, p in enumerate(plan.phases, 1)}
 
     def x_of(moment: dt.datetime) -> float:
         return round(TIMELINE_WIDTH * min(1.0, max(0.0, (moment - start).total_seconds() / span)), 1)
 
-    marks = []
-    for i, deadline in enumerate(deadlines):
+    placed = []
+    row_ends: list[float] = []  # each row's rightmost label edge so far
+    for deadline in deadlines:
         phases = tuple(p for p in plan.phases if p.deadline == deadline)
-        marks.append(TimelineMark(x_of(deadline), deadline, phases, now > deadline, i % 2))
-    return Timeline(start, end, tuple(marks), x_of(now), start <= now <= end)
+        nums = tuple(numbers[p.id] for p in phases)
+        x = x_of(deadline)
+        half = max(label_width("00/00/0000"), label_width("GĐ " + ", ".join(map(str, nums)))) / 2
+        centre = round(min(max(x, TIMELINE_LEFT + half), TIMELINE_RIGHT - half), 1)
+        row = next((r for r, edge in enumerate(row_ends) if edge + LABEL_GAP <= centre - half), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(0.0)
+        row_ends[row] = centre + half
+        placed.append((x, deadline, phases, nums, centre, row))
+
+    above, below = (len(row_ends) + 1) // 2, len(row_ends) // 2
+    # Above the axis a row is a date over the circle's top, its phases' line over it; below, the other way round.
+    inner_above = 15.0  # from the axis up to the first row's date baseline (circle r=7, gap, descent)
+    inner_below = 26.0  # from the axis down to the first row's date baseline (circle, gap, ascent)
+    axis = TIMELINE_MARGIN + inner_above + LABEL_LINE + LABEL_ASCENT + (above - 1) * LABEL_ROW
+    marks = []
+    for x, deadline, phases, nums, centre, row in placed:
+        level = row // 2
+        if row % 2 == 0:
+            date_y = axis - inner_above - level * LABEL_ROW
+            phases_y = date_y - LABEL_LINE
+        else:
+            date_y = axis + inner_below + level * LABEL_ROW
+            phases_y = date_y + LABEL_LINE
+        marks.append(TimelineMark(x, deadline, phases, now > deadline, row, nums, centre, round(date_y, 1), round(phases_y, 1)))
+    today_y = axis + inner_below + below * LABEL_ROW
+    return Timeline(
+        start, end, tuple(marks), x_of(now), start <= now <= end, axis_y=round(axis, 1), today_y=round(today_y, 1),
+        height=round(today_y + LABEL_DESCENT + TIMELINE_MARGIN, 1), left=TIMELINE_LEFT, right=TIMELINE_RIGHT,
+    )
 
 
 MAX_DIFF_UNITS = 500  # above this many units with snapshots, a diff compares the unit's own payloads only

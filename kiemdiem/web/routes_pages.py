@@ -173,14 +173,16 @@ async def tree_page(campaign_id: str, request: Request, root: str | None = None,
         view = ctx.view(uow, campaign_id)
         root_unit = resolve_root(view, viewer, root)
         flt = tree_filter(view, phase, state, kind, q)
-        def make() -> tuple[bytes, int]:
+        def make() -> tuple[bytes, int, int]:
             rows = tree_rows(view, root_unit.code, flt)
-            return render_text(ctx, "_tree_rows.html", rows=rows, campaign_id=campaign_id, flt=flt).encode(), len(rows)
+            matched = sum(1 for r in rows if r.match)
+            return render_text(ctx, "_tree_rows.html", rows=rows, campaign_id=campaign_id, flt=flt).encode(), len(rows), matched
 
-        body, count = ctx.renders.get_or_make(("tree", view.key, root_unit.code, flt), make)
+        body, count, matched = ctx.renders.get_or_make(("tree", view.key, root_unit.code, flt), make)
         page = render_text(
             ctx, "tree.html", viewer=viewer, campaign_id=campaign_id, section="tree", root=root_unit, flt=flt,
-            plan=view.plan, kinds=kinds_in(view, root_unit.code), states=STATES, body=Markup(TREE_MARKER), count=count,
+            plan=view.plan, kinds=kinds_in(view, root_unit.code), states=STATES, no_state=NO_STATE, body=Markup(TREE_MARKER),
+            count=count, matched=matched,
             percent=view.subtree_percent(root_unit.code, flt.phase or None), view=view,
         )
         head, tail = page.split(TREE_MARKER, 1)
@@ -191,7 +193,8 @@ async def tree_page(campaign_id: str, request: Request, root: str | None = None,
 
 @router.get("/c/{campaign_id}/tree/status.json")
 async def tree_status(campaign_id: str, request: Request, root: str | None = None, phase: str = ""):
-    """Each unit's state and subtree percent, for the tree page to refresh its badges in place."""
+    """Each unit's state and subtree percent, for the tree page to refresh its badges in place; without a
+    phase, also the states of its phases, which the page's state filter reads (``StatusView.states``)."""
 
     def work(uow: UnitOfWork, viewer: Viewer) -> Response:
         campaign_of(viewer, campaign_id)
@@ -209,6 +212,7 @@ async def tree_status(campaign_id: str, request: Request, root: str | None = Non
             phase_id = flt.phase or None
             units = {
                 u.code: [view.state(u.code, phase_id), view.subtree_percent(u.code, phase_id)]
+                + ([] if phase_id else [sorted(view.states(u.code))])
                 for u in view.subtree_units(root_unit.code)
             }
             body = json.dumps({"labels": STATE_LABELS, "units": units}, ensure_ascii=False, separators=(",", ":")).encode()

@@ -37,7 +37,7 @@ from kiemdiem.consolidation import (
     member_changes,
     snapshot_hash,
 )
-from kiemdiem.plan import load_plan
+from kiemdiem.plan import load_plan, parse_plan
 from kiemdiem.settings import StoreSettings, WebSettings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.store.models import Base, Snapshot, SubmissionFile, Unit
@@ -137,6 +137,26 @@ def cheap_password_hashing(monkeypatch):
 @lru_cache(maxsize=1)
 def plan_187():
     return load_plan(PLANS / "187-KH-DU-2023.yaml")
+
+
+def timeline_plan(plan_id: str, deadlines: list[str]):
+    """A plan with one phase per deadline (dd/mm/yyyy; the same day twice: two phases on one deadline)."""
+    phases = "".join(f"""
+  - id: gd{i}
+    name: Giai đoạn thử số {i}
+    kind: prepare_reports
+    applies_to: [chi_bo_truc_thuoc]
+    deadline: {{date: "{day}", text: trước ngày {day}}}
+    documents:
+      - type: du_thao_bao_cao_kiem_diem
+""" for i, day in enumerate(deadlines, 1))
+    return parse_plan(f"""id: {plan_id}
+number: 01-KH/TN
+title: Kế hoạch thử các mốc hạn gần nhau
+issuer: Đảng ủy thử nghiệm
+year: 2023
+rule_set: "124/25"
+phases:{phases}""")
 
 
 def setup_campaign(store: Store, directory: Path, with_snapshots: bool = True) -> WebCampaign:

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from kiemdiem.store.submissions import IncomingFile, record_submission
 from tests.support import ict, table_counts
-from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, docx_bytes
+from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, docx_bytes, timeline_plan
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -219,3 +219,108 @@ def test_office_approves_a_finding_and_cancels_a_result_from_the_pages(page: Pag
     expect(page.locator("#decision-done")).to_contain_text("Đã hủy kết quả hiện hành của DV004")
     expect(page.locator("#member-results tr", has_text="DV004")).to_contain_text("đã hủy 08/12/2023 09:00: xếp loại lại")
     page.screenshot(path=str(artifacts / "cancel-result.png"), full_page=True)
+
+
+def test_the_late_card_and_its_tree_link_show_the_same_units(page: Page, live_server, artifacts):
+    """The tree's script filters again in the browser (and after each refresh): the card's link shows as
+    many matching rows as the card counts, a unit late in one phase and overdue in another among them."""
+    live_server.clock.now = ict(2023, 12, 8, 10)
+    store, plan = live_server.store, live_server.campaign.plan
+    with store.uow() as uow:
+        for code, doc, at in (("VP1", "du_thao_bao_cao_kiem_diem", ict(2023, 12, 2, 9)),  # late; then overdue on 05/12
+                              ("VP1", "ke_hoach_khac_phuc", ict(2023, 12, 7, 9)),  # on time (28/12)
+                              ("QL2", "du_thao_bao_cao_kiem_diem", ict(2023, 12, 1, 9))):  # late
+            record_submission(uow, store.blobs, plan, CAMPAIGN, code, doc, [IncomingFile("f.pdf", data=PDF + code.encode() + doc.encode())],
+                              at, "cli", actor="test")
+        uow.commit()
+    log_in(page, live_server, "office@sct.example.vn")
+    expect(page.locator("#late-count .big")).to_have_text("2")
+    page.locator("#late-count a").click()
+    expect(page).to_have_url(re.compile(r"/tree\?root=SCT&state=done_late$"))
+    matching = page.locator("#tree > li:not(.ctx):visible")
+    expect(matching).to_have_count(2)
+    expect(page.locator("#tree-count")).to_have_text("2 đơn vị khớp bộ lọc; 2 đơn vị cấp trên hiện mờ để thấy vị trí trong cây.")
+    expect(page.locator('#tree li[data-c="VP1"]')).to_be_visible()
+    page.wait_for_timeout(2500)  # the rows refresh themselves every second: the filter holds
+    expect(matching).to_have_count(2)
+    page.screenshot(path=str(artifacts / "tree-late.png"), full_page=True)
+    page.select_option("#state", "overdue")  # asked of the server again (the page holds only the matches)
+    expect(matching).to_have_count(6)
+    expect(page.locator("#tree-count")).to_contain_text("6 đơn vị khớp bộ lọc")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}")
+    expect(page.locator("#overdue-count .big")).to_have_text("6")
+
+
+# ----------------------------------------------------------------------------- the deadlines' timeline
+
+TWO_MONTHS = ["02/11/2023", "20/11/2023", "21/11/2023", "31/12/2023"]  # two deadlines a day apart
+CROWDED = ["02/11/2023", "18/11/2023", "20/11/2023", "21/11/2023", "21/11/2023", "22/11/2023", "31/12/2023"]  # ... and more around them
+
+
+def timeline_campaign(server, tmp_path, campaign_id: str, deadlines: list[str]) -> str:
+    """A campaign of the test tree under a plan with these deadlines, and its office's email."""
+    from kiemdiem.store.organization import create_campaign, import_organization  # noqa: PLC0415
+    from kiemdiem.web.auth import create_user  # noqa: PLC0415
+    from tests.support import write_small_org  # noqa: PLC0415
+    from tests.web.conftest import WEB_MEMBERS, WEB_UNITS  # noqa: PLC0415
+
+    units, members = write_small_org(tmp_path / campaign_id, WEB_UNITS, WEB_MEMBERS)
+    email = f"office@{campaign_id}.example.vn"
+    with server.store.uow() as uow:
+        create_campaign(uow, timeline_plan(campaign_id, deadlines), campaign_id, ict(2023, 10, 20))
+        import_organization(uow, campaign_id, units, members, ict(2023, 10, 20))
+        create_user(uow, campaign_id=campaign_id, unit_code="SCT", email=email, full_name="Văn phòng", role="office",
+                    now=ict(2023, 10, 20), password=PASSWORD, actor="test")
+        uow.commit()
+    return email
+
+
+LABEL_BOXES = """() => {
+  const svg = document.querySelector('svg.timeline').getBoundingClientRect();
+  return {svg: [svg.left, svg.top, svg.right, svg.bottom],
+          labels: [...document.querySelectorAll('svg.timeline text')].map(t => {
+            const r = t.getBoundingClientRect();
+            return {text: t.textContent.trim(), box: [r.left, r.top, r.right, r.bottom]};
+          })};
+}"""
+
+
+def overlapping(labels: list[dict]) -> list[tuple[str, str]]:
+    found = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            (al, at, ar, ab), (bl, bt, br, bb) = a["box"], b["box"]
+            if al < br and bl < ar and at < bb and bt < ab:
+                found.append((a["text"], b["text"]))
+    return found
+
+
+@pytest.mark.parametrize("name, deadlines", [("two-close", TWO_MONTHS), ("crowded", CROWDED)])
+def test_timeline_labels_of_close_deadlines_do_not_overlap(page: Page, live_server, artifacts, tmp_path, name, deadlines):
+    """Deadlines a day apart in a campaign of two months: at 1920, 1280 and 800 px no two labels of the
+    overview's timeline (dates, phase numbers, today) intersect, each stays inside the drawing, and the
+    dates are drawn at least 11 px high."""
+    campaign_id = f"tl-{name}"
+    email = timeline_campaign(live_server, tmp_path, campaign_id, deadlines)
+    live_server.clock.now = ict(2023, 11, 20, 9)
+    page.route("**/live/overview*", lambda route: route.abort())  # the drawing is not replaced by a refresh while measured
+    page.goto(f"{live_server.url}/login")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"/c/{campaign_id}$"))
+    for width in (1920, 1280, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        drawn = page.evaluate(LABEL_BOXES)
+        labels = drawn["labels"]
+        dates = [lb for lb in labels if re.fullmatch(r"\d\d/\d\d/\d{4}", lb["text"])]
+        assert sorted(lb["text"] for lb in dates) == sorted({f"{d}" for d in deadlines}), width
+        assert [lb["text"] for lb in labels if lb["text"].startswith("GĐ")], width
+        assert overlapping(labels) == [], (width, overlapping(labels))
+        left, top, right, bottom = drawn["svg"]
+        outside = [lb["text"] for lb in labels if lb["box"][0] < left or lb["box"][2] > right or lb["box"][1] < top or lb["box"][3] > bottom]
+        assert outside == [], (width, outside)
+        assert min(lb["box"][3] - lb["box"][1] for lb in dates) >= 11, (width, dates)
+        page.locator("svg.timeline").screenshot(path=str(artifacts / f"timeline-{name}-{width}.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(artifacts / f"overview-timeline-{name}.png"), full_page=True)

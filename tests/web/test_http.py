@@ -23,9 +23,11 @@ from kiemdiem.store.results import ingest_results
 from kiemdiem.web.app import create_app
 from kiemdiem.web import auth
 from kiemdiem.web.auth import SESSION_COOKIE, hash_password, verify_password
-from kiemdiem.web.queries import StatusCache, build_view
+from kiemdiem.web.queries import LABEL_ASCENT, LABEL_DESCENT, StatusCache, build_view, label_width, timeline
 from tests.support import ict, table_counts, write_small_org
-from tests.web.conftest import CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, WEB_MEMBERS, WEB_UNITS, Client, plan_187, session_for, submit
+from tests.web.conftest import (
+    CAMPAIGN, PASSWORD, PDF, ROLE_AT_QL, WEB_MEMBERS, WEB_UNITS, Client, plan_187, session_for, submit, timeline_plan,
+)
 
 # ----------------------------------------------------------------------------- the access matrix
 
@@ -952,3 +954,84 @@ def test_a_replay_sets_the_dashboards_clock_and_it_runs_on(store, campaign, web_
     bad = web_settings_for_tests.model_copy(update={"clock_start": "31/02/2023"})
     with pytest.raises(KiemdiemError, match="KIEMDIEM_WEB_CLOCK_START không đọc được"):
         create_app(store, bad)
+
+
+# ----------------------------------------------------------------------------- the overview's cards and the tree agree
+
+
+def tree_matches(html: str) -> list[str]:
+    """Codes of the rows a tree page shows as matching its filter (ancestors shown for context excluded)."""
+    rows = [dict(re.findall(r'([\w-]+)=("[^"]*"|\S+)', attrs)) for attrs in re.findall(r"<li ([^>]*)>", html)]
+    return [row["data-c"].strip('"') for row in rows if row.get("class") != "ctx"]
+
+
+def card(html: str, card_id: str) -> tuple[int, str, str]:
+    """(the number, the link to the tree, the card's words) of an overview card."""
+    text = html[html.index(f'id="{card_id}"'):]
+    text = text[:text.index('<div class="card"', 1)] if '<div class="card"' in text[1:] else text
+    number = int(re.search(r'<div class="big[^"]*">([\d.]+)</div>', text).group(1).replace(".", ""))
+    link = re.search(r'<a href="([^"]+)"', text)
+    return number, link and link.group(1).replace("&amp;", "&"), re.sub(r"<[^>]+>", " ", text)
+
+
+def test_the_overview_cards_count_what_their_tree_links_show(client_as, store, campaign, clock):
+    """One definition of a unit's state over all its phases, for the cards and the tree's filter: a unit
+    late in one phase, on time in another and overdue in a third counts as late (and as overdue), and
+    the card's link shows exactly the units it counts."""
+    clock.now = ict(2023, 12, 8, 10)
+    plan = campaign.plan
+    submit(store, plan, "VP1", "du_thao_bao_cao_kiem_diem", PDF + b"a", ict(2023, 12, 2, 9))  # 30/11: late
+    submit(store, plan, "VP1", "ke_hoach_khac_phuc", PDF + b"b", ict(2023, 12, 7, 9))  # 28/12: on time; 05/12: overdue
+    submit(store, plan, "KC", "du_thao_bao_cao_kiem_diem", PDF + b"c", ict(2023, 11, 29, 9))  # 30/11: on time
+    submit(store, plan, "QL2", "du_thao_bao_cao_kiem_diem", PDF + b"d", ict(2023, 12, 1, 9))  # 30/11: late
+
+    client = client_as("office@sct.example.vn")
+    page = client.get("/c/c187").text
+    late, late_link, late_words = card(page, "late-count")
+    tree = client.get("/c/c187/tree?root=SCT&state=done_late").text
+    assert len(tree_matches(tree)) == late == 2
+    assert sorted(tree_matches(tree)) == ["QL2", "VP1"]
+    assert "ít nhất một giai đoạn" in late_words  # says what it counts
+    assert late_link == "/c/c187/tree?root=SCT&state=done_late"  # ... and links to them
+    assert re.search(r'<li data-d=1 data-s=overdue [^>]*data-c="VP1">', tree)  # its badge: the worst of its phases
+    assert "Có giai đoạn hoàn thành trễ hạn" in tree  # the filter's words say it is "any phase"
+    assert re.search(r'id="tree-count">2 đơn vị khớp bộ lọc; 2 đơn vị cấp trên hiện mờ', tree)  # SCT and QL place them
+
+    overdue, overdue_link, _ = card(page, "overdue-count")
+    assert overdue_link == "/c/c187/tree?root=SCT&state=overdue"
+    assert len(tree_matches(client.get(overdue_link).text)) == overdue == 6  # every branch missed 05/12, SCT 06/12
+
+    # The status the tree's script refreshes its rows from carries each unit's phase states
+    units = client.get("/c/c187/tree/status.json").json()["units"]
+    assert units["VP1"][0] == "overdue" and sorted(units["VP1"][2]) == ["done", "done_late", "overdue", "pending"]
+
+    # Within a phase the tree shows that phase's state, as the phase table's links say
+    phase_tree = client.get("/c/c187/tree?phase=chuan_bi_chi_bo&state=done_late").text
+    assert sorted(tree_matches(phase_tree)) == ["QL2", "VP1"]
+
+    # A subtree's office: the card and its link are scoped alike
+    ql = client_as("office.ql@sct.example.vn")
+    late_ql, link_ql, _ = card(ql.get("/c/c187").text, "late-count")
+    assert late_ql == 1 and tree_matches(ql.get(link_ql).text) == ["QL2"]
+
+
+def test_timeline_gives_close_deadlines_labels_rows_of_their_own(clock):
+    """Deadlines a day apart, five in a row, in a campaign of two months: each deadline's labels (as wide
+    as DejaVu Sans draws them at the largest size the page uses) clear every other's, above and below
+    the axis, and stay inside the drawing (the browser test measures the same in Chromium)."""
+    days = ["02/11/2023", "20/11/2023", "21/11/2023", "22/11/2023", "22/11/2023", "23/11/2023", "24/11/2023", "31/12/2023"]
+    line = timeline(timeline_plan("tl", days), clock.now)
+    boxes = []
+    for m in line.marks:
+        half = max(label_width("00/00/0000"), label_width(m.phases_label)) / 2
+        top, bottom = min(m.date_y, m.phases_y) - LABEL_ASCENT, max(m.date_y, m.phases_y) + LABEL_DESCENT
+        boxes.append((m.deadline.day, m.label_x - half, top, m.label_x + half, bottom))
+        assert line.left <= m.label_x - half and m.label_x + half <= line.right and 0 <= top and bottom <= line.height
+        assert bottom < line.axis_y - 7 or top > line.axis_y + 7  # clear of the circles
+    clashes = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+    assert clashes == []
+    assert [m.phases_label for m in line.marks][3] == "GĐ 4, 5" and len({m.row for m in line.marks}) >= 4
+    assert max(b[4] for b in boxes) < line.today_y - LABEL_ASCENT  # today's label below them all
+    # A plan whose deadlines are far apart keeps one row above the axis
+    assert {m.row for m in timeline(timeline_plan("far", ["01/11/2023", "20/11/2023", "10/12/2023"]), clock.now).marks} == {0}

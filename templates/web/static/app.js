@@ -61,19 +61,27 @@
       return b && b.getAttribute("aria-expanded") === "false";
     };
 
+    /* A unit is in a state when the row's data-ss (all phases: the states of its phases, as the server
+       filters and the overview counts) holds it; within a phase, when its state (data-s) is it. */
+    var inState = function (li, st) {
+      var ss = li.getAttribute("data-ss");
+      return ss === null ? li.getAttribute("data-s") === st : (" " + ss + " ").indexOf(" " + st + " ") >= 0;
+    };
+
     var apply = function () {
       var text = fold(q.value.trim()), st = state.value, kd = kind.value;
       var filtering = !!(text || st || kd);
-      var keep = new Array(rows.length), shown = 0, i;
+      var keep = new Array(rows.length), shown = 0, matched = 0, i;
       if (filtering) {
         /* keep matches and their ancestors; stack holds the ancestors of the current row */
         var stack = [];
         for (i = 0; i < rows.length; i++) {
           var li = rows[i];
           while (stack.length && depth[stack[stack.length - 1]] >= depth[i]) { stack.pop(); }
-          var match = (!st || li.getAttribute("data-s") === st) && (!kd || li.getAttribute("data-k") === kd) &&
+          var match = (!st || inState(li, st)) && (!kd || li.getAttribute("data-k") === kd) &&
             (!text || names[i].indexOf(text) >= 0);
           keep[i] = match;
+          if (match) { matched++; }
           li.classList.toggle("ctx", !match);
           if (match) {
             for (var j = stack.length - 1; j >= 0 && !keep[stack[j]]; j--) { keep[stack[j]] = true; }
@@ -91,7 +99,11 @@
         if (visible) { shown++; }
         if (!filtering && visible && isCollapsed(rows[i]) && collapsedAt === Infinity) { collapsedAt = depth[i]; }
       }
-      if (count) { count.textContent = "Đang hiển thị " + shown + "/" + rows.length + " đơn vị."; }
+      if (count) {
+        /* The matches are the number to compare with the overview's cards; their ancestors are only there to place them. */
+        count.textContent = !filtering ? "Đang hiển thị " + shown + "/" + rows.length + " đơn vị." :
+          matched + " đơn vị khớp bộ lọc" + (shown > matched ? "; " + (shown - matched) + " đơn vị cấp trên hiện mờ để thấy vị trí trong cây." : ".");
+      }
       if (empty) { empty.hidden = shown > 0; }
     };
 
@@ -119,7 +131,12 @@
     };
     [q, state, kind].forEach(function (el) {
       el.addEventListener("input", function () { apply(); remember(); });
-      el.addEventListener("change", function () { apply(); remember(); });
+      el.addEventListener("change", function () {
+        /* A page the server filtered (a link from the overview) holds only the rows that matched:
+           another state or kind is asked of the server, not looked for among those rows. */
+        if (serverFiltered && el !== q) { form.submit(); return; }
+        apply(); remember();
+      });
     });
     var phase = document.getElementById("phase");
     phase.addEventListener("change", function () { form.submit(); });
@@ -132,6 +149,7 @@
         var li = byCode[code];
         if (!li) { return; }
         var s = data.units[code][0], pct = data.units[code][1];
+        if (data.units[code].length > 2) { li.setAttribute("data-ss", data.units[code][2].join(" ")); }
         if (li.getAttribute("data-s") !== s) {
           li.setAttribute("data-s", s);
           var badge = li.querySelector(".b");
