@@ -5,6 +5,12 @@ tick, only the most recent offset applies (a missed tick does not send a backlog
 escalation starts once a deadline has passed (step 0: the parent unit's office and the
 committee member the plan assigns to the unit), then climbs the plan's ladder, each step
 after its delay in working days, each step once.
+
+A step tells only addresses no earlier step of the ladder told about the same unit and phase:
+for a unit directly under the root, step 0 (its parent) and a step ``to: root`` reach the same
+office with the same list, and the second adds nothing (``RecipientDirectory.ladder``). A step
+whose destination the plan itself names again (187-KH/ĐU: ``to: root`` twice, the second "nhắc
+lần cuối") is a call repeated on purpose and goes to all its addresses.
 """
 
 from __future__ import annotations
@@ -75,6 +81,16 @@ class RecipientDirectory:
                 name = f"Đồng chí {a.person}" + (f", {a.title}" if a.title else "")
                 self.assigned.setdefault(code, []).append(Recipient(email, name))
         self.root = next((code for code, u in units.items() if u.parent_code is None or u.parent_code not in units), None)
+        # The ladder in the order its steps come due (a plan need not list them in that order),
+        # and which steps name a destination an earlier one named: step 0 is the parent's.
+        self.order = [s.step for s in sorted(plan.escalation, key=lambda s: (s.after_working_days, s.step))]
+        named = {("parent", ())}
+        self.repeats: dict[int, bool] = {}
+        for step in self.order:
+            spec = plan.escalation[step - 1]
+            destination = (spec.to, tuple(sorted(spec.emails)) if spec.to == "emails" else ())
+            self.repeats[step] = destination in named
+            named.add(destination)
 
     def office(self, code: str | None) -> list[Recipient]:
         if code is None or code not in self.units:
@@ -103,6 +119,31 @@ class RecipientDirectory:
         if spec.to == "root":
             return self.office(self.root)
         return [Recipient(email, spec.name or email) for email in spec.emails]
+
+    def due_steps(self, late: int) -> list[int]:
+        """The steps due ``late`` working days after a deadline, in the order they come due."""
+        return [0] + [step for step in self.order if late >= self.plan.escalation[step - 1].after_working_days]
+
+    def ladder(self, code: str, steps: list[int]) -> list[tuple[int, list[Recipient]]]:
+        """Whom each of ``steps`` (``due_steps``) tells about ``code``: its targets, each address
+        once, less the addresses an earlier step told, unless the step repeats a destination on
+        purpose. Only the tree and the plan decide, never what was sent: every tick plans the same
+        notices for the same steps, so a tick run again or after a crash adds nothing."""
+        told: set[str] = set()
+        out = []
+        for step in steps:
+            repeat = self.repeats.get(step, False)
+            seen: set[str] = set()
+            chosen = []
+            for recipient in self.escalation_targets(code, step):
+                if recipient.email in seen or (recipient.email in told and not repeat):
+                    continue
+                seen.add(recipient.email)
+                chosen.append(recipient)
+            told |= seen
+            if chosen:
+                out.append((step, chosen))
+        return out
 
 
 def plan_notices(
@@ -136,13 +177,8 @@ def plan_notices(
             if "escalation" not in kinds:
                 continue
             late = overdue_days[phase.id]
-            steps = [0] + [s.step for s in plan.escalation if late >= s.after_working_days]
-            for step in steps:
+            for step, recipients in directory.ladder(code, directory.due_steps(late)):
                 reason = f"quá hạn {late} ngày làm việc: {code} còn thiếu {len(row.missing)} mục ({phase.id}), chuyển cấp bước {step}"
-                seen: set[str] = set()
-                for recipient in directory.escalation_targets(code, step):
-                    if recipient.email in seen:
-                        continue
-                    seen.add(recipient.email)
+                for recipient in recipients:
                     notices.extend(PlannedNotice(recipient, "escalation", step, item, reason) for item in row.missing)
     return notices

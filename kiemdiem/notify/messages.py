@@ -78,7 +78,13 @@ class PhaseDue:
 
     In an escalation, ``overdue_working_days`` and ``step`` say how late this phase is and which
     rung of the ladder it has reached: phases of one digest differ, and each is worded with its
-    own figures. Reminders leave them None."""
+    own figures. Its units may stand at different rungs (one directly under the root, one deeper):
+    ``first_step`` is then the lowest, ``step`` the highest (None: all at ``step``). Reminders
+    leave them None; a reminder's own overdue items (``compose_reminder``'s ``overdue``) have
+    ``overdue_working_days`` and no step.
+
+    ``unit_counts`` stands for ``items`` when there are too many to list: (unit code, unit name,
+    items missing) per unit, ``items`` then empty."""
 
     plan_number: str
     issuer: str
@@ -92,6 +98,8 @@ class PhaseDue:
     # The plan's own words for the documents still owed, (document name, note): which form,
     # where a copy goes. Said once per phase, not per unit.
     notes: tuple[tuple[str, str], ...] = ()
+    first_step: int | None = None
+    unit_counts: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,29 @@ class ComposedMessage:
     text: str
     html: str
     attachments: tuple[Attachment, ...] = ()
+
+
+# ---------------------------------------------------------------- who a letter addresses
+
+
+def addressee_kind(recipient_name: str) -> str:
+    """How a letter to ``recipient_name`` asks its reader, from the name its "Kính gửi" gives:
+
+    - ``person``: a comrade ("Đồng chí Lê Xuân Tiến, Phó Bí thư Đảng ủy Sở", as
+      ``kiemdiem.reminders.RecipientDirectory`` names a committee member the plan assigns):
+      asked as "đồng chí";
+    - ``mailbox``: an address with no name (a plan's ``to: emails`` step without ``name:``):
+      asked without naming anyone;
+    - ``body``: anything else, an organization or an office: a committee ("Đảng ủy Sở Y tế"), a
+      branch ("Chi bộ Văn phòng 2"), the office a plan names for its mailbox ("Ban Tổ chức Đảng
+      ủy Khối"): asked by its name, never as "đồng chí".
+    """
+    name = unicodedata.normalize("NFC", recipient_name).strip()
+    if name.casefold().startswith(("đồng chí ", "đ/c ", "đ/c. ")):
+        return "person"
+    if "@" in name and not any(c.isspace() for c in name):
+        return "mailbox"
+    return "body"
 
 
 # ---------------------------------------------------------------- views handed to templates
@@ -148,9 +179,10 @@ class PhaseOutstanding:
     item_count: int
     more_units: int = 0  # units left out of the list (an office high up the tree)
     more_items: int = 0  # their items
-    overdue_working_days: int | None = None  # escalations only, as in PhaseDue
+    overdue_working_days: int | None = None  # escalations and a reminder's overdue items, as in PhaseDue
     step: int | None = None
     notes: tuple[tuple[str, str], ...] = ()  # as in PhaseDue
+    first_step: int | None = None  # the lowest step of the phase's units; equal to ``step`` when they share it
 
 
 @dataclass(frozen=True)
@@ -192,27 +224,41 @@ def countdown(deadline: datetime, now: datetime, calendar: WorkCalendar | None =
 # refuse. Past these bounds a digest counts items per unit, then stops listing units at all.
 MAX_DETAILED_ITEMS = 1000
 MAX_LISTED_UNITS = 500
+# A reminder's section on the unit's own overdue items ("Các mục đã quá hạn") is short: past this
+# many items it counts them per unit (the store then reads counts only, not the items).
+MAX_OVERDUE_DETAILED_ITEMS = 100
 
 
-def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
+def due_item_count(due: PhaseDue) -> int:
+    return len(due.items) if due.items or not due.unit_counts else sum(n for _, _, n in due.unit_counts)
+
+
+def summarize_dues(dues: Iterable[PhaseDue], max_detailed: int | None = None) -> tuple[PhaseOutstanding, ...]:
     """Group each phase's items by unit, then by document; phases ordered by deadline.
 
-    Units, documents and members keep the order in which the caller listed them.
+    Units, documents and members keep the order in which the caller listed them. Past
+    ``max_detailed`` items in all (``MAX_DETAILED_ITEMS``), units are only counted, and past
+    ``MAX_LISTED_UNITS`` not listed; a due given by ``unit_counts`` is always counted.
     """
     phases = []
     dues = sorted(dues, key=lambda d: (d.deadline, d.plan_number, d.phase_id))
-    detailed = sum(len(d.items) for d in dues) <= MAX_DETAILED_ITEMS
+    limit = MAX_DETAILED_ITEMS if max_detailed is None else max_detailed
+    detailed = sum(due_item_count(d) for d in dues) <= limit
     for due in dues:
         units: dict[str, dict[str, list[OutstandingItem]]] = {}
         names: dict[str, str] = {}
         for item in due.items:
             names.setdefault(item.unit_code, item.unit_name)
             units.setdefault(item.unit_code, {}).setdefault(item.doc_type, []).append(item)
+        counted = {code: n for code, _, n in due.unit_counts} if not due.items else {}
+        for code, name, _ in due.unit_counts if not due.items else ():
+            names.setdefault(code, name)
+            units.setdefault(code, {})
         unit_views = []
         more_units = more_items = 0
         for unit_code, documents in units.items():
-            count = sum(len(v) for v in documents.values())
-            if not detailed:
+            count = counted.get(unit_code) or sum(len(v) for v in documents.values())
+            if not detailed or unit_code in counted:
                 if len(unit_views) < MAX_LISTED_UNITS:
                     unit_views.append(UnitOutstanding(unit_code, names[unit_code], (), count))
                 else:
@@ -250,12 +296,13 @@ def summarize_dues(dues: Iterable[PhaseDue]) -> tuple[PhaseOutstanding, ...]:
                 deadline=due.deadline,
                 deadline_reading=due.deadline_reading,
                 units=tuple(unit_views),
-                item_count=len(due.items),
+                item_count=due_item_count(due),
                 more_units=more_units,
                 more_items=more_items,
                 overdue_working_days=due.overdue_working_days,
                 step=due.step,
                 notes=due.notes,
+                first_step=due.step if due.first_step is None else due.first_step,
             )
         )
     return tuple(phases)
@@ -351,11 +398,34 @@ _SAMPLE_ESCALATION_PHASES = summarize_dues((
 ))
 
 
+# A reminder's section on the unit's own items overdue in another phase.
+_SAMPLE_OVERDUE = summarize_dues((
+    PhaseDue(
+        plan_number="187-KH/ĐU",
+        issuer="Đảng ủy Sở Công Thương",
+        phase_id="chuan_bi_chi_bo",
+        phase_name="Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị",
+        deadline=datetime(2023, 11, 28, 23, 59, tzinfo=LOCAL_ZONE),
+        deadline_reading="trước 23:59 ngày 28/11/2023",
+        items=(
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "du_thao_bao_cao_kiem_diem",
+                            "Dự thảo báo cáo kiểm điểm tập thể (gửi trước hội nghị)"),
+            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "ban_kiem_diem_ca_nhan",
+                            "Bản kiểm điểm cá nhân", "DV0007", "Nguyễn Thị Hạnh"),
+        ),
+        overdue_working_days=2,
+    ),
+), MAX_OVERDUE_DETAILED_ITEMS)
+
+
 def _digest_placeholders(
     phases: tuple[PhaseOutstanding, ...] = _SAMPLE_PHASES, now: datetime = _SAMPLE_NOW
 ) -> tuple[Placeholder, ...]:
     return (
         Placeholder("recipient_name", "How the recipient is addressed.", "Đồng chí Bí thư Chi bộ"),
+        Placeholder("addressed_as", "Who the recipient is (addressee_kind): 'person' (asked as "
+                    "\"đồng chí\"), 'body' (an organization or office, asked by its name) or "
+                    "'mailbox' (an address without a name, asked impersonally).", "person"),
         Placeholder("plan_numbers", "Plan numbers concerned, in order, without repeats.",
                     ("187-KH/ĐU",)),
         Placeholder("phases", "PhaseOutstanding values: each phase with its missing items "
@@ -387,21 +457,29 @@ PURPOSES: dict[str, Purpose] = {
                             "days really left (not the reminder step that planned the digest), "
                             "whether the deadline is today, passed, or falls on a day off.",
                             Countdown(3, False, False, "thứ Ba", False, "", True)),
+                Placeholder("overdue", "PhaseOutstanding values: the recipient's units' own items "
+                            "already overdue in other phases (their superiors hear of them by "
+                            "escalation), each phase with its overdue_working_days; empty: none. "
+                            "Listed apart, never counted in the figures above.", _SAMPLE_OVERDUE),
+                Placeholder("overdue_item_count", "Number of items in ``overdue``.",
+                            sum(p.item_count for p in _SAMPLE_OVERDUE)),
             ),
         ),
         Purpose(
             name="escalation",
-            description="Digest sent after a deadline to a parent unit or committee member. "
-            "Each phase in ``phases`` has its own ``overdue_working_days`` and ``step``; the "
-            "digest-wide figures below are the most overdue phase's, never every item's.",
+            description="Digest sent after a deadline to a parent unit, an office or a committee member. "
+            "Each phase in ``phases`` has its own ``overdue_working_days`` and steps (``first_step`` "
+            "to ``step``); the digest-wide figures below are stated for all items only when they "
+            "hold for all of them.",
             placeholders=_digest_placeholders(_SAMPLE_ESCALATION_PHASES, _SAMPLE_ESCALATION_NOW) + (
-                Placeholder("step", "Rung of the escalation ladder the most overdue phase has "
+                Placeholder("step", "Highest rung of the escalation ladder an item of the digest has "
                             "reached (0 = the parent unit, right after the deadline).", 1),
+                Placeholder("first_step", "Lowest rung an item of the digest stands at; equal to "
+                            "``step`` when all stand at one.", 0),
                 Placeholder("overdue_working_days",
                             "Working days past the deadline of the most overdue phase.", 4),
                 Placeholder("most_overdue_item_count",
-                            "Items that are that late at that step; equal to item_count when "
-                            "every phase is.", 1),
+                            "Items that are that late; equal to item_count when every phase is.", 1),
                 Placeholder("own_unit", "Whether the recipient is the one late unit's own office (the top "
                             "of the tree, with no one above it): the letter asks it, not its units.", False),
             ),
@@ -550,6 +628,7 @@ def _digest_context(
         raise ValueError("nothing outstanding: a digest needs at least one phase")
     return {
         "recipient_name": recipient_name,
+        "addressed_as": addressee_kind(recipient_name),
         "plan_numbers": tuple(dict.fromkeys(p.plan_number for p in phases)),
         "phases": phases,
         "phase_count": len(phases),
@@ -629,6 +708,7 @@ def compose_reminder(
     now: datetime,
     calendar: WorkCalendar | None = None,
     drop_share: str = "",
+    overdue: Iterable[PhaseDue] = (),
 ) -> ComposedMessage:
     """One digest listing every outstanding item of every unit the recipient answers for.
 
@@ -636,8 +716,18 @@ def compose_reminder(
     deadline is counted from ``now`` on ``calendar``, the plan's (without it: Vietnam's public
     calendar, which lacks a plan's swaps and extra days), not taken from the reminder step that
     planned the digest: sent late, a step overstates what is left.
+
+    ``overdue``: the same units' items already overdue in other phases (each due with its
+    ``overdue_working_days``), which only their superiors are told of by escalation; shown in a
+    short section of their own ("Các mục đã quá hạn"), counted per unit past
+    ``MAX_OVERDUE_DETAILED_ITEMS``, outside the digest's figures and with no calendar file.
     """
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
+    overdue_phases = summarize_dues(overdue, MAX_OVERDUE_DETAILED_ITEMS) if overdue else ()
+    if any(p.overdue_working_days is None for p in overdue_phases):
+        raise ValueError("a reminder's overdue items need each phase's working days overdue")
+    context["overdue"] = overdue_phases
+    context["overdue_item_count"] = sum(p.item_count for p in overdue_phases)
     context["countdown"] = countdown(context["earliest_deadline"], now, calendar)
     attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now, calendar=calendar)
     return _compose("reminder", context, attachments)
@@ -651,20 +741,21 @@ def compose_escalation(
     now: datetime,
     drop_share: str = "",
 ) -> ComposedMessage:
-    """A digest of overdue items for a parent unit or committee member.
+    """A digest of overdue items for a parent unit, an office or a committee member.
 
-    Each phase is worded with its own delay and ladder step (its PhaseDue's). The subject puts
-    the most overdue phase's figures only on the items they are true of.
+    Each phase is worded with its own delay and ladder steps (its PhaseDue's). The subject puts
+    the most overdue phase's delay only on the items it is true of, and names every step the
+    digest's items stand at ("đôn đốc lần 1–3"), not only the highest.
     """
     if any(d.step is None or d.overdue_working_days is None for d in dues):
         raise ValueError("an escalation needs each phase's step and working days overdue")
     context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
     phases = context["phases"]
-    worst = max((p.overdue_working_days, p.step) for p in phases)
-    context["overdue_working_days"], context["step"] = worst
-    context["most_overdue_item_count"] = sum(
-        p.item_count for p in phases if (p.overdue_working_days, p.step) == worst
-    )
+    worst = max(p.overdue_working_days for p in phases)
+    context["overdue_working_days"] = worst
+    context["step"] = max(p.step for p in phases)
+    context["first_step"] = min(p.first_step for p in phases)
+    context["most_overdue_item_count"] = sum(p.item_count for p in phases if p.overdue_working_days == worst)
     # The top of the tree has no one above it: its own office hears of its own lateness.
     names = {u.unit_name for p in phases for u in p.units}
     context["own_unit"] = len(names) == 1 and recipient_name in names | {committee_of(n) for n in names}

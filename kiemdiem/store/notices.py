@@ -6,6 +6,11 @@ hours: it re-checks each pending notice against the submissions received so far 
 that delivered in the meantime is not reminded), then saves one outbox row per recipient
 and kind, linking the notices it carries. Two ticks composing at once cannot both take a
 notice: linking is conditional and a digest whose notices were taken is rolled back.
+
+A reminder also shows its units' own items overdue in other phases ("Các mục đã quá hạn"):
+those their superiors were told of by escalation (any escalation notice, sent or not) and
+not delivered by ``now``, less those the reminder's recipient is itself told of by escalation.
+Read when the reminder is composed, never planned as notices: no email goes out for them alone.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from operator import itemgetter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.dialects import sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
+from kiemdiem.notify import messages
 from kiemdiem.notify.messages import OutstandingItem, PhaseDue, compose_escalation, compose_reminder
 from kiemdiem.plan import Plan
 from kiemdiem.reminders import PlannedNotice, RecipientDirectory, overdue_working_days, plan_notices
@@ -195,6 +201,8 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         uow.commit()
         # Notices planned from here on have higher ids and wait for the next digest.
         max_seen = uow.session.scalar(select(func.max(NOTICES.c.id)).where(*_pending(campaign_id)))
+        # The reminded units that have items overdue elsewhere: only their reminders look them up.
+        overdue_units = _units_with_overdue(uow, campaign_id, now, max_seen) if max_seen is not None else set()
     if max_seen is None:
         return report
     link = _link_statement()
@@ -205,7 +213,12 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         in_batch = (0, 0)
         for (recipient, kind), group in groupby(rows, key=itemgetter(0, 3)):
             notices, units, members = _group(group)
-            message, reason = _compose(plan, kind, notices, units, members, now, submit_url, drop_share)
+            overdue: list[PhaseDue] = []
+            if kind == "reminder" and overdue_units:
+                own = sorted({n.unit_id for n in notices} & overdue_units)
+                if own:
+                    overdue = _own_overdue(uow, plan, campaign_id, recipient, own, units, now)
+            message, reason = _compose(plan, kind, notices, units, members, now, submit_url, drop_share, overdue)
             material = f"{campaign_id}|{recipient}|{kind}|" + ",".join(sorted(f"{n.item_key}@{n.step}" for n in notices))
             savepoint = uow.session.begin_nested()
             outbox_id = enqueue(
@@ -235,6 +248,7 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
 NOTICES = Notice.__table__
 UNITS = Unit.__table__
 MEMBERS = Member.__table__
+SUBMISSIONS = Submission.__table__
 
 
 def _pending(campaign_id: str) -> tuple:
@@ -256,6 +270,81 @@ def _cancel_stale(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetim
         update(NOTICES).where(*_pending(campaign_id), NOTICES.c.kind == "reminder", NOTICES.c.phase_id.in_(past)).values(cancelled_at=now)
     )
     return by_delivery, result.rowcount or 0
+
+
+def _undelivered(item_key, campaign_id: str, now: dt.datetime):
+    """No submission of the item counts as delivered by ``now`` (as ``_cancel_stale`` reads it)."""
+    return ~exists().where(
+        SUBMISSIONS.c.campaign_id == campaign_id, SUBMISSIONS.c.item_key == item_key,
+        SUBMISSIONS.c.received_at <= now, SUBMISSIONS.c.refused_at.is_(None),
+    )
+
+
+def _units_with_overdue(uow: UnitOfWork, campaign_id: str, now: dt.datetime, max_seen: int) -> set[int]:
+    """Units with a pending reminder that also have an escalated item not delivered by ``now``."""
+    escalated = NOTICES.alias("e")
+    reminded = select(NOTICES.c.unit_id).where(*_pending(campaign_id), NOTICES.c.kind == "reminder", NOTICES.c.id <= max_seen)
+    return set(uow.session.scalars(
+        select(escalated.c.unit_id).distinct().where(
+            escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation", escalated.c.unit_id.in_(reminded),
+            _undelivered(escalated.c.item_key, campaign_id, now),
+        )
+    ))
+
+
+def _own_overdue(uow: UnitOfWork, plan: Plan, campaign_id: str, recipient: str, unit_ids: list[int],
+                 units: dict[int, tuple[str, str]], now: dt.datetime) -> list[PhaseDue]:
+    """The items of ``unit_ids`` (a reminder's units) overdue in any phase: escalated to their
+    superiors, not delivered by ``now``, and not escalated to ``recipient`` itself (its escalation
+    says so already). Each phase with its working days overdue; counted per unit, not read item
+    by item, past ``messages.MAX_OVERDUE_DETAILED_ITEMS``."""
+    escalated, own = NOTICES.alias("e"), NOTICES.alias("o")
+    told = exists().where(
+        own.c.campaign_id == campaign_id, own.c.recipient == recipient, own.c.kind == "escalation", own.c.item_key == escalated.c.item_key,
+    )
+    where = (
+        escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation", escalated.c.unit_id.in_(unit_ids),
+        _undelivered(escalated.c.item_key, campaign_id, now), ~told,
+    )
+    phases = {p.id: p for p in plan.phases}
+    counts = [
+        (unit_id, phase_id, n) for unit_id, phase_id, n in uow.session.execute(
+            select(escalated.c.unit_id, escalated.c.phase_id, func.count(escalated.c.item_key.distinct()))
+            .where(*where).group_by(escalated.c.unit_id, escalated.c.phase_id)
+        ) if phase_id in phases
+    ]
+    if not counts:
+        return []
+    dues = []
+    if sum(n for _, _, n in counts) > messages.MAX_OVERDUE_DETAILED_ITEMS:
+        by_phase: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+        for unit_id, phase_id, n in counts:
+            by_phase[phase_id].append((*units[unit_id], n))
+        for phase_id, unit_counts in by_phase.items():
+            dues.append(_overdue_due(plan, phases[phase_id], (), tuple(sorted(unit_counts)), now))
+        return dues
+    rows = uow.session.execute(
+        select(escalated.c.item_key, escalated.c.unit_id, escalated.c.phase_id, escalated.c.doc_type, MEMBERS.c.member_code, MEMBERS.c.full_name)
+        .distinct().select_from(escalated.outerjoin(MEMBERS, MEMBERS.c.id == escalated.c.member_id)).where(*where)
+    ).all()
+    by_items: dict[str, list] = defaultdict(list)
+    for row in rows:
+        if row.phase_id in phases:
+            by_items[row.phase_id].append(row)
+    for phase_id, items in by_items.items():
+        phase = phases[phase_id]
+        place = {(req.doc_type, req.per_member): i for i, req in enumerate(phase.documents)}
+        items.sort(key=lambda r: (units[r.unit_id][0], place.get((r.doc_type, r.member_code is not None), len(place)), r.item_key))
+        outstanding = tuple(
+            OutstandingItem(*units[r.unit_id], r.doc_type, DOCUMENTS[r.doc_type].name, r.member_code, r.full_name) for r in items
+        )
+        dues.append(_overdue_due(plan, phase, outstanding, (), now))
+    return dues
+
+
+def _overdue_due(plan: Plan, phase, items, unit_counts, now: dt.datetime) -> PhaseDue:
+    return PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, items,
+                    overdue_working_days=overdue_working_days(plan, phase, now), unit_counts=unit_counts)
 
 
 def _live_query(dialect: str, campaign_id: str, max_seen: int):
@@ -299,7 +388,7 @@ def _link_statement():
 
 
 def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members, now: dt.datetime, submit_url: str,
-             drop_share: str = ""):
+             drop_share: str = "", overdue: list[PhaseDue] | None = None):
     by_phase: dict[str, list[PendingNotice]] = defaultdict(list)
     for n in notices:
         by_phase[n.phase_id].append(n)
@@ -323,24 +412,39 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
         ))
         due = PhaseDue(plan.number, plan.issuer, phase.id, phase.name, phase.deadline, phase.reading, tuple(outstanding), notes=notes)
         if kind == "escalation":
-            # Per phase: a digest mixes phases late by different amounts and at different steps.
-            due = replace(due, overdue_working_days=overdue_working_days(plan, phase, now), step=max(n.step for n in items))
+            # Per phase: a digest mixes phases late by different amounts and at different steps, and
+            # a phase's units may stand at different steps (one under the root, one deeper). An item
+            # at two steps in one digest (a tick after a gap) counts at the higher.
+            reached: dict[str, int] = {}
+            for n in items:
+                reached[n.item_key] = max(reached.get(n.item_key, n.step), n.step)
+            due = replace(due, overdue_working_days=overdue_working_days(plan, phase, now),
+                          step=max(reached.values()), first_step=min(reached.values()))
         dues.append(due)
     dues.sort(key=lambda d: (d.deadline, d.phase_id))
     name = notices[0].recipient_name or notices[0].recipient
     item_count = sum(len(d.items) for d in dues)
     if kind == "reminder":
         offset = min(n.step for n in notices)
-        message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar, drop_share=drop_share)
+        message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar, drop_share=drop_share,
+                                   overdue=overdue or ())
         reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
+        if overdue:
+            late = sum(messages.due_item_count(d) for d in overdue)
+            reason += f"; kèm {late} mục của đơn vị đã quá hạn ở {len(overdue)} giai đoạn khác"
     else:
         message = compose_escalation(name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
-        figures = {(d.step, d.overdue_working_days) for d in dues}
+        figures = {(d.first_step, d.step, d.overdue_working_days) for d in dues}
         if len(figures) == 1:
-            ((step, late),) = figures
-            reason = f"chuyển cấp bước {step}: {item_count} mục quá hạn {late} ngày làm việc ở {len(dues)} giai đoạn"
+            ((_, _, late),) = figures
+            reason = f"chuyển cấp bước {_steps(dues[0])}: {item_count} mục quá hạn {late} ngày làm việc ở {len(dues)} giai đoạn"
         else:
             reason = f"chuyển cấp: {item_count} mục ở {len(dues)} giai đoạn (" + "; ".join(
-                f"{d.phase_id}: {len(d.items)} mục quá hạn {d.overdue_working_days} ngày làm việc, bước {d.step}" for d in dues
+                f"{d.phase_id}: {len(d.items)} mục quá hạn {d.overdue_working_days} ngày làm việc, bước {_steps(d)}" for d in dues
             ) + ")"
     return message, reason
+
+
+def _steps(due: PhaseDue) -> str:
+    """"1" or, for a phase whose units stand at different steps, "0–1"."""
+    return f"{due.first_step}–{due.step}" if due.first_step != due.step else f"{due.step}"

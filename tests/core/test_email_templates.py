@@ -256,10 +256,11 @@ def test_escalation_words_each_phase_with_its_own_delay_and_step(two_phases_five
     review = replace(review, overdue_working_days=1, step=0)
     msg = compose_escalation("Văn phòng Đảng ủy", [review, draft], submit_url=SUBMIT_URL,
                              now=datetime(2023, 12, 6, 8, 0, tzinfo=HCM))
-    assert msg.subject == ("[187-KH/ĐU] Quá hạn: 5 mục còn thiếu tại 2 đơn vị, "
-                           "trong đó 1 mục quá hạn 4 ngày làm việc (đôn đốc lần 2)")
+    # The steps of all items (lần 1 and 2), then the worst delay on the items it is true of.
+    assert msg.subject == ("[187-KH/ĐU] Quá hạn: 5 mục còn thiếu tại 2 đơn vị (đôn đốc lần 1–2), "
+                           "trong đó 1 mục quá hạn 4 ngày làm việc")
     assert (
-        "Tính đến 08:00 ngày 06/12/2023, 2 đơn vị thuộc phạm vi theo dõi của đồng chí còn thiếu 5 mục hồ sơ "
+        "Tính đến 08:00 ngày 06/12/2023, 2 đơn vị sau còn thiếu 5 mục hồ sơ "
         "đã quá hạn, trong 2 giai đoạn với mức quá hạn khác nhau:\n"
         "- Chi bộ gửi dự thảo báo cáo (hạn 30/11/2023): 1 mục quá hạn 4 ngày làm việc, đôn đốc lần 2\n"
         "- Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại (hạn 05/12/2023): 4 mục quá hạn 1 ngày làm việc, "
@@ -438,6 +439,8 @@ def test_the_top_units_own_office_is_asked_to_finish_not_to_direct_its_units():
     now = datetime(2023, 12, 11, 8, 0, tzinfo=HCM)
     own = compose_escalation("Đảng ủy Sở Công Thương", [late], submit_url=SUBMIT_URL, now=now)
     assert "08:00 ngày 11/12/2023, Đảng bộ Sở Công Thương đã quá hạn 1 ngày làm việc" in own.text
-    assert "đề nghị đồng chí hoàn thành và nộp ngay." in own.text and "chỉ đạo các đơn vị" not in own.text + own.html
+    # A committee is asked by its name, not as "đồng chí" (see test_escalation_wording).
+    assert "đề nghị Đảng ủy Sở Công Thương hoàn thành và nộp ngay." in own.text and "chỉ đạo" not in own.text + own.html
     above = compose_escalation("Đảng ủy Khối", [late], submit_url=SUBMIT_URL, now=now)
-    assert "1 đơn vị thuộc phạm vi theo dõi của đồng chí đã quá hạn" in above.text and "chỉ đạo các đơn vị" in above.html
+    assert "11/12/2023, Đảng bộ Sở Công Thương đã quá hạn" in above.text
+    assert "đề nghị Đảng ủy Khối đôn đốc, chỉ đạo đơn vị hoàn thành và nộp ngay." in above.html
