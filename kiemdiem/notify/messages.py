@@ -24,7 +24,6 @@ import base64
 import binascii
 import email.policy
 import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -501,8 +500,8 @@ PURPOSES: dict[str, Purpose] = {
                             "Members whose level changed (len of diff['members']).", 1),
                 Placeholder("new_finding_count", "Rule findings that appeared "
                             "(len of diff['findings_appeared']), e.g. a 20% cap breach.", 1),
-                Placeholder("has_structured_diff",
-                            "Whether the structured difference is attached as JSON.", True),
+                Placeholder("has_table",
+                            "Whether the changes are attached as a table for Excel (CSV).", True),
                 Placeholder("now", "When the message is composed (aware datetime).", _SAMPLE_NOW),
                 Placeholder("cause", "Why it was recomputed, after \"do\" (empty: not said).",
                             "hủy kết quả của DV0000005 (Bí thư Đảng ủy: xếp loại lại theo Quyết định 15-QĐ/ĐU)"),
@@ -771,24 +770,16 @@ def compose_consolidation_diff(
     diff: dict,
     now: datetime,
     cause: str = "",
+    table: bytes = b"",
 ) -> ComposedMessage:
     """The office's notice that a late result (or a cancellation, an approval: ``cause``) changed a consolidation.
 
-    ``diff_text`` is shown as is; the structured ``diff`` (``consolidation.diff``'s shape;
-    any JSON-serialisable dict works) is attached as ``chenh-lech-v<version>.json`` when it is
-    not empty, and its ``members`` and ``findings_appeared`` lists are counted in the summary.
+    ``diff_text`` is shown as is; ``diff`` (``consolidation.diff``'s shape) gives the summary's
+    counts of its ``members`` and ``findings_appeared``; ``table`` (``consolidation.diff_csv``:
+    the same changes as a Vietnamese table for Excel) is attached as ``thay-doi-phien-ban-<version>.csv``
+    when not empty.
     """
-    attachments: tuple[Attachment, ...] = ()
-    if diff:
-        # One section per line, each written by the C encoder (``indent`` would switch to the
-        # pure-Python one, most of a late result's consolidation run).
-        data = "{\n" + ",\n".join(
-            f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)}"
-            for key, value in sorted(diff.items())
-        ) + "\n}\n"
-        attachments = (
-            Attachment(f"chenh-lech-v{version}.json", "application/json", data.encode("utf-8")),
-        )
+    attachments = (Attachment(f"thay-doi-phien-ban-{version}.csv", "text/csv; charset=utf-8", table),) if table else ()
     context = {
         "recipient_name": recipient_name,
         "plan_number": plan_number,
@@ -797,7 +788,7 @@ def compose_consolidation_diff(
         "diff_text": diff_text,
         "member_change_count": len(diff.get("members") or ()),
         "new_finding_count": len(diff.get("findings_appeared") or ()),
-        "has_structured_diff": bool(attachments),
+        "has_table": bool(attachments),
         "now": now,
         "cause": cause,
     }

@@ -79,6 +79,7 @@ from kiemdiem.consolidation import (
     consolidate,
     consolidate_lines,
     diff,
+    diff_csv,
     diff_is_empty,
     gc_paused,
     line_weight,
@@ -1914,7 +1915,7 @@ def _notify_offices(
                     members=members, flat_memo=flats,
                 )
                 composed[office] = None if diff_is_empty(changes) else compose_consolidation_diff(
-                    name, plan.number, name, version, render_diff_text(changes), changes, now, cause=reason,
+                    name, plan.number, name, version, render_diff_text(changes), changes, now, cause=reason, table=diff_csv(changes),
                 )
             message = composed[office]
             if message is None:

@@ -284,23 +284,26 @@ def test_escalation_needs_each_phase_figures(two_phases_five_items):
         compose_escalation("A", two_phases_five_items, submit_url=SUBMIT_URL, now=NOW)
 
 
-def test_consolidation_diff_shows_the_text_and_attaches_the_data():
+def test_consolidation_diff_shows_the_text_and_attaches_the_table():
     diff = {"members": [{"member_id": "DV0012", "old_level": "HTNV", "new_level": "HTTNV"}],
             "totals": [{"unit_code": "DB01", "changes": [{"field": "HTTNV", "old": 41, "new": 42}]}],
             "findings_appeared": [{"rule": "cap_20", "unit_code": "DB01"}]}
+    table = "\ufeffThay đổi,Mã đơn vị\r\nKết quả đảng viên,DB01\r\n".encode()
     msg = compose_consolidation_diff("Văn phòng Đảng ủy", "187-KH/ĐU", "Đảng bộ Sở Công Thương",
-                                     4, "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42", diff, NOW)
+                                     4, "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42", diff, NOW, table=table)
     assert msg.subject == ("[187-KH/ĐU] Kết quả tổng hợp của Đảng bộ Sở Công Thương thay đổi "
                            "(phiên bản 4) – 1 vi phạm mới")
     assert "Tóm tắt: 1 đảng viên có kết quả xếp loại mới hoặc thay đổi; 1 vi phạm quy định mới" in msg.text
     assert "Trần Văn Đức: HTNV → HTTNV\nHTTNV: 41 → 42" in msg.text
-    assert "<pre" in msg.html and "HTTNV: 41 → 42" in msg.html
+    assert "Phiên bản mới: 4, so với phiên bản 3." in msg.text and "số phiên bản có thể không liền nhau" in msg.text
+    assert "<pre" in msg.html and "HTTNV: 41 → 42" in msg.html and "so với phiên bản 3" in msg.html
     (attachment,) = msg.attachments
-    assert attachment.filename == "chenh-lech-v4.json"
-    assert json.loads(attachment.data) == diff
-    empty = compose_consolidation_diff("A", "1", "U", 1, "không đổi", {}, NOW)
-    assert empty.attachments == () and "JSON" not in empty.text and "Tóm tắt" not in empty.text
-    assert empty.subject == "[1] Kết quả tổng hợp của U thay đổi (phiên bản 1)"
+    assert attachment.filename == "thay-doi-phien-ban-4.csv" and attachment.content_type.startswith("text/csv")
+    assert attachment.data == table and "mở bằng Excel" in msg.text
+    empty = compose_consolidation_diff("A", "1", "U", 2, "không đổi", {}, NOW)
+    assert empty.attachments == () and "CSV" not in empty.text and "Tóm tắt" not in empty.text
+    assert "so với phiên bản 1." in empty.text and "không liền nhau" not in empty.text
+    assert empty.subject == "[1] Kết quả tổng hợp của U thay đổi (phiên bản 2)"
 
 
 def test_invite_gives_the_link_and_its_expiry():

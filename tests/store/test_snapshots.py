@@ -8,8 +8,12 @@ make no new version; a cancelled result makes a new version and keeps the histor
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import email
+import email.policy
 import hashlib
+import io
 import json
 import threading
 
@@ -147,11 +151,18 @@ def test_late_result_makes_v2_for_the_unit_and_its_ancestors_and_tells_their_off
     assert body.index("(KC):") < body.index("(SCT):")
     assert "Đảng viên HTTNV: số: 3 → 4" in body and "Đảng viên HTTNV: số: 1 → 2" in body
     assert "Đảng viên: chưa có kết quả: 1 → 0" in body
-    assert "tỷ lệ HTXSNV/HTTNV (%): 33,3 → 25" in body
+    assert "tỷ lệ HTXSNV/HTTNV (%): 33,3 → 25,0" in body
     assert "Vi phạm, lưu ý không còn (1)" in body and "vắng mặt tại hội nghị" in body
     kc_mail = by_recipient["kc@sct.example.vn"]
     assert "(SCT):" not in kc_mail.body_text and "Đảng viên HTTNV: số: 1 → 2" in kc_mail.body_text
-    assert kc_mail.attachments[0]["filename"] == "chenh-lech-v2.json"
+    assert kc_mail.attachments[0]["filename"] == "thay-doi-phien-ban-2.csv"
+    # The attachment is the same changes as a table for Excel, in Vietnamese.
+    (part,) = [p for p in email.message_from_bytes(sct_mail.mime, policy=email.policy.SMTP).iter_attachments()]
+    table = list(csv.reader(io.StringIO(part.get_payload(decode=True).decode("utf-8-sig"))))
+    assert table[0] == ["Thay đổi", "Mã đơn vị", "Đơn vị", "Nội dung", "Trước", "Sau"]
+    assert ["Kết quả đảng viên", "KC", "Chi bộ Khuyến công", "Hoàng Thị Lan (DV007)", "chưa có kết quả",
+            "HTTNV (Hoàn thành tốt nhiệm vụ)"] in table
+    assert ["Số liệu tổng hợp", "SCT", "Đảng bộ Sở Công Thương", "Đảng viên: tỷ lệ HTXSNV/HTTNV (%)", "33,3", "25,0"] in table
 
 
 def test_same_inputs_make_no_new_version(store, plan_187, consolidated_v1):
