@@ -246,7 +246,8 @@ def test_897_deadline_and_mailbox(cv897):
     assert_deadline(cv897, "bao_cao_khoi", "25/11/2021")
     # 3 working days before Thu 25/11/2021: Wed 24/11, Tue 23/11, Mon 22/11.
     assert_deadline(cv897, "chuan_bi", "22/11/2021")
-    assert any(s.to == "emails" and "duk.btc@dongnai.gov.vn" in s.emails for s in cv897.escalation)
+    # "gửi kèm file qua địa chỉ Email của Ban Tổ chức Đảng ủy khối": letters to it are addressed to that office.
+    assert [(s.to, s.emails, s.name) for s in cv897.escalation] == [("emails", ("duk.btc@dongnai.gov.vn",), "Ban Tổ chức Đảng ủy khối")]
     report = cv897.phase("bao_cao_khoi")
     assert set(report.applies_to) == {"dang_bo_co_so", "chi_bo_co_so"}
     assert report.requirement("quyet_dinh_xep_loai", False).required
