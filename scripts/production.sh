@@ -8,7 +8,7 @@
 #   scripts/production.sh start     # server, workers, dashboard (background; pids and logs in $KIEMDIEM_RUN)
 #   scripts/production.sh status
 #   scripts/production.sh workers   # on another machine: workers only, for the server at PREFECT_API_URL
-#   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store
+#   scripts/production.sh backup    # pg_dump of both databases + a copy of the file store; keeps the newest KIEMDIEM_BACKUP_KEEP
 #   scripts/production.sh restore T # stop, both databases and the files back from backup T, migrate
 #   scripts/production.sh upgrade   # stop, backup, reinstall, migrate (Alembic), start, redeploy
 #   scripts/production.sh stop
@@ -60,12 +60,13 @@ GIVEN=$(compgen -e | grep -E '^(KIEMDIEM_|PREFECT_|VENV$)' | grep -v '^KIEMDIEM_
 : "${KIEMDIEM_LOG_MAX_MB:=100}"       # a log larger than this is rotated when its process starts
 : "${VENV:=$REPO/.venv}"
 : "${KIEMDIEM_BACKUP_AT:=02:30}"       # the nightly backup's time (Vietnam), when systemd runs it
+: "${KIEMDIEM_BACKUP_KEEP:=14}"        # backups kept: after each one, the oldest beyond this many are deleted
 : "${KIEMDIEM_ROLE:=all}"              # all: server, workers, dashboard; workers: a machine with workers only
 
 export KIEMDIEM_HOME KIEMDIEM_DATABASE_URL KIEMDIEM_CAMPAIGN KIEMDIEM_WEB_HOST KIEMDIEM_WEB_PORT
 # For the processes this script starts (`systemd` saves only what was given, see GIVEN).
 export PREFECT_DATABASE_URL PREFECT_PORT PREFECT_SERVER_HOST KIEMDIEM_WORKERS KIEMDIEM_WEB_WORKERS KIEMDIEM_RUN \
-  KIEMDIEM_BACKUPS KIEMDIEM_LOG_MAX_MB KIEMDIEM_BACKUP_AT KIEMDIEM_ROLE VENV
+  KIEMDIEM_BACKUPS KIEMDIEM_LOG_MAX_MB KIEMDIEM_BACKUP_AT KIEMDIEM_BACKUP_KEEP KIEMDIEM_ROLE VENV
 export KIEMDIEM_REPO="$REPO"
 # Workers on another machine set it to the server's address.
 export PREFECT_API_URL="${PREFECT_API_URL:-http://127.0.0.1:${PREFECT_PORT}/api}"
@@ -77,16 +78,24 @@ export PREFECT_HOME="${PREFECT_HOME:-$KIEMDIEM_HOME/prefect}"
 
 BIN="$VENV/bin"
 POOL=kiemdiem-process
+STOP_TIMEOUT=10  # seconds a process has to exit after SIGTERM before `stop` kills it
 
 log() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*"; }
 
 database_name() { local url=${1%%\?*}; echo "${url##*/}"; }
 admin_url() { local url=${1%%\?*}; url=${url/postgresql+asyncpg:/postgresql:}; url=${url/postgresql+psycopg:/postgresql:}; echo "${url%/*}/postgres"; }
 
-ensure_database() {
-  local url=$1 name
+masked() { sed -E 's#^(([^:/@]+://)?[^:/@]*:)[^@]*@#\1***@#' <<<"$1"; }  # a URL with its password as ***
+
+ensure_database() {  # ensure_database VARIABLE: the database its URL names, created if missing
+  local variable=$1 url=${!1} name found
   name=$(database_name "$url")
-  if ! psql "$(admin_url "$url")" -tAc "SELECT 1 FROM pg_database WHERE datname='$name'" | grep -q 1; then
+  # Asked apart from the test below: a server that does not answer is said once, naming the setting.
+  if ! found=$(psql "$(admin_url "$url")" -tAc "SELECT 1 FROM pg_database WHERE datname='$name'"); then
+    log "$variable=$(masked "$url"): psql cannot connect with it (its message above): fix the address (server, port, user, password) or start the server" >&2
+    exit 2
+  fi
+  if [ "$found" != 1 ]; then
     log "creating database $name"
     psql "$(admin_url "$url")" -c "CREATE DATABASE \"$name\"" >/dev/null
   fi
@@ -142,7 +151,11 @@ spawn() {  # spawn NAME COMMAND...: background, pid file, log file
     log "$name already running"; return 0
   fi
   rotate_log "$KIEMDIEM_RUN/$name.log"
-  setsid "$@" >>"$KIEMDIEM_RUN/$name.log" 2>&1 < /dev/null &
+  # bash starts a background command with SIGINT and SIGQUIT ignored (no job control in a script),
+  # and an ignored signal stays ignored through exec: a Prefect worker, which answers SIGTERM by
+  # sending itself SIGINT, would then ignore it and only die by SIGKILL after STOP_TIMEOUT. The
+  # subshell gives both back their default before it becomes the process (same pid, see $!).
+  ( trap - INT QUIT; exec setsid "$@" >>"$KIEMDIEM_RUN/$name.log" 2>&1 </dev/null ) &
   echo $! >"$KIEMDIEM_RUN/$name.pid"
   log "started $name (pid $!)"
 }
@@ -157,12 +170,21 @@ rotate_log() {  # at each start, a log over KIEMDIEM_LOG_MAX_MB moves to .1, .1 
   fi
 }
 
+# SIGTERM to the process group `spawn` made (the process is its leader), then SIGKILL to what is
+# left after STOP_TIMEOUT: a process that hangs. A Prefect worker stops on SIGTERM in about a second
+# (it turns it into SIGINT, see spawn). A flow run it is running at that moment (its own process,
+# in its own session) is ended by the worker as it exits, midway; Prefect goes on showing that run
+# as Running. Nothing is lost: every step of a tick is idempotent and the next hourly tick does
+# what was left (a distributed tick's parts are retried by their tick, flows/fanout.py).
 stop_one() {
   local pidfile=$1 pid
   pid=$(cat "$pidfile")
   if running "$pidfile"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$(basename "$pidfile" .pid) did not stop within ${STOP_TIMEOUT}s: killed"
+    fi
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
@@ -186,6 +208,13 @@ cmd_run() {
   esac
 }
 
+check_backup_keep() {  # a positive whole number, or exit 2 before anything is done
+  if ! [[ "$KIEMDIEM_BACKUP_KEEP" =~ ^[1-9][0-9]*$ ]]; then
+    log "KIEMDIEM_BACKUP_KEEP='$KIEMDIEM_BACKUP_KEEP': give how many backups to keep as a whole number of at least 1, e.g. 14; $1" >&2
+    exit 2
+  fi
+}
+
 under_systemd() { command -v systemctl >/dev/null && systemctl is-enabled --quiet kiemdiem.target 2>/dev/null; }
 
 worker_units() { for i in $(seq 1 "$KIEMDIEM_WORKERS"); do printf 'kiemdiem-worker@%s.service ' "$i"; done; }
@@ -198,6 +227,7 @@ cmd_systemd() {
     log "KIEMDIEM_BACKUP_AT='$KIEMDIEM_BACKUP_AT': give the nightly backup's time as HH:MM (Vietnam time), e.g. 02:30; nothing written" >&2
     exit 2
   fi
+  check_backup_keep "nothing written"
   mkdir -p "$dir"
   {
     echo "# kiemdiem's configuration, written by scripts/production.sh systemd on $(date -u +%FT%TZ)"
@@ -275,13 +305,42 @@ UNIT
   echo "then: scripts/production.sh status; logs: journalctl -u 'kiemdiem*'"
 }
 
+# The hourly tick's deployment carries KIEMDIEM_CAMPAIGN (prefect.yaml): empty, every tick would fail.
+check_campaign_given() {
+  if [ -z "$KIEMDIEM_CAMPAIGN" ]; then
+    log "KIEMDIEM_CAMPAIGN is empty: give the id of the campaign the hourly tick runs (the --id of 'kiemdiem campaign create'), e.g. export KIEMDIEM_CAMPAIGN=sct2023; $1" >&2
+    exit 2
+  fi
+}
+
+# A campaign id the database does not hold: said, with those it holds, not refused: the first setup
+# comes before any campaign is created, and a new year's campaign may be created after its setup.
+warn_unknown_campaign() {
+  local ids
+  # The ids one a line (`kiemdiem campaign list` is for people: its lines are wrapped to the terminal).
+  ids=$("$BIN/python" -c 'from kiemdiem.store.db import open_store
+from kiemdiem.store.organization import list_campaigns
+store = open_store()
+with store.uow() as uow:
+    print("\n".join(campaign.id for campaign in list_campaigns(uow)))
+store.dispose()') || return 0  # its error was printed; setup goes on as before this check
+  if [ -z "$ids" ]; then
+    log "no campaign yet: create '$KIEMDIEM_CAMPAIGN' next (scripts/production.sh kiemdiem campaign create PLAN.yaml --id $KIEMDIEM_CAMPAIGN); until then the hourly tick fails"
+  elif ! grep -qxF -- "$KIEMDIEM_CAMPAIGN" <<<"$ids"; then
+    log "WARNING: KIEMDIEM_CAMPAIGN='$KIEMDIEM_CAMPAIGN' is not a campaign of this database, which has: $(paste -sd ' ' <<<"$ids")." >&2
+    log "WARNING: the hourly tick fails until it is created (scripts/production.sh kiemdiem campaign create PLAN.yaml --id $KIEMDIEM_CAMPAIGN); if it is a typo, set KIEMDIEM_CAMPAIGN and run setup again" >&2
+  fi
+}
+
 cmd_setup() {
+  check_campaign_given "nothing done"
   [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; }
   "$BIN/pip" install --quiet -e "$REPO"
   mkdir -p "$KIEMDIEM_HOME" "$KIEMDIEM_RUN" "$KIEMDIEM_BACKUPS"
-  ensure_database "$KIEMDIEM_DATABASE_URL"
-  ensure_database "$PREFECT_DATABASE_URL"
+  ensure_database KIEMDIEM_DATABASE_URL
+  ensure_database PREFECT_DATABASE_URL
   migrate
+  warn_unknown_campaign
   spawn prefect-server "$SCRIPT" run prefect-server
   wait_for_api
   deploy
@@ -362,23 +421,51 @@ cmd_stop() {
 kiemdiem_dsn() { echo "${KIEMDIEM_DATABASE_URL/postgresql+psycopg:/postgresql:}"; }
 prefect_dsn() { admin_url "$PREFECT_DATABASE_URL" | sed "s#/postgres\$#/$(database_name "$PREFECT_DATABASE_URL")#"; }
 
+# A backup's folder is named by its time (UTC), written under NAME.partial and renamed when complete:
+# a failed backup never takes that name, so it is neither offered as complete nor counted below.
+BACKUP_NAME='^[0-9]{8}T[0-9]{6}Z$'
+
 cmd_backup() {
   local stamp target
+  check_backup_keep "no backup taken"
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
   target="$KIEMDIEM_BACKUPS/$stamp"
-  mkdir -p "$target"
-  pg_dump --format=custom --file "$target/kiemdiem.dump" "$(kiemdiem_dsn)"
-  pg_dump --format=custom --file "$target/prefect.dump" "$(prefect_dsn)"
+  backup_failed() { log "backup failed ($1); $target.partial is left as it is and no backup was removed" >&2; exit 1; }
+  mkdir -p "$target.partial"
+  pg_dump --format=custom --file "$target.partial/kiemdiem.dump" "$(kiemdiem_dsn)" || backup_failed "pg_dump of kiemdiem's database"
+  pg_dump --format=custom --file "$target.partial/prefect.dump" "$(prefect_dsn)" || backup_failed "pg_dump of Prefect's database"
   # Submitted files live outside the database, content-addressed: copy new ones only.
   if [ -d "$KIEMDIEM_HOME/blobs" ]; then
-    copy_new "$KIEMDIEM_HOME/blobs" "$KIEMDIEM_BACKUPS/blobs"
+    copy_new "$KIEMDIEM_HOME/blobs" "$KIEMDIEM_BACKUPS/blobs" || backup_failed "copy of the submitted files"
   fi
   # The dashboard's session key: without it every user must sign in again after a restore.
   if [ -f "$KIEMDIEM_HOME/web-secret.key" ]; then
-    cp -a "$KIEMDIEM_HOME/web-secret.key" "$target/"
+    cp -a "$KIEMDIEM_HOME/web-secret.key" "$target.partial/"
   fi
+  rm -rf "$target"  # a backup of the same second (two runs at once): this one replaces it
+  mv "$target.partial" "$target"
   log "backup written to $target; the submitted files are in $KIEMDIEM_BACKUPS/blobs (shared by every backup)"
   log "restore: scripts/production.sh restore $stamp"
+  prune_backups
+}
+
+# Only after a backup succeeded (the script stops at the first failed step, before this): the
+# newest KIEMDIEM_BACKUP_KEEP backups stay, older ones go. A backup is a folder named by its time
+# (BACKUP_NAME) holding kiemdiem.dump; anything else (blobs, the shared submitted files, a .partial
+# folder, a folder of one's own) is never touched. The submitted files are never pruned: a file
+# kept by an old database may be needed by a newer one.
+prune_backups() {
+  local backups=() dir name
+  for dir in "$KIEMDIEM_BACKUPS"/*/; do
+    dir=${dir%/}; name=${dir##*/}
+    if [[ $name =~ $BACKUP_NAME ]] && [ ! -L "$dir" ] && [ -f "$dir/kiemdiem.dump" ]; then backups+=("$name"); fi
+  done
+  # The glob sorts by name, and the names are times of one width: oldest first.
+  local excess=$(( ${#backups[@]} - KIEMDIEM_BACKUP_KEEP ))
+  for name in "${backups[@]:0:$(( excess > 0 ? excess : 0 ))}"; do
+    rm -rf -- "${KIEMDIEM_BACKUPS:?}/$name"
+    log "removed old backup $name (KIEMDIEM_BACKUP_KEEP=$KIEMDIEM_BACKUP_KEEP)"
+  done
 }
 
 cmd_restore() {
@@ -414,11 +501,15 @@ cmd_restore() {
 }
 
 cmd_upgrade() {
+  # Refused before anything stops: the redeploy needs the campaign, the backup its count.
+  check_campaign_given "nothing done"
+  check_backup_keep "nothing done"
   # Stopped first: no worker runs the old code on the new schema, and the backup is of a quiet database.
   cmd_stop
   cmd_backup
   "$BIN/pip" install --quiet -e "$REPO"
   migrate
+  warn_unknown_campaign
   cmd_start
   deploy
 }

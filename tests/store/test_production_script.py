@@ -260,3 +260,285 @@ def test_the_kiemdiem_command_runs_with_the_production_settings(tmp_path):
     env = {**os.environ, "KIEMDIEM_HOME": str(tmp_path / "home"), "VENV": str(Path(sys.executable).parent.parent)}
     done = run(env, "kiemdiem", "plan", "check", str(REPO / "plans" / "187-KH-DU-2023.yaml"))
     assert done.returncode == 0 and "Kế hoạch hợp lệ." in done.stdout
+
+
+# --- stop: a worker stops on SIGTERM, promptly and cleanly --------------------------------------
+
+
+def script_functions(*names: str) -> str:
+    """The named functions (and the STOP_TIMEOUT setting, when the script has one) as the script
+    defines them, to be run on their own."""
+    lines = SCRIPT.read_text().splitlines()
+    found = [line for line in lines if line.startswith("STOP_TIMEOUT=")]
+    for name in names:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}() {{"))
+        end = start if lines[start].rstrip().endswith("}") else next(i for i in range(start, len(lines)) if lines[i] == "}")
+        found += lines[start:end + 1]
+    return "\n".join(found)
+
+
+def shell(run_dir: Path, code: str, setup: str = "") -> subprocess.CompletedProcess:
+    functions = script_functions("log", "running", "rotate_log", "spawn", "stop_one")
+    program = f"set -euo pipefail\n{functions}\nKIEMDIEM_RUN={run_dir}\nKIEMDIEM_LOG_MAX_MB=100\n{setup}\n{code}"
+    return subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=120)
+
+
+# As a Prefect worker: Prefect's own signal handlers for `prefect worker start`, set up inside the
+# event loop as the command does (SIGTERM: it sends itself SIGINT, which cancels the loop).
+FAKE_WORKER = '''
+import asyncio, os
+from prefect.utilities.processutils import setup_signal_handlers_worker
+
+async def main():
+    setup_signal_handlers_worker(os.getpid(), "the process worker", lambda text: print(text, flush=True))
+    print("Worker started!", flush=True)
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        print("Worker stopped!", flush=True)
+        raise
+
+asyncio.run(main())
+'''
+
+
+def wait_for(path: Path, text: str) -> None:
+    for _ in range(600):
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no '{text}' in {path}: {path.read_text() if path.exists() else 'no file'}")
+
+
+def test_stop_stops_a_prefect_worker_in_a_second_not_by_sigkill_after_the_timeout(tmp_path):
+    """A worker `spawn` started (in the background, as `start` does) gets SIGINT back: bash starts
+    background commands with it ignored, and the worker's answer to SIGTERM is to send itself SIGINT.
+    By hand, with real `prefect worker start` processes, `stop` of two workers took 20.7 s (each
+    killed after 10 s) before the fix and 1.6 s after it."""
+    run_dir = tmp_path / "run"
+    worker = tmp_path / "fake_prefect_worker.py"  # 'prefect' in its command line: `running` takes it as ours
+    worker.write_text(FAKE_WORKER)
+    started = shell(run_dir, f"spawn worker-1 {sys.executable} {worker}")
+    assert started.returncode == 0, started.stderr
+    log = run_dir / "worker-1.log"
+    wait_for(log, "Worker started!")
+    pid = int((run_dir / "worker-1.pid").read_text())
+
+    begun = time.monotonic()
+    stopped = shell(run_dir, f"stop_one {run_dir}/worker-1.pid")
+    took = time.monotonic() - begun
+    assert stopped.returncode == 0 and "stopped worker-1" in stopped.stdout, stopped.stderr
+    assert "did not stop" not in stopped.stdout
+    assert "Received SIGTERM. Sending SIGINT" in log.read_text() and "Worker stopped!" in log.read_text(), log.read_text()
+    assert took < 5, took  # 10 s and a SIGKILL before
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (run_dir / "worker-1.pid").exists()
+
+
+def test_stop_still_kills_a_process_that_hangs_after_the_timeout(tmp_path):
+    run_dir = tmp_path / "run"
+    hang = tmp_path / "hung_prefect_worker.py"
+    hang.write_text("import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, signal.SIG_IGN)\n"
+                    "print('ready', flush=True)\ntime.sleep(600)\n")
+    assert shell(run_dir, f"spawn worker-1 {sys.executable} {hang}").returncode == 0
+    wait_for(run_dir / "worker-1.log", "ready")
+    pid = int((run_dir / "worker-1.pid").read_text())
+    stopped = shell(run_dir, f"stop_one {run_dir}/worker-1.pid", setup="STOP_TIMEOUT=2")
+    assert stopped.returncode == 0 and "stopped worker-1" in stopped.stdout, stopped.stderr
+    for _ in range(50):  # SIGKILL is not waited for by stop_one; the process is gone a moment later
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the hung process is still running")
+
+
+# --- the file store: modes whatever the umask ---------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o000])
+def test_stored_files_and_their_folders_have_fixed_modes_whatever_the_umask(tmp_path, umask):
+    """Submitted documents: owner read/write and group read (0640), folders 0750, nothing for
+    others, whoever stores them (the services run under umask 077, an operator's shell may have 000).
+    Written whole under a temporary name, then renamed: no partial file at a blob's path."""
+    from kiemdiem.store.blobs import BlobStore
+
+    source = tmp_path / "bien_ban.pdf"
+    source.write_bytes(b"%PDF-1.4 bien ban hop chi bo" * 1000)
+    store = BlobStore(tmp_path / "home" / "blobs")
+    previous = os.umask(umask)
+    try:
+        sha_bytes, _ = store.put_bytes(b"%PDF-1.4 ban kiem diem ca nhan")
+        sha_file, size = store.put_file(source)
+    finally:
+        os.umask(previous)
+    assert size == source.stat().st_size and store.read(sha_file) == source.read_bytes()
+    for sha in (sha_bytes, sha_file):
+        path = store.path(sha)
+        assert path == tmp_path / "home" / "blobs" / sha[:2] / sha[2:4] / sha  # the layout is unchanged
+        assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+        for folder in (path.parent, path.parent.parent, store.root):
+            assert oct(folder.stat().st_mode & 0o777) == oct(0o750), folder
+    assert not list(store.root.rglob(".incoming-*"))
+
+    def interrupted():
+        yield b"half of a document"
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        store._write("ef" * 32, interrupted())
+    assert not store.path("ef" * 32).exists() and not list(store.root.rglob(".incoming-*"))
+
+
+# --- setup: the campaign the hourly tick runs ----------------------------------------------------
+
+
+@pytest.fixture
+def stub_venv(tmp_path):
+    """A venv whose kiemdiem and python are the real ones and whose pip and prefect only note
+    their arguments (setup neither reinstalls the project nor starts a Prefect server here)."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    calls = tmp_path / "calls"
+    real = Path(sys.executable).parent
+    for name, body in {"pip": f'echo "pip $*" >>{calls}', "prefect": f'echo "prefect $*" >>{calls}',
+                       "kiemdiem": f'exec {real / "kiemdiem"} "$@"', "python": f'exec {sys.executable} "$@"'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir.parent, calls
+
+
+@pytest.fixture
+def prefect_api():
+    """An address whose /health answers 200, as the Prefect API's does."""
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    server.shutdown()
+
+
+def test_setup_refuses_an_empty_campaign_and_warns_of_one_the_database_does_not_have(databases, tmp_path, stub_venv, prefect_api, plan_187):
+    kiemdiem_url, prefect_url = databases
+    venv, calls = stub_venv
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(tmp_path / "home"), "KIEMDIEM_DATABASE_URL": kiemdiem_url, "PREFECT_DATABASE_URL": prefect_url,
+                "VENV": str(venv), "PREFECT_API_URL": prefect_api})
+
+    empty = run(env, "setup")  # KIEMDIEM_CAMPAIGN not set: the deployment would carry campaign_id ''
+    assert empty.returncode == 2 and "KIEMDIEM_CAMPAIGN is empty" in empty.stderr and "nothing done" in empty.stderr, empty.stdout + empty.stderr
+    assert not calls.exists()  # refused before anything: no pip, no prefect
+
+    first = run({**env, "KIEMDIEM_CAMPAIGN": "sct2023"}, "setup")  # the first setup: no campaign yet, as the README's order has it
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "no campaign yet: create 'sct2023' next" in first.stdout and "WARNING" not in first.stderr
+    assert "prefect --no-prompt deploy --all" in calls.read_text() and "setup done" in first.stdout
+
+    store = open_store(StoreSettings(home=tmp_path / "home", database_url=kiemdiem_url))
+    try:
+        with store.uow() as uow:
+            create_campaign(uow, plan_187, "c187", ict(2023, 11, 20))
+            uow.commit()
+    finally:
+        store.dispose()
+    typo = run({**env, "KIEMDIEM_CAMPAIGN": "c817"}, "setup")
+    assert typo.returncode == 0, typo.stdout + typo.stderr  # said, not refused: a new campaign may be created after its setup
+    assert "WARNING: KIEMDIEM_CAMPAIGN='c817' is not a campaign of this database, which has: c187." in typo.stderr
+    known = run({**env, "KIEMDIEM_CAMPAIGN": "c187"}, "setup")
+    assert known.returncode == 0 and "WARNING" not in known.stderr and "no campaign yet" not in known.stdout, known.stdout + known.stderr
+
+
+def test_setup_names_the_database_setting_psql_cannot_connect_with(tmp_path, stub_venv):
+    venv, calls = stub_venv
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(tmp_path / "home"), "VENV": str(venv), "KIEMDIEM_CAMPAIGN": "sct2023",
+                "KIEMDIEM_DATABASE_URL": f"postgresql://kd:matkhau-bimat@127.0.0.1:{port}/kiemdiem"})
+    done = run(env, "setup")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"KIEMDIEM_DATABASE_URL=postgresql://kd:***@127.0.0.1:{port}/kiemdiem: psql cannot connect with it" in done.stderr
+    assert "matkhau-bimat" not in done.stdout + done.stderr
+
+
+# --- backup: the newest KIEMDIEM_BACKUP_KEEP are kept -------------------------------------------
+
+
+def test_a_backup_keeps_the_newest_backups_and_removes_only_older_backups(databases, tmp_path):
+    kiemdiem_url, prefect_url = databases
+    home = tmp_path / "home"
+    backups = home / "backups"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(home), "KIEMDIEM_DATABASE_URL": kiemdiem_url, "PREFECT_DATABASE_URL": prefect_url,
+                "VENV": str(Path(sys.executable).parent.parent), "KIEMDIEM_BACKUP_KEEP": "3"})
+    old = [f"2000010{day}T023000Z" for day in range(1, 6)]  # five nights' backups, long before today's
+    for name in old:
+        (backups / name).mkdir(parents=True)
+        (backups / name / "kiemdiem.dump").write_bytes(b"PGDMP")
+        (backups / name / "prefect.dump").write_bytes(b"PGDMP")
+    untouchable = {
+        "blobs": "ab/cd/" + "ab" * 32,  # the shared submitted files
+        "19991231T023000Z": "ghi-chu.txt",  # a backup's name but no kiemdiem.dump: not one of the script's backups
+        "19991230T023000Z.partial": "kiemdiem.dump",  # a backup that failed
+        "truoc-nang-cap": "kiemdiem.dump",  # an administrator's own copy
+    }
+    for folder, file in untouchable.items():
+        (backups / folder / file).parent.mkdir(parents=True, exist_ok=True)
+        (backups / folder / file).write_bytes(b"x")
+    outside = tmp_path / "elsewhere"
+    (outside / "kiemdiem.dump").parent.mkdir(parents=True)
+    (outside / "kiemdiem.dump").write_bytes(b"PGDMP")
+    (backups / "19991229T023000Z").symlink_to(outside)  # a link: neither followed nor removed
+
+    done = run(env, "backup")
+    assert done.returncode == 0, done.stderr
+    [new] = [p.name for p in backups.iterdir() if p.name[:1].isdigit() and p.name > "2001"]  # today's
+    assert (backups / new / "kiemdiem.dump").stat().st_size > 0 and (backups / new / "prefect.dump").stat().st_size > 0
+    kept = sorted(p.name for p in backups.iterdir())
+    assert kept == sorted([*untouchable, "19991229T023000Z", old[-2], old[-1], new]), kept
+    for name in old[:3]:
+        assert f"removed old backup {name} (KIEMDIEM_BACKUP_KEEP=3)" in done.stdout
+    assert all((backups / folder / file).exists() for folder, file in untouchable.items()) and (outside / "kiemdiem.dump").exists()
+
+    # A backup that fails (Prefect's database is gone) removes nothing, even with room for one only.
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{prefect_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    time.sleep(1.1)  # a backup of another second
+    failed = run({**env, "KIEMDIEM_BACKUP_KEEP": "1"}, "backup")
+    assert failed.returncode != 0 and "backup failed (pg_dump of Prefect's database)" in failed.stderr and "no backup was removed" in failed.stderr
+    assert "removed" not in failed.stdout
+    [left] = {p.name for p in backups.iterdir()} - set(kept)  # the failed backup's folder, for whoever looks into it
+    assert left.endswith(".partial")
+
+
+@pytest.mark.parametrize("keep", ["0", "-3", "abc", "14 ", "1.5"])  # empty: the default, as for every setting
+def test_a_backup_count_that_is_not_a_positive_whole_number_is_refused(tmp_path, keep):
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(home), "VENV": str(Path(sys.executable).parent.parent), "KIEMDIEM_BACKUP_KEEP": keep})
+    backup = run(env, "backup")
+    assert backup.returncode == 2 and f"KIEMDIEM_BACKUP_KEEP='{keep}'" in backup.stderr and "no backup taken" in backup.stderr
+    assert not (home / "backups").exists() or not any((home / "backups").iterdir())
+    systemd = run(env, "systemd")
+    assert systemd.returncode == 2 and "nothing written" in systemd.stderr and not (home / "kiemdiem.env").exists()
+
+
+def test_the_backup_count_given_is_saved_with_the_configuration(tmp_path):
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(home), "VENV": str(Path(sys.executable).parent.parent), "KIEMDIEM_BACKUP_KEEP": "30"})
+    assert run(env, "systemd").returncode == 0
+    assert "KIEMDIEM_BACKUP_KEEP='30'\n" in (home / "kiemdiem.env").read_text()
