@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,11 +25,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiemdiem.calendar import parse_instant
 from kiemdiem.errors import KiemdiemError
+from kiemdiem.notify.transport import CONFIGURATION_ERRORS
 from kiemdiem.settings import WebSettings, reminder_settings, templates_dir, web_settings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.web import routes_auth, routes_decisions, routes_files, routes_pages
 from kiemdiem.web.auth import LoginThrottle, SessionCodec, load_secret_key
-from kiemdiem.web.context import VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, shared_templates
+from kiemdiem.web.context import (
+    VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, safe_next, shared_templates,
+)
 from kiemdiem.web.queries import STATUS_CHECK_SECONDS, STATUS_TTL_SECONDS, RenderCache, StatusCache
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,44 @@ ERROR_MESSAGES = {
     500: "Đã có lỗi xảy ra khi xử lý yêu cầu. Lỗi đã được ghi lại; hãy thử lại sau ít phút, "
          "nếu vẫn lỗi xin báo bộ phận kỹ thuật kèm thời điểm xảy ra.",
 }
+
+
+def mail_error(value) -> dict[str, str]:
+    """An outbox row's ``last_error`` (``SendOutcome.as_dict``: status, code, message, error_type,
+    refused; or, from older rows, plain text) as the people page shows it: ``reason``, a short
+    Vietnamese phrase, and ``detail``, the server's own words (secondary, for the technical staff)."""
+    if not value:
+        return {"reason": "", "detail": ""}
+    if not isinstance(value, dict):
+        text = str(value)
+        return {"reason": _mail_reason(None, None, text, False, None), "detail": text[:160]}
+    refused = [r for r in value.get("refused") or () if isinstance(r, dict)]
+    code = value.get("code")
+    code = code if isinstance(code, int) else None
+    message = str(value.get("message") or "")
+    if refused:  # the server named the recipient it would not take
+        code = refused[0].get("code") if isinstance(refused[0].get("code"), int) else code
+        message = str(refused[0].get("message") or message)
+    detail = " ".join(part for part in (str(code) if code else "", message) if part)
+    reason = _mail_reason(code, value.get("status"), message, bool(refused), value.get("error_type"))
+    return {"reason": reason, "detail": detail[:160]}
+
+
+def _mail_reason(code: int | None, status, message: str, refused: bool, error_type) -> str:
+    text = message.lower()
+    if error_type in CONFIGURATION_ERRORS or code == 535:
+        return "máy chủ gửi thư của hệ thống chưa được cấu hình đúng (báo bộ phận kỹ thuật)"
+    if refused or code in (550, 551, 553) or "5.1.1" in text or "5.1.2" in text or "mailbox" in text or "user unknown" in text:
+        return "máy chủ thư không nhận địa chỉ này (có thể địa chỉ bị gõ sai hoặc không còn dùng)"
+    if code is None and status != "permanent" and not text[:1].isdigit():
+        return "không kết nối được tới máy chủ thư"
+    if status == "temporary" or (code is not None and 400 <= code < 500):
+        return "máy chủ thư tạm thời chưa nhận thư"
+    return "máy chủ thư từ chối thư"
+
+
+# A form whose CSRF token no longer matches the session (signed in again, or out, in another tab): in plain words.
+STALE_FORM = "Trang này đã cũ (có thể do bạn đã đăng nhập lại). Hãy tải lại trang rồi làm lại."
 
 
 def utc_now() -> dt.datetime:
@@ -138,6 +179,7 @@ def create_app(
         if owns_store:
             store.dispose()
 
+    ctx.templates.filters["mail_error"] = mail_error
     app = FastAPI(title="kiemdiem", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.web = ctx
     # The tree page of a province is ~1 MB of HTML; offices often sit behind slow district links.
@@ -168,16 +210,18 @@ def wants_json(request: Request) -> bool:
 
 async def login_required(request: Request, _exc: Exception) -> Response:
     if request.method != "GET" or wants_json(request):
-        # A tab left open after signing out (or a session that ran out): say what to do, and keep the page.
-        return JSONResponse({"error": "Phiên đăng nhập đã hết hoặc đã đăng xuất. Hãy đăng nhập lại ở một thẻ khác "
-                                      "(các tệp đã chọn ở trang này vẫn còn), tải lại trang này rồi nộp lại."}, status_code=401)
+        # A tab left open after signing out (or a session that ran out): say what to do; the page's script adds
+        # the "Đăng nhập lại" link, back to the page the request came from.
+        back = safe_next(urlsplit(request.headers.get("referer") or "").path, "")
+        return JSONResponse({"error": "Phiên đăng nhập đã hết hoặc đồng chí đã đăng xuất, nên chưa có gì được lưu. "
+                                      "Hãy đăng nhập lại rồi chọn tệp và nộp lại.",
+                             "login": "/login" + (f"?next={quote(back, safe='/')}" if back else "")}, status_code=401)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
 
 
 async def csrf_refused(request: Request, _exc: Exception) -> Response:
-    message = ("Trang này đã cũ (đã đăng nhập lại hoặc đăng xuất ở thẻ khác) nên chưa gửi được. Hãy tải lại trang rồi "
-               "thực hiện lại. (Mã bảo vệ biểu mẫu CSRF không khớp.)")
+    message = STALE_FORM
     if wants_json(request):
         return JSONResponse({"ok": False, "message": message}, status_code=403)
     return render(request, "error.html", status_code=403, title="Yêu cầu bị từ chối", message=message, viewer=None)

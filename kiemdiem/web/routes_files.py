@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -25,9 +26,10 @@ from kiemdiem.notify.ics import CalendarEvent, calendar_feed
 from kiemdiem.notify.messages import slug
 from kiemdiem.plan import Plan
 from kiemdiem.store.db import UnitOfWork
-from kiemdiem.store.models import Unit
-from kiemdiem.store.submissions import IncomingFile, record_submission
-from kiemdiem.submission import same_files_note
+from kiemdiem.status import member_owes
+from kiemdiem.store.models import Member, Submission, SubmissionFile, Unit
+from kiemdiem.store.submissions import IncomingFile, record_submission, submission_history
+from kiemdiem.submission import item_key
 from kiemdiem.web.auth import audit
 from kiemdiem.web.context import (
     Viewer,
@@ -41,7 +43,7 @@ from kiemdiem.web.context import (
     render,
 )
 from kiemdiem.web.exports import MEDIA_TYPES, consolidation_table, progress_table, to_csv, to_xlsx
-from kiemdiem.web.queries import UnitRef, file_in_scope, latest_snapshots, member_options, scoped_unit
+from kiemdiem.web.queries import UnitRef, file_in_scope, latest_snapshots, member_options, scoped_unit, unit_members
 from kiemdiem.web.uploads import ACCEPT_ATTRIBUTE, ALLOWED_LIST, MAX_FILES, FileCheck, check_file, format_size
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ class ItemOption:
     required: bool
     deadline: dt.datetime
     note: str = ""  # the plan's own words for the item
+    done: str = ""  # a unit document already sent: "đã nộp: <files>, dd/mm/yyyy HH:MM" (its current submission)
+    missing: bool = True  # still owed: the unit's document, or some member's
+    # A member's document: for each member who owes it, the current file's words ("" while missing).
+    members_done: dict[str, str] = field(default_factory=dict)
 
 
 def item_options(plan: Plan, unit_kind: str) -> list[ItemOption]:
@@ -86,6 +92,7 @@ class FileFeedback:
     status: str  # accepted | unchanged | refused | not_stored
     message: str
     size: int = 0
+    problems: list[str] = field(default_factory=list)  # a classification list's errors, one a line
 
 
 @dataclass
@@ -97,14 +104,30 @@ class UploadResult:
     on_time: bool | None = None
     submission_id: int | None = None
     item_key: str | None = None
+    # How the message is shown: ok (received), notice (received, replacing an earlier file), error.
+    level: str = ""
+    warnings: list[str] = field(default_factory=list)  # to check (the same file already filed elsewhere)
+    errors: list[str] = field(default_factory=list)  # a refused list's problems not tied to one file
+    hint: str = ""  # what to do next, after the files
+    # The item now holding a file, so the form marks it: {"item": option value, "member": code, "label": words}.
+    done: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not self.level:
+            self.level = "ok" if self.ok else "error"
 
     def as_json(self) -> dict:
         return {
             "ok": self.ok,
+            "level": self.level,
             "message": self.message,
+            "warnings": self.warnings,
+            "errors": self.errors,
+            "hint": self.hint,
             "on_time": self.on_time,
             "submission_id": self.submission_id,
             "item_key": self.item_key,
+            "done": self.done,
             "files": [f.__dict__ for f in self.files],
         }
 
@@ -120,20 +143,62 @@ def upload_target(ctx: WebContext, viewer: Viewer, campaign_id: str, code: str) 
         if unit is None:
             raise HTTPException(404)
         plan = ctx.status.plan_for(uow, campaign_id)
-        return UnitRef.of(unit), item_options(plan, unit.kind), member_options(uow, unit)
+        return UnitRef.of(unit), with_current_files(uow, plan, unit, item_options(plan, unit.kind), ctx.now()), member_options(uow, unit)
+
+
+def files_words(names: list[str], received_at: dt.datetime) -> str:
+    """A current submission as the form names it: "<tên tệp>, dd/mm/yyyy HH:MM" (the first two files' names)."""
+    shown = " + ".join(names[:2]) + (f" + {len(names) - 2} tệp khác" if len(names) > 2 else "")
+    return f"{shown or 'tệp'}, {format_instant(received_at)}"
+
+
+def current_files(uow: UnitOfWork, campaign_id: str, unit_id: int, now: dt.datetime) -> dict[str, str]:
+    """Each item of the unit holding a file (its current submission: the newest not refused) in words, by item key."""
+    found: dict[str, str] = {}
+    for submission, files in submission_history(uow, campaign_id, unit_id):  # newest first
+        if submission.refused_at is not None or submission.received_at > now or submission.item_key in found:
+            continue
+        found[submission.item_key] = files_words([f.filename for f in sorted(files, key=lambda f: f.id)], submission.received_at)
+    return found
+
+
+def with_current_files(uow: UnitOfWork, plan: Plan, unit: Unit, options: list[ItemOption], now: dt.datetime) -> list[ItemOption]:
+    """The options marked with what the unit already sent, the items still missing first within each phase
+    (phases stay in deadline order)."""
+    current = current_files(uow, unit.campaign_id, unit.id, now)
+    members = unit_members(uow, unit)
+    marked = []
+    for option in options:
+        if option.per_member:
+            requirement = next(d for d in plan.phase(option.phase_id).documents if d.doc_type == option.doc_type)
+            done = {m.code: current.get(item_key(unit.code, option.phase_id, option.doc_type, m.code), "")
+                    for m in members if member_owes(m, requirement)}
+            marked.append(replace(option, members_done=done, missing=not done or not all(done.values())))
+        else:
+            words = current.get(item_key(unit.code, option.phase_id, option.doc_type, None), "")
+            marked.append(replace(option, done=words, missing=not words))
+    order = {p: i for i, p in enumerate(dict.fromkeys(o.phase_id for o in marked))}
+    # Owed and not sent, then optional and not sent, then sent.
+    return sorted(marked, key=lambda o: (order[o.phase_id], 0 if o.missing and o.required else 1 if o.missing else 2))
 
 
 @router.get("/c/{campaign_id}/u/{code}/upload")
-def upload_form(campaign_id: str, code: str, request: Request, viewer: Viewer = Depends(get_viewer)):
+def upload_form(campaign_id: str, code: str, request: Request, item: str = "", member: str = "",
+                viewer: Viewer = Depends(get_viewer)):
+    """The form; ``?item=<phase|doc|u/m>&member=<code>`` (the unit page's "Nộp" links) chooses the item first."""
     campaign_of(viewer, campaign_id)
     ctx = get_ctx(request)
     unit, options, members = upload_target(ctx, viewer, campaign_id, code)
-    return render(request, "upload.html", **upload_page_context(ctx, viewer, campaign_id, unit, options, members))
+    option = next((o for o in options if o.value == item), None)
+    chosen_member = member if option is not None and option.per_member and any(c == member for c, _ in members) else ""
+    return render(request, "upload.html", **upload_page_context(ctx, viewer, campaign_id, unit, options, members,
+                                                                chosen=option.value if option else "", chosen_member=chosen_member))
 
 
 def upload_page_context(ctx: WebContext, viewer: Viewer, campaign_id: str, unit: UnitRef, options, members, **extra) -> dict:
     context = dict(
         viewer=viewer, campaign_id=campaign_id, unit=unit, options=options, members=members, section="unit",
+        done_members={o.value: o.members_done for o in options if o.per_member},
         max_mb=ctx.settings.max_upload_mb, max_bytes=ctx.max_upload_bytes, max_files=MAX_FILES, accept=ACCEPT_ATTRIBUTE,
         allowed=ALLOWED_LIST, result=None, chosen="", chosen_member="",
     )
@@ -173,6 +238,8 @@ async def upload(campaign_id: str, code: str, request: Request):
     finally:
         await form.close()
     result = await run_in_threadpool(store_upload, ctx, request, viewer, campaign_id, unit, options, chosen, chosen_member, checks, datas)
+    if result.ok and not wants_json:  # the form shown again marks the item just sent
+        unit, options, members = await run_in_threadpool(upload_target, ctx, viewer, campaign_id, code)
     return upload_response(ctx, request, wants_json, result, viewer, campaign_id, unit, options, members, chosen, chosen_member)
 
 
@@ -211,12 +278,15 @@ def store_upload(
                 shown = [problem_text(p) for p in own[:MAX_PROBLEMS_SHOWN]]
                 if len(own) > MAX_PROBLEMS_SHOWN:
                     shown.append(f"… và {len(own) - MAX_PROBLEMS_SHOWN} lỗi khác")
-                files.append(FileFeedback(c.original_name, "refused", "; ".join(shown), c.size))
+                files.append(FileFeedback(c.original_name, "refused", "; ".join(shown), c.size, problems=shown))
             else:
                 files.append(FileFeedback(c.original_name, "not_stored", "Chưa lưu vì lần nộp bị từ chối.", c.size))
         general = [p.reason for p in exc.problems if not any(p.source == c.filename for c in checks)]
-        message = f"Danh sách không đọc được ({len(exc.problems)} lỗi); không có tệp nào được lưu. Hãy sửa và nộp lại."
-        return refuse(" ".join([message, *general]), files=files)
+        # Not "does not read": the file is fine, some of its rows are not; each error on its own line.
+        result = refuse(f"Danh sách có {len(exc.problems)} lỗi cần sửa, chưa được nhận:", files=files)
+        result.errors = general
+        result.hint = "Sửa các lỗi trên trong tệp rồi nộp lại; chưa có tệp nào được lưu."
+        return result
 
     if not checks:
         return refuse("Chưa chọn tệp nào để nộp.")
@@ -249,22 +319,69 @@ def store_upload(
             audit(uow, campaign_id=campaign_id, actor=viewer.email, action="web.upload", subject=outcome.item_key, now=now,
                   detail={"submission_id": outcome.submission_id, "on_time": outcome.on_time, "unit": unit.code,
                           "files": [c.filename for c in checks], "ip": client_ip(request)})
+        described = submissions_words(uow, [i for i in (outcome.submission_id, outcome.supersedes_id) if i])
+        same_files_warning = same_files_words(uow, plan, campaign_id, unit, outcome.same_files_as) if outcome.same_files_as else ""
         uow.commit()
     ctx.status.touch(campaign_id)
     deadline = format_instant(outcome.deadline)
+    done = {"item": option.value, "member": member_code if option.per_member else "", "label": described.get(outcome.submission_id, "")}
     if not outcome.created:
-        files = [FileFeedback(c.original_name, "unchanged", "Trùng với lần nộp hiện hành: không có gì thay đổi.", c.size) for c in checks]
-        return UploadResult(True, 200, f"Nội dung trùng với lần nộp hiện hành (#{outcome.submission_id}).", files,
-                            outcome.on_time, outcome.submission_id, outcome.item_key)
+        files = [FileFeedback(c.original_name, "unchanged", "Trùng với tệp đã nộp cho mục này: không có gì thay đổi.", c.size) for c in checks]
+        return UploadResult(True, 200, f"Nội dung trùng với tệp đã nộp cho mục này ({described.get(outcome.submission_id, '')}): "
+                                       "không có gì thay đổi.", files, outcome.on_time, outcome.submission_id, outcome.item_key,
+                            done=done)
     timing = "đúng hạn" if outcome.on_time else "trễ hạn"
     files = [FileFeedback(c.original_name, "accepted", f"Đã nhận – {timing} (hạn {deadline}).", c.size) for c in checks]
-    superseded = f", thay thế lần nộp #{outcome.supersedes_id}" if outcome.supersedes_id else ""
-    same = f" {same_files_note(plan, outcome.same_files_as)}" if outcome.same_files_as else ""
-    return UploadResult(True, 200, f"Đã nhận {len(checks)} tệp ({timing}, hạn {deadline}){superseded}.{same}", files,
-                        outcome.on_time, outcome.submission_id, outcome.item_key)
+    message = f"Đã nhận {len(checks)} tệp ({timing}, hạn {deadline})."
+    level = "ok"
+    if outcome.supersedes_id and outcome.supersedes_id in described:
+        # Said plainly: the item held a file, which this one now replaces (kept in the history).
+        message += (f" Tệp mới thay thế tệp đã nộp trước cho mục này: {described[outcome.supersedes_id]}; "
+                    "tệp cũ vẫn được lưu trong lịch sử.")
+        level = "notice"
+    return UploadResult(True, 200, message, files, outcome.on_time, outcome.submission_id, outcome.item_key, level=level,
+                        warnings=[same_files_warning] if same_files_warning else [], done=done)
 
 
 MAX_PROBLEMS_SHOWN = 20  # per file; the rest are counted
+
+
+def submissions_words(uow: UnitOfWork, ids: list[int]) -> dict[int, str]:
+    """Submissions as the sender knows them: their files' names and when they were received (never their ids)."""
+    if not ids:
+        return {}
+    received = dict(uow.session.execute(select(Submission.id, Submission.received_at).where(Submission.id.in_(ids))).all())
+    names: dict[int, list[str]] = {i: [] for i in received}
+    for submission_id, filename in uow.session.execute(
+        select(SubmissionFile.submission_id, SubmissionFile.filename).where(SubmissionFile.submission_id.in_(ids)).order_by(SubmissionFile.id)
+    ):
+        names[submission_id].append(filename)
+    return {i: files_words(names[i], at) for i, at in received.items()}
+
+
+def same_files_words(uow: UnitOfWork, plan: Plan, campaign_id: str, unit: UnitRef, keys) -> str:
+    """``kiemdiem.submission.same_files_note`` with people named as the secretary knows them: "đảng viên Nguyễn
+    Sỹ Chín (DV001)" for a member's document, the unit's name for another unit's (the warning's wording is the page's)."""
+    codes = {k.split(":", 3)[3] for k in keys} - {"-"}
+    names = dict(uow.session.execute(
+        select(Member.member_code, Member.full_name).where(Member.campaign_id == campaign_id, Member.member_code.in_(codes))
+    ).all()) if codes else {}
+    units = {k.split(":", 1)[0] for k in keys} - {unit.code}
+    unit_names = dict(uow.session.execute(
+        select(Unit.code, Unit.name).where(Unit.campaign_id == campaign_id, Unit.code.in_(units))
+    ).all()) if units else {}
+    items = []
+    for key in keys:
+        unit_code, phase_id, doc_type, member_code = key.split(":", 3)
+        document = DOCUMENTS[doc_type].name if doc_type in DOCUMENTS else doc_type
+        whose = []
+        if member_code != "-":
+            whose.append(f"đảng viên {names[member_code]} ({member_code})" if member_code in names else f"đảng viên {member_code}")
+        if unit_code != unit.code:
+            whose.append(f"{unit_names.get(unit_code, unit_code)} ({unit_code})")
+        phase = next((p.name for p in plan.phases if p.id == phase_id), phase_id)
+        items.append(f"{document}{' của ' + ', '.join(whose) if whose else ''} – giai đoạn «{phase}»")
+    return (f"tệp này giống hệt tệp đã nộp cho {'; '.join(items)}. Hãy xem lại đã chọn đúng văn bản, đúng đảng viên chưa.")
 
 
 # ----------------------------------------------------------------------------- download

@@ -24,7 +24,7 @@ def log_in(page: Page, server, email: str) -> None:
     page.fill("#email", email)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(rf"/c/{CAMPAIGN}$"))
+    expect(page).to_have_url(re.compile(rf"/c/{CAMPAIGN}(/u/[A-Z0-9]+)?$"))  # a branch lands on its unit page
 
 
 def test_unit_user_sees_only_their_subtree_and_two_files_complete_a_phase(page: Page, live_server, artifacts):
@@ -74,10 +74,12 @@ def test_refused_upload_shows_the_reason_and_stores_nothing(page: Page, live_ser
         {"name": "chuong_trinh.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x90\x00"},
     ])
     expect(page.locator("#file-list li.bad")).to_contain_text("Loại tệp không được nhận (.exe)")  # checked before sending
+    expect(page.locator("#submit")).to_be_disabled()  # not sent while a file is known bad
+    page.locator("#file-list li.bad button.remove").click()
     page.click("#submit")
-    expect(page.locator("#result-message")).to_contain_text("2/3 tệp bị từ chối; không có tệp nào được lưu")
+    expect(page.locator("#result-message")).to_contain_text("1/2 tệp bị từ chối; không có tệp nào được lưu")
     refused = page.locator("#result li.refused")
-    expect(refused).to_have_count(2)
+    expect(refused).to_have_count(1)
     expect(refused.nth(0)).to_contain_text("Nội dung tệp không phải PDF")
     expect(refused.nth(0)).to_contain_text("HTML")
     expect(page.locator("#result li.not_stored")).to_contain_text("du_thao.pdf")

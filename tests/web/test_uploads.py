@@ -218,7 +218,7 @@ def test_a_classification_list_that_does_not_read_is_refused_with_its_rows(clien
     response = upload(client, "VP1", MEMBER_LIST_ITEM, [("tong_hop.csv", bad, "text/csv"), ("bien_ban.pdf", PDF + b"scan", "application/pdf")])
     assert response.status_code == 422
     result = response.json()
-    assert not result["ok"] and "Danh sách không đọc được (2 lỗi)" in result["message"]
+    assert not result["ok"] and "Danh sách có 2 lỗi cần sửa, chưa được nhận:" in result["message"]
     listed, scan = result["files"]
     assert listed["status"] == "refused" and scan["status"] == "not_stored"
     assert "dòng 2, cột 'Chi bộ đề xuất': mức xếp loại không hợp lệ 'Giỏi'" in listed["message"]
@@ -281,6 +281,6 @@ def test_the_same_file_for_a_second_member_is_kept_with_a_warning(client_as):
     client = client_as("vp1@sct.example.vn")
     item = "chi_bo_kiem_diem|ban_kiem_diem_ca_nhan|m"
     first = upload(client, "VP1", item, [("kiem_diem.pdf", PDF + b"DV001", "application/pdf")], member="DV001").json()
-    assert first["ok"] and "Lưu ý" not in first["message"]
+    assert first["ok"] and not first["warnings"]
     second = upload(client, "VP1", item, [("kiem_diem.pdf", PDF + b"DV001", "application/pdf")], member="DV002").json()
-    assert second["ok"] and "Lưu ý: tệp giống hệt tệp đã nộp cho Bản kiểm điểm cá nhân (đảng viên DV001, đơn vị VP1" in second["message"]
+    assert second["ok"] and "tệp này giống hệt tệp đã nộp cho Bản kiểm điểm cá nhân của đảng viên Nguyễn Sỹ Chín (DV001)" in second["warnings"][0]

@@ -28,12 +28,47 @@
     window.setInterval(tick, every);
   }
 
-  /* 1. Live fragments: <div data-live="url"> is replaced by the server's fragment. */
+  /* 1. Live fragments: <div data-live="url"> is replaced by the server's fragment; with data-live-part="#id",
+     by that part of it only (one fetch for every element of a URL). */
+  var live = {};
   Array.prototype.forEach.call(document.querySelectorAll("[data-live]"), function (el) {
-    poll(function () { return el.getAttribute("data-live"); }, function (html) {
-      if (el.innerHTML !== html) { el.innerHTML = html; }
+    var url = el.getAttribute("data-live");
+    (live[url] = live[url] || []).push(el);
+  });
+  Object.keys(live).forEach(function (url) {
+    poll(function () { return url; }, function (html) {
+      var parsed = null;
+      live[url].forEach(function (el) {
+        var part = el.getAttribute("data-live-part"), text = html;
+        if (part) {
+          if (!parsed) { parsed = document.createElement("template"); parsed.innerHTML = html; }
+          var found = parsed.content.querySelector(part);
+          if (!found) { return; }
+          text = found.outerHTML;
+        }
+        if (el.innerHTML !== text) { el.innerHTML = text; }
+      });
     }, "text");
   });
+
+  /* A notice a redirect asks for (?notice=...): known words only, then the address is left clean. */
+  var NOTICES = {
+    "link-used": "Đồng chí đã đăng nhập rồi: đường dẫn đăng nhập trong thư đã được dùng, không cần dùng lại."
+  };
+  var params = new URLSearchParams(window.location.search);
+  var notice = NOTICES[params.get("notice")];
+  var main = document.querySelector("main");
+  if (notice && main) {
+    var note = document.createElement("p");
+    note.className = "msg info";
+    note.id = "page-notice";
+    note.setAttribute("role", "status");
+    note.textContent = notice;
+    main.insertBefore(note, main.firstChild);
+    params.delete("notice");
+    var rest = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+  }
 
   /* 2. The unit tree: a flat list in path order, each row with its depth. */
   var tree = document.getElementById("tree");
@@ -169,8 +204,13 @@
     var input = document.getElementById("files"), drop = document.getElementById("drop");
     var list = document.getElementById("file-list"), result = document.getElementById("result");
     var item = document.getElementById("item"), memberRow = document.getElementById("member-row");
+    var member = document.getElementById("member"), button = document.getElementById("submit");
+    var blocked = document.getElementById("send-blocked"), warning = document.getElementById("replace-warning");
+    var doneSource = document.getElementById("done-members");
+    var doneMembers = doneSource ? JSON.parse(doneSource.textContent || "{}") : {};
     var maxBytes = parseInt(upload.getAttribute("data-max"), 10);
     var allowed = upload.getAttribute("data-accept").split(",");
+    var sending = false;
     // As the server words sizes (uploads.format_size), so a small file is not "0,0 MB".
     var mb = function (n) {
       if (n < 1024) return n + " B";
@@ -179,6 +219,33 @@
     var bytes = function (n) { return n.toLocaleString("de-DE") + " byte"; };
 
     var itemNote = document.getElementById("item-note");
+    var memberOrder = Array.prototype.slice.call(member.options, 1);
+    /* The chosen item's current file ("" when it has none): a unit's document, or the chosen member's. */
+    var currentFile = function () {
+      var opt = item.options[item.selectedIndex];
+      if (!opt || !opt.value) { return ""; }
+      if (opt.getAttribute("data-m") === "1") { return (doneMembers[opt.value] || {})[member.value] || ""; }
+      return opt.getAttribute("data-done") || "";
+    };
+    var syncWarning = function () {
+      var file = currentFile();
+      warning.hidden = !file;
+      warning.textContent = file ? "Mục này đã có tệp " + file + "; nộp tiếp sẽ thay thế tệp đó (tệp cũ vẫn được lưu trong lịch sử). " +
+        "Nếu tài liệu có nhiều trang, hãy chọn tất cả các trang cùng một lần." : "";
+    };
+    /* The members of a member's document: those still missing first, the ones sent marked with their file. */
+    var syncMembers = function () {
+      var done = doneMembers[item.value] || {};
+      var chosen = member.value;
+      var missing = [], sent = [];
+      memberOrder.forEach(function (o) {
+        var file = done[o.value];
+        o.textContent = (file ? "✓ " : "") + o.getAttribute("data-name") + (file ? " — đã nộp: " + file : "");
+        (file ? sent : missing).push(o);
+      });
+      missing.concat(sent).forEach(function (o) { member.appendChild(o); });
+      member.value = chosen;
+    };
     var syncMember = function () {
       var opt = item.options[item.selectedIndex];
       memberRow.hidden = !(opt && opt.getAttribute("data-m") === "1");
@@ -186,25 +253,63 @@
       var note = opt ? opt.getAttribute("data-note") || "" : "";
       itemNote.textContent = note ? "Kế hoạch ghi: " + note : "";
       itemNote.hidden = !note;
+      syncMembers();
+      syncWarning();
     };
     item.addEventListener("change", syncMember);
+    member.addEventListener("change", syncWarning);
     syncMember();
 
-    var entry = function (cls, name, why) {
+    /* An item just sent holds a file now: marked as the server would mark it. */
+    var markDone = function (done) {
+      if (!done || !done.item || !done.label) { return; }
+      var opt = Array.prototype.filter.call(item.options, function (o) { return o.value === done.item; })[0];
+      if (!opt) { return; }
+      if (opt.getAttribute("data-m") === "1") {
+        doneMembers[done.item] = doneMembers[done.item] || {};
+        doneMembers[done.item][done.member] = done.label;
+        var all = doneMembers[done.item], codes = Object.keys(all);
+        var sent = codes.filter(function (c) { return all[c]; }).length;
+        opt.textContent = (sent === codes.length ? "✓ " : "") + opt.getAttribute("data-name") + " — đã nộp " + sent + "/" + codes.length + " đảng viên";
+      } else {
+        opt.setAttribute("data-done", done.label);
+        opt.textContent = "✓ " + opt.getAttribute("data-name") + " — đã nộp: " + done.label;
+      }
+    };
+
+    var entry = function (cls, name, why, problems) {
       var li = document.createElement("li");
       li.className = cls;
       var strong = document.createElement("strong");
       strong.textContent = name;
-      var span = document.createElement("span");
-      span.className = "why";
-      span.textContent = why;
       li.appendChild(strong);
-      li.appendChild(span);
+      if (problems && problems.length) {
+        li.appendChild(lines(problems));
+      } else {
+        var span = document.createElement("span");
+        span.className = "why";
+        span.textContent = why;
+        li.appendChild(span);
+      }
       return li;
+    };
+    var lines = function (texts) {
+      var ul = document.createElement("ul");
+      ul.className = "problems";
+      texts.forEach(function (t) { var li = document.createElement("li"); li.textContent = t; ul.appendChild(li); });
+      return ul;
+    };
+    /* Take one file out of the chosen ones (a phone cannot drag them; choosing again is the other way). */
+    var removeFile = function (index) {
+      var kept = new DataTransfer();
+      Array.prototype.forEach.call(input.files, function (f, i) { if (i !== index) { kept.items.add(f); } });
+      input.files = kept.files;
+      showChosen();
     };
     var showChosen = function () {
       list.innerHTML = "";
-      Array.prototype.forEach.call(input.files, function (f) {
+      var bad = [];
+      Array.prototype.forEach.call(input.files, function (f, index) {
         var dot = f.name.lastIndexOf("."), ext = dot > 0 ? f.name.slice(dot).toLowerCase() : "";
         var why = "Sẵn sàng (" + mb(f.size) + ")", cls = "ready";
         if (allowed.indexOf(ext) < 0) { why = "Loại tệp không được nhận (" + (ext || "không có đuôi") + ")"; cls = "bad"; }
@@ -215,8 +320,23 @@
           cls = "bad";
         }
         else if (f.size === 0) { why = "Tệp rỗng"; cls = "bad"; }
-        list.appendChild(entry(cls, f.name, why));
+        var li = entry(cls, f.name, why);
+        if (cls === "bad") {
+          bad.push(f.name);
+          var drop1 = document.createElement("button");
+          drop1.type = "button";
+          drop1.className = "light remove";
+          drop1.textContent = "Bỏ tệp này";
+          drop1.addEventListener("click", function () { removeFile(index); });
+          li.appendChild(drop1);
+        }
+        list.appendChild(li);
       });
+      // A file the server would refuse is not sent (a 60 MB photo over a phone line, to be refused).
+      blocked.hidden = !bad.length;
+      blocked.textContent = bad.length ? "Chưa nộp được: hãy bỏ " + (bad.length > 1 ? "các tệp " : "tệp ") + bad.join(", ") +
+        " (bấm \u201cBỏ tệp này\u201d bên dưới tên tệp, hoặc chọn lại các tệp) rồi bấm Nộp." : "";
+      button.disabled = sending || bad.length > 0;
     };
     input.addEventListener("change", showChosen);
     ["dragenter", "dragover"].forEach(function (t) {
@@ -230,36 +350,87 @@
       if (e.dataTransfer && e.dataTransfer.files.length) { input.files = e.dataTransfer.files; showChosen(); }
     });
 
+    var loginAgain = function () {
+      var p = document.createElement("p");
+      var a = document.createElement("a");
+      a.className = "button";
+      a.id = "login-again";
+      a.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+      a.textContent = "Đăng nhập lại";
+      p.appendChild(a);
+      return p;
+    };
+
     upload.addEventListener("submit", function (e) {
       e.preventDefault();
-      var button = document.getElementById("submit");
+      if (button.disabled) { return; }
+      sending = true;
       button.disabled = true;
       result.innerHTML = "";
       var pending = document.createElement("p");
       pending.className = "msg info";
       pending.textContent = "Đang gửi…";
       result.appendChild(pending);
+      var status = 0;
       fetch(upload.action, {
         method: "POST", body: new FormData(upload), credentials: "same-origin",
         headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
       }).then(function (r) {
+        status = r.status;
         return r.json().catch(function () { return { ok: false, message: "Lỗi máy chủ (" + r.status + ").", files: [] }; });
       }).then(function (data) {
         result.innerHTML = "";
         var msg = document.createElement("p");
         msg.id = "result-message";
-        msg.className = "msg " + (data.ok ? "ok" : "err");
+        msg.className = "msg " + (data.ok ? (data.level === "notice" ? "notice" : "ok") : "err");
         msg.textContent = data.message || data.error || "";
         result.appendChild(msg);
+        if (status === 401) { result.appendChild(loginAgain()); }
+        if (data.errors && data.errors.length) { result.appendChild(lines(data.errors)); }
+        (data.warnings || []).forEach(function (w) {
+          var box = document.createElement("div");
+          box.className = "msg warn result-warning";
+          box.setAttribute("role", "alert");
+          var head = document.createElement("strong");
+          head.textContent = "⚠ Cần kiểm tra: ";
+          box.appendChild(head);
+          box.appendChild(document.createTextNode(w));
+          result.appendChild(box);
+        });
         var ul = document.createElement("ul");
         ul.className = "files";
-        (data.files || []).forEach(function (f) { ul.appendChild(entry(f.status, f.name, f.message)); });
+        (data.files || []).forEach(function (f) { ul.appendChild(entry(f.status, f.name, f.message, f.problems)); });
         result.appendChild(ul);
-        if (data.ok) { input.value = ""; list.innerHTML = ""; }
+        if (data.hint) {
+          var hint = document.createElement("p");
+          hint.className = "muted";
+          hint.textContent = data.hint;
+          result.appendChild(hint);
+        }
+        if (data.ok) {
+          // Sent: the next page or member starts from a clean form (not the same item again by mistake).
+          markDone(data.done);
+          input.value = "";
+          list.innerHTML = "";
+          item.value = "";
+          member.value = "";
+          syncMember();
+        } else {
+          // Nothing was stored: the chosen files are no longer "ready".
+          Array.prototype.forEach.call(list.querySelectorAll("li.ready"), function (li) {
+            li.className = "not_stored";
+            li.querySelector(".why").textContent = "Chưa lưu: xem kết quả bên dưới.";
+          });
+        }
       }).catch(function () {
         result.innerHTML = "";
-        result.appendChild(entry("refused", "", "Không gửi được: mất kết nối tới máy chủ."));
-      }).then(function () { button.disabled = false; });
+        result.appendChild(entry("refused", "", "Không gửi được: mất kết nối tới máy chủ. Chưa có gì được lưu; hãy thử lại."));
+      }).then(function () {
+        sending = false;
+        showChosenButton();
+        result.scrollIntoView({ behavior: "smooth", block: "start" });
+      });
     });
+    var showChosenButton = function () { button.disabled = !blocked.hidden; };
   }
 })();
