@@ -67,6 +67,7 @@ AUDIT_ACTIONS = {
     "web.upload": "Nộp hồ sơ qua cổng web",
     "web.download": "Tải tệp hồ sơ",
     "web.export": "Xuất dữ liệu (XLSX, CSV)",
+    "web.dossier": "Tải hồ sơ của đơn vị (ZIP)",
     "web.result_cancel": "Hủy kết quả xếp loại qua cổng web",
     "web.finding_override": "Chấp thuận vi phạm qua cổng web",
     "submission.received": "Nhận hồ sơ",
@@ -186,8 +187,90 @@ def make_templates(directory: Path) -> Environment:
     env.filters["change"] = format_change
     env.filters["finding"] = finding_title  # a finding key in words
     env.filters["action"] = lambda code: AUDIT_ACTIONS.get(code, code)
+    env.filters["mail_error_text"] = mail_error_text  # an outbox ``last_error`` as one Vietnamese sentence
+    env.filters["mail_error_detail"] = mail_error_detail  # ... and the server's own words, for a <details>
     env.globals["audit_detail"] = audit_detail
     return env
+
+
+# ----------------------------------------------------------------------------- mail errors
+
+_MAIL_TO_IT = "báo bộ phận CNTT kiểm tra cấu hình gửi thư"
+_MAIL_CONNECT = f"Không kết nối được máy chủ thư (SMTP): máy chủ không trả lời hoặc sai địa chỉ, cổng — {_MAIL_TO_IT}"
+_MAIL_TIMEOUT = f"Máy chủ thư (SMTP) không trả lời kịp (quá thời gian chờ) — hệ thống sẽ tự gửi lại; nếu lỗi kéo dài, {_MAIL_TO_IT}"
+_MAIL_DISCONNECTED = f"Máy chủ thư (SMTP) ngắt kết nối giữa chừng — hệ thống sẽ tự gửi lại; nếu lỗi kéo dài, {_MAIL_TO_IT}"
+_MAIL_LOGIN = f"Máy chủ thư (SMTP) không cho hệ thống đăng nhập (tài khoản, mật khẩu gửi thư sai hoặc chưa đặt) — {_MAIL_TO_IT}"
+_MAIL_RECIPIENT = "Máy chủ thư không nhận địa chỉ người nhận (địa chỉ có thể bị gõ sai hoặc không còn dùng) — hãy kiểm tra lại địa chỉ email"
+_MAIL_ADDRESS = "Địa chỉ email không hợp lệ hoặc có chữ có dấu mà máy chủ thư không nhận — hãy kiểm tra lại địa chỉ email"
+_MAIL_SENDER = f"Máy chủ thư không nhận địa chỉ người gửi của hệ thống — {_MAIL_TO_IT}"
+_MAIL_CONTENT = f"Máy chủ thư từ chối nội dung thư (thư quá lớn hoặc bị coi là thư rác) — {_MAIL_TO_IT}"
+_MAIL_LATER = "Máy chủ thư tạm thời chưa nhận thư — hệ thống sẽ tự gửi lại; nếu lỗi kéo dài, " + _MAIL_TO_IT
+_MAIL_REFUSED = f"Máy chủ thư từ chối thư — {_MAIL_TO_IT}"
+_MAIL_OTHER = f"Gửi thư không thành công — {_MAIL_TO_IT}"
+# By the exception's name (``SendOutcome.error_type``), then by words of its message (older rows keep text only).
+_MAIL_BY_TYPE = {
+    "SMTPConnectError": _MAIL_CONNECT, "SMTPConnectResponseError": _MAIL_CONNECT, "ConnectionRefusedError": _MAIL_CONNECT,
+    "gaierror": _MAIL_CONNECT, "SMTPConnectTimeoutError": _MAIL_TIMEOUT, "SMTPReadTimeoutError": _MAIL_TIMEOUT,
+    "SMTPTimeoutError": _MAIL_TIMEOUT, "TimeoutError": _MAIL_TIMEOUT, "SMTPServerDisconnected": _MAIL_DISCONNECTED,
+    "SMTPAuthenticationError": _MAIL_LOGIN, "PasswordLookupError": _MAIL_LOGIN, "SMTPAuthUnavailable": _MAIL_LOGIN,
+    "SMTPRecipientsRefused": _MAIL_RECIPIENT, "SMTPRecipientRefused": _MAIL_RECIPIENT, "SMTPNotSupported": _MAIL_ADDRESS,
+    "ValueError": _MAIL_ADDRESS, "SMTPSenderRefused": _MAIL_SENDER, "SMTPDataError": _MAIL_CONTENT,
+}
+_MAIL_BY_WORDS = (
+    (("error connecting", "connection refused", "errno 111", "connect call failed", "name or service not known",
+      "nodename nor servname", "no route to host", "network is unreachable"), _MAIL_CONNECT),
+    (("timed out", "timeout"), _MAIL_TIMEOUT),
+    (("authentication", "password lookup", "auth extension", "5.7.8"), _MAIL_LOGIN),
+    (("disconnected", "connection lost", "connection reset"), _MAIL_DISCONNECTED),
+    (("recipient", "mailbox", "user unknown", "5.1.1", "5.1.2"), _MAIL_RECIPIENT),
+)
+
+
+def _mail_error_parts(error) -> tuple[str, int | None, str, bool]:
+    """(error type, SMTP code, the server's words, whether a recipient was refused) of a ``last_error``."""
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = str(error.get("message") or "")
+        refused = [r for r in error.get("refused") or () if isinstance(r, dict)]
+        if refused and not message:
+            message = str(refused[0].get("message") or "")
+        return str(error.get("error_type") or error.get("type") or ""), code if isinstance(code, int) else None, message, bool(refused)
+    return "", None, str(error or ""), False
+
+
+def mail_error_text(error) -> str:
+    """An outbox row's ``last_error`` (``SendOutcome.as_dict()``: status, code, message, error_type,
+    refused; or plain text, as older rows and event details keep it) as one Vietnamese sentence an
+    office can act on: what went wrong and who should do something. Empty when there is no error.
+    The server's own words are ``mail_error_detail`` (for a ``<details>`` or a title)."""
+    if not error:
+        return ""
+    error_type, code, message, refused = _mail_error_parts(error)
+    if refused:
+        return _MAIL_RECIPIENT
+    if error_type in _MAIL_BY_TYPE:
+        return _MAIL_BY_TYPE[error_type]
+    if code in (535, 534, 530):
+        return _MAIL_LOGIN
+    if code in (550, 551, 553):
+        return _MAIL_RECIPIENT
+    if code in (552, 554):
+        return _MAIL_CONTENT
+    text = message.lower()
+    for words, sentence in _MAIL_BY_WORDS:
+        if any(w in text for w in words):
+            return sentence
+    if code is not None:
+        return _MAIL_LATER if 400 <= code < 500 else _MAIL_REFUSED
+    return _MAIL_OTHER
+
+
+def mail_error_detail(error, limit: int = 300) -> str:
+    """The technical text of a ``last_error``: error type, SMTP code and the server's words, as they came."""
+    if not error:
+        return ""
+    error_type, code, message, _refused = _mail_error_parts(error)
+    return " ".join(part for part in (error_type, str(code) if code else "", message) if part)[:limit]
 
 
 def format_percent(value: float | None) -> str:
@@ -222,7 +305,7 @@ DETAIL_LABELS = {
     "gave_up": "ngừng gửi", "error": "lỗi", "doc_type": "loại văn bản", "item_key": "mục", "message": "nội dung",
     "covers": "áp dụng cho số liệu", "kept_decisions": "giữ quyết định của cấp trên", "units_added": "đơn vị thêm",
     "units_updated": "đơn vị cập nhật", "members_added": "đảng viên thêm", "members_updated": "đảng viên cập nhật",
-    "by": "cấp ủy quyết định", "row_id": "kết quả số", "level": "mức xếp loại",
+    "by": "cấp ủy quyết định", "row_id": "kết quả số", "level": "mức xếp loại", "phase": "giai đoạn", "rebuilt": "lập lại",
 }
 _DETAIL_CODES = {
     "method": {"password": "mật khẩu", "signin_link": "đường dẫn đăng nhập"},

@@ -656,75 +656,99 @@ class Contact:
     emails: tuple[str, ...]
     escalations: int  # escalation steps sent for the unit's phase
     last_escalated_at: dt.datetime | None
+    escalation_mails: int = 0  # escalation emails made about the unit's phase, whatever became of them
+    escalations_failed: int = 0  # ... of which the last try failed (waiting to retry, or given up)
+    escalation_error: dict | str | None = None  # the newest failed one's ``last_error``
+    escalations_sent_mails: int = 0  # ... of which were sent
+
+    @property
+    def escalations_waiting(self) -> int:
+        """Emails made but neither sent nor failed yet (queued, being sent)."""
+        return max(0, self.escalation_mails - self.escalations_failed - self.escalations_sent_mails)
 
 
 # Built once: the overview asks on every request (bound lists keep the compiled form cached).
 _UNIT_EMAILS = select(Unit.id, Unit.emails).where(Unit.id.in_(bindparam("ids", expanding=True)))
-_ESCALATIONS_SENT = (
-    select(Notice.unit_id, Notice.phase_id, func.count(func.distinct(Notice.step)), func.max(Outbox.sent_at))
+# Every escalation email about the rows' units, by status: "sent" ones count the steps that reached
+# someone; emails made but failed (SMTP down) or still waiting must not read as "not chased".
+_ESCALATION_MAILS = (
+    select(Notice.unit_id, Notice.phase_id, Outbox.status, func.count(func.distinct(Notice.step)), func.count(func.distinct(Outbox.id)),
+           func.max(Outbox.sent_at), func.max(Outbox.id))
     .join(Outbox, Outbox.id == Notice.outbox_id)
     .where(Notice.campaign_id == bindparam("campaign"), Notice.unit_id.in_(bindparam("ids", expanding=True)),
-           Notice.kind == "escalation", Outbox.status == "sent")
-    .group_by(Notice.unit_id, Notice.phase_id)
+           Notice.kind == "escalation")
+    .group_by(Notice.unit_id, Notice.phase_id, Outbox.status)
 )
 
 
 def overdue_contacts(uow: UnitOfWork, campaign_id: str, rows: list[OverdueRow]) -> dict[tuple[str, str], Contact]:
-    """``Contact`` of each overdue row shown, by (unit code, phase id): two queries by the rows' units."""
+    """``Contact`` of each overdue row shown, by (unit code, phase id): a few queries by the rows' units."""
     if not rows:
         return {}
     ids = sorted({r.unit.id for r in rows})
     emails = dict(uow.session.execute(_UNIT_EMAILS, {"ids": ids}).all())
-    chased = {
-        (unit_id, phase_id): (steps, last)
-        for unit_id, phase_id, steps, last in uow.session.execute(_ESCALATIONS_SENT, {"campaign": campaign_id, "ids": ids})
-    }
-    return {
-        (r.unit.code, r.phase.id): Contact(
-            tuple(e for e in emails.get(r.unit.id) or () if e), *chased.get((r.unit.id, r.phase.id), (0, None)),
+    chased: dict[tuple[int, str], dict] = defaultdict(lambda: {"steps": 0, "last": None, "mails": 0, "failed": 0, "sent": 0, "failed_id": None})
+    for unit_id, phase_id, status, steps, mails, last, newest in uow.session.execute(_ESCALATION_MAILS, {"campaign": campaign_id, "ids": ids}):
+        entry = chased[(unit_id, phase_id)]
+        entry["mails"] += mails
+        if status == "sent":
+            entry["steps"], entry["last"], entry["sent"] = steps, last, mails
+        elif status == "failed":
+            entry["failed"], entry["failed_id"] = mails, newest
+    failed_ids = [e["failed_id"] for e in chased.values() if e["failed_id"] is not None]
+    errors = dict(uow.session.execute(select(Outbox.id, Outbox.last_error).where(Outbox.id.in_(failed_ids))).all()) if failed_ids else {}
+    out = {}
+    for r in rows:
+        entry = chased.get((r.unit.id, r.phase.id)) or {"steps": 0, "last": None, "mails": 0, "failed": 0, "sent": 0, "failed_id": None}
+        out[(r.unit.code, r.phase.id)] = Contact(
+            tuple(e for e in emails.get(r.unit.id) or () if e), entry["steps"], entry["last"], entry["mails"], entry["failed"],
+            errors.get(entry["failed_id"]), entry["sent"],
         )
-        for r in rows
-    }
+    return out
 
 
 def notices_sent(uow: UnitOfWork, campaign_id: str, root_path: str, whole_campaign: bool) -> dict:
     """Reminders and escalations sent (outbox rows with status 'sent'), for the viewer's subtree;
-    and, so that an office does not believe its mail went out, how many messages failed (every
-    kind for the whole campaign; those about the subtree otherwise) and the newest failure's
-    words (``failed``, ``last_error``)."""
-    counts: dict = {"reminder": 0, "escalation": 0}
-    kinds = tuple(counts)
+    escalation emails made, whatever their status (``escalations_made``: the overdue list says
+    "đã tạo N thư" of those not sent, and its render is keyed by this); and, so that an office does
+    not believe its mail went out, how many messages failed (every kind for the whole campaign;
+    those about the subtree otherwise) and the newest failure's ``last_error`` as stored
+    (``failed``, ``last_error``: a ``SendOutcome.as_dict()`` or text; shown through ``mail_error_text``)."""
+    counts: dict = {"reminder": 0, "escalation": 0, "escalations_made": 0}
+    kinds = ("reminder", "escalation")
     about = None if whole_campaign else select(Notice.outbox_id).join(Unit, Unit.id == Notice.unit_id).where(
         Notice.campaign_id == campaign_id, Unit.path.startswith(root_path, autoescape=True)
     )
     if about is None:
         rows = uow.session.execute(
-            select(Outbox.kind, func.count())
-            .where(Outbox.campaign_id == campaign_id, Outbox.kind.in_(kinds), Outbox.status == "sent")
-            .group_by(Outbox.kind)
+            select(Outbox.kind, Outbox.status, func.count())
+            .where(Outbox.campaign_id == campaign_id, Outbox.kind.in_(kinds))
+            .group_by(Outbox.kind, Outbox.status)
         )
     else:
         rows = uow.session.execute(
-            select(Outbox.kind, func.count())
-            .where(Outbox.id.in_(about), Outbox.kind.in_(kinds), Outbox.status == "sent")
-            .group_by(Outbox.kind)
+            select(Outbox.kind, Outbox.status, func.count())
+            .where(Outbox.id.in_(about), Outbox.kind.in_(kinds))
+            .group_by(Outbox.kind, Outbox.status)
         )
-    for kind, n in rows:
-        counts[kind] = n
+    for kind, status, n in rows:
+        if status == "sent":
+            counts[kind] += n
+        if kind == "escalation":
+            counts["escalations_made"] += n
     counts.update(_mail_failures(uow, campaign_id, about))
     return counts
 
 
 def _mail_failures(uow: UnitOfWork, campaign_id: str, about) -> dict:
     """How many messages' last try failed (waiting to retry, or given up), and the newest one's
-    words. Found by status first (``ix_outbox_due``): there are none, or few, on a good day."""
+    ``last_error``. Found by status first (``ix_outbox_due``): there are none, or few, on a good day."""
     failed = select(Outbox.last_error).where(Outbox.status == "failed", Outbox.campaign_id == campaign_id)
     if about is not None:
         failed = failed.where(Outbox.id.in_(about))
     count = uow.session.scalar(select(func.count()).select_from(failed.subquery())) or 0
     last = uow.session.scalar(failed.order_by(Outbox.claimed_at.desc().nulls_last(), Outbox.id.desc()).limit(1)) if count else None
-    message = last.get("message") if isinstance(last, dict) else None
-    return {"failed": count, "last_error": str(message or "")[:200]}
+    return {"failed": count, "last_error": last if isinstance(last, (dict, str)) and last else None}
 
 
 # ----------------------------------------------------------------------------- tree
@@ -956,6 +980,26 @@ def unit_results(uow: UnitOfWork, unit: Unit) -> tuple[list[ResultRow], list[Org
         select(OrgResult).where(OrgResult.unit_id == unit.id).order_by(OrgResult.current.desc(), OrgResult.received_at.desc())
     )
     return [ResultRow(code, name, r, "" if sender_id == unit.id else sender_name) for code, name, r, sender_id, sender_name in members], list(orgs)
+
+
+def awaiting_decision(uow: UnitOfWork, campaign_id: str, root_path: str) -> dict[str, str]:
+    """Members of the subtree at ``root_path`` whose branch sent a proposal (``proposed_level``) that no
+    decision followed yet: member code -> the proposed level. A consolidation counts only decided
+    (final) levels, so these members are "chưa có kết quả" there, though their branch has done its part."""
+    decided = (
+        select(MemberResult.member_id)
+        .where(MemberResult.campaign_id == campaign_id, MemberResult.current.is_(True), MemberResult.final_level.is_not(None))
+    )
+    rows = uow.session.execute(
+        select(Member.member_code, MemberResult.proposed_level, MemberResult.received_at)
+        .join(Member, Member.id == MemberResult.member_id)
+        .join(Unit, Unit.id == Member.unit_id)
+        .where(MemberResult.campaign_id == campaign_id, MemberResult.current.is_(True), MemberResult.final_level.is_(None),
+               MemberResult.proposed_level.is_not(None), Unit.path.startswith(root_path, autoescape=True),
+               MemberResult.member_id.not_in(decided))
+        .order_by(MemberResult.received_at)
+    )
+    return {code: level for code, level, _ in rows}  # the newest current row last
 
 
 def file_in_scope(uow: UnitOfWork, campaign_id: str, file_id: int, root_path: str) -> tuple[SubmissionFile, Submission, Unit] | None:

@@ -6,6 +6,7 @@ that the page script fetches every few seconds, so they refresh without a full r
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -22,10 +23,12 @@ from kiemdiem.consolidation import field_label
 from kiemdiem.errors import InvalidInput, KiemdiemError
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS, NOT_EVALUATED_NAMES, NOT_EVALUATED_REASONS
 from kiemdiem.status import STATES
+from kiemdiem.steps import CONSOLIDATING_KINDS
 from kiemdiem.store.db import UnitOfWork
 from kiemdiem.store.models import Unit
 from kiemdiem.store.organization import list_campaigns
 from kiemdiem.store.submissions import submission_history
+from kiemdiem.web import routes_dossiers
 from kiemdiem.web.auth import ROLES, invite_user, may_invite
 from kiemdiem.web.context import (
     STATE_LABELS,
@@ -49,6 +52,7 @@ from kiemdiem.web.queries import (
     ancestors_in_scope,
     audit_actions,
     audit_events,
+    awaiting_decision,
     checklist,
     compare_versions,
     kinds_in,
@@ -70,6 +74,8 @@ from kiemdiem.web.queries import (
 )
 
 router = APIRouter()
+# The dossier downloads (their own module) are served with the pages: app.py includes this router.
+router.include_router(routes_dossiers.router)
 
 MAX_QUERY_LENGTH = 100
 
@@ -106,7 +112,7 @@ def overview_context(ctx: WebContext, uow: UnitOfWork, viewer: Viewer, campaign_
     )
     # The overdue units' contacts are read when the part is rendered: a sent escalation changes ``sent``
     # (a new render); an address edited by a re-import shows with the next submission or the next day.
-    key = ("overview", view.key, root_unit.code, tuple(sorted(sent.items())), format_date(now))
+    key = ("overview", view.key, root_unit.code, json.dumps(sent, sort_keys=True, default=str), format_date(now))
     live = ctx.renders.get_or_make(key, lambda: render_text(
         ctx, "_overview_live.html", contacts=overdue_contacts(uow, campaign_id, summary.overdue), **context,
     ).encode())
@@ -306,11 +312,14 @@ def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, ca
     if unit is None:
         raise HTTPException(404)
     versions = snapshot_versions(uow, campaign_id, unit.id)
+    plan = get_ctx(request).status.plan_for(uow, campaign_id)
     context = dict(viewer=viewer, campaign_id=campaign_id, unit=unit, section="consolidation", versions=versions,
                    ancestors=ancestors_in_scope(uow, unit, viewer.unit_path), decision=decision or decided(request),
-                   status_code=status_code)
+                   status_code=status_code, plan=plan,
+                   # the unit's dossier per phase, for its office (the dossier route's own check is the same)
+                   dossier_phases=routes_dossiers.dossier_phases(plan, unit.kind) if viewer.is_staff else [])
     if not versions:
-        return render(request, "consolidation.html", latest=None, **context)
+        return render(request, "consolidation.html", latest=None, first_consolidation=first_consolidation(plan), **context)
     by_version = {s.version: s for s in versions}
     latest = versions[0]
     payload = latest.payload or {}
@@ -338,17 +347,38 @@ def consolidation_response(request: Request, uow: UnitOfWork, viewer: Viewer, ca
     decider = uow.session.scalar(select(Unit.name).where(Unit.campaign_id == campaign_id, Unit.code == decided_by)) if decided_by else None
     about = {f.get("unit_code") for f in payload.get("findings") or () if f.get("severity") == "error" and not f.get("overridden")}
     decidable = {code for code, path in unit_paths(uow, campaign_id, about).items() if viewer.decides_for(path)} if viewer.is_staff else set()
+    # Members the snapshot counts as without a result, whose branch did send a proposal: waiting for the
+    # committee's decision, not for the branch (read from the results, which the snapshot does not carry).
+    missing = payload.get("missing_results") or {}
+    missing_members = [m for m in missing.get("members") or () if isinstance(m, dict)]
+    child_missing = {child.code: [m for m in ((snap.payload or {}).get("missing_results") or {}).get("members") or () if isinstance(m, dict)]
+                     for child, snap in children}
+    anyone_missing = missing_members or any(child_missing.values())
+    proposals = awaiting_decision(uow, campaign_id, unit.path) if anyone_missing else {}
+    awaiting = [dict(m, proposed_level=proposals[m.get("member_id")]) for m in missing_members if m.get("member_id") in proposals]
+    nothing = [m for m in missing_members if m.get("member_id") not in proposals]
     child_rows = []
     for child, snap in children:
         child_members = (snap.payload or {}).get("members") or {}
-        child_rows.append({"unit": child, "snapshot": snap, "members": child_members, "levels": level_rows(child_members)})
+        child_rows.append({"unit": child, "snapshot": snap, "members": child_members, "levels": level_rows(child_members),
+                           "awaiting": sum(1 for m in child_missing[child.code] if m.get("member_id") in proposals)})
+    proposed_levels = {lv: sum(1 for m in awaiting if m["proposed_level"] == lv) for lv in LEVELS}
     return render(
         request, "consolidation.html", latest=latest, payload=payload, members=members, organizations=organizations,
         member_levels=level_rows(members), org_levels=level_rows(organizations), child_rows=child_rows,
         old=old, new=new, changes=changes, changes_source=changes_source, compare_error=compare_error,
         field_label=field_label, not_evaluated_names=NOT_EVALUATED_NAMES, not_evaluated_reasons=NOT_EVALUATED_REASONS,
-        level_names=LEVEL_NAMES, decidable=decidable, decider=decider, **context,
+        level_names=LEVEL_NAMES, decidable=decidable, decider=decider, awaiting=awaiting, missing_nothing=nothing,
+        missing_orgs=missing.get("organizations") or [], proposed_levels={lv: n for lv, n in proposed_levels.items() if n}, **context,
     )
+
+
+def first_consolidation(plan) -> dt.datetime | None:
+    """When the first consolidation can come: the earliest moment a consolidating phase's preceding
+    phases are all past their deadline (``steps.consolidation_due``); None when the plan has none."""
+    moments = [max(plan.phase(p).deadline for p in phase.after) for phase in plan.phases
+               if phase.kind in CONSOLIDATING_KINDS and phase.after]
+    return min(moments) if moments else None
 
 
 # ----------------------------------------------------------------------------- people, audit
