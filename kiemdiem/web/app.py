@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiemdiem.calendar import parse_instant
 from kiemdiem.errors import KiemdiemError
-from kiemdiem.notify.transport import CONFIGURATION_ERRORS
 from kiemdiem.settings import WebSettings, reminder_settings, templates_dir, web_settings
 from kiemdiem.store.db import Store, open_store
 from kiemdiem.web import routes_auth, routes_decisions, routes_files, routes_pages
@@ -49,12 +48,13 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
 }
 
-# Office documents (XLSX, DOCX) are zip files already.
+# Office documents (XLSX, DOCX) and dossiers are zip files already.
 GZIP_EXCLUDED = (
     *DEFAULT_EXCLUDED_CONTENT_TYPES,
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/pdf",
+    "application/zip",
 )
 
 ERROR_MESSAGES = {
@@ -63,40 +63,6 @@ ERROR_MESSAGES = {
     500: "Đã có lỗi xảy ra khi xử lý yêu cầu. Lỗi đã được ghi lại; hãy thử lại sau ít phút, "
          "nếu vẫn lỗi xin báo bộ phận kỹ thuật kèm thời điểm xảy ra.",
 }
-
-
-def mail_error(value) -> dict[str, str]:
-    """An outbox row's ``last_error`` (``SendOutcome.as_dict``: status, code, message, error_type,
-    refused; or, from older rows, plain text) as the people page shows it: ``reason``, a short
-    Vietnamese phrase, and ``detail``, the server's own words (secondary, for the technical staff)."""
-    if not value:
-        return {"reason": "", "detail": ""}
-    if not isinstance(value, dict):
-        text = str(value)
-        return {"reason": _mail_reason(None, None, text, False, None), "detail": text[:160]}
-    refused = [r for r in value.get("refused") or () if isinstance(r, dict)]
-    code = value.get("code")
-    code = code if isinstance(code, int) else None
-    message = str(value.get("message") or "")
-    if refused:  # the server named the recipient it would not take
-        code = refused[0].get("code") if isinstance(refused[0].get("code"), int) else code
-        message = str(refused[0].get("message") or message)
-    detail = " ".join(part for part in (str(code) if code else "", message) if part)
-    reason = _mail_reason(code, value.get("status"), message, bool(refused), value.get("error_type"))
-    return {"reason": reason, "detail": detail[:160]}
-
-
-def _mail_reason(code: int | None, status, message: str, refused: bool, error_type) -> str:
-    text = message.lower()
-    if error_type in CONFIGURATION_ERRORS or code == 535:
-        return "máy chủ gửi thư của hệ thống chưa được cấu hình đúng (báo bộ phận kỹ thuật)"
-    if refused or code in (550, 551, 553) or "5.1.1" in text or "5.1.2" in text or "mailbox" in text or "user unknown" in text:
-        return "máy chủ thư không nhận địa chỉ này (có thể địa chỉ bị gõ sai hoặc không còn dùng)"
-    if code is None and status != "permanent" and not text[:1].isdigit():
-        return "không kết nối được tới máy chủ thư"
-    if status == "temporary" or (code is not None and 400 <= code < 500):
-        return "máy chủ thư tạm thời chưa nhận thư"
-    return "máy chủ thư từ chối thư"
 
 
 # A form whose CSRF token no longer matches the session (signed in again, or out, in another tab): in plain words.
@@ -179,7 +145,6 @@ def create_app(
         if owns_store:
             store.dispose()
 
-    ctx.templates.filters["mail_error"] = mail_error
     app = FastAPI(title="kiemdiem", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.web = ctx
     # The tree page of a province is ~1 MB of HTML; offices often sit behind slow district links.

@@ -453,7 +453,7 @@ def test_invite_link_expires(client_as, store, clock):
         uow.session.execute(update(Outbox).where(Outbox.kind == "invite").values(status="failed", last_error="550 5.1.1 mailbox unavailable"))
         uow.commit()
     row = user_row(client_as("office@sct.example.vn"), "bithu.ql2@sct.example.vn")
-    assert "Thư mời gửi lỗi: máy chủ thư không nhận địa chỉ này" in row and "hãy kiểm tra địa chỉ email rồi mời lại" in row
+    assert "Thư mời gửi lỗi: Máy chủ thư không nhận địa chỉ người nhận" in row and "hãy kiểm tra lại địa chỉ email. Sau đó hãy mời lại." in row
     assert "Chi tiết kỹ thuật: 550 5.1.1 mailbox unavailable" in row
 
 

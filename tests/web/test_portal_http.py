@@ -36,9 +36,9 @@ def test_the_people_page_says_in_words_why_an_invitation_failed(client_as, store
     response = office.get("/c/c187/users")
     assert response.status_code == 200, response.text[:300]
     row = user_row(office, "bithu.ql2@sct.example.vn")
-    assert ("Thư mời gửi lỗi: máy chủ thư không nhận địa chỉ này (có thể địa chỉ bị gõ sai hoặc không còn dùng); "
-            "hãy kiểm tra địa chỉ email rồi mời lại") in row
-    assert "Chi tiết kỹ thuật: 550 5.1.1 mailbox unavailable" in row  # secondary, after the sentence
+    assert ("Thư mời gửi lỗi: Máy chủ thư không nhận địa chỉ người nhận (địa chỉ có thể bị gõ sai hoặc không còn dùng) — "
+            "hãy kiểm tra lại địa chỉ email. Sau đó hãy mời lại.") in row
+    assert "Chi tiết kỹ thuật: SMTPRecipientsRefused 550 5.1.1" in row and "mailbox unavailable" in row  # secondary, after the sentence
     assert "{" not in row and "'code'" not in row
 
 
@@ -47,8 +47,8 @@ def test_an_invitation_that_could_not_reach_the_mail_server_is_said_so(client_as
     invite_token(office, store)
     fail_invitations(store, SendOutcome(SendStatus.TEMPORARY, None, "Connection refused", "ConnectionRefusedError"))
     row = user_row(office, "bithu.ql2@sct.example.vn")
-    assert "Thư mời gửi lỗi: không kết nối được tới máy chủ thư; hãy kiểm tra địa chỉ email rồi mời lại" in row
-    assert "Chi tiết kỹ thuật: Connection refused" in row
+    assert "Thư mời gửi lỗi: Không kết nối được máy chủ thư (SMTP)" in row and "báo bộ phận CNTT kiểm tra cấu hình gửi thư" in row
+    assert "Chi tiết kỹ thuật: ConnectionRefusedError Connection refused" in row
 
 
 # ----------------------------------------------------------------------------- 2, 3, 6. uploading the same item twice
@@ -289,3 +289,12 @@ def test_the_unit_page_says_what_is_still_owed_on_top(client_as, clock):
 def test_the_notices_are_folded_with_their_count(client_as):
     page = client_as("vp1@sct.example.vn").get("/c/c187/u/VP1").text
     assert re.search(r'<details class="box" id="notices-box"><summary>Thư nhắc việc và đôn đốc về đơn vị \(\d+\)</summary>', page)
+
+
+def test_only_a_unit_with_sub_units_offers_its_tree(client_as):
+    """A branch with no sub-units had "Cây đơn vị trực thuộc" and "Tổng quan cây này" leading to itself alone."""
+    office = client_as("office@sct.example.vn")
+    branch, committee = office.get("/c/c187/u/VP1").text, office.get("/c/c187/u/SCT").text
+    for label in ("Cây đơn vị trực thuộc", "Tổng quan cây này"):
+        assert label not in branch and label in committee
+    assert ">Tải Excel (XLSX)</a>" in branch and ">XLSX</a>" not in branch
