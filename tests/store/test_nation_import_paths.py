@@ -13,7 +13,7 @@ from tests.store.test_org_import import NOW, campaign  # noqa: F401  (fixture)
 def test_paths_follow_a_moved_subtree(store, campaign, tmp_path, backend):
     from kiemdiem.synth import generate  # noqa: PLC0415
 
-    files = generate("khoi", 11, tmp_path / "gen")
+    files = generate("khoi", 2, tmp_path / "gen")  # a seed whose moved base organization has grandchildren (tổ đảng)
     khoi = read_csv(files.units), read_csv(files.members)
     changed = changed_org(*khoi)
     for version, (units, members) in enumerate([khoi, changed]):
