@@ -16,7 +16,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 from kiemdiem.catalogue import BRANCH_KINDS, MEMBER_STATUSES, POSITIONS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
-from kiemdiem.tabular import columns_of, fold, iter_rows, name_columns, open_rows, parse_date, read_columns, split_list
+from kiemdiem.tabular import LeadingZeros, columns_of, fold, iter_rows, name_columns, open_rows, parse_date, read_columns, split_list
 
 UNIT_COLUMNS = {
     "code": ["Mã đơn vị", "Mã tổ chức", "Ma don vi"],
@@ -147,17 +147,30 @@ def unit_code_by_name(load) -> Callable[[str], str | None]:
     member's branch typed by its name is told its code. ``load()`` yields (code, name) pairs; it
     is called once, at the first question (only an import with a missing branch asks)."""
     codes: dict[str, list[str]] = {}
+    every: list[str] = []
     loaded = False
 
-    def code_of(text: str) -> str | None:
+    def load_once() -> None:
         nonlocal loaded
         if not loaded:
             for code, name in load():
                 codes.setdefault(fold(name), []).append(code)
+                every.append(code)
             loaded = True
+
+    def code_of(text: str) -> str | None:
+        load_once()
         found = codes.get(fold(text), ())
         return found[0] if len(found) == 1 else None
 
+    zeros = LeadingZeros(every)
+
+    def zero_hint(text: str) -> str:
+        """" (có phải 01? …)" for a code that lost its leading zeros in Excel."""
+        load_once()
+        return zeros.hint(text)
+
+    code_of.zero_hint = zero_hint  # type: ignore[attr-defined]
     return code_of
 
 
@@ -506,6 +519,8 @@ def _missing(what: str, text: str, code_of_name: Callable[[str], str | None] | N
     """"… không tồn tại", with the code of the unit ``text`` names when it is a name."""
     code = code_of_name(text) if code_of_name is not None else None
     hint = f": đây là tên của đơn vị có mã '{code}', cột này cần mã đơn vị" if code else ""
+    if not hint and code_of_name is not None and hasattr(code_of_name, "zero_hint"):
+        hint = code_of_name.zero_hint(text)
     return f"{what} '{text}' không tồn tại{hint}"
 
 

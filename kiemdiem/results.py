@@ -26,7 +26,7 @@ from pathlib import Path
 from kiemdiem.consolidation import MemberResult, OrgResult
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
-from kiemdiem.tabular import fold, name_columns, read_table
+from kiemdiem.tabular import LeadingZeros, fold, name_columns, read_table
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results", "problem_text"]
 
@@ -192,6 +192,7 @@ def parse_member_results(
     file_has_self_levels = any(row.values["self_level"].strip() for row in rows)
     seen: dict[str, int] = {}
     results: list[MemberResult] = []
+    zeros = LeadingZeros(known_member_ids or ())
     for row in rows:
         before = len(problems)
         cell = _Collector(source, row, problems)
@@ -201,7 +202,7 @@ def parse_member_results(
         elif member_id in seen:
             cell.fail("member_id", f"đảng viên {member_id} bị lặp (đã có ở dòng {seen[member_id]})")
         elif known_member_ids is not None and member_id not in known_member_ids:
-            cell.fail("member_id", f"mã đảng viên {member_id} không có trong danh sách đảng viên của đơn vị")
+            cell.fail("member_id", f"mã đảng viên {member_id} không có trong danh sách đảng viên của đơn vị{zeros.hint(member_id)}")
         if member_id and member_id not in seen:
             seen[member_id] = row.number
         self_level = cell.level("self_level")
@@ -266,6 +267,7 @@ def parse_org_results(
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     results: list[OrgResult] = []
+    zeros = LeadingZeros(known_unit_codes or ())
     for row in rows:
         before = len(problems)
         cell = _Collector(source, row, problems)
@@ -275,7 +277,7 @@ def parse_org_results(
         elif code in seen:
             cell.fail("unit", f"tổ chức đảng {code} bị lặp (đã có ở dòng {seen[code]})")
         elif known_unit_codes is not None and code not in known_unit_codes:
-            cell.fail("unit", f"mã tổ chức đảng {code} không có trong cây tổ chức")
+            cell.fail("unit", f"mã tổ chức đảng {code} không có trong cây tổ chức{zeros.hint(code)}")
         if code and code not in seen:
             seen[code] = row.number
         self_level = cell.level("self_level")

@@ -69,7 +69,8 @@ def iter_rows(
     The file is opened and its header checked (raising InvalidInput like ``read_table``)
     before this returns; blank lines are skipped."""
     raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
-    return _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required)
+    rows = _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required)
+    return _guarded(path, data, rows) if all_text else rows
 
 
 def read_columns(
@@ -85,6 +86,10 @@ def read_columns(
     checks, cell texts and blank-line skipping as ``read_table``.
     """
     raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
+    return _csv_guard(path, data, lambda: _read_columns(raw_rows, header, mapping, all_text, header_row, columns, required))
+
+
+def _read_columns(raw_rows, header, mapping, all_text, header_row, columns, required):
     first = header_row + 1
     names = list(columns)
     width = len(header)
@@ -141,20 +146,68 @@ def open_rows(
     """
     source = str(path)
     with ExitStack() as stack:
-        raw_rows, all_text = _stream_raw_rows(path, data, stack)
-        header, mapping, header_row = _header(source, raw_rows, columns, required)
-        yield _guarded(source, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required), header_row)
+        raw_rows, all_text, picked = _stream_raw_rows(path, data, stack, _header_lookup(columns))
+        header, mapping, header_row = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        if picked is not None:
+            _check_formulas(source, picked, header_row, mapping)
+        yield _guarded(path, data, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required))
 
 
-def _guarded(source: str, rows: Iterator[tuple[int, tuple[str, ...]]], header_row: int) -> Iterator[tuple[int, tuple[str, ...]]]:
-    last = header_row
+def _guarded(path: Path, data: bytes | None, rows: Iterator[tuple[int, tuple[str, ...]]]) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """``rows``, a cell that is not UTF-8 or a line the CSV parser refuses raising InvalidInput that names the line."""
+    last = 0
     try:
         for last, values in rows:
             yield last, values
     except UnicodeDecodeError:
-        raise InvalidInput(Problem(source, NOT_UTF8, row=last + 1)) from None
+        raise InvalidInput(Problem(str(path), NOT_UTF8, row=last + 1)) from None
     except csv.Error as exc:
-        raise InvalidInput(Problem(source, f"dòng CSV không đọc được: {exc}", row=last + 1)) from None
+        raise InvalidInput(csv_problem(path, data, exc)) from None
+
+
+UNCLOSED_QUOTE = 'dấu ngoặc kép (") mở mà không đóng'
+
+
+def csv_problem(path: Path, data: bytes | None, exc: csv.Error) -> Problem:
+    """What the CSV parser refused, for an office, at the line where the record it could not
+    finish starts (the file is parsed again to find it: only on the way to an error). A field
+    over the parser's limit is a double quote opened and never closed: the rest of the file ran
+    into one cell."""
+    text = str(exc)
+    line = _failed_record_line(path, data)
+    if "field larger than field limit" in text or "unexpected end of data" in text:
+        reason = (
+            f"{UNCLOSED_QUOTE}: ô mở dấu ngoặc kép ở dòng {line} (hoặc ngay sau đó) không có dấu đóng, nên phần còn lại "
+            "của tệp bị đọc thành một ô; hãy đóng dấu ngoặc kép hoặc bỏ nó đi"
+        ) if line else f"{UNCLOSED_QUOTE}: phần còn lại của tệp bị đọc thành một ô"
+    else:
+        reason = f"dòng CSV không đọc được: {text}"
+    return Problem(str(path), reason, row=line)
+
+
+def _failed_record_line(path: Path, data: bytes | None) -> int | None:
+    """The file line where the first record the CSV parser refuses starts: the line after the
+    last record it read whole."""
+    try:
+        with ExitStack() as stack:
+            reader, _all_text, _picked = _stream_raw_rows(path, data, stack)
+            good = 0
+            try:
+                for _row in reader:
+                    good = reader.line_num
+            except csv.Error:
+                return good + 1
+    except (InvalidInput, UnicodeDecodeError, OSError):
+        return None
+    return None
+
+
+def _csv_guard(path: Path, data: bytes | None, read):
+    """``read()``, a csv.Error it raises (a line the CSV parser refuses) as InvalidInput naming the line."""
+    try:
+        return read()
+    except csv.Error as exc:
+        raise InvalidInput(csv_problem(path, data, exc)) from None
 
 
 # Excel's "Unicode Text" (.txt, tab-separated) is UTF-16 with a byte order mark.
@@ -167,8 +220,11 @@ NOT_UTF8 = (
 )
 
 
-def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[Iterator[list], bool]:
-    """``_raw_rows`` from an open file: the rows (header first) and whether every cell is a ``str``."""
+def _stream_raw_rows(
+    path: Path, data: bytes | None, stack: ExitStack, lookup: dict[str, str] | None = None,
+) -> tuple[Iterator[list], bool, _Sheet | None]:
+    """``_raw_rows`` from an open file: the rows (header first), whether every cell is a ``str``,
+    and the sheet read (None for a CSV)."""
     source = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".xlsm", ".csv", ".txt", ""):
@@ -178,12 +234,8 @@ def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[
     except OSError as exc:
         raise InvalidInput(Problem(source, f"không đọc được tệp: {exc.strerror or exc}")) from exc
     if suffix in (".xlsx", ".xlsm"):
-        try:
-            book = openpyxl.load_workbook(binary, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many types for a broken file
-            raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
-        stack.callback(book.close)
-        return (list(r) for r in _first_sheet(book).iter_rows(values_only=True)), False
+        rows, picked = _xlsx_rows(source, binary, lookup, stack)
+        return rows, False, picked
     encoding = "utf-16" if binary.read(2) in _UTF16_BOMS else "utf-8-sig"
     binary.seek(0)
     text = stack.enter_context(io.TextIOWrapper(binary, encoding=encoding, newline=""))
@@ -192,7 +244,7 @@ def _stream_raw_rows(path: Path, data: bytes | None, stack: ExitStack) -> tuple[
         text.seek(0)
     except UnicodeDecodeError:
         raise InvalidInput(Problem(source, NOT_UTF8)) from None
-    return csv.reader(map(_nfc, text), _dialect(sample)), True
+    return csv.reader(map(_nfc, text), _dialect(sample)), True, None
 
 
 def _dialect(sample: str):
@@ -203,11 +255,6 @@ def _dialect(sample: str):
     except csv.Error:
         delimiter = max(",;\t", key=lambda d: (sample.count(d), d == ","))
         return type("Found", (csv.excel,), {"delimiter": delimiter})
-
-
-def _first_sheet(book):
-    """The first sheet the user sees: a hidden one (lookups, an old copy) is not the table."""
-    return next((sheet for sheet in book.worksheets if sheet.sheet_state == "visible"), book.worksheets[0])
 
 
 def _chunks(flat: list, width: int) -> Iterator[list]:
@@ -223,16 +270,21 @@ def columns_of(rows: Sequence[Sequence], width: int) -> list[tuple]:
 def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, list[str]], data: bytes | None = None) -> list[Problem]:
     """``problems`` of the table ``path`` with their ``column`` set: the header cell of their field as the
     file spells it, or (a column the file lacks) the field's usual Vietnamese header. Problems of other
-    files, or without a canonical field, are left as they are. Only called on the way to an error, so
-    it reads the header row again rather than carry it through every reader."""
+    files, or without a canonical field, are left as they are. A workbook showing more than one sheet
+    names the sheet read in each of its problems' source ("ds.xlsx (trang tính 'Năm 2023')"): its row
+    numbers are that sheet's. Only called on the way to an error, so it reads the header row again
+    rather than carry it through every reader."""
     source = str(path)
-    if not any(p.source == source and p.field in columns and p.column is None for p in problems):
+    xlsx = path.suffix.lower() in (".xlsx", ".xlsm")
+    if not any(p.source == source and (xlsx or (p.field in columns and p.column is None)) for p in problems):
         return list(problems)
     spelt: dict[str, str] = {}
     lookup = _header_lookup(columns)
+    label = None
     try:
         with ExitStack() as stack:
-            raw_rows, _ = _stream_raw_rows(path, data, stack)
+            raw_rows, _, picked = _stream_raw_rows(path, data, stack, lookup)
+            label = picked.label if picked is not None else None
             found = _locate_header(source, raw_rows, lookup, set())
             header = found[0] if found else []
     except (InvalidInput, UnicodeDecodeError, csv.Error):
@@ -242,11 +294,14 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
         canonical = lookup.get(fold(name)) if name else None
         if canonical is not None:
             spelt.setdefault(canonical, name)
-    return [
+    named = [
         dataclasses.replace(p, column=spelt.get(p.field) or columns[p.field][0])
         if p.source == source and p.field in columns and p.column is None else p
         for p in problems
     ]
+    if label is None:
+        return named
+    return [dataclasses.replace(p, source=f"{source} ({label})") if p.source == source else p for p in named]
 
 
 def _header_lookup(columns: dict[str, list[str]]) -> dict[str, str]:
@@ -256,10 +311,23 @@ def _header_lookup(columns: dict[str, list[str]]) -> dict[str, str]:
 
 def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: bytes | None):
     """The file's remaining rows, its header and how header cells map onto canonical columns."""
-    raw_rows, all_text = _raw_rows(path, data)
-    raw_rows = iter(raw_rows)
-    header, mapping, header_row = _header(str(path), raw_rows, columns, required)
+    source = str(path)
+    raw_rows, all_text, picked = _raw_rows(path, data, _header_lookup(columns))
+    try:
+        raw_rows = iter(raw_rows)
+        header, mapping, header_row = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        if picked is not None:
+            _check_formulas(source, picked, header_row, mapping)
+    finally:
+        if picked is not None:
+            picked.book.close()
     return raw_rows, header, mapping, all_text, header_row
+
+
+def _check_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[int, str]) -> None:
+    problems = _uncached_formulas(source, picked, header_row, mapping)
+    if problems:
+        raise InvalidInput(problems)
 
 
 # Office forms put a title block above the table ("ĐẢNG BỘ …", "DANH SÁCH …", a blank line):
@@ -472,13 +540,17 @@ def _cell_text(cell) -> str:
         return cell.date().isoformat() if cell.time() == dt.time(0) else cell.isoformat()
     if isinstance(cell, dt.date):
         return cell.isoformat()
-    if isinstance(cell, float) and cell.is_integer():
-        return str(int(cell))
+    if isinstance(cell, float):
+        # As Excel shows it, to 15 significant digits: 89.99999999999999 (a sum's rounding) is 90.
+        cell = float(f"{cell:.15g}")
+        if cell.is_integer():
+            return str(int(cell))
     return str(cell).strip()
 
 
-def _raw_rows(path: Path, data: bytes | None):
-    """The file's rows (header first) and whether every cell is a ``str`` (CSV)."""
+def _raw_rows(path: Path, data: bytes | None, lookup: dict[str, str] | None = None):
+    """The file's rows (header first), whether every cell is a ``str`` (CSV) and the sheet read
+    (None for a CSV)."""
     suffix = path.suffix.lower()
     if data is None:
         try:
@@ -486,19 +558,171 @@ def _raw_rows(path: Path, data: bytes | None):
         except OSError as exc:
             raise InvalidInput(Problem(str(path), f"không đọc được tệp: {exc.strerror or exc}")) from exc
     if suffix in (".xlsx", ".xlsm"):
+        rows, picked = _xlsx_rows(str(path), io.BytesIO(data), lookup)
         try:
-            book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many types for a broken file
-            raise InvalidInput(Problem(str(path), f"không mở được tệp Excel: {exc}")) from exc
-        sheet = _first_sheet(book)
-        return [list(r) for r in sheet.iter_rows(values_only=True)], False
+            return list(rows), False, picked  # the caller closes the book (``_open``)
+        except BaseException:
+            picked.book.close()
+            raise
     if suffix in (".csv", ".txt", ""):
         try:
             text = _nfc(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
         except UnicodeDecodeError:
             raise InvalidInput(Problem(str(path), NOT_UTF8)) from None
-        return csv.reader(io.StringIO(text), _dialect(text[:4096])), True
+        return csv.reader(io.StringIO(text), _dialect(text[:4096])), True, None
     raise InvalidInput(Problem(str(path), f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
+
+
+# --------------------------------------------------------------------------- XLSX
+
+
+@dataclass
+class _Sheet:
+    """The sheet of a workbook that is read, and how errors name it."""
+
+    book: object
+    sheet: object
+    label: str | None  # "trang tính 'Năm 2023'" when the workbook shows more than one sheet
+
+
+def _open_book(source: str, binary):
+    try:
+        return openpyxl.load_workbook(binary, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a broken file
+        raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
+
+
+def sheet_label(title: str) -> str:
+    return f"trang tính '{title}'"
+
+
+# A number format of zeros only ("0000000", "00"): Excel shows the number padded to its width.
+_ZERO_FORMAT = re.compile(r"^0{2,}$")
+
+
+def _zero_format_styles(book) -> bool:
+    """Whether the workbook defines a zeros-only number format (a code typed as a number)."""
+    formats = getattr(book, "_number_formats", None)
+    if formats is None:
+        return True  # cannot tell cheaply: read the cells' formats
+    return any(_ZERO_FORMAT.match(str(f).strip().replace('"', "")) for f in formats)
+
+
+def _shown_code(cell):
+    """A cell's value; an integer under a zeros-only format as the zero-padded text Excel shows
+    (0000100 for 100 under "0000000"), so a code keeps its leading zeros."""
+    value = cell.value
+    if value.__class__ in (int, float) and value == value and float(value).is_integer():
+        fmt = cell.number_format
+        if fmt and _ZERO_FORMAT.match(fmt.replace('"', "")) and value >= 0:
+            return str(int(value)).zfill(len(fmt.replace('"', "")))
+    return value
+
+
+def _sheet_rows(sheet, padded: bool) -> Iterator[list]:
+    """Every row of ``sheet``, whatever its used-range tag (``<dimension>``) says: openpyxl's
+    read-only mode stops at it, and programs write it wrong."""
+    sheet.reset_dimensions()
+    if padded:
+        return (list(map(_shown_code, row)) for row in sheet.iter_rows())
+    return map(list, sheet.iter_rows(values_only=True))
+
+
+def _pick_sheet(source: str, book, lookup: dict[str, str] | None) -> _Sheet:
+    """The sheet to read: the one shown on opening (the active sheet) when it is visible, else the
+    first visible one; when it has no recognised table, the first visible sheet that has one. Two
+    visible sheets with a recognised table are refused: which year's list is meant is not guessed."""
+    visible = [s for s in book.worksheets if s.sheet_state == "visible"] or book.worksheets[:1]
+    if not visible:
+        raise InvalidInput(Problem(source, "tệp Excel không có trang tính nào"))
+    if len(visible) == 1:
+        return _Sheet(book, visible[0], None)
+    try:
+        active = book.active
+    except Exception:  # a broken workbook view: no active sheet
+        active = None
+    order = ([active] if active in visible else []) + [s for s in visible if s is not active]
+    if lookup is None:
+        return _Sheet(book, order[0], sheet_label(order[0].title))
+    padded = _zero_format_styles(book)
+    with_table = [s for s in order if _has_table(source, _sheet_rows(s, padded), lookup)]
+    if len(with_table) > 1:
+        names = " và ".join(f"'{s.title}'" for s in with_table)
+        raise InvalidInput(Problem(
+            source,
+            f"tệp có {len(with_table)} trang tính đều có bảng danh sách: {names}; không biết trang nào là danh sách cần gửi. "
+            "Hãy giữ lại một trang tính (xóa hoặc chuyển trang kia sang tệp khác) rồi gửi lại",
+        ))
+    chosen = with_table[0] if with_table else order[0]
+    return _Sheet(book, chosen, sheet_label(chosen.title))
+
+
+def _has_table(source: str, rows: Iterator[list], lookup: dict[str, str]) -> bool:
+    """Whether the first rows of a sheet hold a recognised header: a row naming at least two
+    known columns (as ``_locate_header`` recognises one)."""
+    for row in itertools.islice(rows, HEADER_SEARCH_ROWS):
+        if len(_map_header(source, row, 1, lookup, set())[0]) >= 2:
+            return True
+    return False
+
+
+def _xlsx_rows(source: str, binary, lookup: dict[str, str] | None, close: ExitStack | None = None):
+    """(rows of the sheet read, the ``_Sheet``): see ``_pick_sheet``."""
+    book = _open_book(source, binary)
+    if close is not None:
+        close.callback(book.close)
+    picked = _pick_sheet(source, book, lookup)
+    return _sheet_rows(picked.sheet, _zero_format_styles(book)), picked
+
+
+UNCACHED_FORMULA = "ô có công thức nhưng chưa có giá trị đã tính; hãy mở tệp bằng Excel rồi lưu lại"
+# A formula element in a sheet's XML (<f>, <x:f …>), not <formula1> of a validation.
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+_CELL_REF = re.compile(r"^([A-Z]+)(\d+)$")
+
+
+def _has_formulas(archive, path: str) -> bool:
+    """Whether a sheet's XML holds a formula, read a buffer at a time (no parsing)."""
+    tail = b""
+    with archive.open(path) as xml:
+        while chunk := xml.read(1 << 20):
+            if _FORMULA_TAG.search(tail + chunk):
+                return True
+            tail = chunk[-16:]
+    return False
+
+
+def _uncached_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[int, str]) -> list[Problem]:
+    """The table's cells that hold a formula without the value it computes (files written by a
+    program, never opened in Excel): read with ``data_only`` they are empty, so an "x" a formula
+    puts in "Kỷ luật" would silently read as no. Only sheets whose XML has a formula are parsed."""
+    archive = getattr(picked.book, "_archive", None)
+    path = getattr(picked.sheet, "_worksheet_path", None)
+    if archive is None or path is None or not _has_formulas(archive, path):
+        return []
+    from xml.etree.ElementTree import iterparse  # noqa: PLC0415 - only for sheets with formulas
+
+    problems: list[Problem] = []
+    with archive.open(path) as xml:
+        for _event, element in iterparse(xml, events=("end",)):
+            tag = element.tag.rsplit("}", 1)[-1]
+            if tag == "row":
+                element.clear()
+                continue
+            if tag != "c":
+                continue
+            children = {child.tag.rsplit("}", 1)[-1]: child for child in element}
+            if "f" in children:
+                value = children.get("v")
+                kind = element.get("t", "n")
+                cached = "is" in children or (value is not None and (bool(value.text) or kind == "str"))
+                match = _CELL_REF.match(element.get("r") or "")
+                if not cached and match:
+                    column = openpyxl.utils.column_index_from_string(match.group(1)) - 1
+                    row = int(match.group(2))
+                    if row > header_row and column in mapping:
+                        problems.append(Problem(source, UNCACHED_FORMULA, row=row, field=mapping[column]))
+    return problems
 
 
 _DATE_FORMS = (
@@ -554,6 +778,31 @@ def parse_date(text: str) -> dt.date:
                 why = f"tháng {month} năm {year} chỉ có {calendar.monthrange(year, month)[1]} ngày"
             raise ValueError(f"ngày không hợp lệ '{text}': ngày này không có thật ({why})")
     raise ValueError(f"ngày không hợp lệ '{text}' (dùng dd/mm/yyyy)")
+
+
+class LeadingZeros:
+    """"có phải 0000123?" for a code not found that is a known code once leading zeros are added or
+    removed: Excel drops them from a code typed as a number. The known codes are indexed at the
+    first question (only a code not found asks)."""
+
+    def __init__(self, known: Iterable[str]):
+        self._known = known
+        self._index: dict[str, list[str]] | None = None
+
+    def code(self, text: str) -> str | None:
+        if not text.isdigit():
+            return None
+        if self._index is None:
+            self._index = {}
+            for code in self._known:
+                if code.isdigit():
+                    self._index.setdefault(code.lstrip("0"), []).append(code)
+        found = [code for code in self._index.get(text.lstrip("0"), ()) if code != text]
+        return found[0] if len(found) == 1 else None
+
+    def hint(self, text: str) -> str:
+        code = self.code(text)
+        return f" (có phải {code}? Excel có thể đã bỏ các số 0 đầu)" if code else ""
 
 
 def split_list(text: str) -> list[str]:
