@@ -251,10 +251,13 @@ def _dialect(sample: str):
     """The file's delimiter: as the sniffer reads it, else the most frequent of ``, ; tab`` (the
     sniffer gives up on Excel's own semicolon files when a quoted cell holds a ";")."""
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+        found = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         delimiter = max(",;\t", key=lambda d: (sample.count(d), d == ","))
-        return type("Found", (csv.excel,), {"delimiter": delimiter})
+        found = type("Found", (csv.excel,), {"delimiter": delimiter})
+    # Strict: a double quote never closed is an error at its line, not every row after it read,
+    # without a word, into one cell.
+    return type("Strict", (found,), {"strict": True})
 
 
 def _chunks(flat: list, width: int) -> Iterator[list]:

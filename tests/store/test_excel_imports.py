@@ -45,7 +45,11 @@ def members_with_unclosed_quote(tmp_path, rows: int = 3000):
     return path
 
 
-def test_a_csv_quote_never_closed_is_refused_by_the_cli_with_its_line(campaign, store, tmp_path):
+def test_a_csv_quote_never_closed_is_refused_by_the_cli_with_its_line(campaign, store, tmp_path, monkeypatch):
+    import kiemdiem.cli as cli  # noqa: PLC0415
+    from rich.console import Console  # noqa: PLC0415
+
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=1000))  # a long temporary path is not folded mid-name
     units, _ = write_small_org(tmp_path / "org2")
     members = members_with_unclosed_quote(tmp_path)
     before = table_counts(store)
@@ -111,3 +115,16 @@ def test_a_branch_code_that_lost_its_zero_is_told_the_code(store, plan_187, tmp_
             import_organization(uow, "c187", units, members, ict(2023, 11, 20, 8))
     [problem] = info.value.problems
     assert problem.reason == "chi bộ '1' không tồn tại (có phải 01? Excel có thể đã bỏ các số 0 đầu)"
+
+
+def test_a_short_csv_whose_quote_never_closes_is_refused_not_folded_into_one_cell(tmp_path):
+    """Under the parser's field limit the rest of the file went, without a word, into one cell:
+    the rows after the quote were lost."""
+    from kiemdiem.results import parse_member_results  # noqa: PLC0415
+
+    path = tmp_path / "ds.csv"
+    path.write_text("Mã đảng viên,Họ và tên,Chi bộ đề xuất\nDV1,An,HTTNV\nDV2,\"Bình,HTTNV\nDV3,Chi,HTTNV\nDV4,Dũng,HTXSNV\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as info:
+        parse_member_results(path, "CB1")
+    [problem] = info.value.problems
+    assert problem.row == 3 and 'dấu ngoặc kép (") mở mà không đóng' in problem.reason
