@@ -378,42 +378,31 @@ _SAMPLE_PHASES = summarize_dues(_SAMPLE_DUES)
 # An escalation's phases each carry their own delay and step; the sample's differ, as on
 # 06/12/2023 under 187-KH/ĐU (the draft 4 working days late, the meeting's dossier 1).
 _SAMPLE_ESCALATION_NOW = datetime(2023, 12, 6, 8, 0, tzinfo=LOCAL_ZONE)
-_SAMPLE_ESCALATION_PHASES = summarize_dues((
-    PhaseDue(
-        plan_number="187-KH/ĐU",
-        issuer="Đảng ủy Sở Công Thương",
-        phase_id="chuan_bi_chi_bo",
-        phase_name="Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị",
-        deadline=datetime(2023, 11, 30, 23, 59, tzinfo=LOCAL_ZONE),
-        deadline_reading="trước 23:59 ngày 30/11/2023",
-        items=(
-            OutstandingItem("CB02", "Chi bộ Phòng Quản lý Công nghiệp & <Năng lượng>",
-                            "du_thao_bao_cao_kiem_diem", "Dự thảo báo cáo kiểm điểm tập thể (gửi trước hội nghị)"),
-        ),
-        overdue_working_days=4,
-        step=1,
+_SAMPLE_DRAFT_DUE = PhaseDue(
+    plan_number="187-KH/ĐU",
+    issuer="Đảng ủy Sở Công Thương",
+    phase_id="chuan_bi_chi_bo",
+    phase_name="Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị",
+    deadline=datetime(2023, 11, 30, 23, 59, tzinfo=LOCAL_ZONE),
+    deadline_reading="trước 23:59 ngày 30/11/2023",
+    items=(
+        OutstandingItem("CB02", "Chi bộ Phòng Quản lý Công nghiệp & <Năng lượng>",
+                        "du_thao_bao_cao_kiem_diem", "Dự thảo báo cáo kiểm điểm tập thể (gửi trước hội nghị)"),
     ),
+)
+_SAMPLE_ESCALATION_PHASES = summarize_dues((
+    replace(_SAMPLE_DRAFT_DUE, overdue_working_days=4, step=1),
     replace(_SAMPLE_DUES[0], overdue_working_days=1, step=0),
 ))
 
 
 # A reminder's section on the unit's own items overdue in another phase.
 _SAMPLE_OVERDUE = summarize_dues((
-    PhaseDue(
-        plan_number="187-KH/ĐU",
-        issuer="Đảng ủy Sở Công Thương",
-        phase_id="chuan_bi_chi_bo",
-        phase_name="Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị",
-        deadline=datetime(2023, 11, 28, 23, 59, tzinfo=LOCAL_ZONE),
-        deadline_reading="trước 23:59 ngày 28/11/2023",
-        items=(
-            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "du_thao_bao_cao_kiem_diem",
-                            "Dự thảo báo cáo kiểm điểm tập thể (gửi trước hội nghị)"),
-            OutstandingItem("CB01", "Chi bộ Văn phòng Sở", "ban_kiem_diem_ca_nhan",
-                            "Bản kiểm điểm cá nhân", "DV0007", "Nguyễn Thị Hạnh"),
-        ),
-        overdue_working_days=2,
-    ),
+    replace(_SAMPLE_DRAFT_DUE, overdue_working_days=2, items=(
+        *_SAMPLE_DRAFT_DUE.items,
+        OutstandingItem("CB02", "Chi bộ Phòng Quản lý Công nghiệp & <Năng lượng>", "ban_kiem_diem_ca_nhan",
+                        "Bản kiểm điểm cá nhân", "DV0031", "Lê Văn Tâm"),
+    )),
 ), MAX_OVERDUE_DETAILED_ITEMS)
 
 

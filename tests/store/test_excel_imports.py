@@ -4,32 +4,16 @@ tag stops early, a branch code Excel stripped of its leading zeros."""
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 
 import openpyxl
 import pytest
-from typer.testing import CliRunner
 
-from deployments.cli import app
 from kiemdiem.errors import InvalidInput
 from kiemdiem.store.organization import create_campaign, import_organization
-from tests.support import PLANS, ict, table_counts, write_small_org
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-@pytest.fixture
-def campaign(store_env, store, tmp_path):
-    units, members = write_small_org(tmp_path / "org")
-    assert run("campaign", "create", str(PLANS / "187-KH-DU-2023.yaml"), "--id", "c187").exit_code == 0
-    assert run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members)).exit_code == 0
-    return "c187"
+from tests.core.test_excel_files import rewrite_sheet, xlsx_bytes
+from tests.store.test_cli import campaign, run  # noqa: F401  (campaign: a fixture)
+from tests.support import ict, table_counts, write_small_org
 
 
 def members_with_unclosed_quote(tmp_path, rows: int = 3000):
@@ -79,17 +63,8 @@ def _dimension_members(tmp_path):
     sheet.append(["Mã đảng viên", "Họ và tên", "Chi bộ"])
     for n in range(1, 149):
         sheet.append([f"DV{n:04d}", f"Đảng viên {n}", "VP1"])
-    out = io.BytesIO()
-    book.save(out)
-    fixed = io.BytesIO()
-    with zipfile.ZipFile(out) as source, zipfile.ZipFile(fixed, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                content = re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:H50"/>', content)
-            target.writestr(item, content)
     path = tmp_path / "dang_vien.xlsx"
-    path.write_bytes(fixed.getvalue())
+    path.write_bytes(rewrite_sheet(xlsx_bytes(book), lambda xml: re.sub(r'<dimension ref="[^"]*"/>', '<dimension ref="A1:H50"/>', xml)))
     return path
 
 
