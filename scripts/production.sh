@@ -208,6 +208,24 @@ cmd_run() {
   esac
 }
 
+# Prefect's server reads PREFECT_DATABASE_URL with its async driver only, and the script's backup and
+# restore use psql on it: a postgresql+asyncpg:// address. Another form made the server exit at
+# start with a traceback in its log, or made psql fail. Said before anything is done.
+check_prefect_database_url() {
+  local url=$PREFECT_DATABASE_URL scheme rest
+  scheme=${url%%://*}; rest=${url#*://}
+  [ "$scheme" = postgresql+asyncpg ] && [ "$rest" != "$url" ] && return 0
+  case "$scheme" in
+    postgres|postgresql|postgresql+psycopg|postgresql+psycopg2)
+      log "PREFECT_DATABASE_URL=$(masked "$url"): Prefect's server needs the asyncpg driver: write postgresql+asyncpg://$(masked "$rest"); $1" >&2 ;;
+    sqlite*)
+      log "PREFECT_DATABASE_URL=$(masked "$url"): production keeps Prefect's database on PostgreSQL (backups and restores use pg_dump): write postgresql+asyncpg://USER@HOST:5432/prefect; $1" >&2 ;;
+    *)
+      log "PREFECT_DATABASE_URL=$(masked "$url"): not a PostgreSQL address for Prefect: write postgresql+asyncpg://USER@HOST:5432/prefect; $1" >&2 ;;
+  esac
+  exit 2
+}
+
 check_backup_keep() {  # a positive whole number, or exit 2 before anything is done
   if ! [[ "$KIEMDIEM_BACKUP_KEEP" =~ ^[1-9][0-9]*$ ]]; then
     log "KIEMDIEM_BACKUP_KEEP='$KIEMDIEM_BACKUP_KEEP': give how many backups to keep as a whole number of at least 1, e.g. 14; $1" >&2
@@ -334,6 +352,7 @@ store.dispose()') || return 0  # its error was printed; setup goes on as before 
 
 cmd_setup() {
   check_campaign_given "nothing done"
+  check_prefect_database_url "nothing done"
   [ -x "$BIN/kiemdiem" ] || { python3 -m venv "$VENV"; "$BIN/pip" install --quiet --upgrade pip; }
   "$BIN/pip" install --quiet -e "$REPO"
   mkdir -p "$KIEMDIEM_HOME" "$KIEMDIEM_RUN" "$KIEMDIEM_BACKUPS"
@@ -428,6 +447,7 @@ BACKUP_NAME='^[0-9]{8}T[0-9]{6}Z$'
 cmd_backup() {
   local stamp target
   check_backup_keep "no backup taken"
+  check_prefect_database_url "no backup taken"
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
   target="$KIEMDIEM_BACKUPS/$stamp"
   backup_failed() { log "backup failed ($1); $target.partial is left as it is and no backup was removed" >&2; exit 1; }
@@ -468,14 +488,36 @@ prune_backups() {
   done
 }
 
+# The backups a restore can take, newest first (complete: named by their time, both dumps); a
+# backup that did not finish (.partial) is named apart, never offered as one.
+list_backups() {
+  local names=() dir name i found=0
+  for dir in "$KIEMDIEM_BACKUPS"/*/; do names+=("$(basename "$dir")"); done
+  for (( i=${#names[@]}-1; i>=0; i-- )); do  # the glob sorts by name, and the names are times: newest last
+    name=${names[i]}
+    if [[ $name =~ $BACKUP_NAME ]] && [ -f "$KIEMDIEM_BACKUPS/$name/kiemdiem.dump" ] && [ -f "$KIEMDIEM_BACKUPS/$name/prefect.dump" ]; then
+      echo "  $name"; found=1
+    fi
+  done
+  [ "$found" = 1 ] || echo "  (none)"
+  for (( i=${#names[@]}-1; i>=0; i-- )); do
+    [[ ${names[i]} == *.partial ]] && echo "  (${names[i]}: did not finish, not restorable)"
+  done
+  return 0
+}
+
 cmd_restore() {
   local stamp=${1:-} source
+  check_prefect_database_url "nothing restored"
   if [ -z "$stamp" ]; then
-    echo "usage: scripts/production.sh restore <backup>; backups in $KIEMDIEM_BACKUPS:" >&2
-    ls -1 "$KIEMDIEM_BACKUPS" 2>/dev/null | grep -v '^blobs$' >&2 || true
+    echo "usage: scripts/production.sh restore <backup>; backups in $KIEMDIEM_BACKUPS (newest first):" >&2
+    list_backups >&2
     exit 2
   fi
   source="$KIEMDIEM_BACKUPS/$stamp"
+  if [[ $stamp == *.partial ]]; then
+    log "$source is a backup that did not finish (its step failed or was cut off): it is not restored; choose a complete one (scripts/production.sh restore)"; exit 2
+  fi
   if [ ! -f "$source/kiemdiem.dump" ] || [ ! -f "$source/prefect.dump" ]; then
     log "no backup at $source (it needs kiemdiem.dump and prefect.dump)"; exit 2
   fi

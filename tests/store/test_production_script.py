@@ -114,9 +114,62 @@ def test_restore_without_a_backup_is_refused_and_lists_the_backups(databases, tm
     env = {**os.environ, "KIEMDIEM_HOME": str(home), "KIEMDIEM_DATABASE_URL": kiemdiem_url, "PREFECT_DATABASE_URL": prefect_url,
            "VENV": str(Path(sys.executable).parent.parent)}
     bare = run(env, "restore")
-    assert bare.returncode == 2 and "usage: scripts/production.sh restore <backup>" in bare.stderr and "20261121T010000Z" in bare.stderr
+    assert bare.returncode == 2 and "usage: scripts/production.sh restore <backup>" in bare.stderr
+    assert "20261121T010000Z" not in bare.stderr and "(none)" in bare.stderr  # a folder without its dumps is no backup
     missing = run(env, "restore", "20261121T010000Z")  # a folder without its dumps
     assert missing.returncode == 2 and "no backup at" in missing.stdout
+
+
+def test_restore_offers_complete_backups_newest_first_and_never_one_that_did_not_finish(tmp_path):
+    """The list a bare ``restore`` prints held every folder of the backups' directory: a failed
+    backup (.partial), an administrator's own copy, folders without dumps. Only complete backups
+    are offered now, newest first; a .partial one is named apart and refused when asked for."""
+    home = tmp_path / "home"
+    backups = home / "backups"
+    for name, files in {
+        "20261119T023000Z": ("kiemdiem.dump", "prefect.dump"),
+        "20261121T023000Z": ("kiemdiem.dump", "prefect.dump"),
+        "20261120T023000Z": ("kiemdiem.dump", "prefect.dump"),
+        "20261122T023000Z.partial": ("kiemdiem.dump", "prefect.dump"),  # cut off before its files were copied
+        "20261118T023000Z": ("ghi-chu.txt",),  # a backup's name but no dumps
+        "truoc nang cap": ("kiemdiem.dump", "prefect.dump"),  # an administrator's own copy
+        "blobs": ("ab",),
+    }.items():
+        (backups / name).mkdir(parents=True)
+        for file in files:
+            (backups / name / file).write_bytes(b"PGDMP")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(home), "VENV": str(Path(sys.executable).parent.parent)})
+    bare = run(env, "restore")
+    assert bare.returncode == 2, bare.stderr
+    listed = [line.strip() for line in bare.stderr.splitlines()[1:]]
+    assert listed == ["20261121T023000Z", "20261120T023000Z", "20261119T023000Z",
+                      "(20261122T023000Z.partial: did not finish, not restorable)"], bare.stderr
+    partial = run(env, "restore", "20261122T023000Z.partial")
+    assert partial.returncode == 2 and "a backup that did not finish" in partial.stdout, partial.stdout + partial.stderr
+    assert (backups / "20261122T023000Z.partial" / "kiemdiem.dump").exists()
+
+
+@pytest.mark.parametrize("url, says", [
+    ("postgresql://postgres@127.0.0.1:5432/prefect", "needs the asyncpg driver: write postgresql+asyncpg://postgres@127.0.0.1:5432/prefect"),
+    ("postgresql+psycopg://kd:matkhau-bimat@db:5432/prefect", "write postgresql+asyncpg://kd:***@db:5432/prefect"),
+    ("sqlite+aiosqlite:////var/lib/kiemdiem/prefect.db", "production keeps Prefect's database on PostgreSQL"),
+    ("127.0.0.1:5432/prefect", "not a PostgreSQL address for Prefect"),
+])
+def test_a_prefect_database_address_of_another_form_is_refused_before_anything_is_done(tmp_path, stub_venv, url, says):
+    """Prefect's server only takes postgresql+asyncpg://; with another form it exited at start
+    (a traceback in its log) after setup had already created databases, or a backup failed in psql."""
+    venv, calls = stub_venv
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KIEMDIEM_", "PREFECT_"))}
+    env.update({"KIEMDIEM_HOME": str(home), "VENV": str(venv), "KIEMDIEM_CAMPAIGN": "sct2023", "PREFECT_DATABASE_URL": url,
+                "KIEMDIEM_DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/kiemdiem_never_{os.getpid()}"})
+    for command, nothing in (("setup", "nothing done"), ("backup", "no backup taken"), ("restore", "nothing restored")):
+        done = run(env, command)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"PREFECT_DATABASE_URL=" in done.stderr and says in done.stderr and nothing in done.stderr, done.stderr
+        assert "matkhau-bimat" not in done.stdout + done.stderr
+    assert not calls.exists() and not (home / "backups").exists()
 
 
 def test_a_log_over_its_limit_is_rotated_when_its_process_starts(tmp_path):
