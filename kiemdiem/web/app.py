@@ -30,7 +30,7 @@ from kiemdiem.store.db import Store, open_store
 from kiemdiem.web import routes_auth, routes_decisions, routes_files, routes_pages
 from kiemdiem.web.auth import LoginThrottle, SessionCodec, load_secret_key
 from kiemdiem.web.context import (
-    VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, safe_next, shared_templates,
+    STALE_FORM, VIEWER_TTL_SECONDS, CsrfRefused, LoginRequired, ViewerCache, WebContext, render, safe_next, shared_templates,
 )
 from kiemdiem.web.queries import STATUS_CHECK_SECONDS, STATUS_TTL_SECONDS, RenderCache, StatusCache
 
@@ -63,10 +63,6 @@ ERROR_MESSAGES = {
     500: "Đã có lỗi xảy ra khi xử lý yêu cầu. Lỗi đã được ghi lại; hãy thử lại sau ít phút, "
          "nếu vẫn lỗi xin báo bộ phận kỹ thuật kèm thời điểm xảy ra.",
 }
-
-
-# A form whose CSRF token no longer matches the session (signed in again, or out, in another tab): in plain words.
-STALE_FORM = "Trang này đã cũ (có thể do bạn đã đăng nhập lại). Hãy tải lại trang rồi làm lại."
 
 
 def utc_now() -> dt.datetime:

@@ -95,6 +95,15 @@ class CsrfRefused(Exception):
     """A POST without the session's CSRF token."""
 
 
+# A form whose CSRF token no longer matches the session (signed in again, or out, in another tab): in plain words.
+STALE_FORM = "Trang này đã cũ (có thể do bạn đã đăng nhập lại). Hãy tải lại trang rồi làm lại."
+# ... the log-in form's (left open until its session ran out, or signed in or out in another tab): it is shown
+# again, with this, ready to sign in.
+STALE_LOGIN = "Trang này đã cũ (phiên làm việc đã hết hạn hoặc đã đăng nhập, đăng xuất ở cửa sổ khác). Hãy đăng nhập lại."
+STALE_LINK_REQUEST = ("Trang này đã cũ (phiên làm việc đã hết hạn hoặc đã đăng nhập, đăng xuất ở cửa sổ khác). "
+                      "Hãy bấm “Gửi đường dẫn đăng nhập” lại.")
+
+
 @dataclass
 class WebContext:
     store: Store
@@ -453,6 +462,17 @@ async def checked_form(request: Request) -> FormData:
     form = await request.form(max_files=0, max_fields=50)
     check_csrf(request, form)
     return form
+
+
+async def login_form_data(request: Request) -> tuple[FormData, bool]:
+    """The log-in forms' data and whether it passed the CSRF check (``check_csrf``): a stale form is answered
+    with the form again (``STALE_LOGIN``), not with the error page."""
+    form = await request.form(max_files=0, max_fields=50)
+    try:
+        check_csrf(request, form)
+    except CsrfRefused:
+        return form, False
+    return form, True
 
 
 def check_csrf(request: Request, form: FormData | None) -> None:

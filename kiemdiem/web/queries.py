@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.orm import aliased
 
+from kiemdiem.calendar import format_date, format_instant
 from kiemdiem.catalogue import DOCUMENTS, UNIT_KINDS
 from kiemdiem.consolidation import diff as consolidation_diff
 from kiemdiem.errors import Problem
@@ -777,6 +778,44 @@ _FOLD_SOURCE = (
 _FOLD = str.maketrans({ch: target for chars, target in zip(_FOLD_SOURCE, "aeiouyd") for ch in chars})
 
 
+LATE_STATES = ("overdue", "done_late")  # a deadline missed: still owed, or delivered after it
+
+
+@dataclass(frozen=True, slots=True)
+class LatePhase:
+    """A phase in which a unit missed the deadline, as the tree's row names it: short ("GĐ 2", the
+    phase's number in the plan, as the timeline and the phase filter number them) with its deadline."""
+
+    number: int
+    phase: Phase
+    state: str  # one of LATE_STATES
+
+    @property
+    def label(self) -> str:
+        late = " nộp trễ" if self.state == "done_late" else ""
+        return f"GĐ {self.number}{late} (hạn {format_date(self.phase.deadline)})"
+
+    @property
+    def title(self) -> str:
+        what = "đã nộp đủ sau hạn chót" if self.state == "done_late" else "quá hạn, còn thiếu hồ sơ"
+        return f"{self.number}. {self.phase.name}: {what} (hạn {format_instant(self.phase.deadline)})"
+
+
+def late_phases(view: StatusView, code: str, phase_id: str | None = None) -> tuple[LatePhase, ...]:
+    """The unit's phases past their deadline without everything in on time (that phase's only, given one):
+    the overdue ones first (what to chase), then those delivered late, each in the plan's order."""
+    cells = [c for c in view.cells.get(code, ()) if c.state in LATE_STATES and (not phase_id or c.phase_id == phase_id)]
+    if not cells:
+        return ()
+    numbers = view.memo.get("phase_numbers")
+    if numbers is None:
+        numbers = {p.id: (i, p) for i, p in enumerate(view.plan.phases, 1)}
+        with view.lock:
+            view.memo["phase_numbers"] = numbers
+    found = [LatePhase(*numbers[c.phase_id], c.state) for c in cells if c.phase_id in numbers]
+    return tuple(sorted(found, key=lambda p: (LATE_STATES.index(p.state), p.number)))
+
+
 @dataclass(frozen=True, slots=True)
 class TreeRow:
     unit: TreeUnit
@@ -786,6 +825,7 @@ class TreeRow:
     has_children: bool
     match: bool  # False: shown only as the ancestor of a match
     states: tuple[str, ...] = ()  # without a phase: the states of its phases, which the filter reads (sorted)
+    late: tuple[LatePhase, ...] = ()  # the phases it is late in (``late_phases``), named on the row
 
 
 def tree_rows(view: StatusView, root_code: str, flt: TreeFilter) -> list[TreeRow]:
@@ -809,7 +849,7 @@ def tree_rows(view: StatusView, root_code: str, flt: TreeFilter) -> list[TreeRow
         elif q and q not in fold(unit.name) and q not in unit.code.lower():
             match = False
         rows.append(TreeRow(unit, unit.depth - base, state, view.subtree_percent(unit.code, phase), unit.code in view.has_children, match,
-                            () if phase else tuple(sorted(states))))
+                            () if phase else tuple(sorted(states)), late_phases(view, unit.code, phase)))
     if not flt.active:
         return rows
     # keep matches and their ancestors; ``stack`` holds the ancestors of the current row

@@ -28,6 +28,8 @@ from kiemdiem.web.auth import (
 )
 from kiemdiem.web.auth import SESSION_COOKIE
 from kiemdiem.web.context import (
+    STALE_LINK_REQUEST,
+    STALE_LOGIN,
     LoginRequired,
     anonymous_session,
     checked_form,
@@ -35,6 +37,7 @@ from kiemdiem.web.context import (
     get_ctx,
     get_uow,
     get_viewer,
+    login_form_data,
     read_session,
     render,
     safe_next,
@@ -65,12 +68,15 @@ def index(request: Request, uow: UnitOfWork = Depends(get_uow)):
     return RedirectResponse(home_of(viewer.campaign_id, viewer.role, viewer.unit_code), status_code=303)
 
 
-def login_page(request: Request, *, error: str | None = None, email: str = "", status_code: int = 200) -> Response:
+def login_page(request: Request, *, error: str | None = None, email: str = "", status_code: int = 200,
+               next_target: str | None = None) -> Response:
+    """The log-in form (again, with what was typed and why it was not accepted); ``next_target``: where to go
+    after, when not in the address (a form posted back carries it as a field)."""
     ctx = get_ctx(request)
     session, fresh = anonymous_session(request)
     response = render(
         request, "login.html", status_code=status_code, csrf=ctx.codec.csrf_token(session), error=error, email=email,
-        next=safe_next(request.query_params.get("next"), ""), viewer=None,
+        next=safe_next(request.query_params.get("next") if next_target is None else next_target, ""), viewer=None,
     )
     if fresh:
         set_session_cookie(ctx, response, session)
@@ -90,9 +96,14 @@ def login_form(request: Request):
 
 
 @router.post("/login")
-def login(request: Request, form: FormData = Depends(checked_form), uow: UnitOfWork = Depends(get_uow)):
+def login(request: Request, posted: tuple[FormData, bool] = Depends(login_form_data), uow: UnitOfWork = Depends(get_uow)):
     ctx = get_ctx(request)
+    form, fresh = posted
     email = normalise_email(str(form.get("email") or ""))
+    if not fresh:
+        # A form left open until its session ran out (or signed in or out in another tab): the form again, with
+        # the email typed and a fresh token, asking to sign in again; no password is tried with a stale form.
+        return login_page(request, error=STALE_LOGIN, email=email, status_code=403, next_target=str(form.get("next") or ""))
     password = str(form.get("password") or "")
     now = ctx.now()
     if ctx.throttle.blocked(email):
@@ -221,13 +232,17 @@ def link_form(request: Request):
 
 
 @router.post("/login/link")
-def send_link(request: Request, form: FormData = Depends(checked_form), uow: UnitOfWork = Depends(get_uow)):
+def send_link(request: Request, posted: tuple[FormData, bool] = Depends(login_form_data), uow: UnitOfWork = Depends(get_uow)):
     """Someone who never set a password (or forgot it) asks for a new sign-in link: queued as an invitation is
     (``invite_user``: the same e-mail, the same expiry, sent at the next tick) when the address is an active
-    person's and none was asked for in the last ten minutes. The answer is the same either way."""
+    person's and none was asked for in the last ten minutes. The answer is the same either way. A stale
+    form gets the form again (as the log-in form does)."""
     ctx = get_ctx(request)
     now = ctx.now()
+    form, fresh = posted
     email = normalise_email(str(form.get("email") or ""))
+    if not fresh:
+        return link_page(request, email=email, error=STALE_LINK_REQUEST, status_code=403)
     if "@" not in email or len(email) > 256:
         return link_page(request, email=email, error="Hãy nhập đúng địa chỉ email đồng chí dùng cho cổng này.", status_code=422)
     user = find_user(uow, email)

@@ -56,6 +56,7 @@ from kiemdiem.web.queries import (
     checklist,
     compare_versions,
     kinds_in,
+    late_phases,
     latest_snapshots,
     notices_sent,
     overview,
@@ -200,7 +201,8 @@ async def tree_page(campaign_id: str, request: Request, root: str | None = None,
 @router.get("/c/{campaign_id}/tree/status.json")
 async def tree_status(campaign_id: str, request: Request, root: str | None = None, phase: str = ""):
     """Each unit's state and subtree percent, for the tree page to refresh its badges in place; without a
-    phase, also the states of its phases, which the page's state filter reads (``StatusView.states``)."""
+    phase, also the states of its phases, which the page's state filter reads (``StatusView.states``);
+    under ``late``, the phases each late unit is late in, which its row names (``late_phases``)."""
 
     def work(uow: UnitOfWork, viewer: Viewer) -> Response:
         campaign_of(viewer, campaign_id)
@@ -221,7 +223,13 @@ async def tree_status(campaign_id: str, request: Request, root: str | None = Non
                 + ([] if phase_id else [sorted(view.states(u.code))])
                 for u in view.subtree_units(root_unit.code)
             }
-            body = json.dumps({"labels": STATE_LABELS, "units": units}, ensure_ascii=False, separators=(",", ":")).encode()
+            # The phases each late unit is late in, as its row names them ([state, label, title] each).
+            late = {
+                u.code: [[p.state, p.label, p.title] for p in found]
+                for u in view.subtree_units(root_unit.code) if (found := late_phases(view, u.code, phase_id))
+            }
+            body = json.dumps({"labels": STATE_LABELS, "units": units, "late": late}, ensure_ascii=False,
+                              separators=(",", ":")).encode()
             with view.lock:
                 view.memo[memo_key] = body
         return Response(body, media_type="application/json", headers=headers)

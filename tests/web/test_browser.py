@@ -326,3 +326,45 @@ def test_timeline_labels_of_close_deadlines_do_not_overlap(page: Page, live_serv
         page.locator("svg.timeline").screenshot(path=str(artifacts / f"timeline-{name}-{width}.png"))
     page.set_viewport_size({"width": 1280, "height": 900})
     page.screenshot(path=str(artifacts / f"overview-timeline-{name}.png"), full_page=True)
+
+
+# ----------------------------------------------------------------------------- the tree's late rows at 1280 px
+
+ROW_BOXES = """() => Object.fromEntries([...document.querySelectorAll('#tree > li')].filter(li => li.offsetParent).map(li => {
+  const a = li.querySelector('a'), late = li.querySelector('.late');
+  return [li.dataset.c, {height: li.getBoundingClientRect().height, nameCut: a.scrollWidth > a.clientWidth + 1,
+                         late: late ? late.textContent : '', lateCut: late ? late.scrollWidth > late.clientWidth + 1 : false,
+                         lateTop: late ? late.getBoundingClientRect().top - li.getBoundingClientRect().top : null}];
+}))"""
+
+
+def test_a_late_row_names_its_phases_on_one_line_at_1280(page: Page, live_server, artifacts):
+    """At 1280 px a row overdue in two phases and late in none, or overdue in one and late in another, names them
+    with their deadlines on the row's own line: rows are as tall as a row that names nothing, the units' names
+    whole; the names follow the live refresh (a phase delivered late becomes "nộp trễ")."""
+    live_server.clock.now = ict(2023, 12, 8, 10)
+    store, plan = live_server.store, live_server.campaign.plan
+    with store.uow() as uow:  # VP1: phase 1 delivered late, phase 2 overdue
+        record_submission(uow, store.blobs, plan, CAMPAIGN, "VP1", "du_thao_bao_cao_kiem_diem",
+                          [IncomingFile("du_thao.pdf", data=PDF + b"VP1")], ict(2023, 12, 2, 9), "cli", actor="test")
+        uow.commit()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, live_server, "office@sct.example.vn")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}/tree")
+    page.click("#expand-all")
+    rows = page.evaluate(ROW_BOXES)
+    assert rows["VP1"]["late"] == "GĐ 2 (hạn 05/12/2023)GĐ 1 nộp trễ (hạn 30/11/2023)"
+    assert rows["KC"]["late"] == "GĐ 1 (hạn 30/11/2023)GĐ 2 (hạn 05/12/2023)"
+    assert rows["QL"]["late"] == ""  # no phase of its own
+    plain = rows["QL"]["height"]
+    assert all(abs(r["height"] - plain) <= 2 for r in rows.values()), rows  # not taller: one line each
+    assert [c for c, r in rows.items() if r["nameCut"] or r["lateCut"]] == []  # whole names, whole phases at 1280
+    expect(page.locator('#tree li[data-c="VP1"] .lp-overdue')).to_have_attribute("title", re.compile(r"^2\. Chi bộ trực thuộc kiểm điểm"))
+    page.screenshot(path=str(artifacts / "tree-late-phases-1280.png"), full_page=True)
+
+    with store.uow() as uow:  # KC sends phase 1 late: its row says so at the next refresh
+        record_submission(uow, store.blobs, plan, CAMPAIGN, "KC", "du_thao_bao_cao_kiem_diem",
+                          [IncomingFile("du_thao.pdf", data=PDF + b"KC")], ict(2023, 12, 8, 9), "cli", actor="test")
+        uow.commit()
+    expect(page.locator('#tree li[data-c="KC"] .late')).to_have_text("GĐ 2 (hạn 05/12/2023)GĐ 1 nộp trễ (hạn 30/11/2023)")
+    expect(page.locator('#tree li[data-c="KC"] .lp-done_late')).to_have_attribute("title", re.compile("đã nộp đủ sau hạn chót"))

@@ -1037,3 +1037,59 @@ def test_timeline_gives_close_deadlines_labels_rows_of_their_own(clock):
     assert max(b[4] for b in boxes) < line.today_y - LABEL_ASCENT  # today's label below them all
     # A plan whose deadlines are far apart keeps one row above the axis
     assert {m.row for m in timeline(timeline_plan("far", ["01/11/2023", "20/11/2023", "10/12/2023"]), clock.now).marks} == {0}
+
+
+# ----------------------------------------------------------------------------- the tree names the phases a unit is late in
+
+
+def tree_row(html: str, code: str) -> str:
+    return re.search(rf'<li [^>]*data-c="{code}"[^>]*>.*?</li>', html).group(0)
+
+
+def late_labels(row: str) -> list[str]:
+    return re.findall(r'<span class="lp lp-[a-z_]+" title="[^"]*">([^<]+)</span>', row)
+
+
+def test_a_late_row_of_the_tree_names_its_late_phases_with_their_deadlines(client_as, store, campaign, clock):
+    """A row shown overdue or late says in which phases (short: the phase's number, as the phase filter and the
+    timeline number them, and its deadline dd/mm/yyyy; the full name on hover), the overdue ones first; the
+    filters, their counts and the rows' attributes the page script reads are as before."""
+    clock.now = ict(2023, 12, 8, 10)
+    plan = campaign.plan
+    submit(store, plan, "VP1", "du_thao_bao_cao_kiem_diem", PDF + b"a", ict(2023, 12, 2, 9))  # phase 1 (30/11): late
+    submit(store, plan, "QL2", "du_thao_bao_cao_kiem_diem", PDF + b"d", ict(2023, 12, 1, 9))  # phase 1 (30/11): late
+    client = client_as("office@sct.example.vn")
+
+    tree = client.get("/c/c187/tree").text
+    vp1 = tree_row(tree, "VP1")
+    assert late_labels(vp1) == ["GĐ 2 (hạn 05/12/2023)", "GĐ 1 nộp trễ (hạn 30/11/2023)"]  # overdue in 2, delivered 1 late
+    assert 'title="2. Chi bộ trực thuộc kiểm điểm, đánh giá, xếp loại và gửi hồ sơ điểm 4.1 về Thường trực Đảng ủy Sở: quá hạn' in vp1
+    assert "(hạn 05/12/2023 23:59)" in vp1
+    assert vp1.index('class=late') < vp1.index('<b class="b s-overdue">Quá hạn</b>')  # before the badge, on the row's line
+    assert late_labels(tree_row(tree, "KC")) == ["GĐ 1 (hạn 30/11/2023)", "GĐ 2 (hạn 05/12/2023)"]
+    assert late_labels(tree_row(tree, "SCT")) == ["GĐ 3 (hạn 06/12/2023)"]
+    assert "class=late" not in tree_row(tree, "QL")  # no phase of its own: nothing late
+    assert re.search(r'<li data-d=1 data-s=overdue data-k=chi_bo_truc_thuoc data-ss="done_late overdue pending" data-c="VP1">', tree)
+
+    # Within one phase, that phase only
+    phase_tree = client.get("/c/c187/tree?phase=chuan_bi_chi_bo").text
+    assert late_labels(tree_row(phase_tree, "VP1")) == ["GĐ 1 nộp trễ (hạn 30/11/2023)"]
+    assert late_labels(tree_row(phase_tree, "VP2")) == ["GĐ 1 (hạn 30/11/2023)"]
+
+    # Before any deadline has passed, no row says anything
+    clock.now = ict(2023, 11, 28, 9)
+    assert "class=late" not in client.get("/c/c187/tree").text.split('<ul class="tree"', 1)[1]
+    clock.now = ict(2023, 12, 8, 10)
+
+    # The filters and their counts are the cards' (StatusView.states), unchanged
+    late = client.get("/c/c187/tree?root=SCT&state=done_late").text
+    assert sorted(tree_matches(late)) == ["QL2", "VP1"]
+    assert late_labels(tree_row(late, "QL2")) == ["GĐ 2 (hạn 05/12/2023)", "GĐ 1 nộp trễ (hạn 30/11/2023)"]
+    assert len(tree_matches(client.get("/c/c187/tree?root=SCT&state=overdue").text)) == 6
+
+    # The status the page refreshes its rows from carries the same labels
+    status = client.get("/c/c187/tree/status.json").json()
+    assert [label for _state, label, _title in status["late"]["VP1"]] == ["GĐ 2 (hạn 05/12/2023)", "GĐ 1 nộp trễ (hạn 30/11/2023)"]
+    assert [state for state, _label, _title in status["late"]["VP1"]] == ["overdue", "done_late"]
+    assert "QL" not in status["late"] and status["units"]["VP1"][0] == "overdue"
+    assert client.get("/c/c187/tree/status.json?phase=chuan_bi_chi_bo").json()["units"]["VP1"] == ["done_late", 100.0]

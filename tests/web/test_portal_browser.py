@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support import ict
 from tests.web.conftest import CAMPAIGN, PASSWORD, PDF
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -202,3 +203,48 @@ def live_server_artifacts():
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ----------------------------------------------------------------------------- the deadlines on a phone
+
+SMALL_PHONE = {"width": 360, "height": 740}
+
+DEADLINES = """() => {
+  const svg = document.querySelector('svg.timeline'), list = document.querySelector('#deadlines');
+  const items = [...list.querySelectorAll('li')].map(li => {
+    const r = li.getBoundingClientRect(), date = li.querySelector('time') || li;
+    return {text: li.textContent.replace(/\\s+/g, ' ').trim(), top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+            font: parseFloat(getComputedStyle(date).fontSize), cls: li.className};
+  });
+  return {svg: getComputedStyle(svg).display, svgWidth: svg.getBoundingClientRect().width, list: getComputedStyle(list).display,
+          items, page: [document.documentElement.scrollWidth, window.innerWidth]};
+}"""
+
+
+def test_the_deadlines_are_a_readable_list_on_a_phone(page: Page, live_server, artifacts):
+    """At 360 px the timeline's drawing (its labels a few pixels high once scaled to the screen) gives way to a
+    list of the deadlines, one under another, at the page's text size, with today among them; on a desktop the
+    drawing is shown as before and the list is not."""
+    live_server.clock.now = ict(2023, 12, 1, 9)
+    page.set_viewport_size(SMALL_PHONE)
+    sign_in(page, live_server, "vp1@sct.example.vn")
+    page.goto(f"{live_server.url}/c/{CAMPAIGN}")
+    drawn = page.evaluate(DEADLINES)
+    assert drawn["svg"] == "none" and drawn["list"] == "block"
+    items = drawn["items"]
+    assert [i["text"][:10] for i in items] == ["30/11/2023", "Hôm nay 01", "05/12/2023", "06/12/2023", "10/12/2023", "28/12/2023",
+                                                "31/12/2023"]  # in date order, today in its place
+    assert [i["text"] for i in items if "today" in i["cls"]] == ["Hôm nay 01/12/2023"]
+    assert "GĐ 1 Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị" in items[0]["text"]
+    assert "có đơn vị quá hạn" in items[0]["text"] and "late" in items[0]["cls"]
+    assert "GĐ 6 Đảng ủy Sở xây dựng" in items[-1]["text"] and "GĐ 7 Đảng viên xây dựng" in items[-1]["text"]  # one deadline, two phases
+    assert "GĐ 3 Đảng ủy Sở gửi dự thảo báo cáo kiểm điểm của Ban Chấp hành tới người dự hội nghị (không đơn vị nào trong phạm vi này" in items[3]["text"]
+    assert min(i["font"] for i in items) >= 14, items  # the page's own text size, not a drawing scaled down
+    assert all(b["top"] >= a["bottom"] - 1 for a, b in zip(items, items[1:])), items  # one under another
+    assert all(i["left"] >= 0 and i["right"] <= SMALL_PHONE["width"] for i in items), items
+    assert drawn["page"][0] <= drawn["page"][1]
+    page.locator("#deadlines").screenshot(path=str(artifacts / "portal-phone-deadlines.png"))
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    desktop = page.evaluate(DEADLINES)
+    assert desktop["svg"] != "none" and desktop["list"] == "none" and desktop["svgWidth"] > 1000

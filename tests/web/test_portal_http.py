@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from kiemdiem.notify.transport import RefusedRecipient, SendOutcome, SendStatus
 from kiemdiem.store.models import EventLog, Outbox, SignInToken, User
 from tests.support import table_counts
-from tests.web.conftest import PASSWORD, PDF
+from kiemdiem.web.auth import SESSION_COOKIE
+from tests.web.conftest import PASSWORD, PDF, session_for
 from tests.web.test_http import csrf_of, invite_token, user_row
 from tests.web.test_uploads import DRAFT, upload
 
@@ -241,6 +242,57 @@ def test_a_stale_form_is_refused_in_plain_words(client_as):
     script = client.post("/c/c187/u/VP1/upload", headers={"Accept": "application/json", "X-CSRF-Token": "0" * 64},
                          data={"item": DRAFT}, files=[("files", ("a.pdf", PDF, "application/pdf"))])
     assert script.status_code == 403 and "CSRF" not in script.json()["message"]
+
+
+STALE_LOGIN = "Trang này đã cũ (phiên làm việc đã hết hạn hoặc đã đăng nhập, đăng xuất ở cửa sổ khác). Hãy đăng nhập lại."
+
+
+def test_a_stale_login_form_shows_the_login_form_again_asking_to_sign_in_again(client_as, store):
+    """The log-in form left open until its session was gone: not the error page, but the form again with the
+    stale-form words (as the other forms say it), the email kept, a fresh token that works, nothing tried."""
+    client = client_as()
+    old = csrf_of(client.get("/login?next=/c/c187/u/VP1/upload").text)
+    client.cookies.clear()  # the session the form was made for has gone (expired, or the browser dropped it)
+    before = table_counts(store)
+    page = client.post("/login", data={"email": "VP1@sct.example.vn", "password": PASSWORD, "csrf_token": old,
+                                       "next": "/c/c187/u/VP1/upload"})
+    assert page.status_code == 403
+    assert "Yêu cầu bị từ chối" not in page.text and "CSRF" not in page.text
+    assert f'<p class="msg err" role="alert">{STALE_LOGIN}</p>' in page.text
+    assert '<form method="post" action="/login">' in page.text and 'id="password"' in page.text
+    assert 'value="vp1@sct.example.vn"' in page.text and 'name="next" value="/c/c187/u/VP1/upload"' in page.text
+    assert "set-cookie" in page.headers  # a new session for the form shown
+    assert table_counts(store) == before  # no password tried, nothing audited
+    again = client.post("/login", data={"email": "vp1@sct.example.vn", "password": PASSWORD, "csrf_token": csrf_of(page.text),
+                                        "next": "/c/c187/u/VP1/upload"})
+    assert again.status_code == 303 and again.headers["location"] == "/c/c187/u/VP1/upload"
+
+
+def test_a_login_form_from_before_signing_in_elsewhere_is_shown_again(app, client_as, store):
+    """Signed in (or out) in another tab since the form was shown: its token is another session's."""
+    client = client_as()
+    old = csrf_of(client.get("/login").text)
+    cookie, csrf = session_for(app, store, "vp1@sct.example.vn")  # what the other tab's sign-in left in the browser
+    client.cookies.set(SESSION_COOKIE, cookie)
+    page = client.post("/login", data={"email": "vp1@sct.example.vn", "password": PASSWORD, "csrf_token": old})
+    assert page.status_code == 403 and STALE_LOGIN in page.text and 'id="password"' in page.text
+    assert csrf_of(page.text) == csrf  # the form is the present session's
+    assert client.post("/login", data={"email": "vp1@sct.example.vn", "password": PASSWORD,
+                                       "csrf_token": csrf_of(page.text)}).status_code == 303
+
+
+def test_a_stale_request_for_a_sign_in_link_shows_its_form_again(client_as, store):
+    client = client_as()
+    old = csrf_of(client.get("/login/link").text)
+    client.cookies.clear()
+    before = table_counts(store)
+    page = client.post("/login/link", data={"email": "vp2@sct.example.vn", "csrf_token": old})
+    assert page.status_code == 403 and "Yêu cầu bị từ chối" not in page.text
+    assert "Trang này đã cũ" in page.text and "Hãy bấm “Gửi đường dẫn đăng nhập” lại." in page.text
+    assert '<form method="post" action="/login/link">' in page.text and 'value="vp2@sct.example.vn"' in page.text
+    assert table_counts(store) == before
+    sent = client.post("/login/link", data={"email": "vp2@sct.example.vn", "csrf_token": csrf_of(page.text)})
+    assert sent.status_code == 303 and sent.headers["location"] == "/login/link?sent=1"
 
 
 def test_an_upload_after_the_session_ended_says_to_sign_in_again_here(client_as):

@@ -177,7 +177,28 @@
     phase.addEventListener("change", function () { form.submit(); });
     apply();
 
-    /* Live: states and percentages refresh in place, keeping what is open and the filters. */
+    /* The phases a row's unit is late in ([state, label, title] each, as _tree_rows.html writes them). */
+    var showLate = function (li, late) {
+      var box = li.querySelector(".late");
+      var text = late.map(function (p) { return p[1]; }).join("");
+      if ((box ? box.textContent : "") === text) { return; }
+      if (!late.length) { if (box) { box.remove(); } return; }
+      if (!box) {
+        box = document.createElement("span");
+        box.className = "late";
+        li.insertBefore(box, li.querySelector(".b"));
+      }
+      box.textContent = "";
+      late.forEach(function (p) {
+        var chip = document.createElement("span");
+        chip.className = "lp lp-" + p[0];
+        chip.title = p[2];
+        chip.textContent = p[1];
+        box.appendChild(chip);
+      });
+    };
+
+    /* Live: states, percentages and late phases refresh in place, keeping what is open and the filters. */
     poll(function () { return tree.getAttribute("data-status"); }, function (data) {
       var labels = data.labels || {};
       Object.keys(data.units || {}).forEach(function (code) {
@@ -193,6 +214,7 @@
         }
         li.querySelector("progress").value = pct || 0;
         li.querySelector(".p").textContent = pct === null ? "—" : String(pct).replace(".", ",") + "%";
+        showLate(li, (data.late || {})[code] || []);
       });
       apply();
     }, "json");
