@@ -16,25 +16,33 @@ from typing import Iterator, NamedTuple, Sequence
 
 from kiemdiem.catalogue import BRANCH_KINDS, MEMBER_STATUSES, POSITIONS, UNIT_KINDS
 from kiemdiem.errors import InvalidInput, Problem
-from kiemdiem.tabular import LeadingZeros, columns_of, fold, iter_rows, name_columns, open_rows, parse_date, read_columns, split_list
+from kiemdiem.tabular import Columns, LeadingZeros, columns_of, fold, iter_rows, name_columns, open_rows, parse_date, read_columns, split_list
 
-UNIT_COLUMNS = {
-    "code": ["Mã đơn vị", "Mã tổ chức", "Ma don vi"],
+UNIT_COLUMNS = Columns({
+    "code": ["Mã đơn vị", "Mã tổ chức", "Ma don vi", "Mã tổ chức đảng"],
     "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên"],
     "kind": ["Loại", "Loại tổ chức", "Loại hình"],
-    "parent": ["Đơn vị cấp trên", "Mã đơn vị cấp trên", "Cấp trên"],
-    "emails": ["Email", "Thư điện tử", "Emails"],
-}
-MEMBER_COLUMNS = {
-    "member_id": ["Mã đảng viên", "Số thẻ đảng viên", "Mã ĐV"],
-    "full_name": ["Họ và tên", "Họ tên"],
-    "unit": ["Chi bộ", "Mã chi bộ", "Đơn vị"],
-    "email": ["Email", "Thư điện tử"],
+    "parent": ["Đơn vị cấp trên", "Mã đơn vị cấp trên", "Cấp trên", "Trực thuộc", "Mã cấp trên", "Cấp trên trực tiếp"],
+    "emails": ["Email", "Thư điện tử", "Emails", "E-mail", "Địa chỉ email", "Địa chỉ thư điện tử"],
+}, informational=("Bí thư", "Số đảng viên", "Tổng số đảng viên", "Địa chỉ", "Số điện thoại", "Điện thoại"))
+# Passed over in the members import: a member's profile columns that it does not keep. Not
+# "Ngày chính thức" (a blank one marks a probationary member: the status column must say it) nor
+# "Ghi chú" (where an office may write "miễn sinh hoạt").
+MEMBER_COLUMNS = Columns({
+    "member_id": ["Mã đảng viên", "Số thẻ đảng viên", "Mã ĐV", "Mã số đảng viên"],
+    "full_name": ["Họ và tên", "Họ tên", "Họ và tên đảng viên", "Họ tên đảng viên"],
+    "unit": ["Chi bộ", "Mã chi bộ", "Đơn vị", "Chi bộ sinh hoạt"],
+    "email": ["Email", "Thư điện tử", "E-mail", "Địa chỉ email", "Địa chỉ thư điện tử"],
     "joined_on": ["Ngày vào Đảng", "Ngày kết nạp"],
     "status": ["Trạng thái", "Tình trạng"],
     "temporary_unit": ["Sinh hoạt tạm thời", "Chi bộ sinh hoạt tạm thời"],
-    "positions": ["Chức vụ", "Chức vụ đảng"],
-}
+    "positions": ["Chức vụ", "Chức vụ đảng", "Chức vụ trong Đảng"],
+}, informational=(
+    "Quê quán", "Dân tộc", "Ngày sinh", "Năm sinh", "Tôn giáo", "Giới tính",
+    "Trình độ", "Trình độ chuyên môn", "Trình độ học vấn", "Học vấn", "Trình độ lý luận chính trị", "Lý luận chính trị",
+    "Nghề nghiệp", "Số điện thoại", "Điện thoại", "Địa chỉ", "Nơi ở", "Nơi ở hiện nay", "Chữ ký", "Ký tên",
+    "Đơn vị công tác", "Nơi công tác", "Cơ quan công tác",
+))
 
 EMAIL_RE = re.compile(r"^[^@\s;,<>]+@[^@\s;,<>]+\.[A-Za-z0-9-]{2,}$")
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

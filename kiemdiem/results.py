@@ -26,14 +26,29 @@ from pathlib import Path
 from kiemdiem.consolidation import MemberResult, OrgResult
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
-from kiemdiem.tabular import LeadingZeros, fold, name_columns, read_table
+from kiemdiem.tabular import Columns, LeadingZeros, fold, name_columns, read_table
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results", "problem_text"]
 
-MEMBER_COLUMNS: dict[str, list[str]] = {
+# Headers a member's own data sheet carries (the forms' "Phiếu đảng viên" columns): nothing of
+# them is a result, so a list that keeps them loads and they are passed over.
+_MEMBER_PROFILE_HEADERS = (
+    "Quê quán", "Dân tộc", "Tôn giáo", "Giới tính", "Ngày chính thức", "Ngày công nhận chính thức",
+    "Trình độ", "Trình độ chuyên môn", "Trình độ học vấn", "Học vấn", "Trình độ lý luận chính trị", "Lý luận chính trị",
+    "Nghề nghiệp", "Số điện thoại", "Điện thoại", "Địa chỉ", "Nơi ở", "Nơi ở hiện nay", "Chữ ký", "Ký tên",
+    "Đơn vị công tác", "Nơi công tác", "Cơ quan công tác",
+)
+
+MEMBER_COLUMNS: dict[str, list[str]] = Columns({
     "member_id": ["Mã đảng viên", "Mã ĐV", "Mã số đảng viên", "Số thẻ đảng viên", "ma_dv", "member"],
-    "self_level": ["Tự xếp loại", "Tự nhận mức xếp loại", "Tự đánh giá xếp loại", "Cá nhân tự xếp loại"],
-    "proposed_level": ["Chi bộ đề xuất", "Đề xuất", "Đề xuất xếp loại", "Chi bộ đề xuất xếp loại", "Đề nghị xếp loại", "Mức đề xuất"],
+    "self_level": [
+        "Tự xếp loại", "Tự nhận mức xếp loại", "Tự đánh giá xếp loại", "Cá nhân tự xếp loại", "Đảng viên tự xếp loại",
+        "Đảng viên tự nhận mức xếp loại", "Tự nhận xếp loại",
+    ],
+    "proposed_level": [
+        "Chi bộ đề xuất", "Đề xuất", "Đề xuất xếp loại", "Chi bộ đề xuất xếp loại", "Đề nghị xếp loại", "Mức đề xuất",
+        "Chi bộ đề nghị", "Chi bộ đề nghị xếp loại", "Đề nghị của chi bộ", "Đề xuất của chi bộ", "Chi ủy đề nghị", "Chi ủy đề xuất",
+    ],
     "final_level": [
         "Quyết định xếp loại", "Quyết định", "Xếp loại chính thức", "Kết quả xếp loại", "Cấp ủy quyết định", "Xếp loại", "level",
     ],
@@ -44,21 +59,28 @@ MEMBER_COLUMNS: dict[str, list[str]] = {
     "note": ["Ghi chú"],
     "self_review": ["Có bản kiểm điểm", "Đã nộp bản kiểm điểm", "Bản kiểm điểm", "has_self_review"],
     # Accepted so that ordinary office lists load; not used.
-    "full_name": ["Họ và tên", "Họ tên", "name"],
+    "full_name": ["Họ và tên", "Họ tên", "Họ và tên đảng viên", "Họ tên đảng viên", "name"],
     "position": ["Chức vụ", "positions"],
     # A committee's decision covers several branches: its list names each member's branch.
     "branch": ["Chi bộ", "Đơn vị", "Tên chi bộ", "Chi bộ sinh hoạt", "Mã chi bộ", "unit"],
     "birth": ["Ngày sinh", "Năm sinh"],
-}
+}, informational=(
+    *_MEMBER_PROFILE_HEADERS, "Ngày vào Đảng", "Ngày kết nạp", "Email", "E-mail", "Thư điện tử", "Địa chỉ email",
+))
 
-ORG_COLUMNS: dict[str, list[str]] = {
-    "unit": ["Mã đơn vị", "Tổ chức đảng", "Mã tổ chức đảng", "Đơn vị", "unit_code", "Mã chi bộ"],
-    "self_level": ["Tự xếp loại", "Tự đánh giá xếp loại", "Tự đánh giá"],
-    "level": ["Xếp loại", "Kết quả xếp loại", "Quyết định xếp loại", "Xếp loại chính thức", "final_level"],
+ORG_COLUMNS: dict[str, list[str]] = Columns({
+    "unit": ["Mã đơn vị", "Tổ chức đảng", "Mã tổ chức đảng", "Đơn vị", "unit_code", "Mã chi bộ", "Mã tổ chức"],
+    "self_level": [
+        "Tự xếp loại", "Tự đánh giá xếp loại", "Tự đánh giá", "Tự nhận mức xếp loại", "Tự nhận xếp loại",
+        "Chi bộ tự xếp loại", "Tổ chức đảng tự xếp loại",
+    ],
+    "level": [
+        "Xếp loại", "Kết quả xếp loại", "Quyết định xếp loại", "Xếp loại chính thức", "final_level", "Cấp ủy quyết định", "Quyết định",
+    ],
     "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật"],
     "note": ["Ghi chú"],
     "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên chi bộ"],
-}
+}, informational=("Bí thư", "Số đảng viên", "Tổng số đảng viên", "Địa chỉ", "Số điện thoại", "Điện thoại", "Chữ ký", "Ký tên"))
 
 
 def problem_text(problem: Problem, *, with_file: bool = False) -> str:
@@ -77,18 +99,22 @@ def _squash(text: str) -> str:
     return fold(text).replace("_", "")
 
 
-# Codes, full names, and the short forms offices write ("Xuất sắc", "HTT", ...).
+# Codes, full names, and the short forms offices write ("Xuất sắc", "HTT", "Hoàn thành tốt"),
+# each also with the task ending the full names carry ("nhiệm vụ", "NV", "n.vụ"). Folded, so
+# case, accents, spacing and dots do not matter ("HTT NV", "H.T.T.N.V").
 _LEVEL_LOOKUP: dict[str, str] = {}
-for _code, _name in LEVEL_NAMES.items():
-    _LEVEL_LOOKUP[_squash(_code)] = _code
-    _LEVEL_LOOKUP[_squash(_name)] = _code
-for _alias, _code in {
-    "HTXS": "HTXSNV", "Xuất sắc": "HTXSNV",
-    "HTT": "HTTNV", "Tốt": "HTTNV",
+_LEVEL_STEMS = {
+    "HTXS": "HTXSNV", "Xuất sắc": "HTXSNV", "Hoàn thành xuất sắc": "HTXSNV", "Hoàn thành XS": "HTXSNV",
+    "HTT": "HTTNV", "Tốt": "HTTNV", "Hoàn thành tốt": "HTTNV",
     "HT": "HTNV", "Hoàn thành": "HTNV",
-    "KHT": "KHTNV", "Không hoàn thành": "KHTNV",
-}.items():
-    _LEVEL_LOOKUP[_squash(_alias)] = _code
+    "KHT": "KHTNV", "Không hoàn thành": "KHTNV", "Không HT": "KHTNV",
+}
+_TASK_ENDINGS = ("", "nv", "nvu", "nhiemvu")
+_LEVEL_WORDINGS = [(_squash(code), code) for code in LEVEL_NAMES] + [(_squash(name), code) for code, name in LEVEL_NAMES.items()]
+_LEVEL_WORDINGS += [(_squash(stem) + ending, code) for stem, code in _LEVEL_STEMS.items() for ending in _TASK_ENDINGS]
+for _key, _code in _LEVEL_WORDINGS:
+    if _LEVEL_LOOKUP.setdefault(_key, _code) != _code:  # one wording, two levels: a mistake in the lists above
+        raise AssertionError(f"level wording '{_key}' is ambiguous")
 
 _YES = {"x", "co", "1", "true", "yes", "y", "dung", "c"}
 _NO = {"khong", "0", "false", "no", "n", "k", "sai"}

@@ -2,8 +2,9 @@
 
 Rows keep their spreadsheet row number (the header is row 1, or lower under a form's
 title block) so every error can name it. Unknown headers are reported, never silently
-dropped; only a row-number column ("STT") is passed over, and a form's footer under the
-table (a total, the signatures) when nothing of the table follows it.
+dropped; only a row-number column ("STT") and a table's informational columns (``Columns``)
+are passed over, and a form's footer under the table (a total, the signatures) when nothing
+of the table follows it. Cells lose what nobody sees in them (``_clean``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ import openpyxl
 from kiemdiem.errors import InvalidInput, Problem
 
 
+class Columns(dict):
+    """A table's columns: canonical name → accepted headers, in the order rows are given.
+
+    ``informational``: headers the offices' forms carry that hold nothing the system keeps for
+    this table (Quê quán, Dân tộc, Chữ ký…), passed over like "STT". Any other header is refused:
+    what it holds would be lost without a word."""
+
+    def __init__(self, columns: dict[str, list[str]], informational: Iterable[str] = ()):
+        super().__init__(columns)
+        self.informational: tuple[str, ...] = tuple(informational)
+
+
 @dataclass(frozen=True)
 class Row:
     number: int
@@ -36,8 +49,9 @@ class Row:
 
 @functools.lru_cache(maxsize=4096)
 def fold(text: str) -> str:
-    """Compare headers without case, accents or spacing: 'Mã đơn vị' == 'ma_don_vi'."""
-    text = unicodedata.normalize("NFD", text.strip().lower()).replace("đ", "d")
+    """Compare headers without case, accents or spacing: 'Mã đơn vị' == 'ma_don_vi'. Compatibility
+    forms fold too (NFKD): a full-width 'ＨＴＴＮＶ' typed with an East Asian keyboard is 'httnv'."""
+    text = unicodedata.normalize("NFKD", text.strip()).lower().replace("đ", "d")
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
     return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_")
 
@@ -147,9 +161,10 @@ def open_rows(
     source = str(path)
     with ExitStack() as stack:
         raw_rows, all_text, picked = _stream_raw_rows(path, data, stack, _header_lookup(columns))
-        header, mapping, header_row = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
         if picked is not None:
             _check_formulas(source, picked, header_row, mapping)
+        raw_rows = itertools.chain(after, raw_rows)
         yield _guarded(path, data, _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required))
 
 
@@ -244,7 +259,7 @@ def _stream_raw_rows(
         text.seek(0)
     except UnicodeDecodeError:
         raise InvalidInput(Problem(source, NOT_UTF8)) from None
-    return csv.reader(map(_nfc, text), _dialect(sample)), True, None
+    return csv.reader(map(_clean, text), _dialect(sample)), True, None
 
 
 def _dialect(sample: str):
@@ -293,9 +308,9 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
     except (InvalidInput, UnicodeDecodeError, csv.Error):
         header = []
     for cell in header:
-        name = str(cell or "").strip()
+        name = _clean(str(cell or "")).strip()
         canonical = lookup.get(fold(name)) if name else None
-        if canonical is not None:
+        if canonical:
             spelt.setdefault(canonical, name)
     named = [
         dataclasses.replace(p, column=spelt.get(p.field) or columns[p.field][0])
@@ -307,9 +322,16 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
     return [dataclasses.replace(p, source=f"{source} ({label})") if p.source == source else p for p in named]
 
 
+# What ``_header_lookup`` maps an informational header to: passed over, not a column.
+_PASSED_OVER = ""
+
+
 def _header_lookup(columns: dict[str, list[str]]) -> dict[str, str]:
-    """Folded header text (the canonical name or any alias) → canonical column."""
-    return {fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]}
+    """Folded header text (the canonical name or any alias) → canonical column; an informational
+    header (``Columns``) → ``_PASSED_OVER``, a column's own alias winning."""
+    lookup = dict.fromkeys(map(fold, getattr(columns, "informational", ())), _PASSED_OVER)
+    lookup.update({fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]})
+    return lookup
 
 
 def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: bytes | None):
@@ -318,13 +340,13 @@ def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: b
     raw_rows, all_text, picked = _raw_rows(path, data, _header_lookup(columns))
     try:
         raw_rows = iter(raw_rows)
-        header, mapping, header_row = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
         if picked is not None:
             _check_formulas(source, picked, header_row, mapping)
     finally:
         if picked is not None:
             picked.book.close()
-    return raw_rows, header, mapping, all_text, header_row
+    return itertools.chain(after, raw_rows), header, mapping, all_text, header_row
 
 
 def _check_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[int, str]) -> None:
@@ -338,26 +360,50 @@ def _check_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[
 HEADER_SEARCH_ROWS = 15
 
 
-def _header(source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str]) -> tuple[list, dict[int, str], int]:
+def _header(
+    source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str],
+) -> tuple[list, dict[int, str], int, list[list]]:
     """Take the rows up to and including the header off ``raw_rows``; map its cells onto
-    canonical columns or raise. Returns (header, mapping, the header's row number)."""
+    canonical columns or raise. Returns (header, mapping, the header's row number, the rows
+    below it that the search read: they come before what is left of ``raw_rows``)."""
     found = _locate_header(source, raw_rows, _header_lookup(columns), required)
     if found is None:
         raise InvalidInput(Problem(source, "tệp rỗng, không có dòng tiêu đề", row=1))
-    header, mapping, problems, number = found
+    header, mapping, problems, number, after = found
     if problems:
-        raise InvalidInput(problems)
-    return header, mapping, number
+        raise InvalidInput(_explain_unknown(problems, columns))
+    return header, mapping, number, after
 
 
 MISSING_COLUMN = "thiếu cột bắt buộc"
+UNKNOWN_COLUMN = "cột không được hỗ trợ"
+
+
+def _explain_unknown(problems: list[Problem], columns: dict[str, list[str]]) -> list[Problem]:
+    """The first unknown column's problem says which headers the table takes (each column's usual
+    one), once: a file with three odd columns is not told the list three times."""
+    for index, problem in enumerate(problems):
+        if problem.reason.startswith(UNKNOWN_COLUMN):
+            usual = ", ".join(aliases[0] if aliases else name for name, aliases in columns.items())
+            ignored = getattr(columns, "informational", ())[:3]
+            passed = f"; các cột thông tin như {', '.join(ignored)}… được bỏ qua" if ignored else ""
+            reason = (
+                f"{problem.reason} (hệ thống không lưu cột này, dữ liệu trong đó sẽ bị mất). Bảng này nhận các cột: {usual}{passed}. "
+                "Hãy đổi tên cột theo đúng tên trên, hoặc xóa cột nếu chỉ để tham khảo"
+            )
+            return [*problems[:index], dataclasses.replace(problem, reason=reason), *problems[index + 1:]]
+    return problems
+
+
 # Every table's row-number column, whatever the table (not a column of any).
 _ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự", "No"))
 
 
 def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str], required: set[str]):
-    """(header, mapping, problems, row number) of the header row, taken off ``raw_rows`` with the
-    rows above it; None for a file with no text in its first rows.
+    """(header, mapping, problems, row number, rows after it) of the header row, taken off
+    ``raw_rows`` with the rows above it; None for a file with no text in its first rows. The rows
+    after it are those the search read below the header (a header found by the fallback is
+    followed by rows already read: they are the table's first rows, not to be lost).
 
     The header is the first of the first ``HEADER_SEARCH_ROWS`` rows that names at least two known
     columns: rows above it are a title block, not data (a title such as "QUYẾT ĐỊNH XẾP LOẠI" names
@@ -367,40 +413,43 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
     above an unrecognised header is not what the office should be told about."""
     fallback = likeliest = None
     rank = (-1, -1)
+    read: list[list] = []
     for number in range(1, HEADER_SEARCH_ROWS + 1):
         header = next(raw_rows, None)
         if header is None:
             break
+        read.append(header)
         mapping, problems = _map_header(source, header, number, lookup, required)
         if len(mapping) >= 2:
-            return header, mapping, problems, number
+            return header, mapping, problems, number, []
         if fallback is None and not problems:
             fallback = (header, mapping, problems, number)
         filled = sum(1 for cell in header if str(cell or "").strip())
         if filled and (len(mapping), filled) > rank:
             rank, likeliest = (len(mapping), filled), (header, mapping, problems, number)
     if fallback is not None or likeliest is None:
-        return fallback
+        return None if fallback is None else (*fallback, read[fallback[3]:])
     header, mapping, problems, number = likeliest
     taken = Problem(
         source, f"không nhận ra dòng tiêu đề trong {HEADER_SEARCH_ROWS} dòng đầu; dòng {number} giống nhất, "
         "các lỗi dưới đây là của dòng đó (xem tên cột được nhận trong hướng dẫn)", row=number,
     )
-    return header, mapping, [taken, *problems], number
+    return header, mapping, [taken, *problems], number, read[number:]
 
 
 def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str]) -> tuple[dict[int, str], list[Problem]]:
     mapping: dict[int, str] = {}
     problems: list[Problem] = []
     for index, cell in enumerate(header):
-        name = str(cell or "").strip()
+        name = _clean(str(cell or "")).strip()  # a workbook's header cell is read as its data cells are
         if not name:
             continue
-        canonical = lookup.get(fold(name))
-        if canonical is None and fold(name) in _ROW_NUMBER_HEADERS:
-            continue  # the forms' "STT" column: a row's place, not data
+        folded = fold(name)
+        canonical = lookup.get(folded)
+        if canonical == _PASSED_OVER or canonical is None and folded in _ROW_NUMBER_HEADERS:
+            continue  # the forms' "STT" column (a row's place) or an informational one: not data
         if canonical is None:
-            problems.append(Problem(source, f"cột không được hỗ trợ: '{name}'", row=number, field=name))
+            problems.append(Problem(source, f"{UNKNOWN_COLUMN}: '{name}'", row=number, field=name))
         elif canonical in mapping.values():
             problems.append(Problem(source, f"cột '{name}' bị lặp", row=number, field=name))
         else:
@@ -528,15 +577,32 @@ def _is_column_numbers(row: Sequence, header: Sequence) -> bool:
     )
 
 
-def _nfc(text: str) -> str:
-    """Vietnamese typed as combining marks (Unikey's "Unicode tổ hợp", macOS) reads as the
-    precomposed text the rest of the files use: the same name is the same name."""
+# What copying from web pages, Word or chat leaves in cells without showing it: zero-width
+# space, non-joiner and joiner, word joiner, a byte order mark inside the text, soft hyphen. A
+# code "DV001" with one behind it would be another code, so they are dropped.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+# Spaces that are not the space bar's (no-break, figure, narrow, ideographic): a space.
+_ODD_SPACES = "\u00a0\u2007\u202f\u3000"
+# Full-width letters, digits and signs (an East Asian input method: "ＤＶ００１") as NFKC reads
+# them. Not the CSV's quotes, comma and semicolon: the text is cleaned before it is split.
+_FULL_WIDTH = {chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F) if chr(code - 0xFEE0) not in "\"',;"}
+_CLEAN = str.maketrans({**dict.fromkeys(_INVISIBLE), **dict.fromkeys(_ODD_SPACES, " "), **_FULL_WIDTH})
+_ODD = re.compile(f"[{_INVISIBLE}{_ODD_SPACES}{''.join(_FULL_WIDTH)}]")
+
+
+def _clean(text: str) -> str:
+    """``text`` without invisible characters, odd spaces or full-width forms, and precomposed (NFC):
+    Vietnamese typed as combining marks (Unikey's "Unicode tổ hợp", macOS) is the same name as
+    the rest of the files'. The usual text has none of the odd ones: one search, and the (slow,
+    per character) translation is skipped."""
+    if _ODD.search(text) is not None:
+        text = text.translate(_CLEAN)  # before NFC: a dropped character may have split a letter from its mark
     return unicodedata.normalize("NFC", text)
 
 
 def _cell_text(cell) -> str:
     if cell.__class__ is str:
-        return _nfc(cell.strip())
+        return _clean(cell).strip()
     if cell is None:
         return ""
     if isinstance(cell, dt.datetime):
@@ -569,7 +635,7 @@ def _raw_rows(path: Path, data: bytes | None, lookup: dict[str, str] | None = No
             raise
     if suffix in (".csv", ".txt", ""):
         try:
-            text = _nfc(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
+            text = _clean(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
         except UnicodeDecodeError:
             raise InvalidInput(Problem(str(path), NOT_UTF8)) from None
         return csv.reader(io.StringIO(text), _dialect(text[:4096])), True, None
@@ -746,10 +812,22 @@ def format_decimal(value: float) -> str:
     return f"{float(value):.15g}".replace(".", ",")
 
 
+def _is_date(year: int, month: int, day: int) -> bool:
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+# A date followed by a time, as a datetime cell or a database export writes it ("01/02/1980 00:00:00").
+_WITH_TIME = re.compile(r"^(\S+)[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$")
+
+
 def parse_date(text: str) -> dt.date:
     """Accept dd/mm/yyyy (what offices type), ISO yyyy-mm-dd or an Excel serial day number (a date
-    cell formatted as a number); raise ValueError otherwise."""
-    text = text.strip()
+    cell formatted as a number), each possibly with a midnight time; raise ValueError otherwise."""
+    text = shown = text.strip()
     if len(text) == 10 and text.isascii():  # the two usual spellings, without a regex
         try:
             if text[4] == "-" and text[7] == "-":
@@ -758,11 +836,17 @@ def parse_date(text: str) -> dt.date:
                 return dt.date(int(text[6:]), int(text[3:5]), int(text[:2]))  # dd/mm/yyyy
         except ValueError:
             pass  # an impossible date: the patterns below give the message
+    timed = _WITH_TIME.match(text) if ":" in text else None
+    if timed is not None:
+        if any(int(part or 0) for part in timed.group(2, 3, 4)):
+            # A time other than midnight may be a date moved by a time zone (17:00 the day before): not guessed.
+            raise ValueError(f"ngày không hợp lệ '{shown}': chỉ ghi ngày, không ghi giờ (dùng dd/mm/yyyy)")
+        text = timed.group(1)  # a date cell's midnight: the date itself
     if len(text) == 5 and text.isdigit() and EXCEL_SERIALS[0] <= int(text) <= EXCEL_SERIALS[1]:
         # A date cell formatted as a number ("General"): Excel's count of days, shown as such in
         # the sheet and in its CSV. Nothing else in a date column is five digits.
         return _EXCEL_EPOCH + dt.timedelta(days=int(text))
-    for pattern, (y, m, d) in _DATE_FORMS:
+    for number, (pattern, (y, m, d)) in enumerate(_DATE_FORMS):
         match = pattern.match(text)
         if match:
             year, month, day = int(match.group(y)), int(match.group(m)), int(match.group(d))
@@ -774,13 +858,19 @@ def parse_date(text: str) -> dt.date:
             if year < dt.MINYEAR:
                 why = f"không có năm {year}"
             elif not 1 <= month <= 12:
+                if number == 0 and _is_date(year, day, month):
+                    # 02/13/1980: the month written first, as an English-language Excel shows dates.
+                    raise ValueError(
+                        f"ngày không hợp lệ '{shown}': không có tháng {month}, có vẻ tháng được ghi trước ngày; "
+                        f"dùng dd/mm/yyyy (ngày trước, tháng sau), ví dụ {month:02d}/{day:02d}/{year}"
+                    )
                 why = f"không có tháng {month}"
             elif day < 1:
                 why = f"không có ngày {day}"
             else:
                 why = f"tháng {month} năm {year} chỉ có {calendar.monthrange(year, month)[1]} ngày"
-            raise ValueError(f"ngày không hợp lệ '{text}': ngày này không có thật ({why})")
-    raise ValueError(f"ngày không hợp lệ '{text}' (dùng dd/mm/yyyy)")
+            raise ValueError(f"ngày không hợp lệ '{shown}': ngày này không có thật ({why})")
+    raise ValueError(f"ngày không hợp lệ '{shown}' (dùng dd/mm/yyyy)")
 
 
 class LeadingZeros:

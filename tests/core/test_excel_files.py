@@ -226,3 +226,25 @@ def test_a_score_excel_shows_as_90_is_90(tmp_path):
     sheet["C2"] = 89.99999
     [first, _] = parse_member_results(tmp_path / "ds.xlsx", "CB1", data=xlsx_bytes(book))
     assert first.score == 89.99999
+
+
+# --------------------------------------------------------------------------- 7. what nobody sees in a cell
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_invisible_and_full_width_characters_read_the_same_every_way(tmp_path, kind):
+    # Rows as pasted from a web page or a chat: a zero-width space, no-break space, soft hyphen, byte
+    # order mark, zero-width non-joiner, full-width letters and digits. Every reader reads them clean.
+    header = ["Mã đảng viên", "Họ và tên", "Xếp loại"]
+    rows = [["DV001\u200b", "Nguyễn\u00a0Văn A", "HTTNV\u00ad"], ["\ufeffＤＶ００２", "Trần Thị B\u200c", "ＨＴＮＶ"]]
+    if kind == "csv":
+        data = "\n".join(",".join(row) for row in [header, *rows]).encode()
+    else:
+        book = openpyxl.Workbook()
+        for row in [header, *rows]:
+            book.active.append(row)
+        data = xlsx_bytes(book)
+    assert read_all_ways(tmp_path / f"ds.{kind}", data) == [
+        (2, ("DV001", "Nguyễn Văn A", "HTTNV")),
+        (3, ("DV002", "Trần Thị B", "HTNV")),
+    ]

@@ -322,6 +322,21 @@ Cộng: 7 đảng viên,,,,,,,,
 ,,,,,BÍ THƯ,,,
 ,Trần Thị Hoa,,,,Nguyễn Sỹ Chín,,,
 """,
+    # Written with \u escapes: what the office's file holds and nobody sees. Zero-width space and
+    # joiner, a byte order mark and a soft hyphen inside cells, no-break spaces, full-width codes,
+    # a name typed as combining marks, datetime cells saved with their midnight, and the profile
+    # columns of the forms (passed over).
+    "the forms' headers, profile columns, invisible and full-width characters": (
+        "STT,Mã số đảng viên,Họ và tên đảng viên,Giới tính,Quê quán,Chi bộ sinh hoạt,E-mail,Ngày vào Đảng,Trạng thái,"
+        "Sinh hoạt tạm thời,Chức vụ trong Đảng,Số điện thoại,Chữ ký\n"
+        "1,DV001\u200b,Nguyễn Sỹ Chín,Nam,Hà Tĩnh,VP1,chin@sct.example.vn\u00a0,12/05/1995 00:00:00,active,,dang_uy_vien;bi_thu,,\n"
+        "2,\ufeffDV002,Trần\u00a0Thị Hoa,Nữ,,VP1\u200d,,03/02/2010 00:00:00,active,,,0912 345 678,\n"
+        "3,ＤＶ００３,Lê Văn Nam,Nam,,ＶＰ１,,2001-07-19 00:00:00,exempt,,,,\n"
+        f"4,DV004,{unicodedata.normalize('NFD', 'Lê Xuân Tiến')},Nam,,VP2,tien@sct.example.vn,1998-09-02,act\u00adive,,pho_bi_thu,,\n"
+        "5,DV005,Phạm Minh Đức,Nam,,VP2,,2023-09-01,probationary,,,,\n"
+        "6,DV006,Nguyễn Trọng Thức,Nam,,KC,thuc@sct.example.vn,2005-01-10,active,,bi_thu,,\n"
+        "7,DV007,Hoàng Thị Lan,Nữ,,KC,,2012-11-20,active,VP2\u200b,,,\n"
+    ),
 }
 
 
@@ -338,6 +353,25 @@ def test_member_file_variants_store_the_same_members(store, campaign, tmp_path, 
     assert report.members_added == 7
     assert stored_members(store) == expected
     assert not do_import(store, units, members).changed
+
+
+def test_a_units_file_with_the_forms_headers_and_invisible_characters_stores_the_same_tree(store, campaign, tmp_path):
+    def tree():
+        with store.uow() as uow:
+            return sorted((u.code, u.name, u.kind, u.path, tuple(u.emails)) for u in uow.session.scalars(select(Unit)))
+
+    units, members = write_small_org(tmp_path / "canonical")
+    do_import(store, units, members)
+    expected = tree()
+    units, members = write_small_org(tmp_path / "form", units=(
+        "STT,Mã tổ chức đảng,Tên đơn vị,Loại,Trực thuộc,E-mail,Địa chỉ,Số điện thoại\n"
+        "1,SCT,Đảng bộ Sở Công Thương,dang_bo_co_so,,vanphong@sct.example.vn,Hà Tĩnh,\n"
+        "2,VP1\u200b,Chi bộ Văn phòng 1,chi_bo_truc_thuoc,SCT\u200b,vp1@sct.example.vn,,\n"
+        "3,VP2,Chi bộ Văn phòng 2,chi_bo_truc_thuoc,ＳＣＴ,vp2@sct.example.vn; bithu.vp2@sct.example.vn\u00a0,,\n"
+        "4,KC\u00ad,Chi bộ\u00a0Khuyến công,chi_bo_truc_thuoc,\ufeffSCT,kc@sct.example.vn,,\n"
+    ))
+    assert not do_import(store, units, members).changed
+    assert tree() == expected
 
 
 def test_bad_row_after_blank_line_keeps_its_file_row_number(store, campaign, tmp_path):
@@ -728,7 +762,8 @@ def test_unit_problems_are_listed_in_row_order(store, campaign, tmp_path):
     ("31/02/2023", "ngày không hợp lệ '31/02/2023': ngày này không có thật (tháng 2 năm 2023 chỉ có 28 ngày)"),
     ("30/02/2024", "ngày không hợp lệ '30/02/2024': ngày này không có thật (tháng 2 năm 2024 chỉ có 29 ngày)"),
     ("2001-04-31", "ngày không hợp lệ '2001-04-31': ngày này không có thật (tháng 4 năm 2001 chỉ có 30 ngày)"),
-    ("12/13/2023", "ngày không hợp lệ '12/13/2023': ngày này không có thật (không có tháng 13)"),
+    ("12/13/2023", "ngày không hợp lệ '12/13/2023': không có tháng 13, có vẻ tháng được ghi trước ngày; "
+                   "dùng dd/mm/yyyy (ngày trước, tháng sau), ví dụ 13/12/2023"),
     ("00/01/2023", "ngày không hợp lệ '00/01/2023': ngày này không có thật (không có ngày 0)"),
     ("99/99/2001", "ngày không hợp lệ '99/99/2001': ngày này không có thật (không có tháng 99)"),
     ("01/01/0000", "ngày không hợp lệ '01/01/0000': ngày này không có thật (không có năm 0)"),

@@ -212,8 +212,14 @@ def test_a_list_the_tree_no_longer_fits_is_refused_by_the_ingest_and_logged_once
 BAD_FILES = [
     ("member of another branch", "VP1", "tong_hop_xep_loai_dang_vien", {"x.csv": HEADER + "1,DV004,,HTTNV,HTTNV,,,\n"},
      (2, "member_id"), "không có trong danh sách đảng viên của đơn vị"),
-    ("unknown column", "VP1", "tong_hop_xep_loai_dang_vien", {"x.csv": "Mã đảng viên,Chữ ký\nDV001,x\n"},
-     (1, "Chữ ký"), "cột không được hỗ trợ"),
+    ("unknown column", "VP1", "tong_hop_xep_loai_dang_vien", {"x.csv": "Mã đảng viên,Khen thưởng\nDV001,x\n"},
+     (1, "Khen thưởng"), "cột không được hỗ trợ"),
+    # One known column: the header is found by the fallback, and the rows the search read under it
+    # are the list's (they were dropped, and an empty list was taken without a word).
+    ("list with the code column only", "VP1", "tong_hop_xep_loai_dang_vien", {"x.csv": "Mã đảng viên\nDV001\n"},
+     (2, "final_level"), "chưa có mức xếp loại"),
+    ("code column and a signature column", "VP1", "tong_hop_xep_loai_dang_vien", {"x.csv": "Mã đảng viên,Chữ ký\nDV001,\n"},
+     (2, "final_level"), "chưa có mức xếp loại"),
     ("no table", "VP1", "tong_hop_xep_loai_dang_vien", {"scan.pdf": b"%PDF-1.4"}, (None, None), "không có tệp CSV hoặc XLSX"),
     ("not a spreadsheet", "VP1", "tong_hop_xep_loai_dang_vien", {"x.xlsx": b"not a zip"}, (None, None), "không mở được tệp Excel"),
     ("organization outside the subtree", "VP1", "ket_qua_xep_loai_chi_bo", {"x.csv": "Mã đơn vị,Xếp loại\nVP2,HTTNV\n"},
@@ -275,6 +281,22 @@ def test_xlsx_list_is_read(store, plan_187, campaign, tmp_path):
     report = ingest_results(store, plan_187, "c187", NOW)
     assert not report.refused and report.member_rows == 2
     assert current_members(store)["DV004"].proposed_level == "HTTNV"
+
+
+def test_a_list_as_an_office_makes_it_is_read_as_meant(store, plan_187, campaign):
+    """The forms' headers and profile columns, the short level wordings, and what copying leaves in
+    cells (a zero-width space behind a code, a full-width code, a no-break space)."""
+    text = (
+        "STT,Mã đảng viên,Họ và tên đảng viên,Quê quán,Ngày vào Đảng,Đảng viên tự xếp loại,Chi bộ đề nghị xếp loại,Kỷ luật,Chữ ký\n"
+        "1,DV004\u200b,Lê Xuân Tiến,Hà Tĩnh,02/09/1998,Hoàn thành tốt,HTXS NV,,\n"
+        "2,ＤＶ００５,Phạm Minh Đức,Nghệ An,01/09/2023,Hoàn thành NV,Hoàn thành\u00a0tốt NV,ｘ,\n"
+    )
+    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"tong_hop.csv": text}, BRANCH_AT)
+    report = ingest_results(store, plan_187, "c187", NOW)
+    assert not report.refused and report.member_rows == 2
+    current = current_members(store)
+    assert (current["DV004"].self_level, current["DV004"].proposed_level, current["DV004"].disciplined) == ("HTTNV", "HTXSNV", False)
+    assert (current["DV005"].self_level, current["DV005"].proposed_level, current["DV005"].disciplined) == ("HTNV", "HTTNV", True)
 
 
 def test_cancel_keeps_history_and_needs_who_and_why(store, plan_187, committee_decided):
