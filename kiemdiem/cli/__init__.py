@@ -200,11 +200,47 @@ def _problem(field: str, reason: str) -> Problem:
     return Problem("dòng lệnh", reason, field=field)
 
 
+# A file with thousands of bad rows (a shifted column) printed thousands of lines: the first ones
+# are shown and the whole list is written as a CSV the office can open and sort in Excel.
+PRINTED_PROBLEMS = 50
+
+
+def problems_csv(problems: list[Problem], folder: Path | None = None) -> Path:
+    """Every problem as a CSV (Excel's UTF-8 with BOM): tệp, dòng, cột, lý do. In ``folder`` (the
+    current one), else the temporary folder when that cannot be written."""
+    import csv
+    import io
+    import tempfile
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Tệp", "Dòng", "Cột", "Lý do"])
+    for p in problems:
+        writer.writerow([p.source, "" if p.row is None else p.row, p.column or p.field or "", p.reason])
+    name = f"kiemdiem-loi-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    data = out.getvalue().encode("utf-8-sig")
+    for place in (folder or Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            (place / name).write_bytes(data)
+            return (place / name).resolve()
+        except OSError:
+            continue
+    raise OSError("không ghi được danh sách lỗi")
+
+
 def fail(exc: KiemdiemError) -> None:
     if isinstance(exc, InvalidInput):
-        err_console.print(f"[bold red]Lỗi:[/] {len(exc.problems)} vấn đề, không có gì được lưu:")
-        for problem in exc.problems:
+        problems = list(exc.problems)
+        err_console.print(f"[bold red]Lỗi:[/] {len(problems)} vấn đề, không có gì được lưu:")
+        for problem in problems[:PRINTED_PROBLEMS]:
             err_console.print(f"  • {problem}", highlight=False, markup=False)
+        if len(problems) > PRINTED_PROBLEMS:
+            more = len(problems) - PRINTED_PROBLEMS
+            try:
+                where = f"đủ {len(problems)} vấn đề ở tệp {problems_csv(problems)}"
+            except OSError:
+                where = "không ghi được tệp danh sách lỗi; dùng --json nếu lệnh có, để xem đủ"
+            err_console.print(f"  … và {more} vấn đề khác; {where}", highlight=False, markup=False)
     else:
         err_console.print(f"[bold red]Lỗi:[/] {exc}", highlight=False)
     raise typer.Exit(exc.exit_code)

@@ -67,6 +67,37 @@ def test_import_error_exit_code_and_message(campaign, store, tmp_path):
     assert table_counts(store) == before
 
 
+def test_a_file_with_thousands_of_bad_rows_prints_the_first_and_writes_them_all_to_a_csv(campaign, store, tmp_path, monkeypatch):
+    """A members file whose unit column is shifted printed one line per bad row (6,001 lines for
+    3,000 rows); the first 50 are printed, and every one is in a CSV the office opens in Excel."""
+    import csv
+
+    rows = "".join(f"DV{i:04d},Ngô Văn {i},KHONG-CO\n" for i in range(1, 3001))
+    units, members = write_small_org(tmp_path / "bad", members="member_id,full_name,unit\n" + rows)
+    before = table_counts(store)
+    monkeypatch.chdir(tmp_path)
+    result = run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members))
+    assert result.exit_code == 2 and table_counts(store) == before
+    assert "3000 vấn đề, không có gì được lưu" in result.output
+    assert result.output.count("  • ") == 50 and "dòng 51," in result.output and "dòng 52," not in result.output
+    assert "… và 2950 vấn đề khác; đủ 3000 vấn đề ở tệp" in result.output
+    [written] = tmp_path.glob("kiemdiem-loi-*.csv")
+    assert str(written.resolve()) in result.output.replace("\n", "")
+    with written.open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == ["Tệp", "Dòng", "Cột", "Lý do"] and len(table) == 3001
+    assert [row[1] for row in table[1:]] == [str(n) for n in range(2, 3002)]
+    assert all(row[0] == str(members) and row[2] == "unit" and "KHONG-CO" in row[3] for row in table[1:])
+
+
+def test_a_short_list_of_problems_is_printed_whole_and_writes_no_file(campaign, store, tmp_path, monkeypatch):
+    units, members = write_small_org(tmp_path / "bad", members="member_id,full_name,unit\nDV900,Ngô Văn A,KHONG-CO\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("org", "import", "--campaign", "c187", "--units", str(units), "--members", str(members))
+    assert result.exit_code == 2 and "1 vấn đề" in result.output and "vấn đề khác" not in result.output
+    assert not list(tmp_path.glob("kiemdiem-loi-*.csv"))
+
+
 def test_import_unknown_campaign(store_env, store, tmp_path):
     units, members = write_small_org(tmp_path / "org")
     result = run("org", "import", "--campaign", "nope", "--units", str(units), "--members", str(members))
