@@ -1,4 +1,8 @@
-"""The ``kiemdiem`` console script: the core commands plus those that run Prefect flows."""
+"""The ``kiemdiem`` console script: the core commands plus those that run Prefect flows.
+
+Prefect, the flows and uvicorn are imported by the commands that use them: importing them costs
+several seconds of CPU, which every ``kiemdiem org import`` or ``kiemdiem status`` paid for nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,10 @@ import time
 from pathlib import Path
 
 import typer
-import uvicorn
-from prefect import serve as prefect_serve
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId, TaskRunFilterName, TaskRunFilterState,
-    TaskRunFilterStateType,
-)
-from prefect.client.schemas.objects import TERMINAL_STATES, StateType
-from prefect.client.schemas.schedules import RRuleSchedule
-from prefect.client.schemas.sorting import FlowRunSort
-from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import get_current_settings
 from rich.markup import escape
 from rich.table import Table
 
-from deployments.demo import run_demo
 from deployments.schedules import describe_schedules, phase_rrule, tick_rrule
-from flows.phases import PHASE_FLOWS
-from flows.tick import tick as tick_flow
 from kiemdiem import steps
 from kiemdiem.calendar import format_instant, parse_instant
 from kiemdiem.catalogue import PHASE_KINDS
@@ -41,7 +30,6 @@ from kiemdiem.errors import KiemdiemError, Refused
 from kiemdiem.plan import Plan, load_plan
 from kiemdiem.settings import web_settings
 from kiemdiem.store.organization import campaign_plan, get_campaign
-from tasks.consolidation import finish_tick
 from tasks.context import get_store
 
 dossier_cmd.register(app)
@@ -67,6 +55,9 @@ def start_prefect() -> None:
     can take longer on a slow machine. It is started here instead, with more time
     (``EPHEMERAL_STARTUP_SECONDS``) unless the user set
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415 - see the module docstring
+    from prefect.settings import get_current_settings  # noqa: PLC0415
+
     settings = get_current_settings()
     if settings.api.url:
         error = asyncio.run(_api_health())
@@ -104,6 +95,8 @@ def start_prefect() -> None:
 
 
 async def _api_health() -> Exception | None:
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+
     async with get_client() as client:
         return await client.api_healthcheck()
 
@@ -120,6 +113,9 @@ def _prefect_failure(what: str, hints: list[str], exc: Exception | None) -> None
 
 
 def temporary_server_running() -> bool:
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: PLC0415
+    from prefect.settings import get_current_settings  # noqa: PLC0415
+
     return not get_current_settings().api.url and SubprocessASGIServer().running
 
 
@@ -134,6 +130,17 @@ async def wait_until_recorded(flow_run_id=None, timeout: float = RECORDER_DRAIN_
     the latest tick run). A Prefect server of one's own keeps running: nothing to wait for."""
     if not temporary_server_running():
         return
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+    from prefect.client.schemas.filters import (  # noqa: PLC0415
+        FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId, TaskRunFilterName, TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import TERMINAL_STATES, StateType  # noqa: PLC0415
+    from prefect.client.schemas.sorting import FlowRunSort  # noqa: PLC0415
+
+    from flows.tick import tick as tick_flow  # noqa: PLC0415
+    from tasks.consolidation import finish_tick  # noqa: PLC0415
+
     unfinished = [t for t in StateType if t not in TERMINAL_STATES]
     deadline = time.monotonic() + timeout
     async with get_client() as client:
@@ -160,6 +167,8 @@ async def wait_until_recorded(flow_run_id=None, timeout: float = RECORDER_DRAIN_
 
 
 async def run_tick(campaign: str, now: dt.datetime) -> dict:
+    from flows.tick import tick as tick_flow  # noqa: PLC0415
+
     state = await tick_flow(campaign, now.isoformat(), return_state=True)
     if state.is_completed():
         await wait_until_recorded(state.state_details.flow_run_id)
@@ -340,6 +349,11 @@ def notice_table(title: str, counts: tuple[str, ...]) -> Table:
 
 
 def build_deployments(plan_file: Path, campaign: str | None):
+    from prefect.client.schemas.schedules import RRuleSchedule  # noqa: PLC0415
+
+    from flows.phases import PHASE_FLOWS  # noqa: PLC0415
+    from flows.tick import tick as tick_flow  # noqa: PLC0415
+
     plan = load_plan(plan_file)
     campaign_id = campaign or plan.id
     deployments = [
@@ -413,6 +427,9 @@ def serve(
         fail(exc)
         return
     start_prefect()
+    import uvicorn  # noqa: PLC0415
+    from prefect import serve as prefect_serve  # noqa: PLC0415
+
     if web:
         settings = web_settings()
         server = uvicorn.Server(uvicorn.Config("kiemdiem.web.app:create_app", factory=True, host=settings.host, port=settings.port, log_level="warning"))
@@ -428,6 +445,8 @@ def demo(
 ) -> None:
     """Chạy thử kế hoạch 187-KH/ĐU từ 20/11 đến 31/12/2023 với Đảng bộ Sở Công Thương giả lập."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from deployments.demo import run_demo  # noqa: PLC0415
+
     start_prefect()
     run_demo(home.resolve(), seed, console)
     asyncio.run(wait_until_recorded())
