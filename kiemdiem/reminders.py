@@ -11,11 +11,17 @@ for a unit directly under the root, step 0 (its parent) and a step ``to: root`` 
 office with the same list, and the second adds nothing (``RecipientDirectory.ladder``). A step
 whose destination the plan itself names again (187-KH/ĐU: ``to: root`` twice, the second "nhắc
 lần cuối") is a call repeated on purpose and goes to all its addresses.
+
+A member in temporary activity is classified by their official branch on a written comment of
+the branch where they are temporarily active (KH-DUK-HT-2022, Mục A.2.2).
+That comment is the official branch's item (``members: temporary``); ``comment_requests`` asks
+the temporary branch's office for it, as one more reminder of the same item at the same offset.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kiemdiem.catalogue import addressee
@@ -182,3 +188,61 @@ def plan_notices(
                 for recipient in recipients:
                     notices.extend(PlannedNotice(recipient, "escalation", step, item, reason) for item in row.missing)
     return notices
+
+
+def temporary_comment_docs(plan: Plan) -> dict[str, frozenset[str]]:
+    """Per phase id, its per-member documents owed for members in temporary activity
+    (``members: temporary``): the temporary branch's comment, which the official branch submits."""
+    out = {}
+    for phase in plan.phases:
+        docs = frozenset(r.doc_type for r in phase.documents if r.per_member and r.member_scope == "temporary")
+        if docs:
+            out[phase.id] = docs
+    return out
+
+
+def asks_for_comment(docs: Mapping[str, frozenset[str]], phase_id: str, doc_type: str, member_code: str | None) -> bool:
+    """Whether an item is a member's temporary-activity comment (``docs``: ``temporary_comment_docs``)."""
+    return member_code is not None and doc_type in docs.get(phase_id, ())
+
+
+def comment_members(plan: Plan, notices: Iterable[PlannedNotice]) -> set[str]:
+    """Codes of the members whose temporary branch ``comment_requests`` may ask: those a reminder
+    of ``notices`` is about a temporary-activity comment of."""
+    docs = temporary_comment_docs(plan)
+    if not docs:
+        return set()
+    return {
+        n.item.member_code for n in notices
+        if n.kind == "reminder" and asks_for_comment(docs, n.item.phase_id, n.item.doc_type, n.item.member_code)
+    }
+
+
+def comment_requests(
+    plan: Plan, notices: Iterable[PlannedNotice], directory: RecipientDirectory, temporary_units: Mapping[str, str],
+) -> list[PlannedNotice]:
+    """The reminders of ``notices`` about a temporary-activity comment, repeated to the office of the
+    member's temporary branch (``temporary_units``: member code -> that branch's code).
+
+    The same item and offset as the official branch's reminder: planned on the same mornings, kept
+    once per (recipient, item, offset) by the store, dropped once the official branch has delivered
+    the item or its deadline has passed, exactly like the official branch's own. An address of the
+    official branch's office is left out: it is reminded of the item already."""
+    docs = temporary_comment_docs(plan)
+    out: list[PlannedNotice] = []
+    seen: set[tuple[str, int]] = set()
+    for n in notices:
+        item = n.item
+        if n.kind != "reminder" or not asks_for_comment(docs, item.phase_id, item.doc_type, item.member_code):
+            continue
+        if (item.key, n.step) in seen:
+            continue  # one reminder per address of the official branch's office: ask once
+        seen.add((item.key, n.step))
+        branch = temporary_units.get(item.member_code)
+        if branch is None or branch == item.unit_code:
+            continue
+        owner = {r.email for r in directory.office(item.unit_code)}
+        reason = (f"nhắc trước hạn {n.step} ngày làm việc: đề nghị {branch} nhận xét đảng viên {item.member_code}"
+                  f" sinh hoạt tạm thời, gửi {item.unit_code}")
+        out.extend(PlannedNotice(r, "reminder", n.step, item, reason) for r in directory.office(branch) if r.email not in owner)
+    return out

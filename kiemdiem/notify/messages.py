@@ -102,6 +102,23 @@ class PhaseDue:
 
 
 @dataclass(frozen=True)
+class CommentRequest:
+    """A member temporarily active at the recipient's branch whose official branch still lacks the
+    written comment of that temporary branch ("nhận xét của chi bộ nơi sinh hoạt tạm thời"). The
+    recipient writes it and gives it to the official branch, which submits it by its own deadline
+    for the phase; the recipient submits nothing itself."""
+
+    plan_number: str
+    phase_id: str
+    phase_name: str
+    deadline: datetime  # the official branch's deadline for the phase
+    member_id: str
+    member_name: str
+    unit_code: str  # the official branch
+    unit_name: str
+
+
+@dataclass(frozen=True)
 class Attachment:
     filename: str
     content_type: str  # e.g. "text/calendar; method=PUBLISH"
@@ -182,6 +199,17 @@ class PhaseOutstanding:
     step: int | None = None
     notes: tuple[tuple[str, str], ...] = ()  # as in PhaseDue
     first_step: int | None = None  # the lowest step of the phase's units; equal to ``step`` when they share it
+
+
+@dataclass(frozen=True)
+class PhaseComments:
+    """A phase's comment requests (``CommentRequest``), its deadline the official branches'."""
+
+    plan_number: str
+    phase_id: str
+    phase_name: str
+    deadline: datetime
+    members: tuple[CommentRequest, ...]
 
 
 @dataclass(frozen=True)
@@ -307,6 +335,18 @@ def summarize_dues(dues: Iterable[PhaseDue], max_detailed: int | None = None) ->
     return tuple(phases)
 
 
+def summarize_comments(requests: Iterable[CommentRequest]) -> tuple[PhaseComments, ...]:
+    """Comment requests by phase (ordered by deadline), each phase's members by official branch, then code."""
+    by_phase: dict[tuple[datetime, str, str], list[CommentRequest]] = {}
+    for r in requests:
+        by_phase.setdefault((r.deadline, r.plan_number, r.phase_id), []).append(r)
+    return tuple(
+        PhaseComments(plan_number, phase_id, members[0].phase_name, deadline,
+                      tuple(sorted(set(members), key=lambda r: (r.unit_code, r.member_id))))
+        for (deadline, plan_number, phase_id), members in sorted(by_phase.items(), key=lambda kv: kv[0])
+    )
+
+
 # ------------------------------------------------------------------ purposes and placeholders
 
 
@@ -406,6 +446,14 @@ _SAMPLE_OVERDUE = summarize_dues((
 ), MAX_OVERDUE_DETAILED_ITEMS)
 
 
+# A reminder to a branch where members of other branches are temporarily active.
+_SAMPLE_COMMENTS = summarize_comments((
+    CommentRequest("187-KH/ĐU", "kiem_diem_chi_bo", "Chi bộ kiểm điểm và gửi hồ sơ đánh giá, xếp loại",
+                   datetime(2023, 12, 5, 23, 59, tzinfo=LOCAL_ZONE), "DV0044", "Hoàng Thị Lan",
+                   "CB03", "Chi bộ Khuyến công & <Xúc tiến thương mại>"),
+))
+
+
 def _digest_placeholders(
     phases: tuple[PhaseOutstanding, ...] = _SAMPLE_PHASES, now: datetime = _SAMPLE_NOW
 ) -> tuple[Placeholder, ...]:
@@ -451,6 +499,13 @@ PURPOSES: dict[str, Purpose] = {
                             "Listed apart, never counted in the figures above.", _SAMPLE_OVERDUE),
                 Placeholder("overdue_item_count", "Number of items in ``overdue``.",
                             sum(p.item_count for p in _SAMPLE_OVERDUE)),
+                Placeholder("comments", "PhaseComments values: members temporarily active at the "
+                            "recipient's branch whose official branch still lacks its written comment, "
+                            "each with that branch and its deadline; empty: none. Not the recipient's "
+                            "own items: never counted in the figures above. ``phases`` may be empty "
+                            "when these are all the reminder says.", _SAMPLE_COMMENTS),
+                Placeholder("comment_count", "Number of members in ``comments``.",
+                            sum(len(p.members) for p in _SAMPLE_COMMENTS)),
             ),
         ),
         Purpose(
@@ -608,21 +663,23 @@ def _calendar_texts(env: Environment, phase: PhaseOutstanding, submit_url: str) 
 
 
 def _digest_context(
-    recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime, drop_share: str = ""
+    recipient_name: str, dues: Iterable[PhaseDue], *, submit_url: str, now: datetime, drop_share: str = "",
+    comments: tuple[PhaseComments, ...] = (),
 ) -> dict[str, Any]:
     dues = list(dues)
     phases = summarize_dues(dues)
-    if not phases:
+    if not phases and not comments:
         raise ValueError("nothing outstanding: a digest needs at least one phase")
     return {
         "recipient_name": recipient_name,
         "addressed_as": addressee_kind(recipient_name),
-        "plan_numbers": tuple(dict.fromkeys(p.plan_number for p in phases)),
+        "plan_numbers": tuple(dict.fromkeys([p.plan_number for p in phases] + [c.plan_number for c in comments])),
         "phases": phases,
         "phase_count": len(phases),
         "unit_count": len({item.unit_code for due in dues for item in due.items}),
         "item_count": sum(p.item_count for p in phases),
-        "earliest_deadline": min(p.deadline for p in phases),
+        # The recipient's own nearest deadline; with nothing of its own, the comments' nearest.
+        "earliest_deadline": min(p.deadline for p in phases or comments),
         "submit_url": submit_url,
         "drop_folder_pattern": DROP_FOLDER_PATTERN,
         "drop_share": drop_share,
@@ -697,6 +754,7 @@ def compose_reminder(
     calendar: WorkCalendar | None = None,
     drop_share: str = "",
     overdue: Iterable[PhaseDue] = (),
+    comments: Iterable[CommentRequest] = (),
 ) -> ComposedMessage:
     """One digest listing every outstanding item of every unit the recipient answers for.
 
@@ -709,13 +767,22 @@ def compose_reminder(
     ``overdue_working_days``), which only their superiors are told of by escalation; shown in a
     short section of their own ("Các mục đã quá hạn"), counted per unit past
     ``MAX_OVERDUE_DETAILED_ITEMS``, outside the digest's figures and with no calendar file.
+
+    ``comments``: members temporarily active at the recipient's branch on whom it is asked for a
+    written comment, to give to their official branch ("Nhận xét đảng viên sinh hoạt tạm thời tại
+    chi bộ"); a section of their own, outside the figures and with no calendar file. They may be all
+    a reminder says (``dues`` empty): the branch owes nothing itself that morning.
     """
-    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share)
+    comment_phases = summarize_comments(comments)
+    context = _digest_context(recipient_name, dues, submit_url=submit_url, now=now, drop_share=drop_share,
+                              comments=comment_phases)
     overdue_phases = summarize_dues(overdue, MAX_OVERDUE_DETAILED_ITEMS) if overdue else ()
     if any(p.overdue_working_days is None for p in overdue_phases):
         raise ValueError("a reminder's overdue items need each phase's working days overdue")
     context["overdue"] = overdue_phases
     context["overdue_item_count"] = sum(p.item_count for p in overdue_phases)
+    context["comments"] = comment_phases
+    context["comment_count"] = sum(len(p.members) for p in comment_phases)
     context["countdown"] = countdown(context["earliest_deadline"], now, calendar)
     attachments = deadline_attachments(context["phases"], submit_url=submit_url, now=now, calendar=calendar)
     return _compose("reminder", context, attachments)

@@ -10,13 +10,20 @@ notice: linking is conditional and a digest whose notices were taken is rolled b
 A reminder also shows its units' own items overdue in other phases ("Các mục đã quá hạn"):
 those their superiors were told of by escalation (any escalation notice, sent or not) and
 not delivered by ``now``, less those the reminder's recipient is itself told of by escalation.
-Read when the reminder is composed, never planned as notices: no email goes out for them alone.
+Read when the reminders are composed (for all of a tick's at once, not one read per digest), never
+planned as notices: no email goes out for them alone.
+
+A temporary-activity comment owed by a member's official branch is also asked of the branch where
+the member is temporarily active (``kiemdiem.reminders.comment_requests``): a reminder notice of the
+same item and offset to that branch's office, composed into its reminder digest as a section of its
+own ("Nhận xét đảng viên sinh hoạt tạm thời tại chi bộ"). Such a notice is told apart from the
+official branch's own by its recipient: not an address of the item's unit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from itertools import groupby
 from operator import itemgetter
 from collections.abc import Mapping
@@ -27,13 +34,17 @@ from sqlalchemy.dialects import sqlite
 
 from kiemdiem.catalogue import DOCUMENTS
 from kiemdiem.notify import messages
-from kiemdiem.notify.messages import OutstandingItem, PhaseDue, compose_escalation, compose_reminder
+from kiemdiem.notify.messages import CommentRequest, OutstandingItem, PhaseDue, compose_escalation, compose_reminder
 from kiemdiem.plan import Plan
-from kiemdiem.reminders import PlannedNotice, RecipientDirectory, overdue_working_days, plan_notices
+from kiemdiem.reminders import (
+    PlannedNotice, RecipientDirectory, comment_members, comment_requests, overdue_working_days, plan_notices,
+    temporary_comment_docs,
+)
 from kiemdiem.status import CampaignStatus
 from kiemdiem.store.db import Store, UnitOfWork
 from kiemdiem.store.models import Member, Notice, Submission, Unit
 from kiemdiem.store.outbox import enqueue
+from kiemdiem.store.queries import IN_CHUNK
 from kiemdiem.tabular import fold
 
 NOTICE_BATCH = 5000  # rows per INSERT; keeps statements well under driver parameter limits
@@ -148,7 +159,25 @@ def plan_and_save(
     unit) must cover the whole tree when ``status`` covers only part of it."""
     directory = directory or recipient_directory(uow, plan, campaign_id, status)
     notices = plan_notices(plan, status, directory, now, phase_ids, kinds)
+    wanted = comment_members(plan, notices)
+    if wanted:
+        notices += comment_requests(plan, notices, directory, _temporary_units(uow, campaign_id, wanted))
     return save_notices(uow, campaign_id, notices, now, unit_ids=unit_ids, member_ids=member_ids)
+
+
+def _temporary_units(uow: UnitOfWork, campaign_id: str, member_codes: set[str]) -> dict[str, str]:
+    """Member code -> the code of the branch where the member is temporarily active, for those of
+    ``member_codes`` who are. Read by code: only the few members whose comment is still owed."""
+    temporary = UNITS.alias("t")
+    codes = sorted(member_codes)
+    out: dict[str, str] = {}
+    for start in range(0, len(codes), IN_CHUNK):
+        out.update(uow.session.execute(
+            select(MEMBERS.c.member_code, temporary.c.code)
+            .join(temporary, temporary.c.id == MEMBERS.c.temporary_unit_id)
+            .where(MEMBERS.c.campaign_id == campaign_id, MEMBERS.c.member_code.in_(codes[start:start + IN_CHUNK]))
+        ).all())
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +230,12 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         uow.commit()
         # Notices planned from here on have higher ids and wait for the next digest.
         max_seen = uow.session.scalar(select(func.max(NOTICES.c.id)).where(*_pending(campaign_id)))
-        # The reminded units that have items overdue elsewhere: only their reminders look them up.
-        overdue_units = _units_with_overdue(uow, campaign_id, now, max_seen) if max_seen is not None else set()
-    if max_seen is None:
-        return report
+        if max_seen is None:
+            return report
+        # Read for every digest at once, never per digest: the reminded units' own overdue items, and
+        # which pending reminders ask a temporary branch for its comment.
+        overdue = _overdue_index(uow, plan, campaign_id, now, max_seen)
+        comments = _comment_request_ids(uow, plan, campaign_id, max_seen)
     link = _link_statement()
     with store.engine.connect() as reader, store.uow() as uow:
         rows = reader.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
@@ -213,12 +244,13 @@ def compose_digests(store: Store, plan: Plan, campaign_id: str, now: dt.datetime
         in_batch = (0, 0)
         for (recipient, kind), group in groupby(rows, key=itemgetter(0, 3)):
             notices, units, members = _group(group)
-            overdue: list[PhaseDue] = []
-            if kind == "reminder" and overdue_units:
-                own = sorted({n.unit_id for n in notices} & overdue_units)
-                if own:
-                    overdue = _own_overdue(uow, plan, campaign_id, recipient, own, units, now)
-            message, reason = _compose(plan, kind, notices, units, members, now, submit_url, drop_share, overdue)
+            asked = [n for n in notices if n.id in comments]
+            owed = [n for n in notices if n.id not in comments] if asked else notices
+            own_overdue: list[PhaseDue] = []
+            if kind == "reminder" and overdue.counts:
+                # Only the units the recipient answers for: a comment request's unit is another branch.
+                own_overdue = overdue.dues(plan, recipient, {n.unit_id for n in owed}, units, now)
+            message, reason = _compose(plan, kind, owed, units, members, now, submit_url, drop_share, own_overdue, asked)
             material = f"{campaign_id}|{recipient}|{kind}|" + ",".join(sorted(f"{n.item_key}@{n.step}" for n in notices))
             savepoint = uow.session.begin_nested()
             outbox_id = enqueue(
@@ -280,66 +312,122 @@ def _undelivered(item_key, campaign_id: str, now: dt.datetime):
     )
 
 
-def _units_with_overdue(uow: UnitOfWork, campaign_id: str, now: dt.datetime, max_seen: int) -> set[int]:
-    """Units with a pending reminder that also have an escalated item not delivered by ``now``."""
-    escalated = NOTICES.alias("e")
-    reminded = select(NOTICES.c.unit_id).where(*_pending(campaign_id), NOTICES.c.kind == "reminder", NOTICES.c.id <= max_seen)
-    return set(uow.session.scalars(
-        select(escalated.c.unit_id).distinct().where(
-            escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation", escalated.c.unit_id.in_(reminded),
-            _undelivered(escalated.c.item_key, campaign_id, now),
-        )
-    ))
+class _OverdueIndex:
+    """The reminded units' own items overdue in any phase: escalated to their superiors and not
+    delivered by ``now``. A reminder leaves out those escalated to its own recipient (``told``: its
+    escalation says so already). Counted per unit and phase; a unit's items are kept only while
+    some reminder of it may list them (``messages.MAX_OVERDUE_DETAILED_ITEMS``): memory stays bounded."""
 
+    def __init__(self) -> None:
+        self.counts: dict[int, dict[str, int]] = {}
+        self.items: dict[int, list] = {}
+        self.told: dict[tuple[str, int], set[tuple[str, str]]] = {}  # (recipient, unit id) -> {(phase id, item key)}
 
-def _own_overdue(uow: UnitOfWork, plan: Plan, campaign_id: str, recipient: str, unit_ids: list[int],
-                 units: dict[int, tuple[str, str]], now: dt.datetime) -> list[PhaseDue]:
-    """The items of ``unit_ids`` (a reminder's units) overdue in any phase: escalated to their
-    superiors, not delivered by ``now``, and not escalated to ``recipient`` itself (its escalation
-    says so already). Each phase with its working days overdue; counted per unit, not read item
-    by item, past ``messages.MAX_OVERDUE_DETAILED_ITEMS``."""
-    escalated, own = NOTICES.alias("e"), NOTICES.alias("o")
-    told = exists().where(
-        own.c.campaign_id == campaign_id, own.c.recipient == recipient, own.c.kind == "escalation", own.c.item_key == escalated.c.item_key,
-    )
-    where = (
-        escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation", escalated.c.unit_id.in_(unit_ids),
-        _undelivered(escalated.c.item_key, campaign_id, now), ~told,
-    )
-    phases = {p.id: p for p in plan.phases}
-    counts = [
-        (unit_id, phase_id, n) for unit_id, phase_id, n in uow.session.execute(
-            select(escalated.c.unit_id, escalated.c.phase_id, func.count(escalated.c.item_key.distinct()))
-            .where(*where).group_by(escalated.c.unit_id, escalated.c.phase_id)
-        ) if phase_id in phases
-    ]
-    if not counts:
-        return []
-    dues = []
-    if sum(n for _, _, n in counts) > messages.MAX_OVERDUE_DETAILED_ITEMS:
-        by_phase: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-        for unit_id, phase_id, n in counts:
-            by_phase[phase_id].append((*units[unit_id], n))
-        for phase_id, unit_counts in by_phase.items():
-            dues.append(_overdue_due(plan, phases[phase_id], (), tuple(sorted(unit_counts)), now))
+    def add_unit(self, unit_id: int, items: list, told: dict[str, set[tuple[str, str]]], limit: int) -> None:
+        counts: dict[str, int] = {}
+        for row in items:
+            counts[row.phase_id] = counts.get(row.phase_id, 0) + 1
+        self.counts[unit_id] = counts
+        for recipient, keys in told.items():
+            self.told[(recipient, unit_id)] = keys
+        # Past this, every reminder of the unit counts its items (see ``dues``): no need to keep them.
+        if len(items) <= limit + max(map(len, told.values()), default=0):
+            self.items[unit_id] = items
+
+    def dues(self, plan: Plan, recipient: str, unit_ids: set[int], units: dict[int, tuple[str, str]],
+             now: dt.datetime) -> list[PhaseDue]:
+        """A reminder's section on ``unit_ids`` (its units): each phase with its working days overdue;
+        counted per unit past ``messages.MAX_OVERDUE_DETAILED_ITEMS`` items in all."""
+        counts: dict[int, dict[str, int]] = {}
+        for unit_id in sorted(u for u in unit_ids if u in self.counts):
+            told = Counter(phase_id for phase_id, _ in self.told.get((recipient, unit_id), ()))
+            left = {phase_id: n - told[phase_id] for phase_id, n in self.counts[unit_id].items() if n > told[phase_id]}
+            if left:
+                counts[unit_id] = left
+        if not counts:
+            return []
+        phases = {p.id: p for p in plan.phases}
+        dues = []
+        if sum(n for left in counts.values() for n in left.values()) > messages.MAX_OVERDUE_DETAILED_ITEMS:
+            by_phase: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+            for unit_id, left in counts.items():
+                for phase_id, n in left.items():
+                    by_phase[phase_id].append((*units[unit_id], n))
+            for phase_id, unit_counts in by_phase.items():
+                dues.append(_overdue_due(plan, phases[phase_id], (), tuple(sorted(unit_counts)), now))
+            return dues
+        by_items: dict[str, list] = defaultdict(list)
+        for unit_id in counts:
+            told_keys = self.told.get((recipient, unit_id), ())
+            for row in self.items[unit_id]:
+                if (row.phase_id, row.item_key) not in told_keys:
+                    by_items[row.phase_id].append(row)
+        for phase_id, items in by_items.items():
+            phase = phases[phase_id]
+            place = {(req.doc_type, req.per_member): i for i, req in enumerate(phase.documents)}
+            items.sort(key=lambda r: (units[r.unit_id][0], place.get((r.doc_type, r.member_code is not None), len(place)), r.item_key))
+            outstanding = tuple(
+                OutstandingItem(*units[r.unit_id], r.doc_type, DOCUMENTS[r.doc_type].name, r.member_code, r.full_name) for r in items
+            )
+            dues.append(_overdue_due(plan, phase, outstanding, (), now))
         return dues
+
+
+def _overdue_index(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, max_seen: int) -> _OverdueIndex:
+    """Every reminder's overdue items at once (see ``_OverdueIndex``): who each reminded unit's
+    reminders go to, then the escalation notices of those units' undelivered items, streamed in
+    (unit, item) order: an item escalated to one of its unit's reminder recipients is ``told``."""
+    phases = {p.id for p in plan.phases}
+    reminded = (NOTICES.c.kind == "reminder", NOTICES.c.id <= max_seen, *_pending(campaign_id))
+    recipients: dict[int, set[str]] = defaultdict(set)
+    for recipient, unit_id in uow.session.execute(select(NOTICES.c.recipient, NOTICES.c.unit_id).distinct().where(*reminded)):
+        recipients[unit_id].add(recipient)
+    escalated = NOTICES.alias("e")
+    query = (
+        select(escalated.c.unit_id, escalated.c.item_key, escalated.c.phase_id, escalated.c.doc_type, MEMBERS.c.member_code,
+               MEMBERS.c.full_name, escalated.c.recipient)
+        .select_from(escalated.outerjoin(MEMBERS, MEMBERS.c.id == escalated.c.member_id))
+        .where(escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation",
+               escalated.c.unit_id.in_(select(NOTICES.c.unit_id).where(*reminded)),
+               _undelivered(escalated.c.item_key, campaign_id, now))
+        .order_by(escalated.c.unit_id, escalated.c.item_key)
+    )
+    index = _OverdueIndex()
+    limit = messages.MAX_OVERDUE_DETAILED_ITEMS
+    rows = uow.session.execute(query, execution_options={"yield_per": STREAM_ROWS})
+    for unit_id, unit_rows in groupby(rows, key=itemgetter(0)):
+        items: list = []
+        told: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        # An item has one row per escalation notice (recipient and step).
+        for item_key, item_rows in groupby(unit_rows, key=itemgetter(1)):
+            first, *more = item_rows
+            if first.phase_id not in phases:
+                continue
+            items.append(first)
+            for row in (first, *more):
+                if row.recipient in recipients[unit_id]:
+                    told[row.recipient].add((row.phase_id, item_key))
+        index.add_unit(unit_id, items, told, limit)
+    return index
+
+
+def _comment_request_ids(uow: UnitOfWork, plan: Plan, campaign_id: str, max_seen: int) -> frozenset[int]:
+    """The pending reminders that ask a temporary branch for its comment on a member: a
+    temporary-activity comment (``reminders.temporary_comment_docs``) sent to an address that is not
+    the item's unit's own (``reminders.comment_requests`` plans them so). Few: read in one query."""
+    docs = temporary_comment_docs(plan)
+    if not docs:
+        return frozenset()
     rows = uow.session.execute(
-        select(escalated.c.item_key, escalated.c.unit_id, escalated.c.phase_id, escalated.c.doc_type, MEMBERS.c.member_code, MEMBERS.c.full_name)
-        .distinct().select_from(escalated.outerjoin(MEMBERS, MEMBERS.c.id == escalated.c.member_id)).where(*where)
-    ).all()
-    by_items: dict[str, list] = defaultdict(list)
-    for row in rows:
-        if row.phase_id in phases:
-            by_items[row.phase_id].append(row)
-    for phase_id, items in by_items.items():
-        phase = phases[phase_id]
-        place = {(req.doc_type, req.per_member): i for i, req in enumerate(phase.documents)}
-        items.sort(key=lambda r: (units[r.unit_id][0], place.get((r.doc_type, r.member_code is not None), len(place)), r.item_key))
-        outstanding = tuple(
-            OutstandingItem(*units[r.unit_id], r.doc_type, DOCUMENTS[r.doc_type].name, r.member_code, r.full_name) for r in items
-        )
-        dues.append(_overdue_due(plan, phase, outstanding, (), now))
-    return dues
+        select(NOTICES.c.id, NOTICES.c.recipient, NOTICES.c.phase_id, NOTICES.c.doc_type, UNITS.c.emails)
+        .join(UNITS, UNITS.c.id == NOTICES.c.unit_id)
+        .where(*_pending(campaign_id), NOTICES.c.kind == "reminder", NOTICES.c.id <= max_seen,
+               NOTICES.c.member_id.is_not(None), NOTICES.c.doc_type.in_(sorted(set().union(*docs.values()))))
+    )
+    return frozenset(
+        nid for nid, recipient, phase_id, doc_type, emails in rows
+        if doc_type in docs.get(phase_id, ()) and recipient not in (emails or ())
+    )
 
 
 def _overdue_due(plan: Plan, phase, items, unit_counts, now: dt.datetime) -> PhaseDue:
@@ -388,7 +476,9 @@ def _link_statement():
 
 
 def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members, now: dt.datetime, submit_url: str,
-             drop_share: str = "", overdue: list[PhaseDue] | None = None):
+             drop_share: str = "", overdue: list[PhaseDue] | None = None, asked: list[PendingNotice] | None = None):
+    """A digest of ``notices`` (the recipient's units' items); a reminder also asks for the comments
+    of ``asked`` (comment requests: other branches' items, on members temporarily at the recipient's)."""
     by_phase: dict[str, list[PendingNotice]] = defaultdict(list)
     for n in notices:
         by_phase[n.phase_id].append(n)
@@ -422,13 +512,20 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
                           step=max(reached.values()), first_step=min(reached.values()))
         dues.append(due)
     dues.sort(key=lambda d: (d.deadline, d.phase_id))
-    name = notices[0].recipient_name or notices[0].recipient
+    first = (notices or asked)[0]
+    name = first.recipient_name or first.recipient
     item_count = sum(len(d.items) for d in dues)
     if kind == "reminder":
-        offset = min(n.step for n in notices)
+        offset = min(n.step for n in (*notices, *(asked or ())))
+        comments = _comments(plan, asked or (), units, members)
         message = compose_reminder(name, dues, submit_url=submit_url, now=now, calendar=plan.calendar, drop_share=drop_share,
-                                   overdue=overdue or ())
-        reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
+                                   overdue=overdue or (), comments=comments)
+        if dues:
+            reason = f"nhắc hạn (trước {offset} ngày làm việc): {item_count} mục còn thiếu ở {len(dues)} giai đoạn"
+            if comments:
+                reason += f"; kèm đề nghị nhận xét {len(comments)} đảng viên sinh hoạt tạm thời"
+        else:
+            reason = f"nhắc hạn (trước {offset} ngày làm việc): đề nghị nhận xét {len(comments)} đảng viên sinh hoạt tạm thời"
         if overdue:
             late = sum(messages.due_item_count(d) for d in overdue)
             reason += f"; kèm {late} mục của đơn vị đã quá hạn ở {len(overdue)} giai đoạn khác"
@@ -443,6 +540,19 @@ def _compose(plan: Plan, kind: str, notices: list[PendingNotice], units, members
                 f"{d.phase_id}: {len(d.items)} mục quá hạn {d.overdue_working_days} ngày làm việc, bước {_steps(d)}" for d in dues
             ) + ")"
     return message, reason
+
+
+def _comments(plan: Plan, asked, units, members) -> list[CommentRequest]:
+    """One request per member and phase (an item at two offsets in one digest is asked once)."""
+    out: dict[str, CommentRequest] = {}
+    for n in asked:
+        if n.item_key in out:
+            continue
+        phase = plan.phase(n.phase_id)
+        member_code, member_name = members.get(n.member_id, (None, None))
+        out[n.item_key] = CommentRequest(plan.number, phase.id, phase.name, phase.deadline, member_code, member_name or member_code,
+                                         *units[n.unit_id])
+    return list(out.values())
 
 
 def _steps(due: PhaseDue) -> str:

@@ -3,7 +3,9 @@
 A khoi campaign under the Hà Tĩnh plan on Tue 06/12/2022 08:00 (reminders and escalations
 due), with some branches' documents delivered after the notices were planned: those notices
 are cancelled, every other pending notice goes into exactly one digest for its recipient and
-kind, and composing again adds nothing.
+kind, and composing again adds nothing. However many digests carry a section read from other
+rows (their units' own overdue items, a temporary branch's comment requests), composing reads
+the store a fixed number of times.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 
 from kiemdiem import steps
 from kiemdiem.plan import load_plan
@@ -116,3 +118,38 @@ def test_a_tick_says_why_it_dropped_notices(store, planned):
     assert by_delivery and by_deadline
     report = compose_digests(store, plan, CAMPAIGN, later, submit_url="http://127.0.0.1:8080", sender=SENDER)
     assert (report.cancelled_delivered, report.cancelled_past_deadline, report.cancelled) == (by_delivery, by_deadline, by_delivery + by_deadline)
+
+
+@pytest.mark.parametrize(("now", "section"), [
+    (ict(2022, 11, 24, 8), "NHẬN XÉT ĐẢNG VIÊN SINH HOẠT TẠM THỜI TẠI CHI BỘ"),  # temporary branches asked to comment
+    (ict(2022, 12, 8, 8), "CÁC MỤC ĐÃ QUÁ HẠN"),  # branches reminded of 15/12, late on 01/12
+], ids=["comments", "overdue"])
+def test_composing_reads_the_store_a_fixed_number_of_times(store, tmp_path, now, section):
+    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
+    files = generate("khoi", 2, tmp_path / "org", campaign_year=plan.year, _scale=0.5)
+    with store.uow() as uow:
+        create_campaign(uow, plan, CAMPAIGN, ict(2022, 11, 20))
+        import_organization(uow, CAMPAIGN, files.units, files.members, ict(2022, 11, 20))
+        uow.commit()
+    phases = steps.open_phase_ids(plan, now)
+    settings = ReminderSettings()
+    steps.plan_reminders(store, plan, CAMPAIGN, now, phases, settings)
+    steps.escalate_overdue(store, plan, CAMPAIGN, now, phases, settings)
+    selects: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        report = compose_digests(store, plan, CAMPAIGN, now, submit_url="http://127.0.0.1:8080", sender=SENDER)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    with store.uow() as uow:
+        bodies = uow.session.scalars(select(Outbox.body_text).where(Outbox.kind == "reminder")).all()
+        assert uow.session.scalar(select(func.count()).select_from(Outbox)) == report.digests
+    assert sum(section in body for body in bodies) >= 10
+    # The newest pending id, who the reminded units' reminders go to and their overdue items, the
+    # comment requests, the notices: never a read per digest (there are hundreds).
+    assert report.digests > 100 and len(selects) <= 5, selects
