@@ -26,7 +26,7 @@ from pathlib import Path
 from kiemdiem.consolidation import MemberResult, OrgResult
 from kiemdiem.errors import InvalidInput, Problem
 from kiemdiem.rules.base import LEVEL_NAMES, LEVELS
-from kiemdiem.tabular import Columns, LeadingZeros, fold, name_columns, read_table
+from kiemdiem.tabular import Columns, LeadingZeros, Marks, fold, name_columns, read_table
 
 __all__ = ["LEVELS", "LEVEL_NAMES", "parse_level", "parse_yes_no", "parse_member_results", "parse_org_results", "problem_text"]
 
@@ -37,6 +37,26 @@ _MEMBER_PROFILE_HEADERS = (
     "Trình độ", "Trình độ chuyên môn", "Trình độ học vấn", "Học vấn", "Trình độ lý luận chính trị", "Lý luận chính trị",
     "Nghề nghiệp", "Số điện thoại", "Điện thoại", "Địa chỉ", "Nơi ở", "Nơi ở hiện nay", "Chữ ký", "Ký tên",
     "Đơn vị công tác", "Nơi công tác", "Cơ quan công tác",
+)
+
+
+def _level_of_header(text: str) -> str | None:
+    """A level column's header ("Hoàn thành tốt nhiệm vụ", "HTTNV") → its level: a form's one column per level."""
+    return _LEVEL_LOOKUP.get(_squash(text))
+
+
+# Forms' "not evaluated" columns. Who is not evaluated is not the list's to say: the members file
+# says it (status exempt or suspended, the date of admission), so such a mark would be lost.
+_NOT_EVALUATED_HEADERS = ("Không xếp loại", "Chưa xếp loại", "Không đánh giá xếp loại", "Không đánh giá", "Chưa đánh giá", "Miễn xếp loại")
+_MEMBER_NOT_EVALUATED = (
+    "hệ thống không lấy diện không xếp loại từ danh sách này: đảng viên miễn công tác và sinh hoạt đảng, "
+    "đình chỉ sinh hoạt đảng hoặc mới kết nạp chưa đủ 6 tháng được xác định theo danh sách đảng viên đã nhập "
+    "(cột Trạng thái, Ngày vào Đảng). Hãy xóa cột này và để trống mức xếp loại của những đảng viên đó "
+    "(đảng viên vắng mặt: ghi 'x' ở cột Vắng mặt)"
+)
+_ORG_NOT_EVALUATED = (
+    "tổ chức đảng không có diện không xếp loại trong hệ thống: mỗi tổ chức trong danh sách cần mức xếp loại "
+    "hoặc tự xếp loại. Hãy xóa cột này và bỏ tổ chức chưa xếp loại khỏi danh sách, gửi khi đã có kết quả"
 )
 
 MEMBER_COLUMNS: dict[str, list[str]] = Columns({
@@ -66,7 +86,10 @@ MEMBER_COLUMNS: dict[str, list[str]] = Columns({
     "birth": ["Ngày sinh", "Năm sinh"],
 }, informational=(
     *_MEMBER_PROFILE_HEADERS, "Ngày vào Đảng", "Ngày kết nạp", "Email", "E-mail", "Thư điện tử", "Địa chỉ email",
-))
+), marks=Marks(
+    _level_of_header, ("self_level", "proposed_level", "final_level"), "final_level", "mức xếp loại",
+    "'Tự xếp loại', 'Chi bộ đề xuất' hoặc 'Xếp loại' (cấp ủy quyết định)",
+), refused=dict.fromkeys(_NOT_EVALUATED_HEADERS, _MEMBER_NOT_EVALUATED))
 
 ORG_COLUMNS: dict[str, list[str]] = Columns({
     "unit": ["Mã đơn vị", "Tổ chức đảng", "Mã tổ chức đảng", "Đơn vị", "unit_code", "Mã chi bộ", "Mã tổ chức"],
@@ -80,7 +103,9 @@ ORG_COLUMNS: dict[str, list[str]] = Columns({
     "disciplined": ["Kỷ luật", "Bị kỷ luật trong năm", "Bị kỷ luật"],
     "note": ["Ghi chú"],
     "name": ["Tên đơn vị", "Tên tổ chức đảng", "Tên chi bộ"],
-}, informational=("Bí thư", "Số đảng viên", "Tổng số đảng viên", "Địa chỉ", "Số điện thoại", "Điện thoại", "Chữ ký", "Ký tên"))
+}, informational=("Bí thư", "Số đảng viên", "Tổng số đảng viên", "Địa chỉ", "Số điện thoại", "Điện thoại", "Chữ ký", "Ký tên"),
+   marks=Marks(_level_of_header, ("self_level", "level"), "level", "mức xếp loại", "'Tự xếp loại' hoặc 'Xếp loại'"),
+   refused=dict.fromkeys(_NOT_EVALUATED_HEADERS, _ORG_NOT_EVALUATED))
 
 
 def problem_text(problem: Problem, *, with_file: bool = False) -> str:
@@ -196,6 +221,18 @@ class _Collector:
         return value
 
 
+def _by_row(problems: list[Problem]) -> dict[int, list[Problem]]:
+    rows: dict[int, list[Problem]] = {}
+    for problem in problems:
+        rows.setdefault(problem.row, []).append(problem)
+    return rows
+
+
+def _in_row_order(problems: list[Problem]) -> list[Problem]:
+    # A row left blank by its bad marks is not among the rows read: its problems come in its place.
+    return sorted(problems, key=lambda p: p.row or 0)
+
+
 def parse_member_results(
     path: Path,
     unit_code: str,
@@ -210,17 +247,21 @@ def parse_member_results(
     Raises InvalidInput listing every bad row.
     """
     source = str(path)
+    marks: list[Problem] = []  # rows whose level marks do not read: told with the rest
     try:
-        rows = read_table(path, MEMBER_COLUMNS, required={"member_id"}, data=data)
+        rows = read_table(path, MEMBER_COLUMNS, required={"member_id"}, data=data, problems=marks)
     except InvalidInput as exc:
         raise InvalidInput(name_columns(exc.problems, path, MEMBER_COLUMNS, data)) from None
     problems: list[Problem] = []
+    bad_marks = _by_row(marks)
     file_has_self_levels = any(row.values["self_level"].strip() for row in rows)
     seen: dict[str, int] = {}
     results: list[MemberResult] = []
     zeros = LeadingZeros(known_member_ids or ())
     for row in rows:
         before = len(problems)
+        if bad_marks:
+            problems.extend(bad_marks.get(row.number, ()))
         cell = _Collector(source, row, problems)
         member_id = row.values["member_id"].strip()
         if not member_id:
@@ -241,7 +282,7 @@ def parse_member_results(
         score = cell.number("score", SCORE_MIN, SCORE_MAX, "điểm")
         exempt = not_evaluated_ids is not None and member_id in not_evaluated_ids
         if (
-            proposed is None and final is None and not absent and not exempt
+            proposed is None and final is None and not absent and not exempt and row.number not in bad_marks
             and not row.values["proposed_level"].strip() and not row.values["final_level"].strip()
         ):
             cell.fail(
@@ -271,8 +312,10 @@ def parse_member_results(
                 has_self_review=has_review,
             )
         )
-    if problems:
-        raise InvalidInput(name_columns(problems, path, MEMBER_COLUMNS, data))
+    if problems or marks:
+        read = {row.number for row in rows}
+        problems += [p for p in marks if p.row not in read]
+        raise InvalidInput(name_columns(_in_row_order(problems), path, MEMBER_COLUMNS, data))
     return results
 
 
@@ -286,16 +329,20 @@ def parse_org_results(
     self-assessment not yet decided). A row needs a level or a self-level.
     The note column is accepted but not kept (OrgResult has no note)."""
     source = str(path)
+    marks: list[Problem] = []
     try:
-        rows = read_table(path, ORG_COLUMNS, required={"unit"}, data=data)
+        rows = read_table(path, ORG_COLUMNS, required={"unit"}, data=data, problems=marks)
     except InvalidInput as exc:
         raise InvalidInput(name_columns(exc.problems, path, ORG_COLUMNS, data)) from None
     problems: list[Problem] = []
+    bad_marks = _by_row(marks)
     seen: dict[str, int] = {}
     results: list[OrgResult] = []
     zeros = LeadingZeros(known_unit_codes or ())
     for row in rows:
         before = len(problems)
+        if bad_marks:
+            problems.extend(bad_marks.get(row.number, ()))
         cell = _Collector(source, row, problems)
         code = row.values["unit"].strip()
         if not code:
@@ -309,11 +356,16 @@ def parse_org_results(
         self_level = cell.level("self_level")
         level = cell.level("level")
         disciplined = cell.yes_no("disciplined")
-        if level is None and self_level is None and not row.values["level"].strip() and not row.values["self_level"].strip():
+        if (
+            level is None and self_level is None and row.number not in bad_marks
+            and not row.values["level"].strip() and not row.values["self_level"].strip()
+        ):
             cell.fail("level", "chưa có mức xếp loại (xếp loại hoặc tự xếp loại)")
         if len(problems) > before:
             continue
         results.append(OrgResult(code, level, decided_by, bool(disciplined), self_level))
-    if problems:
-        raise InvalidInput(name_columns(problems, path, ORG_COLUMNS, data))
+    if problems or marks:
+        read = {row.number for row in rows}
+        problems += [p for p in marks if p.row not in read]
+        raise InvalidInput(name_columns(_in_row_order(problems), path, ORG_COLUMNS, data))
     return results

@@ -1,7 +1,9 @@
 """Read CSV or XLSX tables with English or Vietnamese headers into plain rows.
 
 Rows keep their spreadsheet row number (the header is row 1, or lower under a form's
-title block) so every error can name it. Unknown headers are reported, never silently
+title block, and a header of two rows, group titles over sub-headers, is read as one) so every
+error can name it. A field a form gives as one column per value with a mark in one (``Marks``)
+is read as that value. Unknown headers are reported, never silently
 dropped; only a row-number column ("STT") and a table's informational columns (``Columns``)
 are passed over, and a form's footer under the table (a total, the signatures) when nothing
 of the table follows it. Cells lose what nobody sees in them (``_clean``).
@@ -22,11 +24,27 @@ import unicodedata
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import openpyxl
 
 from kiemdiem.errors import InvalidInput, Problem
+
+
+@dataclass(frozen=True)
+class Marks:
+    """A field a form gives as one column per value, a mark in the one that holds ("x" under
+    "Hoàn thành tốt nhiệm vụ"); a group title over the columns names the field."""
+
+    value_of: Callable[[str], str | None]  # a header → the value its mark gives; None: not such a header
+    fields: tuple[str, ...]  # the fields a group title may name
+    default: str  # what mark columns mean with no group title over them
+    what: str  # what the values are, for messages ("mức xếp loại")
+    titles: str  # the group titles to write, for messages
+
+
+# What a mark cell may hold (casefolded): anything else is refused, not guessed.
+MARK_TEXTS = frozenset({"x", "✓", "✔", "1"})
 
 
 class Columns(dict):
@@ -34,11 +52,17 @@ class Columns(dict):
 
     ``informational``: headers the offices' forms carry that hold nothing the system keeps for
     this table (Quê quán, Dân tộc, Chữ ký…), passed over like "STT". Any other header is refused:
-    what it holds would be lost without a word."""
+    what it holds would be lost without a word. ``marks``: the table's mark columns (``Marks``).
+    ``refused``: headers refused with their own reason (header → why, and how to say it instead)."""
 
-    def __init__(self, columns: dict[str, list[str]], informational: Iterable[str] = ()):
+    def __init__(
+        self, columns: dict[str, list[str]], informational: Iterable[str] = (),
+        marks: Marks | None = None, refused: dict[str, str] | None = None,
+    ):
         super().__init__(columns)
         self.informational: tuple[str, ...] = tuple(informational)
+        self.marks = marks
+        self.refused: dict[str, str] = dict(refused or {})
 
 
 @dataclass(frozen=True)
@@ -61,14 +85,17 @@ def read_table(
     columns: dict[str, list[str]],
     required: set[str],
     data: bytes | None = None,
+    problems: list[Problem] | None = None,
 ) -> list[Row]:
     """Read ``path`` (or ``data`` named by ``path``) mapping headers onto canonical ``columns``.
 
     ``columns`` maps each canonical name to its accepted aliases (English and Vietnamese).
-    Raises InvalidInput naming the file and header on unknown or missing columns.
+    Raises InvalidInput naming the file and header on unknown or missing columns. A row's mark
+    columns (``Marks``) that do not read (two marks, a cell that is no mark) leave its field
+    empty and are added to ``problems``, raised after the last row when it is None.
     """
     names = list(columns)
-    return [Row(number, dict(zip(names, values))) for number, values in iter_rows(path, columns, required, data)]
+    return [Row(number, dict(zip(names, values))) for number, values in iter_rows(path, columns, required, data, problems)]
 
 
 def iter_rows(
@@ -76,6 +103,7 @@ def iter_rows(
     columns: dict[str, list[str]],
     required: set[str],
     data: bytes | None = None,
+    problems: list[Problem] | None = None,
 ) -> Iterator[tuple[int, tuple[str, ...]]]:
     """``read_table`` without the dicts: ``(row number, values)`` pairs, one at a time, the
     values a tuple of cell texts in the order of ``columns`` ("" for an absent column or cell).
@@ -83,7 +111,7 @@ def iter_rows(
     The file is opened and its header checked (raising InvalidInput like ``read_table``)
     before this returns; blank lines are skipped."""
     raw_rows, header, mapping, all_text, header_row = _open(path, columns, required, data)
-    rows = _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required)
+    rows = _rows(raw_rows, header, mapping, list(columns), all_text, header_row + 1, required, problems)
     return _guarded(path, data, rows) if all_text else rows
 
 
@@ -161,7 +189,8 @@ def open_rows(
     source = str(path)
     with ExitStack() as stack:
         raw_rows, all_text, picked = _stream_raw_rows(path, data, stack, _header_lookup(columns))
-        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        merged = None if picked is None else functools.partial(_merged_ranges, picked)
+        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required, merged))
         if picked is not None:
             _check_formulas(source, picked, header_row, mapping)
         raw_rows = itertools.chain(after, raw_rows)
@@ -235,6 +264,55 @@ NOT_UTF8 = (
 )
 
 
+# Old Excel's (97-2003, .xls) compound file and a zip (.xlsx, .ods): told by their first bytes.
+_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGIC = b"PK\x03\x04"
+SAVE_AS_XLSX = (
+    "mở tệp rồi chọn Lưu thành (Save As) → \"Excel Workbook (*.xlsx)\" hoặc \"CSV UTF-8 (Comma delimited)\" và gửi tệp đó"
+)
+_SAVE_AS_FROM_ODS = (
+    "mở tệp bằng LibreOffice rồi chọn Lưu thành (Save As) → kiểu \"Excel 2007-365 (.xlsx)\" "
+    "(hoặc \"Text CSV\" với bộ ký tự Unicode (UTF-8)) và gửi tệp đó"
+)
+
+
+def _is_ods(binary) -> bool:
+    import zipfile  # noqa: PLC0415 - only for a file that did not open
+
+    try:
+        binary.seek(0)
+        with zipfile.ZipFile(binary) as archive:
+            return archive.read("mimetype").startswith(b"application/vnd.oasis.opendocument.spreadsheet")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+
+
+def _format_problem(source: str, suffix: str, binary) -> Problem | None:
+    """A spreadsheet this reader does not take, by its name or (a file renamed) its first bytes:
+    the office is told how to save it, not "không mở được" or "phải mã hóa UTF-8"."""
+    binary.seek(0)
+    head = binary.read(8)
+    binary.seek(0)
+    named = f" dù tên có đuôi '{suffix}'" if suffix not in (".xls", ".ods") else ""
+    if suffix == ".xls" or head == _OLE2_MAGIC:
+        return Problem(source, f"tệp là Excel 97-2003 (.xls){named}, định dạng này không được hỗ trợ: {SAVE_AS_XLSX}")
+    if suffix in (".ods", ".fods") or head.startswith(_ZIP_MAGIC) and _is_ods(binary):
+        return Problem(source, f"tệp là bảng tính LibreOffice/OpenOffice (.ods){named}, định dạng này không được hỗ trợ: {_SAVE_AS_FROM_ODS}")
+    if suffix in (".csv", ".txt", "") and head.startswith(_ZIP_MAGIC):
+        return Problem(source, f"tệp là bảng tính Excel (.xlsx) dù tên có đuôi '{suffix or '(không có)'}': đổi tên tệp thành .xlsx, hoặc {SAVE_AS_XLSX}")
+    return None
+
+
+# Other spreadsheets' own formats (Excel binary and templates, WPS, Numbers): they can be saved as .xlsx.
+_OTHER_SHEETS = (".xlsb", ".xlt", ".xltx", ".xltm", ".et", ".ett", ".numbers")
+
+
+def _unsupported(source: str, suffix: str, binary) -> InvalidInput:
+    problem = _format_problem(source, suffix, binary)
+    advice = f": {SAVE_AS_XLSX}" if suffix in _OTHER_SHEETS else ""
+    return InvalidInput(problem or Problem(source, f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx){advice}"))
+
+
 def _stream_raw_rows(
     path: Path, data: bytes | None, stack: ExitStack, lookup: dict[str, str] | None = None,
 ) -> tuple[Iterator[list], bool, _Sheet | None]:
@@ -242,15 +320,18 @@ def _stream_raw_rows(
     and the sheet read (None for a CSV)."""
     source = str(path)
     suffix = path.suffix.lower()
-    if suffix not in (".xlsx", ".xlsm", ".csv", ".txt", ""):
-        raise InvalidInput(Problem(source, f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
     try:
         binary = io.BytesIO(data) if data is not None else stack.enter_context(open(path, "rb"))
     except OSError as exc:
         raise InvalidInput(Problem(source, f"không đọc được tệp: {exc.strerror or exc}")) from exc
+    if suffix not in (".xlsx", ".xlsm", ".csv", ".txt", ""):
+        raise _unsupported(source, suffix, binary)
     if suffix in (".xlsx", ".xlsm"):
         rows, picked = _xlsx_rows(source, binary, lookup, stack)
         return rows, False, picked
+    wrong = _format_problem(source, suffix, binary)
+    if wrong is not None:
+        raise InvalidInput(wrong)
     encoding = "utf-16" if binary.read(2) in _UTF16_BOMS else "utf-8-sig"
     binary.seek(0)
     text = stack.enter_context(io.TextIOWrapper(binary, encoding=encoding, newline=""))
@@ -303,15 +384,19 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
         with ExitStack() as stack:
             raw_rows, _, picked = _stream_raw_rows(path, data, stack, lookup)
             label = picked.label if picked is not None else None
-            found = _locate_header(source, raw_rows, lookup, set())
+            merged = None if picked is None else functools.partial(_merged_ranges, picked)
+            found = _locate_header(source, raw_rows, lookup, set(), merged)
             header = found[0] if found else []
+            marks = found[1].marks if found else {}
     except (InvalidInput, UnicodeDecodeError, csv.Error):
-        header = []
+        header, marks = [], {}
     for cell in header:
         name = _clean(str(cell or "")).strip()
         canonical = lookup.get(fold(name)) if name else None
-        if canonical:
+        if canonical.__class__ is str and canonical:
             spelt.setdefault(canonical, name)
+    for field, group in marks.items():
+        spelt.setdefault(field, group.title or f"{group.columns[0][1]} … {group.columns[-1][1]}")
     named = [
         dataclasses.replace(p, column=spelt.get(p.field) or columns[p.field][0])
         if p.source == source and p.field in columns and p.column is None else p
@@ -326,11 +411,20 @@ def name_columns(problems: Sequence[Problem], path: Path, columns: dict[str, lis
 _PASSED_OVER = ""
 
 
+class _Lookup(dict):
+    """Folded header → canonical column, with the table's ``Marks`` and refused headers (folded → why)."""
+
+    marks: Marks | None = None
+    refused: dict[str, str] = {}
+
+
 def _header_lookup(columns: dict[str, list[str]]) -> dict[str, str]:
     """Folded header text (the canonical name or any alias) → canonical column; an informational
     header (``Columns``) → ``_PASSED_OVER``, a column's own alias winning."""
-    lookup = dict.fromkeys(map(fold, getattr(columns, "informational", ())), _PASSED_OVER)
+    lookup = _Lookup.fromkeys(map(fold, getattr(columns, "informational", ())), _PASSED_OVER)
     lookup.update({fold(alias): canonical for canonical, aliases in columns.items() for alias in [canonical, *aliases]})
+    lookup.marks = getattr(columns, "marks", None)
+    lookup.refused = {fold(header): why for header, why in getattr(columns, "refused", {}).items()}
     return lookup
 
 
@@ -340,7 +434,8 @@ def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: b
     raw_rows, all_text, picked = _raw_rows(path, data, _header_lookup(columns))
     try:
         raw_rows = iter(raw_rows)
-        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required))
+        merged = None if picked is None else functools.partial(_merged_ranges, picked)
+        header, mapping, header_row, after = _csv_guard(path, data, lambda: _header(source, raw_rows, columns, required, merged))
         if picked is not None:
             _check_formulas(source, picked, header_row, mapping)
     finally:
@@ -350,7 +445,10 @@ def _open(path: Path, columns: dict[str, list[str]], required: set[str], data: b
 
 
 def _check_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[int, str]) -> None:
-    problems = _uncached_formulas(source, picked, header_row, mapping)
+    groups = getattr(mapping, "marks", {}).items()
+    marked = {index: field for field, group in groups for index, _name, _value in group.columns}
+    spelt = {index: name for _field, group in groups for index, name, _value in group.columns}  # its own column, not the group
+    problems = _uncached_formulas(source, picked, header_row, {**mapping, **marked} if marked else mapping, spelt)
     if problems:
         raise InvalidInput(problems)
 
@@ -361,12 +459,12 @@ HEADER_SEARCH_ROWS = 15
 
 
 def _header(
-    source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str],
+    source: str, raw_rows: Iterator[list], columns: dict[str, list[str]], required: set[str], merged=None,
 ) -> tuple[list, dict[int, str], int, list[list]]:
     """Take the rows up to and including the header off ``raw_rows``; map its cells onto
     canonical columns or raise. Returns (header, mapping, the header's row number, the rows
     below it that the search read: they come before what is left of ``raw_rows``)."""
-    found = _locate_header(source, raw_rows, _header_lookup(columns), required)
+    found = _locate_header(source, raw_rows, _header_lookup(columns), required, merged)
     if found is None:
         raise InvalidInput(Problem(source, "tệp rỗng, không có dòng tiêu đề", row=1))
     header, mapping, problems, number, after = found
@@ -399,7 +497,7 @@ def _explain_unknown(problems: list[Problem], columns: dict[str, list[str]]) -> 
 _ROW_NUMBER_HEADERS = frozenset(fold(name) for name in ("STT", "TT", "Số TT", "Số thứ tự", "No"))
 
 
-def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str], required: set[str]):
+def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str], required: set[str], merged=None):
     """(header, mapping, problems, row number, rows after it) of the header row, taken off
     ``raw_rows`` with the rows above it; None for a file with no text in its first rows. The rows
     after it are those the search read below the header (a header found by the fallback is
@@ -410,7 +508,10 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
     one column by chance). When no row does, the first row that maps cleanly is the header; else
     the row that looks most like one (most known columns, then most filled cells, the earliest of
     equals), whose problems are the file's, after one saying which row was taken: a title block
-    above an unrecognised header is not what the office should be told about."""
+    above an unrecognised header is not what the office should be told about.
+
+    A header of two rows (group titles over sub-headers, ``_two_row_header``) is read as one, its
+    number the second's. ``merged()``: the sheet's merged ranges (XLSX), read only for such a header."""
     fallback = likeliest = None
     rank = (-1, -1)
     read: list[list] = []
@@ -420,8 +521,19 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
             break
         read.append(header)
         mapping, problems = _map_header(source, header, number, lookup, required)
-        if len(mapping) >= 2:
-            return header, mapping, problems, number, []
+        if len(mapping) + bool(mapping.marks) >= 2:
+            if mapping.marks and number > 1:
+                # Mark columns with no title in their row: a group title may be the row above's.
+                titled = _titles_above(source, read[-2], header, number, lookup, required, mapping, merged)
+                if titled is not None:
+                    return (*titled, number, [])
+            below = next(raw_rows, None)
+            if below is None:
+                return header, mapping, problems, number, []
+            combined = _two_row_header(source, header, below, number, lookup, required, merged)
+            if combined is None:
+                return header, mapping, problems, number, [below]
+            return (*combined, number + 1, [])
         if fallback is None and not problems:
             fallback = (header, mapping, problems, number)
         filled = sum(1 for cell in header if str(cell or "").strip())
@@ -437,31 +549,200 @@ def _locate_header(source: str, raw_rows: Iterator[list], lookup: dict[str, str]
     return header, mapping, [taken, *problems], number, read[number:]
 
 
-def _map_header(source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str]) -> tuple[dict[int, str], list[Problem]]:
-    mapping: dict[int, str] = {}
+def _texts(row: Sequence) -> list[str]:
+    return [_clean(str(cell)).strip() if cell is not None else "" for cell in row]
+
+
+def _group_spans(texts: list[str], number: int, width: int, merged, below: list[str] | None = None) -> dict[int, int]:
+    """Column → the column of the group title over it, for the titles of the row ``number`` over
+    more than one column: a merged range of the sheet when one starts at the title (XLSX), else the
+    title and the blank cells after it (Excel's CSV of a merged cell; a sheet without merges), at
+    the end of the row only up to the last with text ``below``: Excel's CSV pads every row to the
+    sheet's widest (a title over the whole page), and those cells are no one's."""
+    ranges = {}
+    for top, left, bottom, right in (merged() if merged is not None else ()):
+        if top == number and right > left:
+            ranges[left] = right
+    titles: dict[int, int] = {}
+    for index, text in enumerate(texts):
+        if not text:
+            continue
+        last = ranges.get(index)
+        if last is None:
+            last = index
+            while last + 1 < width and not (texts[last + 1] if last + 1 < len(texts) else ""):
+                last += 1
+            if below is not None and last + 1 >= width:
+                while last > index and not below[last]:
+                    last -= 1
+        if last > index:
+            for column in range(index, last + 1):
+                titles[column] = index
+    return titles
+
+
+def _known_header(text: str, lookup: dict[str, str]) -> bool:
+    folded = fold(text)
+    if folded in lookup or folded in _ROW_NUMBER_HEADERS or folded in getattr(lookup, "refused", {}):
+        return True
+    marks = getattr(lookup, "marks", None)
+    return marks is not None and marks.value_of(text) is not None
+
+
+def _two_row_header(source: str, header: list, below: list, number: int, lookup, required: set[str], merged):
+    """(header, mapping, problems) of the header row and the row below it read as one, or None when
+    the row below is not sub-headers: text only under a group title (a cell merged over several
+    columns, or followed by blank ones), every text a known header or a mark column's. A sub-header
+    takes its column, the group title keeps those of its columns without one; problems name the
+    row the text is in. Cheap for a data row: its first cell under a one-column header fails it."""
+    top = None
+    for index, cell in enumerate(below):
+        if cell is None or (cell.__class__ is str and not cell.strip()):
+            continue
+        if top is None:
+            top = _texts(header)
+        # Text under a header cell whose next cell has text is under no group: a data row.
+        if index < len(top) and top[index] and index + 1 < len(top) and top[index + 1]:
+            return None
+    if top is None:
+        return None
+    sub = _texts(below)
+    width = max(len(top), len(sub))
+    top += [""] * (width - len(top))
+    sub += [""] * (width - len(sub))
+    titles = _group_spans(top, number, width, merged, sub)
+    if not all(index in titles and _known_header(text, lookup) for index, text in enumerate(sub) if text):
+        return None
+    combined: list[str] = []
+    origin: dict[int, int] = {}
+    group: dict[int, str] = {}
+    for index in range(width):
+        if sub[index]:
+            combined.append(sub[index])
+            origin[index] = number + 1
+            group[index] = top[titles[index]]
+        else:
+            combined.append(top[titles[index]] if index in titles else top[index])
+            origin[index] = number
+    mapping, problems = _map_header(source, combined, number, lookup, required, group, origin)
+    return combined, mapping, problems
+
+
+def _titles_above(source: str, above: list, header: list, number: int, lookup, required: set[str], mapping, merged):
+    """(header, mapping, problems) of a header whose mark columns have no group title, with the
+    group titles the row above puts over them (a form whose group row holds nothing else); None
+    when no cell of the row above is over a mark column. A title must stand over its first mark
+    column (a document title in the first cell is not one)."""
+    top = _texts(above)
+    columns = sorted(index for group in mapping.marks.values() for index, _name, _value in group.columns)
+    marked = set(columns)
+    if not any(index < len(top) and top[index] for index in columns):
+        return None
+    if any(text and index not in marked for index, text in enumerate(top)):
+        return None  # a line of the title block ("ĐẢNG BỘ … | CỘNG HÒA …"), not a group row
+    width = max(len(top), len(header))
+    top += [""] * (width - len(top))
+    titles = _group_spans(top, number - 1, width, merged)
+    group = {index: top[titles[index]] for index in columns if index in titles and titles[index] in marked}
+    group.update({index: top[index] for index in columns if top[index]})  # a title over one column
+    if not group:
+        return None
+    origin = {index: number - 1 for index in group}
+    problems_mapping = _map_header(source, header, number, lookup, required, group, None, origin)
+    return (header, *problems_mapping)
+
+
+class _HeaderMap(dict):
+    """Column index → canonical name of a header, with its mark columns: field → ``_MarkGroup``."""
+
+    def __init__(self, source: str = ""):
+        super().__init__()
+        self.source = source
+        self.marks: dict[str, _MarkGroup] = {}
+
+
+@dataclass
+class _MarkGroup:
+    title: str | None  # the group title as the file writes it; None: no title (``Marks.default``)
+    row: int  # the row of the title (or of the columns)
+    columns: list[tuple[int, str, str]]  # (index, header as written, value its mark gives)
+    what: str = "giá trị"  # ``Marks.what``
+
+
+def _map_header(
+    source: str, header: Sequence, number: int, lookup: dict[str, str], required: set[str],
+    titles: dict[int, str] | None = None, origin: dict[int, int] | None = None, title_rows: dict[int, int] | None = None,
+) -> tuple[dict[int, str], list[Problem]]:
+    """``titles``: column → the group title over it; ``origin``: column → the row its text is in
+    (a two-row header), else ``number``; ``title_rows``: column → the row of its title, else ``number - 1``."""
+    mapping = _HeaderMap(source)
     problems: list[Problem] = []
+    marks = lookup.marks if lookup.__class__ is _Lookup else None
+    refused = lookup.refused if lookup.__class__ is _Lookup else {}
+    untitled: dict[str, list[str]] = {}
     for index, cell in enumerate(header):
         name = _clean(str(cell or "")).strip()  # a workbook's header cell is read as its data cells are
         if not name:
             continue
+        row = number if origin is None else origin.get(index, number)
         folded = fold(name)
         canonical = lookup.get(folded)
         if canonical == _PASSED_OVER or canonical is None and folded in _ROW_NUMBER_HEADERS:
             continue  # the forms' "STT" column (a row's place) or an informational one: not data
-        if canonical is None:
-            problems.append(Problem(source, f"{UNKNOWN_COLUMN}: '{name}'", row=number, field=name))
+        if canonical is None and folded in refused:
+            problems.append(Problem(source, f"cột '{name}' không được nhận: {refused[folded]}", row=row, field=name, column=name))
+        elif canonical is None and marks is not None and (value := marks.value_of(name)) is not None:
+            title = (titles or {}).get(index)
+            field = marks.default if title is None else lookup.get(fold(title))
+            title_row = (title_rows or {}).get(index, number - 1 if origin is None else number)
+            if field not in marks.fields:
+                untitled.setdefault((title, title_row), []).append(name)
+                continue
+            group = mapping.marks.setdefault(field, _MarkGroup(title, row if title is None else title_row, [], marks.what))
+            if group.title != title:
+                problems.append(Problem(
+                    source, f"cột '{name}' dưới '{title or '(không có tiêu đề nhóm)'}' và các cột dưới "
+                    f"'{group.title or '(không có tiêu đề nhóm)'}' cùng ghi một {marks.what}: bị lặp; chỉ giữ một nhóm cột",
+                    row=row, field=field, column=name,
+                ))
+            elif any(value == other for _i, _n, other in group.columns):
+                problems.append(Problem(source, f"cột '{name}' bị lặp", row=row, field=name, column=name))
+            else:
+                group.columns.append((index, name, value))
+        elif canonical is None:
+            problems.append(Problem(source, f"{UNKNOWN_COLUMN}: '{name}'", row=row, field=name))
         elif canonical in mapping.values():
-            problems.append(Problem(source, f"cột '{name}' bị lặp", row=number, field=name))
+            problems.append(Problem(source, f"cột '{name}' bị lặp", row=row, field=name))
         else:
             mapping[index] = canonical
-    for name in sorted(required - set(mapping.values())):
+    for (title, title_row), names in untitled.items():
+        problems.append(Problem(
+            source, f"các cột {', '.join(repr(n) for n in names)} là {marks.what} nhưng tiêu đề nhóm trên chúng "
+            f"'{title}' không cho biết là {marks.what} nào; hãy đặt tiêu đề nhóm là {marks.titles}",
+            row=title_row, field=title, column=title,
+        ))
+    for field, group in mapping.marks.items():
+        single = next((index for index, canonical in mapping.items() if canonical == field), None)
+        if single is not None:
+            spelt = _clean(str(header[single])).strip()
+            problems.append(Problem(
+                source, f"cột '{spelt}' và các cột đánh dấu {', '.join(repr(n) for _i, n, _v in group.columns)} "
+                f"cùng ghi một {marks.what}: bị lặp; chỉ giữ một cách ghi",
+                row=number if origin is None else origin.get(single, number), field=field, column=spelt,
+            ))
+    for name in sorted(required - set(mapping.values()) - set(mapping.marks)):
         problems.append(Problem(source, MISSING_COLUMN, row=number, field=name))
     return mapping, problems
 
 
 def _rows(
     raw_rows, header: list, mapping: dict[int, str], names: list[str], all_text: bool, first: int = 2, required: Iterable[str] = (),
+    problems: list[Problem] | None = None,
 ) -> Iterator[tuple[int, tuple[str, ...]]]:
+    marks = [(names.index(field), field, group) for field, group in getattr(mapping, "marks", {}).items()]
+    if marks:  # mark columns: their own reading, problems given after the last row
+        yield from _marked_rows(raw_rows, header, mapping, names, all_text, first, required, problems, marks)
+        return
     position = {canonical: index for index, canonical in mapping.items()}
     # Source index of each canonical column in output order; -1 when the file lacks it.
     sources = [position.get(name, -1) for name in names]
@@ -507,6 +788,76 @@ def _rows(
             held = None
         yield number, values
     # What is still held is the form's footer (a total, the signatures): not rows.
+
+
+def _marked_rows(raw_rows, header, mapping, names, all_text, first, required, problems, marks):
+    """``_rows`` of a header with mark columns: each group's value (``_mark_value``) is put in a
+    cell of its own after the row's, which a plain mapping reads as the field. A row's mark
+    problems count when the row is one of the table's (not a column-numbers row or a footer's
+    total); they go to ``problems``, or are raised as InvalidInput after the last row when it is
+    None: every such row is told at once."""
+    found: list[Problem] = [] if problems is None else problems
+    width = len(header)
+    plain = _HeaderMap()
+    plain.update(mapping)
+    plain.update({width + extra: field for extra, (_dst, field, _group) in enumerate(marks)})
+    pending: dict[int, list[Problem]] = {}
+    footer: set[int] = set()
+    source = mapping.source
+
+    def extended():
+        for number, raw in enumerate(raw_rows, start=first):
+            if number == first and _is_column_numbers(raw, header):
+                yield raw
+                continue
+            raw = list(raw) + [""] * max(0, width - len(raw))
+            for _dst, field, group in marks:
+                raw.append(_mark_value(source, number, raw, field, group, pending))
+            if number in pending and (_is_total_line(raw) or _is_footer_line(raw)):
+                footer.add(number)
+            yield raw
+
+    def flush(upto: int) -> None:
+        for number in sorted(n for n in pending if n <= upto):
+            found.extend(pending.pop(number))
+
+    for number, values in _rows(extended(), [*header, *[""] * len(marks)], plain, names, all_text, first, required):
+        flush(number)  # this row's, and those of a row above left blank by a bad mark
+        yield number, values
+    # Below the last row: a footer's total counts marks ("Cộng | 3 | 10"), not a problem; any other is.
+    for number in footer:
+        pending.pop(number, None)
+    flush(1 << 62)
+    if problems is None and found:
+        raise InvalidInput(found)
+
+
+def _mark_value(source: str, number: int, raw: list, field: str, group: _MarkGroup, pending: dict[int, list[Problem]]) -> str:
+    """The value of the one marked column of ``group`` in a row, "" when none is; a cell that is
+    no mark, or a second mark, is a problem of the row (and the value "")."""
+    chosen: list[tuple[str, str]] = []
+    bad = False
+    for index, name, value in group.columns:
+        text = _cell_text(raw[index])
+        if not text:
+            continue
+        if text.casefold() not in MARK_TEXTS:
+            pending.setdefault(number, []).append(Problem(
+                source, f"ô ghi '{text}' không phải dấu chọn: đánh dấu x (hoặc ✓, 1) vào đúng một cột {group.what}, "
+                "các cột còn lại để trống",
+                row=number, field=field, column=name,
+            ))
+            bad = True
+        else:
+            chosen.append((name, value))
+    if len(chosen) > 1:
+        pending.setdefault(number, []).append(Problem(
+            source, f"có {len(chosen)} dấu ở các cột {' và '.join(repr(n) for n, _v in chosen)}: mỗi dòng chỉ đánh dấu "
+            f"một cột {group.what}",
+            row=number, field=field, column=chosen[0][0],
+        ))
+        bad = True
+    return "" if bad or not chosen else chosen[0][1]
 
 
 # Columns that hold codes, which never have a space: a signer's name that falls in one is not a row.
@@ -634,12 +985,14 @@ def _raw_rows(path: Path, data: bytes | None, lookup: dict[str, str] | None = No
             picked.book.close()
             raise
     if suffix in (".csv", ".txt", ""):
+        if data[:4] in (_OLE2_MAGIC[:4], _ZIP_MAGIC):  # a workbook renamed .csv
+            raise InvalidInput(_format_problem(str(path), suffix, io.BytesIO(data)) or Problem(str(path), NOT_UTF8))
         try:
             text = _clean(data.decode("utf-16" if data[:2] in _UTF16_BOMS else "utf-8-sig"))
         except UnicodeDecodeError:
             raise InvalidInput(Problem(str(path), NOT_UTF8)) from None
         return csv.reader(io.StringIO(text), _dialect(text[:4096])), True, None
-    raise InvalidInput(Problem(str(path), f"định dạng '{suffix}' không được hỗ trợ (chỉ nhận .csv hoặc .xlsx)"))
+    raise _unsupported(str(path), suffix, io.BytesIO(data))
 
 
 # --------------------------------------------------------------------------- XLSX
@@ -658,7 +1011,9 @@ def _open_book(source: str, binary):
     try:
         return openpyxl.load_workbook(binary, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken file
-        raise InvalidInput(Problem(source, f"không mở được tệp Excel: {exc}")) from exc
+        # An old .xls or an .ods renamed .xlsx is told how to save it; a broken file what broke.
+        wrong = _format_problem(source, Path(source).suffix.lower(), binary)
+        raise InvalidInput(wrong or Problem(source, f"không mở được tệp Excel: {exc}")) from exc
 
 
 def sheet_label(title: str) -> str:
@@ -761,7 +1116,9 @@ def _has_formulas(archive, path: str) -> bool:
     return False
 
 
-def _uncached_formulas(source: str, picked: _Sheet, header_row: int, mapping: dict[int, str]) -> list[Problem]:
+def _uncached_formulas(
+    source: str, picked: _Sheet, header_row: int, mapping: dict[int, str], spelt: dict[int, str] | None = None,
+) -> list[Problem]:
     """The table's cells that hold a formula without the value it computes (files written by a
     program, never opened in Excel): read with ``data_only`` they are empty, so an "x" a formula
     puts in "Kỷ luật" would silently read as no. Only sheets whose XML has a formula are parsed."""
@@ -790,8 +1147,37 @@ def _uncached_formulas(source: str, picked: _Sheet, header_row: int, mapping: di
                     column = openpyxl.utils.column_index_from_string(match.group(1)) - 1
                     row = int(match.group(2))
                     if row > header_row and column in mapping:
-                        problems.append(Problem(source, UNCACHED_FORMULA, row=row, field=mapping[column]))
+                        problems.append(Problem(source, UNCACHED_FORMULA, row=row, field=mapping[column], column=(spelt or {}).get(column)))
     return problems
+
+
+_MERGE_REF = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*?ref=\"([A-Z]+)(\d+):([A-Z]+)(\d+)\"")
+
+
+def _merged_in(archive, path: str) -> tuple[tuple[int, int, int, int], ...]:
+    found = set()
+    tail = b""
+    with archive.open(path) as xml:
+        while chunk := xml.read(1 << 20):
+            text = tail + chunk
+            found.update(_MERGE_REF.findall(text))
+            tail = text[-256:]
+    index = openpyxl.utils.column_index_from_string
+    return tuple(sorted(
+        (int(top), index(left.decode()) - 1, int(bottom), index(right.decode()) - 1)
+        for left, top, right, bottom in found
+    ))
+
+
+def _merged_ranges(picked: _Sheet) -> tuple[tuple[int, int, int, int], ...]:
+    """The sheet's merged ranges as (first row, first column, last row, last column), rows from 1
+    and columns from 0: read-only openpyxl gives a merged cell's value in its first cell only and
+    no ranges. Only read for a header that may be two rows (a sheet's XML scanned, not parsed)."""
+    archive = getattr(picked.book, "_archive", None)
+    path = getattr(picked.sheet, "_worksheet_path", None)
+    if archive is None or path is None:
+        return ()
+    return _merged_in(archive, path)
 
 
 _DATE_FORMS = (

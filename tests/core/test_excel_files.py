@@ -15,6 +15,7 @@ import pytest
 
 from kiemdiem.consolidation import MemberRecord, UnitNode
 from kiemdiem.errors import InvalidInput
+from kiemdiem.org import read_units
 from kiemdiem.results import MEMBER_COLUMNS, parse_member_results, parse_org_results, problem_text
 from kiemdiem.rules import build_context, get_rule_set
 from kiemdiem.tabular import UNCACHED_FORMULA, open_rows, read_columns, read_table
@@ -248,3 +249,75 @@ def test_invisible_and_full_width_characters_read_the_same_every_way(tmp_path, k
         (2, ("DV001", "Nguyễn Văn A", "HTTNV")),
         (3, ("DV002", "Trần Thị B", "HTNV")),
     ]
+
+
+# --------------------------------------------------------------------------- 8. spreadsheets of other formats
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)  # how every Excel 97-2003 file begins
+
+
+def _ods() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+    return out.getvalue()
+
+
+def _refusal(read, path: Path) -> str:
+    with pytest.raises(InvalidInput) as info:
+        read(path)
+    (problem,) = info.value.problems
+    return problem_text(problem, with_file=True)
+
+
+READERS = {
+    "member list": lambda path: parse_member_results(path, "CB1", None),
+    "units file": lambda path: read_units(path),
+}
+
+
+@pytest.mark.parametrize("reader", READERS, ids=list(READERS))
+@pytest.mark.parametrize("name, content, told", [
+    ("ds.xls", "ole2", "tệp là Excel 97-2003 (.xls), định dạng này không được hỗ trợ"),
+    ("ds.ods", "ods", "tệp là bảng tính LibreOffice/OpenOffice (.ods), định dạng này không được hỗ trợ"),
+    # Renamed: what it is, not "không mở được tệp Excel: File is not a zip file" or "phải mã hóa UTF-8".
+    ("ds.xlsx", "ole2", "tệp là Excel 97-2003 (.xls) dù tên có đuôi '.xlsx'"),
+    ("ds.xlsx", "ods", "tệp là bảng tính LibreOffice/OpenOffice (.ods) dù tên có đuôi '.xlsx'"),
+    ("ds.csv", "ole2", "tệp là Excel 97-2003 (.xls) dù tên có đuôi '.csv'"),
+])
+def test_an_old_excel_or_libreoffice_file_is_told_how_to_save_it(tmp_path, reader, name, content, told):
+    """Before: ".xls không được hỗ trợ" without what to do, and a renamed one "không mở được"."""
+    path = tmp_path / name
+    path.write_bytes(_OLE2 if content == "ole2" else _ods())
+    text = _refusal(READERS[reader], path)
+    assert text.startswith(f"{name}: {told}"), text
+    assert ("Excel 2007-365 (.xlsx)" if content == "ods" else '"Excel Workbook (*.xlsx)" hoặc "CSV UTF-8 (Comma delimited)"') in text
+
+
+def test_a_workbook_named_csv_is_told_it_is_a_workbook(tmp_path):
+    book = openpyxl.Workbook()
+    book.active.append(["Mã đảng viên", "Xếp loại"])
+    path = tmp_path / "ds.csv"
+    path.write_bytes(xlsx_bytes(book))
+    assert _refusal(READERS["member list"], path).startswith("ds.csv: tệp là bảng tính Excel (.xlsx) dù tên có đuôi '.csv': đổi tên tệp thành .xlsx")
+
+
+# --------------------------------------------------------------------------- 9. hidden rows and columns
+
+
+def test_hidden_rows_and_columns_are_read(tmp_path):
+    """Pins what is read (it passes on the code before the two-row headers too): a hidden row or
+    column is the list's as much as a shown one. Dropping it would lose a member's result without a
+    word; reading it, any error names its row and column so the office can show it and fix it."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Mã đảng viên", "Họ và tên", "Chi bộ đề xuất", "Kỷ luật"])
+    sheet.append(["DV001", "An", "HTTNV", None])
+    sheet.append(["DV002", "Bình", "HTNV", "x"])
+    sheet.row_dimensions[3].hidden = True
+    sheet.column_dimensions["D"].hidden = True
+    path = tmp_path / "ds.xlsx"
+    path.write_bytes(xlsx_bytes(book))
+    read = {r.member_id: r for r in parse_member_results(path, "CB1", None)}
+    assert (read["DV002"].proposed_level, read["DV002"].disciplined) == ("HTNV", True)

@@ -473,3 +473,45 @@ def test_a_decision_on_organizations_under_a_title_block_is_read_as_one(store, p
     report = ingest_results(store, plan_187, "c187", NOW)
     assert not report.refused and report.changed_units == {"VP1", "VP2"}
     assert {code: current_orgs(store)[code][0] for code in ("VP1", "VP2")} == {"VP1": "HTTNV", "VP2": "HTXSNV"}
+
+
+def test_a_form_with_two_header_rows_and_level_marks_is_read_as_meant(store, plan_187, campaign):
+    """The form as offices draw it: "Kết quả xếp loại" merged over "Tự xếp loại" and "Chi bộ đề
+    xuất", each merged over one column per level with an "x" in one. A second mark is refused at
+    submission with its row and columns, and nothing is stored."""
+    import io
+
+    import openpyxl
+
+    levels = ["HTXSNV", "HTTNV", "HTNV", "KHTNV"]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["STT", "Mã đảng viên", "Họ và tên", "Tự xếp loại", None, None, None, "Chi bộ đề xuất", None, None, None])
+    sheet.append([None, None, None, *levels, *levels])
+    sheet.merge_cells("D1:G1")
+    sheet.merge_cells("H1:K1")
+    for column in "ABC":
+        sheet.merge_cells(f"{column}1:{column}2")
+    sheet.append([1, "DV004", "Lê Xuân Tiến", None, "x", None, None, "x", None, None, None])
+    sheet.append([2, "DV005", "Phạm Minh Đức", None, None, "x", None, None, "x", None, None])
+
+    def saved() -> bytes:
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+
+    good = saved()
+    sheet["J4"] = "x"
+    before, blobs = table_counts(store), blob_files(store)
+    with pytest.raises(InvalidInput) as info:
+        submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"mau.xlsx": saved()}, BRANCH_AT)
+    (problem,) = info.value.problems
+    assert (problem.row, problem.field) == (4, "proposed_level")
+    assert "'HTTNV' và 'HTNV'" in problem.reason
+    assert table_counts(store) == before and blob_files(store) == blobs
+    submit(store, plan_187, "VP2", "tong_hop_xep_loai_dang_vien", {"mau.xlsx": good}, BRANCH_AT)
+    report = ingest_results(store, plan_187, "c187", NOW)
+    assert not report.refused and report.member_rows == 2
+    current = current_members(store)
+    assert (current["DV004"].self_level, current["DV004"].proposed_level) == ("HTTNV", "HTXSNV")
+    assert (current["DV005"].self_level, current["DV005"].proposed_level) == ("HTNV", "HTTNV")
