@@ -208,4 +208,6 @@ def test_a_server_that_never_answers_is_given_up_on_after_ten_seconds(tmp_path):
     assert own[0] == 5 and "(hết 2 giây chờ" in own[1], own
     assert_clean(default[1])
     assert silent.waited and all(9 < waited < 13 for waited in silent.waited), silent.waited
-    assert impatient.waited and all(1 < waited < 4 for waited in impatient.waited), impatient.waited
+    # libpq counts its timeout in whole seconds and checks it late on a loaded machine (4.02 s seen):
+    # the same 3 s of slack as the 10 s case, still far from the default.
+    assert impatient.waited and all(1 < waited < 5 for waited in impatient.waited), impatient.waited
