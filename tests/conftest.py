@@ -120,3 +120,10 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture
+def default_working_hours(monkeypatch):
+    """The reminders' working hours as the code sets them (a developer's shell may set others)."""
+    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
+    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)

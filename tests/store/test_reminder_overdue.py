@@ -24,10 +24,7 @@ MEETING = "Chi bộ cơ sở, chi bộ trực thuộc đảng ủy cơ sở ki�
 DRAFT = "Chi bộ gửi dự thảo báo cáo kiểm điểm tới người dự hội nghị"
 
 
-@pytest.fixture(autouse=True)
-def _working_hours(monkeypatch):
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)
+pytestmark = pytest.mark.usefixtures("default_working_hours")
 
 
 @pytest.fixture

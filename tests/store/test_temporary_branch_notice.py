@@ -46,10 +46,7 @@ M2,Trần Thị Bình,CS2,,01/01/2001,active,,bi_thu
 """
 
 
-@pytest.fixture(autouse=True)
-def _working_hours(monkeypatch):
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_START", raising=False)
-    monkeypatch.delenv("KIEMDIEM_REMINDERS_WORK_END", raising=False)
+pytestmark = pytest.mark.usefixtures("default_working_hours")
 
 
 @pytest.fixture
