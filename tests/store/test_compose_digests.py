@@ -31,14 +31,20 @@ NOW = ict(2022, 12, 6, 8)
 SENDER = "vanphong@kiemdiem.local"
 
 
-@pytest.fixture
-def planned(store, tmp_path):
+def khoi_campaign(store, tmp_path, **generate_options):
+    """The Hà Tĩnh plan's campaign on a generated khoi tree, set up on 20/11/2022."""
     plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
-    files = generate("khoi", 2, tmp_path / "org", campaign_year=plan.year)
+    files = generate("khoi", 2, tmp_path / "org", campaign_year=plan.year, **generate_options)
     with store.uow() as uow:
         create_campaign(uow, plan, CAMPAIGN, ict(2022, 11, 20))
         import_organization(uow, CAMPAIGN, files.units, files.members, ict(2022, 11, 20))
         uow.commit()
+    return plan
+
+
+@pytest.fixture
+def planned(store, tmp_path):
+    plan = khoi_campaign(store, tmp_path)
     phases = steps.open_phase_ids(plan, NOW)
     settings = ReminderSettings()
     assert steps.plan_reminders(store, plan, CAMPAIGN, NOW, phases, settings) + steps.escalate_overdue(store, plan, CAMPAIGN, NOW, phases, settings)
@@ -125,12 +131,7 @@ def test_a_tick_says_why_it_dropped_notices(store, planned):
     (ict(2022, 12, 8, 8), "CÁC MỤC ĐÃ QUÁ HẠN"),  # branches reminded of 15/12, late on 01/12
 ], ids=["comments", "overdue"])
 def test_composing_reads_the_store_a_fixed_number_of_times(store, tmp_path, now, section):
-    plan = load_plan(PLANS / "KH-DUK-HT-2022.yaml")
-    files = generate("khoi", 2, tmp_path / "org", campaign_year=plan.year, _scale=0.5)
-    with store.uow() as uow:
-        create_campaign(uow, plan, CAMPAIGN, ict(2022, 11, 20))
-        import_organization(uow, CAMPAIGN, files.units, files.members, ict(2022, 11, 20))
-        uow.commit()
+    plan = khoi_campaign(store, tmp_path, _scale=0.5)
     phases = steps.open_phase_ids(plan, now)
     settings = ReminderSettings()
     steps.plan_reminders(store, plan, CAMPAIGN, now, phases, settings)
