@@ -348,6 +348,47 @@ def client_as(app, store):
 
 # ----------------------------------------------------------------------------- browser fixtures
 
+# pytest-playwright keeps Playwright (and the browser) for the whole session, and Playwright's sync
+# API leaves its event loop as the thread's running loop while it lives: on the worker that ran the
+# browser tests, every later asyncio.run() failed ("cannot be called from a running event loop").
+# Per module instead: stopped as the worker leaves each browser module (a start costs ~0.5 s).
+
+
+@pytest.fixture(scope="module")
+def playwright(_pw_api_request_contexts):
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    pw = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(pw)
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright, browser_name):
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="module")
+def launch_browser(browser_type_launch_args, browser_type, connect_options):
+    def launch(**kwargs):
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser_context_args(playwright, device, base_url):
+    return {**(playwright.devices[device] if device else {}), **({"base_url": base_url} if base_url else {})}
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser):
+    browser = launch_browser()
+    yield browser
+    browser.close()
+
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
