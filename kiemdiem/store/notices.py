@@ -376,15 +376,27 @@ class _OverdueIndex:
 
 
 def _overdue_index(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.datetime, max_seen: int) -> _OverdueIndex:
-    """Every reminder's overdue items at once (see ``_OverdueIndex``): who each reminded unit's
-    reminders go to, then the escalation notices of those units' undelivered items, streamed in
-    (unit, item) order: an item escalated to one of its unit's reminder recipients is ``told``."""
+    """Every reminder's overdue items at once (see ``_OverdueIndex``): the reminded units that have
+    undelivered escalated items, who their reminders go to, then those items in (unit, item) order,
+    a few hundred units at a time: an item escalated to one of its unit's reminder recipients is
+    ``told``. A morning before any deadline reads one empty result and nothing more."""
     phases = {p.id for p in plan.phases}
     reminded = (NOTICES.c.kind == "reminder", NOTICES.c.id <= max_seen, *_pending(campaign_id))
-    recipients: dict[int, set[str]] = defaultdict(set)
-    for recipient, unit_id in uow.session.execute(select(NOTICES.c.recipient, NOTICES.c.unit_id).distinct().where(*reminded)):
-        recipients[unit_id].add(recipient)
     escalated = NOTICES.alias("e")
+    overdue_units = sorted(uow.session.scalars(
+        select(escalated.c.unit_id).distinct().where(
+            escalated.c.campaign_id == campaign_id, escalated.c.kind == "escalation",
+            escalated.c.unit_id.in_(select(NOTICES.c.unit_id).where(*reminded)),
+            _undelivered(escalated.c.item_key, campaign_id, now),
+        )
+    ))
+    recipients: dict[int, set[str]] = defaultdict(set)
+    for start in range(0, len(overdue_units), IN_CHUNK):
+        for recipient, unit_id in uow.session.execute(
+            select(NOTICES.c.recipient, NOTICES.c.unit_id).distinct()
+            .where(*reminded, NOTICES.c.unit_id.in_(overdue_units[start:start + IN_CHUNK]))
+        ):
+            recipients[unit_id].add(recipient)
     query = (
         select(escalated.c.unit_id, escalated.c.item_key, escalated.c.phase_id, escalated.c.doc_type, MEMBERS.c.member_code,
                MEMBERS.c.full_name, escalated.c.recipient)
@@ -396,13 +408,12 @@ def _overdue_index(uow: UnitOfWork, plan: Plan, campaign_id: str, now: dt.dateti
     )
     index = _OverdueIndex()
     limit = messages.MAX_OVERDUE_DETAILED_ITEMS
-    # The reminded units, known from the read above, in chunks of ascending ids, each chunk read
-    # whole: a subquery for them, or a server-side cursor, let PostgreSQL choose a per-row plan
-    # that did not answer in minutes on a province's morning (~200,000 escalation notices).
-    reminded_units = sorted(recipients)
+    # Those units, in chunks of ascending ids, each chunk read whole: a subquery for them with a
+    # server-side cursor let PostgreSQL choose a per-row plan that did not answer in minutes on a
+    # province's morning (~200,000 escalation notices).
     rows = (
-        row for start in range(0, len(reminded_units), OVERDUE_UNITS_CHUNK)
-        for row in uow.session.execute(query, {"units": reminded_units[start:start + OVERDUE_UNITS_CHUNK]}).all()
+        row for start in range(0, len(overdue_units), OVERDUE_UNITS_CHUNK)
+        for row in uow.session.execute(query, {"units": overdue_units[start:start + OVERDUE_UNITS_CHUNK]}).all()
     )
     for unit_id, unit_rows in groupby(rows, key=itemgetter(0)):
         items: list = []
