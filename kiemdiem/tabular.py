@@ -624,7 +624,7 @@ def _two_row_header(source: str, header: list, below: list, number: int, lookup,
         else:
             combined.append(top[titles[index]] if index in titles else top[index])
             origin[index] = number
-    mapping, problems = _map_header(source, combined, number, lookup, required, group, origin)
+    mapping, problems = _map_header(source, combined, number, lookup, required, titles=group, origin=origin)
     return combined, mapping, problems
 
 
@@ -648,7 +648,7 @@ def _titles_above(source: str, above: list, header: list, number: int, lookup, r
     if not group:
         return None
     origin = {index: number - 1 for index in group}
-    problems_mapping = _map_header(source, header, number, lookup, required, group, None, origin)
+    problems_mapping = _map_header(source, header, number, lookup, required, titles=group, title_rows=origin)
     return (header, *problems_mapping)
 
 
@@ -677,8 +677,7 @@ def _map_header(
     (a two-row header), else ``number``; ``title_rows``: column → the row of its title, else ``number - 1``."""
     mapping = _HeaderMap(source)
     problems: list[Problem] = []
-    marks = lookup.marks if lookup.__class__ is _Lookup else None
-    refused = lookup.refused if lookup.__class__ is _Lookup else {}
+    marks, refused = getattr(lookup, "marks", None), getattr(lookup, "refused", {})
     untitled: dict[str, list[str]] = {}
     for index, cell in enumerate(header):
         name = _clean(str(cell or "")).strip()  # a workbook's header cell is read as its data cells are

@@ -41,6 +41,20 @@ def rewrite_sheet(data: bytes, change, sheet: str = "xl/worksheets/sheet1.xml") 
     return out.getvalue()
 
 
+def with_dimension(data: bytes, ref: str) -> bytes:
+    """The workbook with its sheet's used-range tag rewritten to ``ref`` (what some programs write)."""
+    return rewrite_sheet(data, lambda xml: re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="{ref}"/>', xml))
+
+
+def members_workbook(third_header: str, third_value: str, count: int = 148) -> openpyxl.Workbook:
+    """A sheet of ``count`` members: code, name and one more column."""
+    book = openpyxl.Workbook()
+    book.active.append(["Mã đảng viên", "Họ và tên", third_header])
+    for n in range(1, count + 1):
+        book.active.append([f"DV{n:04d}", f"Đảng viên {n}", third_value])
+    return book
+
+
 def read_all_ways(path: Path, data: bytes, columns=COLUMNS, required=frozenset({"member_id"})):
     """The rows as read_table, read_columns and the streaming open_rows read them: they must agree."""
     table = [(r.number, tuple(r.values.values())) for r in read_table(path, columns, set(required), data=data)]
@@ -55,19 +69,14 @@ def read_all_ways(path: Path, data: bytes, columns=COLUMNS, required=frozenset({
 
 
 def test_every_row_is_read_whatever_the_dimension_tag_says(tmp_path):
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.append(["Mã đảng viên", "Họ và tên", "Xếp loại"])
-    for n in range(1, 149):
-        sheet.append([f"DV{n:04d}", f"Đảng viên {n}", "HTTNV"])
-    data = xlsx_bytes(book)
-    wrong = rewrite_sheet(data, lambda xml: re.sub(r'<dimension ref="[^"]*"/>', '<dimension ref="A1:H50"/>', xml))
+    data = xlsx_bytes(members_workbook("Xếp loại", "HTTNV"))
+    wrong = with_dimension(data, "A1:H50")
     assert b'ref="A1:H50"' in zipfile.ZipFile(io.BytesIO(wrong)).read("xl/worksheets/sheet1.xml")
     path = tmp_path / "ds.xlsx"
     rows = read_all_ways(path, wrong)
     assert len(rows) == 148 and rows[-1] == (149, ("DV0148", "Đảng viên 148", "HTTNV"))
     # Also when the tag names fewer columns than the table has.
-    narrow = rewrite_sheet(data, lambda xml: re.sub(r'<dimension ref="[^"]*"/>', '<dimension ref="A1:B3"/>', xml))
+    narrow = with_dimension(data, "A1:B3")
     assert read_all_ways(path, narrow) == rows
 
 

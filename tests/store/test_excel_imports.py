@@ -4,14 +4,12 @@ tag stops early, a branch code Excel stripped of its leading zeros."""
 
 from __future__ import annotations
 
-import re
 
-import openpyxl
 import pytest
 
 from kiemdiem.errors import InvalidInput
 from kiemdiem.store.organization import create_campaign, import_organization
-from tests.core.test_excel_files import rewrite_sheet, xlsx_bytes
+from tests.core.test_excel_files import members_workbook, with_dimension, xlsx_bytes
 from tests.store.test_cli import campaign, run  # noqa: F401  (campaign: a fixture)
 from tests.support import ict, table_counts, write_small_org
 
@@ -58,13 +56,8 @@ def test_a_results_csv_quote_never_closed_names_the_line(tmp_path):
 
 
 def _dimension_members(tmp_path):
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.append(["Mã đảng viên", "Họ và tên", "Chi bộ"])
-    for n in range(1, 149):
-        sheet.append([f"DV{n:04d}", f"Đảng viên {n}", "VP1"])
     path = tmp_path / "dang_vien.xlsx"
-    path.write_bytes(rewrite_sheet(xlsx_bytes(book), lambda xml: re.sub(r'<dimension ref="[^"]*"/>', '<dimension ref="A1:H50"/>', xml)))
+    path.write_bytes(with_dimension(xlsx_bytes(members_workbook("Chi bộ", "VP1")), "A1:H50"))
     return path
 
 
